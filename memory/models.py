@@ -1,0 +1,113 @@
+"""The persistent records: agents, blocks, messages, runs. Plain dataclasses, no I/O."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+DEFAULT_BLOCK_LIMIT = 20000
+
+# Labels become XML element names in the compiled prompt, so they must not carry markup.
+LABEL_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
+
+DEFAULT_DESCRIPTIONS = {
+    "persona": (
+        "The persona block: what you are and how you behave. Keep it current so your voice and "
+        "character stay consistent across every conversation."
+    ),
+    "human": (
+        "The human block: what you know about the person you are talking with. Update it as you "
+        "learn so the conversation stays personal."
+    ),
+}
+
+
+def new_id(kind: str) -> str:
+    """Return `<kind>-<uuid4>`, the id format of every record."""
+    return f"{kind}-{uuid.uuid4()}"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class Block:
+    id: str
+    label: str
+    value: str = ""
+    limit: int = DEFAULT_BLOCK_LIMIT
+    description: str | None = None
+    read_only: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass
+class Agent:
+    id: str
+    name: str
+    system: str = ""
+    description: str | None = None
+    model: str = "gpt-4o-mini"
+    embedding: str | None = None
+    context_window_limit: int | None = None
+    tools: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    message_buffer_autoclear: bool = False
+    # Per-agent sampling defaults (temperature, top_p, max_tokens, ...); requests override them.
+    llm_params: dict[str, Any] = field(default_factory=dict)
+    # Ordered ids of the attached blocks; the blocks themselves live in the blocks table.
+    block_ids: list[str] = field(default_factory=list)
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass
+class Message:
+    id: str
+    agent_id: str
+    seq: int  # strictly increasing per agent; the order of the conversation
+    role: str  # "user" | "assistant" | "tool" | "system" (system = summary or notice)
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None  # OpenAI shape: {id, type, function: {name, arguments}}
+    tool_call_id: str | None = None
+    name: str | None = None
+    run_id: str | None = None
+    in_context: bool = True
+    # Free-form flags: {"interrupted": true}, {"pending": true}, {"kind": "summary"}, ...
+    metadata: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass
+class Run:
+    id: str
+    agent_id: str
+    status: str = "running"  # running | completed | failed | cancelled
+    stop_reason: str | None = None  # end_turn | max_steps | tool_calls | error | cancelled
+    steps: int = 0
+    usage: dict[str, int] = field(default_factory=dict)  # prompt_tokens, completion_tokens, total_tokens
+    timings: dict[str, float] = field(default_factory=dict)  # ttft_ms, upstream_ms, tool_ms, total_ms
+    error: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime = field(default_factory=utcnow)
+    completed_at: datetime | None = None
+
+
+@dataclass
+class Changes:
+    """One atomic write: everything in it lands together or not at all."""
+
+    blocks: list[Block] = field(default_factory=list)  # upserts
+    messages: list[Message] = field(default_factory=list)  # inserts or full-row upserts by id
+    runs: list[Run] = field(default_factory=list)  # upserts
+    evict_message_ids: list[str] = field(default_factory=list)  # set in_context = false
+
+    def __bool__(self) -> bool:
+        return bool(self.blocks or self.messages or self.runs or self.evict_message_ids)

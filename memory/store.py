@@ -1,0 +1,131 @@
+"""The storage interface every backend implements. DuckDB (`memory.duckdb_store`) is the default.
+
+All methods are coroutines: a backend must never block the event loop. Returned records are fresh
+copies the caller may mutate. Lists are ordered as documented; `limit=None` means no limit.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from memory.models import Agent, Block, Changes, Message, Run
+
+
+class Store(ABC):
+    """Persistent agents, blocks, messages and runs."""
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect and apply pending schema migrations."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Flush and release the database."""
+
+    # --- agents -----------------------------------------------------------------------------
+    @abstractmethod
+    async def create_agent(self, agent: Agent, new_blocks: list[Block]) -> None:
+        """Insert the agent, insert `new_blocks`, and attach every id in `agent.block_ids`, atomically."""
+
+    @abstractmethod
+    async def get_agent(self, agent_id: str) -> Agent | None:
+        """One agent with `block_ids` filled in attachment order, or None."""
+
+    @abstractmethod
+    async def list_agents(
+        self,
+        *,
+        name: str | None = None,
+        tags: list[str] | None = None,
+        match_all_tags: bool = False,
+        before: str | None = None,
+        after: str | None = None,
+        limit: int | None = 50,
+        ascending: bool = True,
+    ) -> list[Agent]:
+        """Agents ordered by creation time; `before`/`after` are agent-id cursors."""
+
+    @abstractmethod
+    async def update_agent(self, agent: Agent) -> None:
+        """Overwrite the agent row and its block attachments with `agent` (block_ids order kept)."""
+
+    @abstractmethod
+    async def delete_agent(self, agent_id: str) -> bool:
+        """Delete the agent, its attachments, messages and runs; blocks no other agent uses are deleted."""
+
+    @abstractmethod
+    async def count_agents(self) -> int:
+        """How many agents exist."""
+
+    # --- blocks -----------------------------------------------------------------------------
+    @abstractmethod
+    async def create_block(self, block: Block) -> None:
+        """Insert a standalone block."""
+
+    @abstractmethod
+    async def get_block(self, block_id: str) -> Block | None:
+        """One block, or None."""
+
+    @abstractmethod
+    async def get_blocks(self, block_ids: list[str]) -> list[Block]:
+        """The blocks with these ids, in the order given (missing ids skipped)."""
+
+    @abstractmethod
+    async def list_blocks(
+        self, *, label: str | None = None, before: str | None = None, after: str | None = None, limit: int | None = 50
+    ) -> list[Block]:
+        """Blocks ordered by creation time; cursors are block ids."""
+
+    @abstractmethod
+    async def delete_block(self, block_id: str) -> bool:
+        """Delete the block and detach it from every agent."""
+
+    @abstractmethod
+    async def agents_for_block(self, block_id: str) -> list[str]:
+        """Ids of the agents the block is attached to."""
+
+    # --- messages ---------------------------------------------------------------------------
+    @abstractmethod
+    async def list_messages(
+        self,
+        agent_id: str,
+        *,
+        before: str | None = None,
+        after: str | None = None,
+        limit: int | None = 100,
+        ascending: bool = True,
+        in_context_only: bool = False,
+    ) -> list[Message]:
+        """An agent's messages by `seq`; `before`/`after` are message-id cursors (exclusive)."""
+
+    @abstractmethod
+    async def get_messages(self, message_ids: list[str]) -> list[Message]:
+        """The messages with these ids, in `seq` order."""
+
+    @abstractmethod
+    async def count_messages(self, agent_id: str) -> int:
+        """Every message the agent ever had (recall memory size)."""
+
+    @abstractmethod
+    async def max_message_seq(self, agent_id: str) -> int:
+        """The largest `seq` stored for the agent, or 0."""
+
+    @abstractmethod
+    async def reset_messages(self, agent_id: str) -> None:
+        """Take every message of the agent out of context (they stay in recall)."""
+
+    # --- runs -------------------------------------------------------------------------------
+    @abstractmethod
+    async def get_run(self, run_id: str) -> Run | None:
+        """One run, or None."""
+
+    @abstractmethod
+    async def list_runs(
+        self, *, agent_id: str | None = None, before: str | None = None, after: str | None = None, limit: int | None = 50
+    ) -> list[Run]:
+        """Runs, newest first; cursors are run ids."""
+
+    # --- writes -----------------------------------------------------------------------------
+    @abstractmethod
+    async def commit(self, changes: Changes) -> None:
+        """Apply every upsert, insert and eviction in `changes` in one transaction."""
