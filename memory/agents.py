@@ -1,0 +1,273 @@
+"""Live agent state: the store's agents, blocks and in-context messages held in memory for the hot path.
+
+Every write goes through `AgentMemory`, so the cache and the compiled system prompt are invalidated
+exactly when something they depend on changes, and never otherwise (upstream prompt caches rely on a
+byte-stable prefix).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timezone
+from typing import Any, Awaitable, Callable, Protocol
+
+from memory.compile import MemoryMetadata, compile_system_prompt
+from memory.models import Agent, Block, Changes, Message, Run, new_id, utcnow
+from memory.store import Store
+
+
+class ArchivalStats(Protocol):
+    """What the prompt needs to know about an agent's archival memory."""
+
+    async def count_passages(self, agent_id: str) -> int: ...
+
+    async def passage_tags(self, agent_id: str) -> list[str]: ...
+
+
+@dataclass
+class LiveAgent:
+    agent: Agent
+    blocks: list[Block]  # attached blocks in order; shared Block objects from the block cache
+    messages: list[Message]  # in-context messages by seq (a summary is a system message first)
+    next_seq: int
+    recall_count: int
+    archival_count: int = 0
+    archival_tags: tuple[str, ...] = ()
+    prompt: str | None = None
+    prompt_meta: MemoryMetadata | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.agent.id
+
+    def block(self, label: str) -> Block | None:
+        for block in self.blocks:
+            if block.label == label:
+                return block
+        return None
+
+    def invalidate_prompt(self) -> None:
+        self.prompt = None
+
+
+class AgentMemory:
+    """Cache of live agents over a `Store`; the only writer of agents, blocks and messages."""
+
+    def __init__(self, store: Store, *, archival: ArchivalStats | None = None, capacity: int = 20000,
+                 today: Callable[[], date] | None = None) -> None:
+        self.store = store
+        self.archival = archival
+        self.capacity = capacity
+        self._today = today or (lambda: datetime.now(timezone.utc).date())
+        self._agents: OrderedDict[str, LiveAgent] = OrderedDict()
+        self._loading: dict[str, asyncio.Future[LiveAgent | None]] = {}
+        self._blocks: dict[str, Block] = {}
+        self._block_users: dict[str, set[str]] = {}
+        self.on_block_change: list[Callable[[Block], Awaitable[None]]] = []
+
+    # --- loading ----------------------------------------------------------------------------
+    async def get(self, agent_id: str) -> LiveAgent | None:
+        live = self._agents.get(agent_id)
+        if live is not None:
+            self._agents.move_to_end(agent_id)
+            return live
+        pending = self._loading.get(agent_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[LiveAgent | None] = asyncio.get_running_loop().create_future()
+        self._loading[agent_id] = future
+        try:
+            live = await self._load(agent_id)
+            future.set_result(live)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved; the caller sees the raise below
+            raise
+        finally:
+            del self._loading[agent_id]
+        return live
+
+    async def _load(self, agent_id: str) -> LiveAgent | None:
+        agent = await self.store.get_agent(agent_id)
+        if agent is None:
+            return None
+        blocks = await self._shared_blocks(agent.block_ids)
+        messages = await self.store.list_messages(agent_id, limit=None, in_context_only=True)
+        max_seq = await self.store.max_message_seq(agent_id)
+        recall = await self.store.count_messages(agent_id)
+        live = LiveAgent(agent=agent, blocks=blocks, messages=messages, next_seq=max_seq + 1, recall_count=recall)
+        await self.refresh_archival(live)
+        self._remember(live)
+        return live
+
+    async def _shared_blocks(self, block_ids: list[str]) -> list[Block]:
+        missing = [b for b in block_ids if b not in self._blocks]
+        if missing:
+            for block in await self.store.get_blocks(missing):
+                self._blocks.setdefault(block.id, block)
+        return [self._blocks[b] for b in block_ids if b in self._blocks]
+
+    def _remember(self, live: LiveAgent) -> None:
+        self._agents[live.id] = live
+        for block in live.blocks:
+            self._block_users.setdefault(block.id, set()).add(live.id)
+        while len(self._agents) > self.capacity:
+            _, old = self._agents.popitem(last=False)
+            self._forget_blocks(old)
+
+    def _forget_blocks(self, live: LiveAgent) -> None:
+        for block in live.blocks:
+            users = self._block_users.get(block.id)
+            if users is not None:
+                users.discard(live.id)
+                if not users:
+                    del self._block_users[block.id]
+                    self._blocks.pop(block.id, None)
+
+    def forget(self, agent_id: str) -> None:
+        """Drop an agent from the cache (the next `get` reloads it from the store)."""
+        live = self._agents.pop(agent_id, None)
+        if live is not None:
+            self._forget_blocks(live)
+
+    def loaded(self) -> int:
+        return len(self._agents)
+
+    async def refresh_archival(self, live: LiveAgent) -> None:
+        if self.archival is None:
+            return
+        count = await self.archival.count_passages(live.id)
+        tags = tuple(await self.archival.passage_tags(live.id))
+        if (count, tags) != (live.archival_count, live.archival_tags):
+            live.archival_count, live.archival_tags = count, tags
+            live.invalidate_prompt()
+
+    # --- the compiled prompt ----------------------------------------------------------------
+    def system_prompt(self, live: LiveAgent) -> str:
+        """The compiled system message; rebuilt only when a block, the archival stats or the date change."""
+        today = self._today()
+        if live.prompt is not None and live.prompt_meta is not None and live.prompt_meta.today == today:
+            return live.prompt
+        meta = MemoryMetadata(today=today, recall_count=live.recall_count,
+                              archival_count=live.archival_count, archival_tags=live.archival_tags)
+        live.prompt = compile_system_prompt(live.agent.system, live.blocks, meta)
+        live.prompt_meta = meta
+        return live.prompt
+
+    # --- agents -----------------------------------------------------------------------------
+    async def create_agent(self, agent: Agent, new_blocks: list[Block]) -> LiveAgent:
+        await self.store.create_agent(agent, new_blocks)
+        for block in new_blocks:
+            self._blocks[block.id] = block
+        blocks = await self._shared_blocks(agent.block_ids)
+        live = LiveAgent(agent=agent, blocks=blocks, messages=[], next_seq=1, recall_count=0)
+        self._remember(live)
+        return live
+
+    async def update_agent(self, agent: Agent) -> LiveAgent:
+        agent.updated_at = utcnow()
+        await self.store.update_agent(agent)
+        live = await self.get(agent.id)
+        assert live is not None
+        self._forget_blocks(live)
+        live.agent = agent
+        live.blocks = await self._shared_blocks(agent.block_ids)
+        for block in live.blocks:
+            self._block_users.setdefault(block.id, set()).add(live.id)
+        live.invalidate_prompt()
+        return live
+
+    async def delete_agent(self, agent_id: str) -> bool:
+        self.forget(agent_id)
+        return await self.store.delete_agent(agent_id)
+
+    # --- blocks -----------------------------------------------------------------------------
+    async def get_block(self, block_id: str) -> Block | None:
+        block = self._blocks.get(block_id)
+        if block is not None:
+            return replace(block)
+        return await self.store.get_block(block_id)
+
+    async def create_block(self, block: Block) -> None:
+        await self.store.create_block(block)
+
+    async def save_block(self, block: Block) -> Block:
+        """Persist a changed block, then show it to every loaded agent that holds it."""
+        block.updated_at = utcnow()
+        await self.store.commit(Changes(blocks=[block]))
+        self._apply_block(block)
+        for hook in self.on_block_change:
+            await hook(block)
+        return block
+
+    def _apply_block(self, block: Block) -> None:
+        cached = self._blocks.get(block.id)
+        if cached is None:
+            return
+        # Mutate in place: every LiveAgent holding this block shares the object.
+        for name in ("label", "value", "limit", "description", "read_only", "metadata", "updated_at"):
+            setattr(cached, name, getattr(block, name))
+        for agent_id in self._block_users.get(block.id, ()):
+            live = self._agents.get(agent_id)
+            if live is not None:
+                live.invalidate_prompt()
+
+    def block_changed_elsewhere(self, block: Block) -> None:
+        """Apply a block change another process already persisted."""
+        self._apply_block(block)
+
+    async def delete_block(self, block_id: str) -> bool:
+        users = list(self._block_users.get(block_id, ()))
+        deleted = await self.store.delete_block(block_id)
+        for agent_id in users:
+            self.forget(agent_id)
+        self._blocks.pop(block_id, None)
+        return deleted
+
+    async def attach_block(self, live: LiveAgent, block_id: str) -> LiveAgent:
+        if block_id in live.agent.block_ids:
+            return live
+        agent = replace(live.agent, block_ids=[*live.agent.block_ids, block_id])
+        return await self.update_agent(agent)
+
+    async def detach_block(self, live: LiveAgent, block_id: str) -> LiveAgent:
+        agent = replace(live.agent, block_ids=[b for b in live.agent.block_ids if b != block_id])
+        return await self.update_agent(agent)
+
+    # --- messages ---------------------------------------------------------------------------
+    def new_message(self, live: LiveAgent, role: str, content: str | None = None, *, run_id: str | None = None,
+                    tool_calls: list[dict[str, Any]] | None = None, tool_call_id: str | None = None,
+                    name: str | None = None, metadata: dict[str, Any] | None = None) -> Message:
+        """A message with the agent's next sequence number, added to the in-context list (not yet stored)."""
+        message = Message(id=new_id("message"), agent_id=live.id, seq=live.next_seq, role=role, content=content,
+                          tool_calls=tool_calls, tool_call_id=tool_call_id, name=name, run_id=run_id,
+                          metadata=metadata or {})
+        live.next_seq += 1
+        live.messages.append(message)
+        live.recall_count += 1
+        return message
+
+    async def reset_messages(self, live: LiveAgent) -> None:
+        await self.store.reset_messages(live.id)
+        for message in live.messages:
+            message.in_context = False
+        live.messages = []
+        live.invalidate_prompt()
+
+    def evict(self, live: LiveAgent, message_ids: set[str]) -> list[Message]:
+        """Take messages out of the in-context list; the caller persists the eviction."""
+        evicted = [m for m in live.messages if m.id in message_ids]
+        live.messages = [m for m in live.messages if m.id not in message_ids]
+        for message in evicted:
+            message.in_context = False
+        live.invalidate_prompt()
+        return evicted
+
+    async def commit(self, changes: Changes) -> None:
+        await self.store.commit(changes)
+
+    async def save_run(self, run: Run) -> None:
+        await self.store.commit(Changes(runs=[run]))

@@ -1,0 +1,74 @@
+"""Assemble what the upstream sees: system prompt, per-request instructions, history, new input.
+
+Stored messages are encoded to JSON once and the bytes cached, so a turn with a long history only
+encodes what is new.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from memory.agents import LiveAgent
+from memory.models import Message
+
+INTERRUPTED_NOTE = "\n[interrupted: the user cut this reply off here and did not hear the rest]"
+
+
+def wire_message(message: Message) -> dict[str, Any]:
+    """A stored message as an OpenAI chat message."""
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id or "", "content": message.content or ""}
+    if message.role == "assistant":
+        content = message.content
+        if message.metadata.get("interrupted"):
+            content = (content or "") + INTERRUPTED_NOTE
+        out: dict[str, Any] = {"role": "assistant", "content": content}
+        if message.tool_calls:
+            out["tool_calls"] = message.tool_calls
+        return out
+    out = {"role": message.role, "content": message.content or ""}
+    if message.name:
+        out["name"] = message.name
+    return out
+
+
+def _cached_bytes(live: LiveAgent, message: Message) -> bytes:
+    cache: dict[str, tuple[tuple[int, bool], bytes]] = live.extra.setdefault("wire", {})
+    # Stored messages only change by being cut short, so length + the interrupted flag identify a version.
+    stamp = (len(message.content or ""), bool(message.metadata.get("interrupted")))
+    entry = cache.get(message.id)
+    if entry is not None and entry[0] == stamp:
+        return entry[1]
+    encoded = orjson.dumps(wire_message(message))
+    cache[message.id] = (stamp, encoded)
+    return encoded
+
+
+def prune_wire_cache(live: LiveAgent) -> None:
+    """Forget encodings of messages no longer in context."""
+    cache: dict[str, Any] | None = live.extra.get("wire")
+    if cache and len(cache) > 2 * len(live.messages) + 16:
+        keep = {m.id for m in live.messages}
+        for key in [k for k in cache if k not in keep]:
+            del cache[key]
+
+
+def encode_messages(live: LiveAgent, system_prompt: str, instructions: list[dict[str, Any]]) -> bytes:
+    """The JSON array of `messages` for the next upstream call."""
+    parts = [orjson.dumps({"role": "system", "content": system_prompt})]
+    parts.extend(orjson.dumps(i) for i in instructions)
+    parts.extend(_cached_bytes(live, m) for m in live.messages)
+    return b"[" + b",".join(parts) + b"]"
+
+
+def encode_request(head: dict[str, Any], messages_json: bytes) -> bytes:
+    """`head` (model, tools, sampling, stream...) with the pre-encoded messages spliced in."""
+    encoded = orjson.dumps(head)
+    return encoded[:-1] + b',"messages":' + messages_json + b"}"
+
+
+def request_messages(live: LiveAgent, system_prompt: str, instructions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The same list as `encode_messages`, as objects (for inspection endpoints)."""
+    return [{"role": "system", "content": system_prompt}, *instructions, *(wire_message(m) for m in live.messages)]

@@ -1,0 +1,88 @@
+"""The ASGI application: routes, middleware, error handlers and the start-up/shut-down of the runtime."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from typing import Any, AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+
+from proxy.api.routes import routes as management_routes
+from proxy.chat.routes import routes as chat_routes
+from proxy.config import Settings
+from proxy.errors import APIError, handle_api_error, handle_http_exception, handle_unexpected
+from proxy.http import BearerAuth
+from proxy.runtime import Runtime, close_runtime, open_runtime
+
+log = logging.getLogger("memproxy")
+
+
+def build_app(settings: Settings) -> Starlette:
+    """The whole server. The runtime (store, caches, upstream client) opens in the lifespan."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        rt = await open_runtime(settings)
+        sim_server = None
+        if settings.uses_simulator:
+            sim_server, base_url = await _start_embedded_simulator()
+            rt.upstream.set_base_url(base_url)
+        app.state.rt = rt
+        await _start_services(rt)
+        try:
+            yield
+        finally:
+            await _stop_services(rt)
+            await close_runtime(rt)
+            if sim_server is not None:
+                sim_server.should_exit = True
+
+    app = Starlette(
+        routes=[*chat_routes, *management_routes],
+        middleware=[Middleware(BearerAuth, keys=settings.api_keys)],
+        exception_handlers={
+            APIError: handle_api_error,
+            HTTPException: handle_http_exception,
+            Exception: handle_unexpected,
+        },
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    return app
+
+
+async def _start_services(rt: Runtime) -> None:
+    """Optional subsystems that need the running loop (long-term memory, turn runner)."""
+    from proxy.services import start_services
+
+    await start_services(rt)
+
+
+async def _stop_services(rt: Runtime) -> None:
+    from proxy.services import stop_services
+
+    await stop_services(rt)
+
+
+async def _start_embedded_simulator() -> tuple[Any, str]:
+    """No upstream configured: serve the simulator on a private loopback port in this process."""
+    import uvicorn
+
+    from proxy.sim import SimConfig, build_sim_app
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(build_sim_app(SimConfig()), log_level="warning", access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+    while not server.started and not task.done():
+        await asyncio.sleep(0.01)
+    return server, f"http://127.0.0.1:{port}/v1"

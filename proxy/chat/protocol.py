@@ -1,0 +1,163 @@
+"""What goes over the wire for /v1/chat/completions: the request we accept and the chunks we send."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from proxy.errors import APIError
+
+# Request fields that override the agent's sampling defaults for one request.
+SAMPLING_FIELDS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed",
+                   "response_format", "presence_penalty", "frequency_penalty", "logit_bias", "parallel_tool_calls",
+                   "reasoning_effort")
+FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter")
+
+DONE = b"data: [DONE]\n\n"
+KEEPALIVE = b": keep-alive\n\n"
+
+
+@dataclass
+class ChatRequest:
+    model: str
+    messages: list[dict[str, Any]]
+    stream: bool = False
+    include_usage: bool = False
+    sampling: dict[str, Any] = field(default_factory=dict)
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    tool_choice: Any = None
+    user: str | None = None
+    idempotency_key: str | None = None
+    # X-Sim-* headers ride along to the upstream so the simulator can be scripted through memproxy.
+    upstream_headers: dict[str, str] = field(default_factory=dict)
+
+
+def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
+    """Validate the parts of the body we act on; unknown fields are ignored, never echoed."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise APIError(400, "`model` is required and must be a string", param="model", code="missing_model")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise APIError(400, "`messages` must be a non-empty array", param="messages", code="invalid_messages")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise APIError(400, f"messages[{i}] must be an object with a `role`", param=f"messages[{i}]",
+                           code="invalid_messages")
+    n = body.get("n")
+    if n is not None and n != 1:
+        raise APIError(400, "`n` must be 1 for agent models: an agent has one history", param="n",
+                       code="unsupported_parameter")
+    stream_options = body.get("stream_options") or {}
+    tools = body.get("tools") or []
+    if not isinstance(tools, list):
+        raise APIError(400, "`tools` must be an array", param="tools", code="invalid_tools")
+    functions = body.get("functions")
+    if functions and not tools:
+        # Legacy `functions` clients: treat each as a function tool.
+        if not isinstance(functions, list):
+            raise APIError(400, "`functions` must be an array", param="functions", code="invalid_tools")
+        tools = [{"type": "function", "function": f} for f in functions]
+    for i, tool in enumerate(tools):
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise APIError(400, f"tools[{i}] must be a function tool with a name", param=f"tools[{i}]",
+                           code="invalid_tools")
+    tool_choice = body.get("tool_choice")
+    if tool_choice is None and body.get("function_call") is not None:
+        fc = body["function_call"]
+        tool_choice = fc if isinstance(fc, str) else {"type": "function", "function": {"name": fc.get("name")}}
+    sampling = {k: body[k] for k in SAMPLING_FIELDS if body.get(k) is not None}
+    return ChatRequest(
+        model=model,
+        messages=messages,
+        stream=bool(body.get("stream")),
+        include_usage=bool(isinstance(stream_options, dict) and stream_options.get("include_usage")),
+        sampling=sampling,
+        tools=tools,
+        tool_choice=tool_choice,
+        user=body.get("user") if isinstance(body.get("user"), str) else None,
+    )
+
+
+def message_text(content: Any) -> str:
+    """Plain text of an OpenAI message content (a string or a list of parts)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, dict) and part.get("type") in ("text", "input_text"):
+                parts.append(str(part.get("text", "")))
+            elif isinstance(part, str):
+                parts.append(part)
+        return "".join(parts)
+    return str(content)
+
+
+class ChunkEncoder:
+    """Encodes the SSE events of one response; the constant framing is built once per request."""
+
+    def __init__(self, model: str, include_usage: bool) -> None:
+        self.id = "chatcmpl-" + uuid.uuid4().hex
+        self.created = int(time.time())
+        self.model = model
+        self.include_usage = include_usage
+        head = orjson.dumps({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                             "model": model})[:-1]
+        self._prefix = b"data: " + head + b',"choices":[{"index":0,"delta":'
+        usage_tail = b',"usage":null' if include_usage else b""
+        self._suffix = b',"logprobs":null,"finish_reason":null}]' + usage_tail + b"}\n\n"
+        self._finish_suffix_tail = b"}]" + usage_tail + b"}\n\n"
+        self._usage_prefix = b"data: " + head + b',"choices":[],"usage":'
+
+    def role(self) -> bytes:
+        return self._prefix + b'{"role":"assistant","content":""}' + self._suffix
+
+    def content(self, text: str) -> bytes:
+        return self._prefix + b'{"content":' + orjson.dumps(text) + b"}" + self._suffix
+
+    def tool_call_start(self, index: int, call_id: str, name: str) -> bytes:
+        delta = {"tool_calls": [{"index": index, "id": call_id, "type": "function",
+                                 "function": {"name": name, "arguments": ""}}]}
+        return self._prefix + orjson.dumps(delta) + self._suffix
+
+    def tool_call_arguments(self, index: int, fragment: str) -> bytes:
+        delta = {"tool_calls": [{"index": index, "function": {"arguments": fragment}}]}
+        return self._prefix + orjson.dumps(delta) + self._suffix
+
+    def finish(self, reason: str) -> bytes:
+        return (self._prefix + b'{},"logprobs":null,"finish_reason":' + orjson.dumps(reason)
+                + self._finish_suffix_tail)
+
+    def usage(self, usage: dict[str, int]) -> bytes:
+        return self._usage_prefix + orjson.dumps(usage) + b"}\n\n"
+
+
+def error_event(error: APIError) -> bytes:
+    return b"data: " + orjson.dumps(error.body()) + b"\n\n"
+
+
+def completion_object(encoder: ChunkEncoder, content: str | None, tool_calls: list[dict[str, Any]] | None,
+                      finish_reason: str, usage: dict[str, int]) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    return {
+        "id": encoder.id,
+        "object": "chat.completion",
+        "created": encoder.created,
+        "model": encoder.model,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}],
+        "usage": usage,
+    }
+
+
+def empty_usage() -> dict[str, int]:
+    return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}

@@ -1,0 +1,212 @@
+"""Serve an agent turn: one at a time per agent, streamed as SSE or returned as one completion."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator
+
+from starlette.responses import Response, StreamingResponse
+
+from memory.agents import LiveAgent
+from proxy.chat.protocol import (DONE, KEEPALIVE, ChatRequest, ChunkEncoder, completion_object, error_event,
+                                 message_text)
+from proxy.chat.turn import NewInput, Turn, TurnEnv
+from proxy.errors import APIError
+from proxy.http import json_response
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def split_new_input(messages: list[dict[str, Any]]) -> NewInput:
+    """Only what follows the last assistant message is new; system/developer messages are instructions."""
+    last_assistant = -1
+    for i, message in enumerate(messages):
+        if message.get("role") == "assistant":
+            last_assistant = i
+    new = NewInput()
+    for i, message in enumerate(messages):
+        role = message["role"]
+        if role in ("system", "developer"):
+            new.instructions.append({"role": "system", "content": message_text(message.get("content"))})
+        elif i > last_assistant:
+            if role == "user":
+                new.user.append(message)
+            elif role in ("tool", "function"):
+                new.tool_results.append(message)
+    return new
+
+
+class StreamSink:
+    """Encodes turn events as SSE bytes onto a queue; `None` ends the stream."""
+
+    def __init__(self, encoder: ChunkEncoder) -> None:
+        self.encoder = encoder
+        self.queue: asyncio.Queue[bytes | APIError | None] = asyncio.Queue()
+        self.started = False
+
+    def accepted(self) -> None:
+        if not self.started:
+            self.started = True
+            self.queue.put_nowait(self.encoder.role())
+
+    def content(self, text: str) -> None:
+        self.queue.put_nowait(self.encoder.content(text))
+
+    def tool_call_start(self, index: int, call_id: str, name: str) -> None:
+        self.queue.put_nowait(self.encoder.tool_call_start(index, call_id, name))
+
+    def tool_call_arguments(self, index: int, fragment: str) -> None:
+        self.queue.put_nowait(self.encoder.tool_call_arguments(index, fragment))
+
+    def working(self) -> None:
+        self.queue.put_nowait(KEEPALIVE)
+
+    def finish(self, reason: str, usage: dict[str, int]) -> None:
+        self.accepted()
+        self.queue.put_nowait(self.encoder.finish(reason))
+        if self.encoder.include_usage:
+            self.queue.put_nowait(self.encoder.usage(usage))
+        self.queue.put_nowait(DONE)
+        self.queue.put_nowait(None)
+
+    def error(self, error: APIError) -> None:
+        if not self.started:
+            self.queue.put_nowait(error)  # nothing sent yet: the client gets a real HTTP status
+            return
+        self.queue.put_nowait(error_event(error))
+        self.queue.put_nowait(DONE)
+        self.queue.put_nowait(None)
+
+
+class CollectSink:
+    """Gathers a whole turn for `stream: false`."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.calls: dict[int, dict[str, Any]] = {}
+        self.reason: str | None = None
+        self.usage: dict[str, int] = {}
+        self.failure: APIError | None = None
+
+    def accepted(self) -> None:
+        return None
+
+    def content(self, text: str) -> None:
+        self.parts.append(text)
+
+    def tool_call_start(self, index: int, call_id: str, name: str) -> None:
+        self.calls[index] = {"id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
+
+    def tool_call_arguments(self, index: int, fragment: str) -> None:
+        self.calls[index]["function"]["arguments"] += fragment
+
+    def working(self) -> None:
+        return None
+
+    def finish(self, reason: str, usage: dict[str, int]) -> None:
+        self.reason, self.usage = reason, usage
+
+    def error(self, error: APIError) -> None:
+        self.failure = error
+
+
+class TurnRunner:
+    """Owns the per-agent turn locks and turns a request into a response."""
+
+    def __init__(self, env: TurnEnv, *, lock_timeout: float, keepalive: float) -> None:
+        self.env = env
+        self.lock_timeout = lock_timeout
+        self.keepalive = keepalive
+        self.locks: dict[str, asyncio.Lock] = {}
+
+    async def _acquire(self, agent_id: str) -> asyncio.Lock:
+        lock = self.locks.get(agent_id)
+        if lock is None:
+            lock = self.locks[agent_id] = asyncio.Lock()
+        try:
+            async with asyncio.timeout(self.lock_timeout):
+                await lock.acquire()
+        except TimeoutError:
+            raise APIError(409, f"agent {agent_id} is busy with another turn; retry when it finishes",
+                           code="agent_busy") from None
+        return lock
+
+    async def serve(self, live: LiveAgent, chat: ChatRequest) -> Response:
+        new_input = split_new_input(chat.messages)
+        if not new_input.user and not new_input.tool_results:
+            raise APIError(400, "no new input: the request must end with a user message (or tool results) "
+                           "after the last assistant message", param="messages", code="no_new_input")
+        client_tools = {t["function"]["name"]: t for t in chat.tools}
+        clash = sorted(set(client_tools) & set(live.agent.tools))
+        if clash:
+            raise APIError(400, f"client tools clash with the agent's server tools: {', '.join(clash)}",
+                           param="tools", code="tool_name_conflict")
+        lock = await self._acquire(live.id)
+        encoder = ChunkEncoder(chat.model, chat.include_usage)
+        sink: StreamSink | CollectSink = StreamSink(encoder) if chat.stream else CollectSink()
+        turn = Turn(self.env, live, chat, new_input, sink, client_tools)
+        task = self.env.spawn(self._run_locked(turn, lock), name=f"turn-{live.id}")
+        if isinstance(sink, CollectSink):
+            await asyncio.shield(task)
+            if sink.failure is not None:
+                return sink.failure.response()
+            content = "".join(sink.parts)
+            calls = [sink.calls[i] for i in sorted(sink.calls)]
+            return json_response(completion_object(encoder, content if content or not calls else None, calls or None,
+                                                   sink.reason or "stop", sink.usage))
+        return await self._stream(task, sink)
+
+    async def _run_locked(self, turn: Turn, lock: asyncio.Lock) -> None:
+        try:
+            await turn.execute()
+        finally:
+            lock.release()
+
+    async def _stream(self, task: asyncio.Task[None], sink: StreamSink) -> Response:
+        # Wait briefly for the upstream to accept, so an upstream refusal becomes a real HTTP status.
+        first: bytes | APIError | None
+        try:
+            first = await asyncio.wait_for(sink.queue.get(), timeout=self.keepalive)
+        except TimeoutError:
+            sink.accepted()
+            first = await sink.queue.get()
+        if isinstance(first, APIError):
+            return first.response()
+        return StreamingResponse(self._events(first, task, sink), media_type="text/event-stream",
+                                 headers=SSE_HEADERS)
+
+    async def _events(self, first: bytes | None, task: asyncio.Task[None], sink: StreamSink) -> AsyncIterator[bytes]:
+        queue = sink.queue
+        try:
+            if first is None:
+                return
+            pending = [first]
+            while True:
+                # Send everything already queued in one write; wait (with keep-alives) only when idle.
+                done = False
+                while not queue.empty():
+                    item = queue.get_nowait()
+                    if item is None:
+                        done = True
+                        break
+                    if isinstance(item, bytes):
+                        pending.append(item)
+                if pending:
+                    yield pending[0] if len(pending) == 1 else b"".join(pending)
+                    pending = []
+                if done:
+                    return
+                try:
+                    async with asyncio.timeout(self.keepalive):
+                        item = await queue.get()
+                except TimeoutError:
+                    yield KEEPALIVE
+                    continue
+                if item is None:
+                    return
+                if isinstance(item, bytes):
+                    pending.append(item)
+        finally:
+            if not task.done():
+                # The client went away: cancel the upstream call; the turn keeps what was streamed.
+                task.cancel()

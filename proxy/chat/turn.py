@@ -1,0 +1,334 @@
+"""One agent turn: call the upstream, run server tools, repeat; stream what the client should see."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from memory.agents import LiveAgent
+from memory.context import encode_messages, encode_request, prune_wire_cache
+from memory.models import Changes, Message, Run, new_id, utcnow
+from proxy.chat.protocol import ChatRequest, message_text
+from proxy.errors import APIError
+from proxy.upstream import UpstreamError
+from tools.registry import ToolContext
+
+log = logging.getLogger("memproxy.turn")
+
+
+class TurnSink(Protocol):
+    """Where a turn sends what the client sees, in order."""
+
+    def accepted(self) -> None: ...
+    def content(self, text: str) -> None: ...
+    def tool_call_start(self, index: int, call_id: str, name: str) -> None: ...
+    def tool_call_arguments(self, index: int, fragment: str) -> None: ...
+    def working(self) -> None: ...
+    def finish(self, reason: str, usage: dict[str, int]) -> None: ...
+    def error(self, error: APIError) -> None: ...
+
+
+@dataclass
+class NewInput:
+    """What a request adds to the agent's history."""
+
+    user: list[dict[str, Any]] = field(default_factory=list)
+    tool_results: list[dict[str, Any]] = field(default_factory=list)
+    instructions: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class _Call:
+    id: str
+    name: str
+    arguments: list[str] = field(default_factory=list)
+    client: bool = False
+
+    def wire(self) -> dict[str, Any]:
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": "".join(self.arguments)}}
+
+
+@dataclass
+class TurnEnv:
+    """What a turn needs from the runtime."""
+
+    memory: Any
+    upstream: Any
+    registry: Any
+    longterm: Any
+    max_steps: int
+    spawn: Any
+    on_messages: Any = None  # callback(list[Message]) after messages are committed (recall indexing)
+
+
+def upstream_model(handle: str, upstream_url: str) -> str:
+    # Letta handles look like "openai/gpt-4o-mini"; OpenAI itself only knows the part after the slash.
+    if handle.startswith("openai/") and "api.openai.com" in upstream_url:
+        return handle.split("/", 1)[1]
+    return handle
+
+
+class Turn:
+    def __init__(self, env: TurnEnv, live: LiveAgent, request: ChatRequest, new_input: NewInput,
+                 sink: TurnSink, client_tools: dict[str, dict[str, Any]]) -> None:
+        self.env = env
+        self.live = live
+        self.request = request
+        self.new_input = new_input
+        self.sink = sink
+        self.client_tools = client_tools
+        self.run = Run(id=new_id("run"), agent_id=live.id)
+        self.usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        self.started = time.perf_counter()
+        self.ttft_ms: float | None = None
+        self.upstream_s = 0.0
+        self.tool_s = 0.0
+        self.unsaved: list[Message] = []
+        self._accepted = False
+
+    # --- bookkeeping ------------------------------------------------------------------------
+    def _add(self, role: str, content: str | None = None, **kw: Any) -> Message:
+        message = self.env.memory.new_message(self.live, role, content, run_id=self.run.id, **kw)
+        self.unsaved.append(message)
+        return message
+
+    async def _flush(self) -> None:
+        if not self.unsaved:
+            return
+        batch, self.unsaved = self.unsaved, []
+        await self._commit_later(Changes(messages=batch))
+
+    async def _commit_later(self, changes: Changes) -> None:
+        await self.env.memory.commit(changes)
+        if self.env.on_messages and changes.messages:
+            self.env.on_messages(changes.messages)
+
+    def _accept(self) -> None:
+        if not self._accepted:
+            self._accepted = True
+            self.sink.accepted()
+
+    # --- the loop ---------------------------------------------------------------------------
+    async def execute(self) -> None:
+        self._take_input()
+        # The input is persisted in the background so it never delays the first token.
+        self.env.spawn(self._commit_later(Changes(messages=self.unsaved, runs=[self.run])), name="persist-input")
+        self.unsaved = []
+        reason = "stop"
+        steps = 0
+        try:
+            while True:
+                steps += 1
+                self.run.steps = steps
+                content, calls, upstream_finish = await self._step()
+                server_calls = [c for c in calls if not c.client]
+                client_calls = [c for c in calls if c.client]
+                if calls:
+                    metadata = {"client_tool_calls": [c.id for c in client_calls]} if client_calls else None
+                    self._add("assistant", content or None, tool_calls=[c.wire() for c in calls], metadata=metadata)
+                    await self._run_server_tools(server_calls)
+                    await self._flush()
+                    if client_calls:
+                        reason = "tool_calls"
+                        break
+                    if steps >= self.env.max_steps:
+                        reason = "length"
+                        break
+                    continue
+                self._add("assistant", content)
+                reason = "length" if upstream_finish == "length" else "stop"
+                break
+        except asyncio.CancelledError:
+            await asyncio.shield(self._save_interrupted())
+            raise
+        except UpstreamError as exc:
+            await self._fail(exc)
+            return
+        await self._complete(reason)
+
+    def _take_input(self) -> None:
+        pending = pending_client_calls(self.live)
+        answered: set[str] = set()
+        for result in self.new_input.tool_results:
+            call_id = result.get("tool_call_id")
+            if call_id in pending and call_id not in answered:
+                answered.add(call_id)
+                content = result.get("content")
+                text = content if isinstance(content, str) else message_text(content)
+                self._add("tool", text, tool_call_id=call_id, name=pending[call_id])
+        for call_id, name in pending.items():
+            if call_id not in answered:
+                # A dangling tool call would make the upstream reject the history: close it explicitly.
+                self._add("tool", "Error: the client did not return a result for this tool call; it was abandoned.",
+                          tool_call_id=call_id, name=name, metadata={"abandoned": True})
+        for message in self.new_input.user:
+            content = message.get("content")
+            text = content if isinstance(content, str) else message_text(content)
+            self._add("user", text, name=message.get("name") if isinstance(message.get("name"), str) else None)
+
+    async def _step(self) -> tuple[str, list[_Call], str | None]:
+        body = self._request_body()
+        parts: list[str] = []
+        calls: dict[int, _Call] = {}
+        finish: str | None = None
+        t0 = time.perf_counter()
+        try:
+            stream = self.env.upstream.stream_chat(body, self.request.upstream_headers or None)
+            async for chunk in stream:
+                self._accept()
+                usage = chunk.get("usage")
+                if usage:
+                    self._add_usage(usage)
+                for choice in chunk.get("choices") or ():
+                    delta = choice.get("delta") or {}
+                    text = delta.get("content")
+                    if text:
+                        if self.ttft_ms is None:
+                            self.ttft_ms = (time.perf_counter() - self.started) * 1000
+                        parts.append(text)
+                        self.sink.content(text)
+                    for tc in delta.get("tool_calls") or ():
+                        self._tool_delta(calls, tc)
+                    if choice.get("finish_reason"):
+                        finish = choice["finish_reason"]
+        except asyncio.CancelledError:
+            self._partial = "".join(parts)
+            raise
+        except UpstreamError:
+            self._partial = "".join(parts)
+            raise
+        finally:
+            self.upstream_s += time.perf_counter() - t0
+        return "".join(parts), [calls[i] for i in sorted(calls)], finish
+
+    def _tool_delta(self, calls: dict[int, _Call], tc: dict[str, Any]) -> None:
+        index = tc.get("index", len(calls))
+        fn = tc.get("function") or {}
+        call = calls.get(index)
+        if call is None:
+            name = fn.get("name") or ""
+            call = _Call(id=tc.get("id") or f"call_{new_id('x')[2:26]}", name=name,
+                         client=name in self.client_tools)
+            calls[index] = call
+            if call.client:
+                self.sink.tool_call_start(self._client_index(calls, index), call.id, name)
+        elif fn.get("name") and not call.name:
+            call.name = fn["name"]
+        fragment = fn.get("arguments")
+        if fragment:
+            call.arguments.append(fragment)
+            if call.client:
+                self.sink.tool_call_arguments(self._client_index(calls, index), fragment)
+
+    @staticmethod
+    def _client_index(calls: dict[int, _Call], index: int) -> int:
+        # The client numbers only its own calls, 0..n-1, whatever server calls sit between them.
+        return sum(1 for i, c in calls.items() if c.client and i < index)
+
+    async def _run_server_tools(self, calls: list[_Call]) -> None:
+        if not calls:
+            return
+        self.sink.working()
+        ctx = ToolContext(memory=self.env.memory, live=self.live, longterm=self.env.longterm, run_id=self.run.id)
+        t0 = time.perf_counter()
+        for call in calls:  # in order: later calls may depend on earlier edits
+            outcome = await self.env.registry.execute(ctx, call.name, "".join(call.arguments))
+            self._add("tool", outcome.text, tool_call_id=call.id, name=call.name,
+                      metadata=None if outcome.ok else {"error": True})
+        self.tool_s += time.perf_counter() - t0
+
+    def _request_body(self) -> bytes:
+        agent = self.live.agent
+        head: dict[str, Any] = {"model": upstream_model(agent.model, self.env.upstream.base_url), "stream": True,
+                                "stream_options": {"include_usage": True}}
+        head.update(agent.llm_params)
+        head.update(self.request.sampling)
+        tools = list(self.env.registry.schemas(tuple(agent.tools)))
+        if self.client_tools:
+            tools.extend(self.request.tools)
+        if tools:
+            head["tools"] = tools
+            if self.request.tool_choice is not None and self.client_tools:
+                head["tool_choice"] = self.request.tool_choice
+        system = self.env.memory.system_prompt(self.live)
+        return encode_request(head, encode_messages(self.live, system, self.new_input.instructions))
+
+    def _add_usage(self, usage: dict[str, Any]) -> None:
+        for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+            value = usage.get(key)
+            if isinstance(value, int):
+                self.usage[key] += value
+
+    # --- endings ----------------------------------------------------------------------------
+    def _timings(self) -> dict[str, float]:
+        total = (time.perf_counter() - self.started) * 1000
+        out = {"upstream_ms": round(self.upstream_s * 1000, 3), "tool_ms": round(self.tool_s * 1000, 3),
+               "total_ms": round(total, 3)}
+        if self.ttft_ms is not None:
+            out["ttft_ms"] = round(self.ttft_ms, 3)
+        return out
+
+    async def _complete(self, reason: str) -> None:
+        self.run.status = "completed"
+        self.run.stop_reason = {"stop": "end_turn", "length": "max_steps", "tool_calls": "tool_calls"}.get(
+            reason, reason)
+        if reason == "length" and self.run.steps < self.env.max_steps:
+            self.run.stop_reason = "max_tokens"
+        await self._finish_run()
+        self.sink.finish(reason, dict(self.usage))
+
+    async def _fail(self, exc: UpstreamError) -> None:
+        partial = getattr(self, "_partial", "")
+        if partial:
+            self._add("assistant", partial, metadata={"interrupted": True, "reason": "upstream_error"})
+        self.run.status = "failed"
+        self.run.stop_reason = "error"
+        self.run.error = exc.message
+        await self._finish_run()
+        status = exc.status if exc.status in (400, 401, 403, 404, 408, 409, 413, 422, 429) else 502
+        code = exc.code or "upstream_error"
+        self.sink.error(APIError(status, f"upstream model error: {exc.message}", code=code,
+                                 headers=exc.headers or None))
+
+    async def _save_interrupted(self) -> None:
+        partial = getattr(self, "_partial", "")
+        if partial:
+            self._add("assistant", partial, metadata={"interrupted": True, "reason": "client_disconnected"})
+        self.run.status = "cancelled"
+        self.run.stop_reason = "cancelled"
+        try:
+            await self._finish_run()
+        except Exception:  # noqa: BLE001 - a failed save must not hide the cancellation
+            log.exception("could not save interrupted turn %s", self.run.id)
+
+    async def _finish_run(self) -> None:
+        self.run.usage = dict(self.usage)
+        self.run.timings = self._timings()
+        self.run.completed_at = utcnow()
+        evicted: list[str] = []
+        if self.live.agent.message_buffer_autoclear:
+            # Voice-style agents start every turn fresh; the turn stays in recall.
+            evicted = [m.id for m in self.env.memory.evict(self.live, {m.id for m in self.live.messages})]
+        batch, self.unsaved = self.unsaved, []
+        await self._commit_later(Changes(messages=batch, runs=[self.run], evict_message_ids=evicted))
+        prune_wire_cache(self.live)
+
+
+def pending_client_calls(live: LiveAgent) -> dict[str, str]:
+    """Client tool calls of the last assistant message still waiting for results: id -> tool name."""
+    answered: set[str] = set()
+    for message in reversed(live.messages):
+        if message.role == "tool" and message.tool_call_id:
+            answered.add(message.tool_call_id)
+        elif message.role == "assistant":
+            ids = message.metadata.get("client_tool_calls") or []
+            names = {c["id"]: c["function"]["name"] for c in message.tool_calls or []}
+            return {i: names.get(i, "") for i in ids if i not in answered}
+        elif message.role == "user":
+            return {}
+    return {}
+
+

@@ -1,0 +1,119 @@
+"""`memproxy serve | sim | --version`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from typing import Sequence
+
+from proxy import __version__
+from proxy.config import OPTIONS, Settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="memproxy",
+        description="OpenAI-compatible chat-completions gateway with stateful, Letta-compatible agent memory.",
+    )
+    parser.add_argument("--version", action="version", version=f"memproxy {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the gateway (flags override MEMPROXY_* variables)")
+    for opt in OPTIONS:
+        serve.add_argument(opt.flag, dest=opt.name, type=opt.kind, default=None,
+                           help=f"{opt.help} [{opt.env}, default: {opt.default}]")
+    serve.add_argument("--insecure", action="store_true",
+                       help="allow a non-loopback bind address without MEMPROXY_API_KEYS")
+
+    sim = commands.add_parser("sim", help="run only the built-in upstream simulator")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8300)
+    sim.add_argument("--ttft-ms", type=float, default=0.0, help="delay before the first token")
+    sim.add_argument("--token-delay-ms", type=float, default=0.0, help="delay between tokens")
+    sim.add_argument("--reply-tokens", type=int, default=12, help="words in a default reply")
+    sim.add_argument("--embedding-dim", type=int, default=64)
+    sim.add_argument("--max-context-tokens", type=int, default=None,
+                     help="reject requests whose prompt is estimated above this")
+    return parser
+
+
+def banner(settings: Settings) -> str:
+    upstream = settings.upstream_url or "BUILT-IN SIMULATOR (no MEMPROXY_UPSTREAM_URL set: replies are synthetic)"
+    lines = [
+        f"memproxy {__version__}",
+        f"  listening   http://{settings.host}:{settings.port}/v1",
+        f"  data        {os.path.abspath(settings.data_dir)}",
+        f"  upstream    {upstream}",
+        f"  model       {settings.default_model} (default for new agents)",
+        f"  embeddings  {settings.embedding_model or 'none: recall/archival search is full-text only'}",
+        f"  auth        {'on (' + str(len(settings.api_keys)) + ' key(s))' if settings.auth_enabled else 'off'}",
+        f"  redis       {settings.redis_url or 'none (in-process coordination)'}",
+    ]
+    if settings.uses_simulator:
+        lines.append("  WARNING: no real model is connected. Set MEMPROXY_UPSTREAM_URL to use one.")
+    return "\n".join(lines)
+
+
+def serve(args: argparse.Namespace) -> int:
+    overrides = {opt.name: getattr(args, opt.name) for opt in OPTIONS}
+    overrides["insecure"] = args.insecure
+    settings = Settings.load(overrides)
+    if not settings.is_loopback and not settings.auth_enabled and not settings.insecure:
+        print(f"memproxy: refusing to bind {settings.host} without MEMPROXY_API_KEYS "
+              "(anyone on the network could read every agent's memory); set keys or pass --insecure",
+              file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    print(banner(settings), flush=True)
+
+    import uvicorn
+
+    from proxy.app import build_app
+
+    uvicorn.run(build_app(settings), host=settings.host, port=settings.port, log_level="warning",
+                access_log=False, loop=_loop(), http=_http(), timeout_graceful_shutdown=5)
+    return 0
+
+
+def sim(args: argparse.Namespace) -> int:
+    from proxy.sim import SimConfig, serve_sim
+
+    config = SimConfig(ttft_ms=args.ttft_ms, token_delay_ms=args.token_delay_ms, reply_tokens=args.reply_tokens,
+                       embedding_dim=args.embedding_dim, max_context_tokens=args.max_context_tokens)
+    print(f"memproxy simulator on http://{args.host}:{args.port}/v1", flush=True)
+    asyncio.run(serve_sim(args.host, args.port, config))
+    return 0
+
+
+def _loop() -> str:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
+def _http() -> str:
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return "h11"
+    return "httptools"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    if args.command == "sim":
+        return sim(args)
+    parser.print_help()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Settings: every knob is a `MEMPROXY_*` environment variable and a `memproxy serve` flag."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its env variable, CLI flag, type and help text."""
+
+    name: str
+    env: str
+    default: Any
+    kind: type
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("host", "MEMPROXY_HOST", "127.0.0.1", str, "bind address"),
+    Option("port", "MEMPROXY_PORT", 8283, int, "bind port (8283 is Letta's, for drop-in use)"),
+    Option("data_dir", "MEMPROXY_DATA_DIR", "./.memproxy", str, "directory for the DuckDB file and LanceDB tables"),
+    Option("upstream_url", "MEMPROXY_UPSTREAM_URL", None, str,
+           "OpenAI-compatible base URL ending in /v1; unset = the built-in simulator"),
+    Option("upstream_api_key", "MEMPROXY_UPSTREAM_API_KEY", None, str, "key sent upstream (default $OPENAI_API_KEY)"),
+    Option("default_model", "MEMPROXY_DEFAULT_MODEL", "gpt-4o-mini", str, "upstream model for agents created without one"),
+    Option("embedding_model", "MEMPROXY_EMBEDDING_MODEL", None, str,
+           "upstream embedding model; unset = recall/archival search is full-text only"),
+    Option("api_keys", "MEMPROXY_API_KEYS", None, str, "comma-separated bearer keys; unset = no auth (loopback only)"),
+    Option("redis_url", "MEMPROXY_REDIS_URL", None, str, "Redis URL for cross-process coordination; unset = in-process"),
+    Option("max_body_bytes", "MEMPROXY_MAX_BODY_BYTES", 4 * 1024 * 1024, int, "largest accepted request body"),
+    Option("max_steps", "MEMPROXY_MAX_STEPS", 50, int, "upstream calls allowed in one agent turn"),
+    Option("agent_lock_timeout", "MEMPROXY_AGENT_LOCK_TIMEOUT", 30.0, float,
+           "seconds a request waits for the agent's previous turn before 409"),
+    Option("upstream_timeout", "MEMPROXY_UPSTREAM_TIMEOUT", 120.0, float, "seconds to wait on the upstream"),
+    Option("keepalive_interval", "MEMPROXY_KEEPALIVE_INTERVAL", 2.0, float,
+           "seconds between SSE keep-alive comments while nothing else is sent"),
+    Option("log_level", "MEMPROXY_LOG_LEVEL", "info", str, "debug | info | warning | error"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8283
+    data_dir: str = "./.memproxy"
+    upstream_url: str | None = None
+    upstream_api_key: str | None = None
+    default_model: str = "gpt-4o-mini"
+    embedding_model: str | None = None
+    api_keys: tuple[str, ...] = ()
+    redis_url: str | None = None
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_steps: int = 50
+    agent_lock_timeout: float = 30.0
+    upstream_timeout: float = 120.0
+    keepalive_interval: float = 2.0
+    log_level: str = "info"
+    insecure: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys)
+
+    @property
+    def uses_simulator(self) -> bool:
+        return not self.upstream_url
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.host in LOOPBACK_HOSTS or self.host.startswith("127.")
+
+    @classmethod
+    def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+        """Defaults, then the environment, then explicit overrides (CLI flags); None means unset."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for opt in OPTIONS:
+            raw = env.get(opt.env)
+            if raw not in (None, ""):
+                values[opt.name] = _coerce(opt, raw)
+        if "upstream_api_key" not in values and env.get("OPENAI_API_KEY"):
+            values["upstream_api_key"] = env["OPENAI_API_KEY"]
+        for key, value in (overrides or {}).items():
+            if value is not None:
+                values[key] = value
+        if isinstance(values.get("api_keys"), str):
+            values["api_keys"] = tuple(k.strip() for k in values["api_keys"].split(",") if k.strip())
+        if values.get("upstream_url"):
+            values["upstream_url"] = str(values["upstream_url"]).rstrip("/")
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def _coerce(opt: Option, raw: str) -> Any:
+    if opt.kind is int:
+        return int(raw)
+    if opt.kind is float:
+        return float(raw)
+    return raw

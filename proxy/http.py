@@ -1,0 +1,102 @@
+"""Request/response plumbing shared by every route: bounded JSON bodies, fast JSON responses, auth."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from proxy.errors import APIError
+
+
+def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS), status_code=status,
+                    media_type="application/json", headers=headers)
+
+
+async def read_body(request: Request) -> bytes:
+    """The raw body, refused with 413 once it passes the configured size."""
+    limit: int = request.app.state.settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise APIError(413, f"request body is {declared} bytes; the limit is {limit}", code="request_too_large")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise APIError(413, f"request body exceeds the limit of {limit} bytes", code="request_too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, *, required: bool = True) -> dict[str, Any]:
+    """The body parsed as a JSON object; 400 when it is not one."""
+    raw = await read_body(request)
+    if not raw.strip():
+        if required:
+            raise APIError(400, "request body must be a JSON object", code="invalid_json")
+        return {}
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise APIError(400, f"malformed JSON body: {exc.msg} at position {exc.pos}", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise APIError(400, "request body must be a JSON object", code="invalid_json")
+    return data
+
+
+class BearerAuth:
+    """ASGI middleware: every route but health needs `Authorization: Bearer <key>` when keys are set."""
+
+    def __init__(self, app: ASGIApp, keys: tuple[str, ...], open_prefixes: tuple[str, ...] = ("/v1/health",)) -> None:
+        self.app = app
+        self.keys = tuple(k.encode() for k in keys)
+        self.open_prefixes = open_prefixes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.keys or scope["path"].startswith(self.open_prefixes):
+            await self.app(scope, receive, send)
+            return
+        presented = b""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                presented = value
+                break
+        scheme, _, token = presented.partition(b" ")
+        # Compare against every key so the time taken does not reveal which one nearly matched.
+        ok = False
+        if scheme.lower() == b"bearer":
+            for key in self.keys:
+                ok |= hmac.compare_digest(token.strip(), key)
+        if not ok:
+            message = "missing bearer token" if not presented else "invalid API key"
+            response = APIError(401, message, code="invalid_api_key",
+                                headers={"WWW-Authenticate": "Bearer"}).response()
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def query_int(request: Request, name: str, default: int | None, *, low: int = 1, high: int = 1000) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise APIError(422, f"query parameter {name!r} must be an integer", param=name) from None
+    if not low <= value <= high:
+        raise APIError(422, f"query parameter {name!r} must be between {low} and {high}", param=name)
+    return value
+
+
+def query_bool(request: Request, name: str, default: bool) -> bool:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    return raw.lower() in ("1", "true", "yes")

@@ -1,0 +1,20 @@
+"""Start and stop the subsystems that run beside the HTTP routes."""
+
+from __future__ import annotations
+
+from proxy.chat.serving import TurnRunner
+from proxy.chat.turn import TurnEnv
+from proxy.runtime import Runtime
+from tools.registry import default_registry
+
+
+async def start_services(rt: Runtime) -> None:
+    settings = rt.settings
+    rt.registry = default_registry()
+    env = TurnEnv(memory=rt.memory, upstream=rt.upstream, registry=rt.registry, longterm=rt.longterm,
+                  max_steps=settings.max_steps, spawn=rt.spawn)
+    rt.turns = TurnRunner(env, lock_timeout=settings.agent_lock_timeout, keepalive=settings.keepalive_interval)
+
+
+async def stop_services(rt: Runtime) -> None:
+    return None

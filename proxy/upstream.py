@@ -1,0 +1,166 @@
+"""The pooled client for the OpenAI-compatible upstream: chat (streamed and not), embeddings, models."""
+
+from __future__ import annotations
+
+from typing import Any, AsyncIterator
+
+import httpx
+import orjson
+
+
+class UpstreamError(Exception):
+    """The upstream refused or failed; carries what the client should see."""
+
+    def __init__(self, status: int, message: str, *, code: str | None = None, type: str | None = None,
+                 param: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.type = type
+        self.param = param
+        self.headers = headers or {}
+
+    @property
+    def context_overflow(self) -> bool:
+        text = f"{self.code} {self.message}".lower()
+        return "context_length" in text or "maximum context length" in text
+
+    @classmethod
+    def from_response(cls, status: int, body: bytes, headers: httpx.Headers | None = None) -> UpstreamError:
+        message, code, type_, param = f"upstream returned HTTP {status}", None, None, None
+        try:
+            data = orjson.loads(body)
+            err = data.get("error") if isinstance(data, dict) else None
+            if isinstance(err, dict):
+                message = str(err.get("message") or message)
+                code, type_, param = err.get("code"), err.get("type"), err.get("param")
+            elif isinstance(err, str):
+                message = err
+        except orjson.JSONDecodeError:
+            if body:
+                message = f"{message}: {body[:200].decode('utf-8', 'replace')}"
+        keep = {}
+        if headers is not None and "retry-after" in headers:
+            keep["Retry-After"] = headers["retry-after"]
+        return cls(status, message, code=code, type=type_, param=param, headers=keep)
+
+
+class Upstream:
+    """One pooled HTTP client, created once; `base_url` ends in /v1."""
+
+    def __init__(self, base_url: str, api_key: str | None, *, timeout: float = 120.0,
+                 max_connections: int = 1024) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout, connect=10.0),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            headers=headers,
+        )
+
+    def set_base_url(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def stream_chat(self, body: dict[str, Any] | bytes, headers: dict[str, str] | None = None
+                          ) -> AsyncIterator[dict[str, Any]]:
+        """Yield each parsed chunk of a streamed chat completion; raise UpstreamError on failure."""
+        content = body if isinstance(body, bytes) else orjson.dumps(body)
+        request = self.client.build_request("POST", self.base_url + "/chat/completions",
+                                            content=content, headers=_json_headers(headers))
+        try:
+            response = await self.client.send(request, stream=True)
+        except httpx.TimeoutException:
+            raise UpstreamError(504, "the upstream model timed out", code="upstream_timeout") from None
+        except httpx.HTTPError as exc:
+            raise UpstreamError(502, f"could not reach the upstream model: {type(exc).__name__}",
+                                code="upstream_unreachable") from None
+        try:
+            if response.status_code >= 400:
+                raise UpstreamError.from_response(response.status_code, await response.aread(), response.headers)
+            done = False
+            async for data in _sse_data(response):
+                if data == b"[DONE]":
+                    done = True
+                    break
+                try:
+                    chunk = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    continue
+                if isinstance(chunk, dict) and "error" in chunk and "choices" not in chunk:
+                    err = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
+                    raise UpstreamError(502, str(err.get("message", "upstream stream error")),
+                                        code=err.get("code") or "upstream_error")
+                yield chunk
+            if not done:
+                raise UpstreamError(502, "the upstream stream ended before [DONE]", code="upstream_stream_cut")
+        except httpx.TimeoutException:
+            raise UpstreamError(504, "the upstream model timed out mid-stream", code="upstream_timeout") from None
+        except httpx.HTTPError as exc:
+            raise UpstreamError(502, f"the upstream stream failed: {type(exc).__name__}",
+                                code="upstream_stream_cut") from None
+        finally:
+            await response.aclose()
+
+    async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A non-streamed chat completion."""
+        data = await self._post_json("/chat/completions", body)
+        return data
+
+    async def embeddings(self, texts: list[str], model: str) -> list[list[float]]:
+        data = await self._post_json("/embeddings", {"input": texts, "model": model})
+        rows = sorted(data["data"], key=lambda r: r["index"])
+        return [r["embedding"] for r in rows]
+
+    async def models(self) -> list[dict[str, Any]]:
+        try:
+            response = await self.client.get(self.base_url + "/models", timeout=5.0)
+        except httpx.HTTPError:
+            return []
+        if response.status_code != 200:
+            return []
+        data = orjson.loads(response.content)
+        return list(data.get("data", [])) if isinstance(data, dict) else []
+
+    async def _post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            response = await self.client.post(self.base_url + path, content=orjson.dumps(body),
+                                              headers=_json_headers(None))
+        except httpx.TimeoutException:
+            raise UpstreamError(504, "the upstream model timed out", code="upstream_timeout") from None
+        except httpx.HTTPError as exc:
+            raise UpstreamError(502, f"could not reach the upstream model: {type(exc).__name__}",
+                                code="upstream_unreachable") from None
+        if response.status_code >= 400:
+            raise UpstreamError.from_response(response.status_code, response.content, response.headers)
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(502, "the upstream returned a body that is not JSON", code="upstream_bad_body") from None
+
+
+def _json_headers(extra: dict[str, str] | None) -> dict[str, str]:
+    headers = {"Content-Type": "application/json", "Accept": "text/event-stream, application/json"}
+    if extra:
+        headers.update(extra)
+    return headers
+
+
+async def _sse_data(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The payload of each `data:` line of an event stream."""
+    buffer = b""
+    async for piece in response.aiter_bytes():
+        buffer += piece
+        while True:
+            nl = buffer.find(b"\n")
+            if nl < 0:
+                break
+            line, buffer = buffer[:nl].rstrip(b"\r"), buffer[nl + 1:]
+            if line.startswith(b"data:"):
+                yield line[5:].lstrip()
+    if buffer.startswith(b"data:"):
+        yield buffer[5:].strip()

@@ -1,0 +1,140 @@
+"""Shared fixtures: the real server on a real port, the simulator as its upstream, real services."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import time
+from typing import Any, Callable, Iterator
+
+import httpx
+import pytest
+import uvicorn
+
+from proxy.app import build_app
+from proxy.config import Settings
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerThread:
+    """memproxy served by uvicorn on its own thread and event loop, reachable over real HTTP."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port = settings.port
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.app = build_app(settings)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
+                                access_log=False, lifespan="on", timeout_graceful_shutdown=3)
+        self.server = uvicorn.Server(config)
+        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def _run(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self.server.serve())
+
+    def start(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("memproxy did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+    @property
+    def rt(self) -> Any:
+        return self.app.state.rt
+
+    def call(self, coro: Any) -> Any:
+        """Run a coroutine on the server's loop (to reach its runtime from a test)."""
+        assert self.loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def sim_url() -> Iterator[str]:
+    from proxy.sim import SimConfig, run_sim_in_thread
+
+    base_url, stop = run_sim_in_thread(SimConfig(embedding_dim=32))
+    yield base_url
+    stop()
+
+
+@pytest.fixture
+def make_server(tmp_path_factory: pytest.TempPathFactory, sim_url: str) -> Iterator[Callable[..., ServerThread]]:
+    """Start servers with custom settings; every one is stopped at teardown."""
+    started: list[ServerThread] = []
+
+    def start(data_dir: str | None = None, **overrides: Any) -> ServerThread:
+        values: dict[str, Any] = {
+            "port": free_port(),
+            "data_dir": data_dir or str(tmp_path_factory.mktemp("data")),
+            "upstream_url": sim_url,
+        }
+        values.update(overrides)
+        server = ServerThread(Settings.load(values, environ={})).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, sim_url: str) -> Iterator[ServerThread]:
+    """One shared server per test module; tests create their own agents."""
+    settings = Settings.load({"port": free_port(), "data_dir": str(tmp_path_factory.mktemp("data")),
+                              "upstream_url": sim_url}, environ={})
+    srv = ServerThread(settings).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def http(server: ServerThread) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.base_url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def sim_requests(sim_url: str) -> Callable[[], list[dict[str, Any]]]:
+    """The request bodies the simulator received, oldest first."""
+    root = sim_url.rsplit("/v1", 1)[0]
+
+    def fetch() -> list[dict[str, Any]]:
+        return httpx.get(root + "/sim/requests").json()
+
+    httpx.delete(root + "/sim/requests")
+    return fetch
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    url = os.environ.get("MEMPROXY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    try:
+        import redis
+
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means the service is not there
+        if IN_CI:
+            pytest.fail(f"Redis is required under CI=true but {url} is unreachable: {exc}")
+        pytest.skip(f"Redis not reachable at {url}: {exc}")
+    return url

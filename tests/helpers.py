@@ -1,0 +1,53 @@
+"""Helpers shared by the HTTP-level tests (importable as `helpers`: tests/ is on sys.path)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import openai
+
+
+def create_agent(base_url: str, **extra: Any) -> str:
+    body = {"name": "t", "system": "You are a test agent.",
+            "memory_blocks": [{"label": "human", "value": "Name: Ada", "limit": 200},
+                              {"label": "persona", "value": "I am helpful."},
+                              {"label": "policy", "value": "Be kind.", "read_only": True}]}
+    body.update(extra)
+    response = httpx.post(base_url + "/v1/agents/", json=body, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()["id"]
+
+
+def sdk(base_url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=base_url + "/v1", api_key="unused", max_retries=0)
+
+
+def system_of(request: dict[str, Any]) -> str:
+    assert request["messages"][0]["role"] == "system"
+    return request["messages"][0]["content"]
+
+
+def agent_calls(sim_requests: Any, agent_marker: str = "You are a test agent.") -> list[dict[str, Any]]:
+    return [r for r in sim_requests() if r["messages"][0]["content"].startswith(agent_marker)]
+
+
+def raw_events(response: httpx.Response) -> tuple[list[Any], list[str]]:
+    """(data payloads in order, comment lines) of an SSE body."""
+    events: list[Any] = []
+    comments: list[str] = []
+    for block in response.text.split("\n\n"):
+        for line in block.split("\n"):
+            if line.startswith("data: "):
+                payload = line[6:]
+                events.append(payload if payload == "[DONE]" else json.loads(payload))
+            elif line.startswith(":"):
+                comments.append(line)
+    return events, comments
+
+
+def sim_headers(**options: Any) -> dict[str, str]:
+    """Script the simulator through memproxy: X-Sim-* headers are forwarded upstream."""
+    return {"X-Sim-" + key.replace("_", "-"): value if isinstance(value, str) else json.dumps(value)
+            for key, value in options.items()}
