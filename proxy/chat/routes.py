@@ -32,7 +32,7 @@ async def chat_completions(request: Request) -> Response:
         if live is None:
             raise APIError(404, f"The model `{model}` does not exist: no agent has that id", param="model",
                            code="model_not_found")
-        return await rt.turns.serve(live, chat)
+        return await rt.turns.serve(live, chat, request)
     if not isinstance(model, str) or not model:
         raise APIError(400, "`model` is required and must be a string", param="model", code="missing_model")
     return await forward_chat(rt.upstream, raw, forwarded)

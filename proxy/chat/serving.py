@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any, AsyncIterator
 
+from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from memory.agents import LiveAgent
 from proxy.chat.protocol import (DONE, KEEPALIVE, ChatRequest, ChunkEncoder, completion_object, error_event,
                                  message_text)
+from proxy.chat.retries import RecentTurns, RecordingSink, replay, turn_key
 from proxy.chat.turn import NewInput, Turn, TurnEnv
 from proxy.errors import APIError
 from proxy.http import json_response
@@ -43,6 +45,7 @@ class StreamSink:
         self.encoder = encoder
         self.queue: asyncio.Queue[bytes | APIError | None] = asyncio.Queue()
         self.started = False
+        self.spoke = False  # content or a tool call was sent: a disconnect now is a barge-in
 
     def accepted(self) -> None:
         if not self.started:
@@ -50,9 +53,11 @@ class StreamSink:
             self.queue.put_nowait(self.encoder.role())
 
     def content(self, text: str) -> None:
+        self.spoke = True
         self.queue.put_nowait(self.encoder.content(text))
 
     def tool_call_start(self, index: int, call_id: str, name: str) -> None:
+        self.spoke = True
         self.queue.put_nowait(self.encoder.tool_call_start(index, call_id, name))
 
     def tool_call_arguments(self, index: int, fragment: str) -> None:
@@ -118,6 +123,7 @@ class TurnRunner:
         self.lock_timeout = lock_timeout
         self.keepalive = keepalive
         self.locks: dict[str, asyncio.Lock] = {}
+        self.recent = RecentTurns()
 
     async def _acquire(self, agent_id: str) -> asyncio.Lock:
         lock = self.locks.get(agent_id)
@@ -131,7 +137,11 @@ class TurnRunner:
                            code="agent_busy") from None
         return lock
 
-    async def serve(self, live: LiveAgent, chat: ChatRequest) -> Response:
+    async def serve(self, live: LiveAgent, chat: ChatRequest, request: Request | None = None) -> Response:
+        key, ttl = turn_key(chat, request.headers if request is not None else {})
+        record = self.recent.find(live.id, key)
+        if record is not None:
+            return await self._respond_with_replay(record, chat, request)
         new_input = split_new_input(chat.messages)
         if not new_input.user and not new_input.tool_results:
             raise APIError(400, "no new input: the request must end with a user message (or tool results) "
@@ -142,10 +152,25 @@ class TurnRunner:
             raise APIError(400, f"client tools clash with the agent's server tools: {', '.join(clash)}",
                            param="tools", code="tool_name_conflict")
         lock = await self._acquire(live.id)
+        record = self.recent.find(live.id, key)
+        if record is not None:  # the same request finished while we waited for the lock
+            lock.release()
+            return await self._respond_with_replay(record, chat, request)
+        record = self.recent.start(live.id, key, ttl)
         encoder = ChunkEncoder(chat.model, chat.include_usage)
         sink: StreamSink | CollectSink = StreamSink(encoder) if chat.stream else CollectSink()
-        turn = Turn(self.env, live, chat, new_input, sink, client_tools)
-        task = self.env.spawn(self._run_locked(turn, lock), name=f"turn-{live.id}")
+        turn = Turn(self.env, live, chat, new_input, RecordingSink(sink, record), client_tools)
+        task = self.env.spawn(self._run_locked(turn, lock, record), name=f"turn-{live.id}")
+        return await self._respond(task, sink, encoder, request, owner=True)
+
+    async def _respond_with_replay(self, record: Any, chat: ChatRequest, request: Request | None) -> Response:
+        encoder = ChunkEncoder(chat.model, chat.include_usage)
+        sink: StreamSink | CollectSink = StreamSink(encoder) if chat.stream else CollectSink()
+        task = self.env.spawn(replay(record, sink), name="turn-replay")
+        return await self._respond(task, sink, encoder, request, owner=False)
+
+    async def _respond(self, task: asyncio.Task[None], sink: StreamSink | CollectSink, encoder: ChunkEncoder,
+                       request: Request | None, owner: bool) -> Response:
         if isinstance(sink, CollectSink):
             await asyncio.shield(task)
             if sink.failure is not None:
@@ -154,15 +179,17 @@ class TurnRunner:
             calls = [sink.calls[i] for i in sorted(sink.calls)]
             return json_response(completion_object(encoder, content if content or not calls else None, calls or None,
                                                    sink.reason or "stop", sink.usage))
-        return await self._stream(task, sink)
+        return await self._stream(task, sink, request, owner)
 
-    async def _run_locked(self, turn: Turn, lock: asyncio.Lock) -> None:
+    async def _run_locked(self, turn: Turn, lock: asyncio.Lock, record: Any) -> None:
         try:
             await turn.execute()
         finally:
+            record.close()
             lock.release()
 
-    async def _stream(self, task: asyncio.Task[None], sink: StreamSink) -> Response:
+    async def _stream(self, task: asyncio.Task[None], sink: StreamSink, request: Request | None,
+                      owner: bool) -> Response:
         # Wait briefly for the upstream to accept, so an upstream refusal becomes a real HTTP status.
         first: bytes | APIError | None
         try:
@@ -172,11 +199,18 @@ class TurnRunner:
             first = await sink.queue.get()
         if isinstance(first, APIError):
             return first.response()
-        return StreamingResponse(self._events(first, task, sink), media_type="text/event-stream",
+        if request is not None and await request.is_disconnected():
+            # Gone before hearing a word (a voice client about to retry): the turn finishes for the retry.
+            if not owner:
+                task.cancel()
+            return Response(status_code=499)
+        return StreamingResponse(self._events(first, task, sink, owner), media_type="text/event-stream",
                                  headers=SSE_HEADERS)
 
-    async def _events(self, first: bytes | None, task: asyncio.Task[None], sink: StreamSink) -> AsyncIterator[bytes]:
+    async def _events(self, first: bytes | None, task: asyncio.Task[None], sink: StreamSink,
+                      owner: bool) -> AsyncIterator[bytes]:
         queue = sink.queue
+        heard = False
         try:
             if first is None:
                 return
@@ -192,7 +226,9 @@ class TurnRunner:
                     if isinstance(item, bytes):
                         pending.append(item)
                 if pending:
+                    spoke = sink.spoke
                     yield pending[0] if len(pending) == 1 else b"".join(pending)
+                    heard = heard or spoke
                     pending = []
                 if done:
                     return
@@ -207,6 +243,7 @@ class TurnRunner:
                 if isinstance(item, bytes):
                     pending.append(item)
         finally:
-            if not task.done():
-                # The client went away: cancel the upstream call; the turn keeps what was streamed.
+            # A client that leaves mid-reply barged in: cancel the upstream, keep what was said. One that
+            # leaves before hearing anything is probably retrying: let the turn finish for the retry.
+            if not task.done() and (heard or not owner):
                 task.cancel()

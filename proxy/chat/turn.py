@@ -164,10 +164,18 @@ class Turn:
                 # A dangling tool call would make the upstream reject the history: close it explicitly.
                 self._add("tool", "Error: the client did not return a result for this tool call; it was abandoned.",
                           tool_call_id=call_id, name=name, metadata={"abandoned": True})
-        for message in self.new_input.user:
-            content = message.get("content")
-            text = content if isinstance(content, str) else message_text(content)
+        texts = [m.get("content") if isinstance(m.get("content"), str) else message_text(m.get("content"))
+                 for m in self.new_input.user]
+        if not answered and not pending and self._already_waiting(texts):
+            return  # a retry of a turn whose answer never came: the user said this once
+        for message, text in zip(self.new_input.user, texts):
             self._add("user", text, name=message.get("name") if isinstance(message.get("name"), str) else None)
+
+    def _already_waiting(self, texts: list[str]) -> bool:
+        """True when the agent's history already ends with exactly these user messages, unanswered."""
+        tail = self.live.messages[-len(texts):] if texts else []
+        return (len(tail) == len(texts) > 0 and all(m.role == "user" for m in tail)
+                and [m.content for m in tail] == texts)
 
     async def _step(self) -> tuple[str, list[_Call], str | None]:
         body = self._request_body()

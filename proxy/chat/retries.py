@@ -1,0 +1,143 @@
+"""Idempotent retries: a repeated request replays (or joins) the turn it repeats instead of running a new one.
+
+Voice clients retry when the first byte is slow and SDKs retry on network errors; either way the
+agent must not hear the user twice. A turn is identified by the client's idempotency header when
+it sends one, else by a digest of the whole request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections import OrderedDict
+from typing import Any, AsyncIterator
+
+import orjson
+
+from proxy.chat.protocol import ChatRequest
+from proxy.errors import APIError
+
+IDEMPOTENCY_HEADERS = ("idempotency-key", "x-idempotency-key", "x-request-id")
+
+
+def turn_key(chat: ChatRequest, headers: Any) -> tuple[str, float]:
+    """(key, seconds it stays valid): explicit keys live longer than content digests."""
+    for name in IDEMPOTENCY_HEADERS:
+        value = headers.get(name)
+        if value:
+            return "key:" + value, 600.0
+    digest = hashlib.blake2b(orjson.dumps([chat.model, chat.messages, chat.tools], option=orjson.OPT_SORT_KEYS),
+                             digest_size=16).hexdigest()
+    return "body:" + digest, 60.0
+
+
+class TurnRecord:
+    """Every event a turn sent its sink, so later requests can replay or follow it."""
+
+    def __init__(self, key: str, ttl: float) -> None:
+        self.key = key
+        self.expires = time.monotonic() + ttl
+        self.events: list[tuple[str, tuple[Any, ...]]] = []
+        self.done = False
+        self._changed: asyncio.Future[None] | None = None
+
+    def add(self, name: str, args: tuple[Any, ...]) -> None:
+        self.events.append((name, args))
+        if name in ("finish", "error"):
+            self.done = True
+        if self._changed is not None and not self._changed.done():
+            self._changed.set_result(None)
+        self._changed = None
+
+    def close(self) -> None:
+        """The turn ended without a finish (cancelled): followers stop too."""
+        if not self.done:
+            self.add("error", (None,))
+
+    async def follow(self) -> AsyncIterator[tuple[str, tuple[Any, ...]]]:
+        index = 0
+        while True:
+            while index < len(self.events):
+                yield self.events[index]
+                index += 1
+            if self.done:
+                return
+            if self._changed is None:
+                self._changed = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._changed)
+
+
+class RecordingSink:
+    """Forwards turn events to the requester's sink and records them for retries."""
+
+    def __init__(self, inner: Any, record: TurnRecord) -> None:
+        self.inner = inner
+        self.record = record
+
+    def _both(self, name: str, *args: Any) -> None:
+        self.record.add(name, args)
+        getattr(self.inner, name)(*args)
+
+    def accepted(self) -> None:
+        self._both("accepted")
+
+    def content(self, text: str) -> None:
+        self._both("content", text)
+
+    def tool_call_start(self, index: int, call_id: str, name: str) -> None:
+        self._both("tool_call_start", index, call_id, name)
+
+    def tool_call_arguments(self, index: int, fragment: str) -> None:
+        self._both("tool_call_arguments", index, fragment)
+
+    def working(self) -> None:
+        self.inner.working()
+
+    def finish(self, reason: str, usage: dict[str, int]) -> None:
+        self._both("finish", reason, usage)
+
+    def error(self, error: Any) -> None:
+        self._both("error", error)
+
+
+class RecentTurns:
+    """The last few turns per agent, by key."""
+
+    def __init__(self, per_agent: int = 16) -> None:
+        self.per_agent = per_agent
+        self._by_agent: dict[str, OrderedDict[str, TurnRecord]] = {}
+
+    def find(self, agent_id: str, key: str) -> TurnRecord | None:
+        records = self._by_agent.get(agent_id)
+        if not records:
+            return None
+        record = records.get(key)
+        if record is None:
+            return None
+        # A failed or cancelled turn is not replayed: the retry deserves a fresh attempt.
+        if record.expires < time.monotonic() or (record.done and record.events[-1][0] == "error"):
+            del records[key]
+            return None
+        return record
+
+    def start(self, agent_id: str, key: str, ttl: float) -> TurnRecord:
+        records = self._by_agent.setdefault(agent_id, OrderedDict())
+        record = records[key] = TurnRecord(key, ttl)
+        records.move_to_end(key)
+        while len(records) > self.per_agent:
+            records.popitem(last=False)
+        return record
+
+    def forget_agent(self, agent_id: str) -> None:
+        self._by_agent.pop(agent_id, None)
+
+
+async def replay(record: TurnRecord, sink: Any) -> None:
+    """Feed a recorded (or still running) turn into a new requester's sink."""
+    async for name, args in record.follow():
+        if name == "error" and args == (None,):
+            sink.error(APIError(503, "the request this one repeats was cancelled before it finished; send it again",
+                                code="turn_cancelled"))
+            return
+        getattr(sink, name)(*args)

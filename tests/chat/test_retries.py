@@ -1,0 +1,101 @@
+"""Retries never run a turn twice: they replay the finished turn or join the one in flight."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+import pytest
+
+from helpers import create_agent, raw_events, sdk, sim_headers
+
+
+def user_messages(base_url: str, agent: str) -> list[str]:
+    stored = httpx.get(f"{base_url}/v1/agents/{agent}/messages", params={"order": "asc", "limit": 1000}).json()
+    return [m["content"] for m in stored if m["message_type"] == "user_message"]
+
+
+def runs(base_url: str, agent: str) -> list[dict]:
+    return httpx.get(f"{base_url}/v1/runs/", params={"agent_id": agent}).json()
+
+
+def test_identical_request_replays_the_stored_answer(server) -> None:
+    agent = create_agent(server.base_url)
+    body = {"model": agent, "stream": True, "messages": [{"role": "user", "content": "only once"}]}
+    first = httpx.post(server.base_url + "/v1/chat/completions", json=body, timeout=30)
+    second = httpx.post(server.base_url + "/v1/chat/completions", json=body, timeout=30)
+    text = [("".join(e["choices"][0]["delta"].get("content") or "" for e in raw_events(r)[0][:-1] if e["choices"]))
+            for r in (first, second)]
+    assert text[0] == text[1] and text[0]
+    assert user_messages(server.base_url, agent) == ["only once"]
+    assert len(runs(server.base_url, agent)) == 1
+
+
+def test_same_idempotency_key_replays_even_non_streamed(server) -> None:
+    agent = create_agent(server.base_url)
+    client = sdk(server.base_url)
+    headers = {"Idempotency-Key": "turn-42"}
+    a = client.chat.completions.create(model=agent, messages=[{"role": "user", "content": "k"}], extra_headers=headers)
+    b = client.chat.completions.create(model=agent, messages=[{"role": "user", "content": "k"}], extra_headers=headers)
+    assert a.choices[0].message.content == b.choices[0].message.content
+    assert user_messages(server.base_url, agent) == ["k"]
+
+
+def test_concurrent_duplicate_joins_the_turn_in_flight(server) -> None:
+    agent = create_agent(server.base_url)
+    body = {"model": agent, "messages": [{"role": "user", "content": "twice at once"}]}
+    results: list[str] = []
+
+    def send() -> None:
+        r = httpx.post(server.base_url + "/v1/chat/completions", json=body, timeout=30,
+                       headers=sim_headers(ttft_ms=400))
+        results.append(r.json()["choices"][0]["message"]["content"])
+
+    threads = [threading.Thread(target=send) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(results)) == 1 and len(results) == 3
+    assert user_messages(server.base_url, agent) == ["twice at once"]
+    assert len(runs(server.base_url, agent)) == 1
+
+
+def test_retry_after_a_slow_start_gets_the_answer_without_a_second_turn(server) -> None:
+    agent = create_agent(server.base_url)
+    body = {"model": agent, "stream": True, "messages": [{"role": "user", "content": "are you there"}]}
+    with pytest.raises(httpx.ReadTimeout):
+        # A voice client giving up before the first token...
+        with httpx.stream("POST", server.base_url + "/v1/chat/completions", json=body,
+                          headers=sim_headers(ttft_ms=1500), timeout=httpx.Timeout(5, read=0.3)) as r:
+            for _ in r.iter_lines():
+                pass
+    # ...and sending the same request again.
+    retry = httpx.post(server.base_url + "/v1/chat/completions", json=body, timeout=30)
+    events, _ = raw_events(retry)
+    assert events[-1] == "[DONE]"
+    assert "".join(e["choices"][0]["delta"].get("content") or "" for e in events[:-1] if e["choices"])
+    assert user_messages(server.base_url, agent) == ["are you there"]
+    assert len(runs(server.base_url, agent)) == 1
+
+
+def test_retry_after_an_upstream_failure_runs_again_without_repeating_the_user(server) -> None:
+    agent = create_agent(server.base_url)
+    body = {"model": agent, "messages": [{"role": "user", "content": "flaky"}]}
+    failed = httpx.post(server.base_url + "/v1/chat/completions", json=body, headers=sim_headers(fail_status=500))
+    assert failed.status_code == 502
+    ok = httpx.post(server.base_url + "/v1/chat/completions", json=body)
+    assert ok.status_code == 200
+    assert user_messages(server.base_url, agent) == ["flaky"]
+    assert [r["status"] for r in runs(server.base_url, agent)] == ["completed", "failed"]
+
+
+def test_a_new_turn_with_the_same_words_is_not_a_retry(server) -> None:
+    agent = create_agent(server.base_url)
+    client = sdk(server.base_url)
+    first = client.chat.completions.create(model=agent, messages=[{"role": "user", "content": "yes"}])
+    transcript = [{"role": "user", "content": "yes"},
+                  {"role": "assistant", "content": first.choices[0].message.content},
+                  {"role": "user", "content": "yes"}]
+    client.chat.completions.create(model=agent, messages=transcript)
+    assert user_messages(server.base_url, agent) == ["yes", "yes"]
