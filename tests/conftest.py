@@ -34,7 +34,7 @@ class ServerThread:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.app = build_app(settings)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
-                                access_log=False, lifespan="on", timeout_graceful_shutdown=3)
+                                access_log=False, lifespan="on", timeout_graceful_shutdown=1)
         self.server = uvicorn.Server(config)
         self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self.thread = threading.Thread(target=self._run, daemon=True)

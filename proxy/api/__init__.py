@@ -1,0 +1,1 @@
+"""The Letta-compatible management API: agents, blocks, messages, runs, health, models."""

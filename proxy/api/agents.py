@@ -1,0 +1,150 @@
+"""Agents: create, list, retrieve, modify, delete (Letta's `/v1/agents`)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from memory.agents import LiveAgent
+from memory.models import Agent, Block, new_id
+from proxy.api.bodies import AgentFields, agent_fields, get_bool, memory_blocks, unique_labels
+from proxy.api.lookup import conflict, is_id, page, require_agent, require_block, runtime, save_agent
+from proxy.api.protocol import agent_json, tool_id
+from proxy.errors import not_found
+from proxy.http import json_response, query_bool, read_json
+from proxy.runtime import Runtime
+from tools.registry import ARCHIVAL_TOOLS, BASE_TOOLS, default_registry
+
+DEFAULT_SYSTEM = (
+    "You are a helpful assistant with a persistent, self-editing memory. The memory blocks below hold "
+    "what you know about yourself and the person you are talking with; they stay in view across every "
+    "conversation. When you learn something worth keeping, update the right block with your memory "
+    "tools, and search your conversation history when the user refers to something earlier. "
+    "Answer naturally and concisely; never mention these instructions or your tools unless asked."
+)
+
+
+def public_endpoint(rt: Runtime) -> str | None:
+    """The upstream base URL without credentials or query, safe to show in `llm_config`."""
+    if not rt.upstream.base_url:
+        return None
+    parts = urlsplit(rt.upstream.base_url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def state(rt: Runtime, live: LiveAgent) -> dict[str, Any]:
+    return agent_json(live, public_endpoint(rt))
+
+
+@lru_cache(maxsize=1)
+def _builtin_tool_names() -> tuple[str, ...]:
+    return tuple(dict.fromkeys([*BASE_TOOLS, *ARCHIVAL_TOOLS, *default_registry().names()]))
+
+
+def resolve_tools(fields: AgentFields, current: list[str]) -> list[str] | None:
+    """The tool names a body asks for (`tools` by name, `tool_ids` by id), or None when it names none."""
+    if fields.tools is None and fields.tool_ids is None:
+        return None
+    names = list(fields.tools or [])
+    if fields.tool_ids:
+        by_id = {tool_id(name): name for name in (*_builtin_tool_names(), *current)}
+        for ident in fields.tool_ids:
+            name = by_id.get(ident)
+            if name is None:
+                raise not_found("tool", ident)
+            names.append(name)
+    return list(dict.fromkeys(names))
+
+
+async def attached_blocks(rt: Runtime, block_ids: list[str]) -> list[Block]:
+    return [await require_block(rt.memory, block_id) for block_id in block_ids]
+
+
+async def create_agent(request: Request) -> Response:
+    rt = runtime(request)
+    body = await read_json(request, required=False)
+    fields = agent_fields(body)
+    blocks = memory_blocks(body)
+    include_base = get_bool(body, "include_base_tools")
+    tools = resolve_tools(fields, []) or []
+    if include_base is not False:
+        tools = list(dict.fromkeys([*BASE_TOOLS, *tools]))
+    attached = await attached_blocks(rt, fields.block_ids or [])
+    unique_labels(blocks + attached)
+    values = dict(fields.values)
+    values.setdefault("name", f"agent-{uuid.uuid4().hex[:8]}")
+    values.setdefault("system", DEFAULT_SYSTEM)
+    values.setdefault("model", rt.settings.default_model)
+    if "embedding" not in values:
+        # An explicit null means "no embeddings" on create; only an absent field takes the default.
+        values["embedding"] = None if "embedding" in body else rt.settings.embedding_model
+    agent = Agent(id=new_id("agent"), tools=tools, llm_params=fields.llm_params,
+                  block_ids=[b.id for b in blocks] + [b.id for b in attached], **values)
+    live = await rt.memory.create_agent(agent, blocks)
+    return json_response(state(rt, live))
+
+
+async def list_agents(request: Request) -> Response:
+    rt = runtime(request)
+    wanted = page(request, "agent", 50)
+    tags = [t for t in request.query_params.getlist("tags") if t] or None
+    agents = wanted.arrange(await rt.store.list_agents(
+        name=request.query_params.get("name") or None,
+        tags=tags,
+        match_all_tags=query_bool(request, "match_all_tags", False),
+        before=wanted.before,
+        after=wanted.after,
+        limit=wanted.limit,
+        ascending=wanted.ascending,
+    ))
+    out: list[dict[str, Any]] = []
+    for record in agents:
+        # Through the cache, so the listing shows exactly what a retrieve would.
+        live = await rt.memory.get(record.id)
+        if live is not None:
+            out.append(state(rt, live))
+    return json_response(out)
+
+
+async def get_agent(request: Request) -> Response:
+    live = await require_agent(request)
+    return json_response(state(runtime(request), live))
+
+
+async def modify_agent(request: Request) -> Response:
+    rt = runtime(request)
+    live = await require_agent(request)
+    body = await read_json(request)
+    fields = agent_fields(body)
+    changes: dict[str, Any] = dict(fields.values)
+    if fields.llm_params:
+        changes["llm_params"] = {**live.agent.llm_params, **fields.llm_params}
+    tools = resolve_tools(fields, live.agent.tools)
+    if tools is not None:
+        changes["tools"] = tools
+    if fields.block_ids is not None:
+        blocks = await attached_blocks(rt, fields.block_ids)
+        labels = [b.label for b in blocks]
+        duplicate = next((label for label in labels if labels.count(label) > 1), None)
+        if duplicate is not None:
+            raise conflict(f"two of the blocks in 'block_ids' share the label {duplicate!r}", param="block_ids")
+        changes["block_ids"] = [b.id for b in blocks]
+    live = await save_agent(rt.memory, replace(live.agent, **changes))
+    return json_response(state(rt, live))
+
+
+async def delete_agent(request: Request) -> Response:
+    agent_id: str = request.path_params["agent_id"]
+    if not is_id("agent", agent_id) or not await runtime(request).memory.delete_agent(agent_id):
+        raise not_found("agent", agent_id)
+    return json_response({"id": agent_id, "deleted": True, "message": f"Agent id={agent_id} successfully deleted"})

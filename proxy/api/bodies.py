@@ -1,0 +1,213 @@
+"""Parse and validate management-API request bodies; every violation is a 422 naming its field."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from memory.models import DEFAULT_BLOCK_LIMIT, LABEL_PATTERN, Block, new_id
+from proxy.errors import unprocessable
+
+# OpenAI's rule for function names, which tool names become upstream.
+TOOL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+SAMPLING_FIELDS = ("temperature", "top_p", "frequency_penalty", "presence_penalty")
+_BLOCK_FIELDS = ("label", "value", "limit", "description", "read_only", "metadata")
+_MISSING: Any = object()
+
+
+def _type_error(name: str, expected: str) -> Exception:
+    return unprocessable(f"{name!r} must be {expected}", param=name)
+
+
+def get_str(body: dict[str, Any], name: str, *, nullable: bool = False) -> Any:
+    value = body.get(name, _MISSING)
+    if value is _MISSING or (value is None and nullable) or isinstance(value, str):
+        return value
+    raise _type_error(name, "a string" + (" or null" if nullable else ""))
+
+
+def get_bool(body: dict[str, Any], name: str) -> Any:
+    value = body.get(name, _MISSING)
+    if value is _MISSING or isinstance(value, bool):
+        return value
+    raise _type_error(name, "a boolean")
+
+
+def get_int(body: dict[str, Any], name: str, *, nullable: bool = False, low: int = 1) -> Any:
+    value = body.get(name, _MISSING)
+    if value is _MISSING or (value is None and nullable):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < low:
+            raise unprocessable(f"{name!r} must be at least {low}", param=name)
+        return value
+    raise _type_error(name, "an integer" + (" or null" if nullable else ""))
+
+
+def get_number(body: dict[str, Any], name: str) -> Any:
+    value = body.get(name, _MISSING)
+    if value is _MISSING or value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return value
+    raise _type_error(name, "a number")
+
+
+def get_dict(body: dict[str, Any], name: str) -> Any:
+    value = body.get(name, _MISSING)
+    if value is _MISSING or value is None or isinstance(value, dict):
+        return value
+    raise _type_error(name, "an object")
+
+
+def get_str_list(body: dict[str, Any], name: str) -> Any:
+    value = body.get(name, _MISSING)
+    if value is _MISSING or value is None:
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    raise _type_error(name, "a list of strings")
+
+
+def check_label(label: str, param: str = "label") -> str:
+    if not LABEL_PATTERN.match(label):
+        raise unprocessable(f"block label {label!r} is invalid: use letters, digits, '_' or '-', starting with a "
+                            "letter or '_', at most 64 characters", param=param)
+    return label
+
+
+def check_fits(block: Block, param: str = "value") -> None:
+    if len(block.value) > block.limit:
+        raise unprocessable(f"value is {len(block.value)} characters, over the block's limit of {block.limit}",
+                            param=param, code="block_limit_exceeded")
+
+
+def new_block(body: Any, param: str = "block") -> Block:
+    """A block from a create body (POST /v1/blocks or one entry of `memory_blocks`)."""
+    if not isinstance(body, dict):
+        raise _type_error(param, "an object")
+    label = get_str(body, "label")
+    if label is _MISSING:
+        raise unprocessable("'label' is required", param="label")
+    block = Block(id=new_id("block"), label=check_label(label))
+    apply_block_update(block, {k: v for k, v in body.items() if k != "label"})
+    return block
+
+
+def apply_block_update(block: Block, body: dict[str, Any]) -> bool:
+    """Apply the fields present in `body` to `block` (a copy); True when anything changed."""
+    before = tuple(getattr(block, name) for name in _BLOCK_FIELDS)
+    label = get_str(body, "label")
+    if label is not _MISSING:
+        block.label = check_label(label)
+    value = get_str(body, "value")
+    if value is not _MISSING:
+        block.value = value
+    limit = get_int(body, "limit", nullable=True)
+    if limit is not _MISSING:
+        block.limit = DEFAULT_BLOCK_LIMIT if limit is None else limit
+    description = get_str(body, "description", nullable=True)
+    if description is not _MISSING:
+        block.description = description
+    read_only = get_bool(body, "read_only")
+    if read_only is not _MISSING:
+        block.read_only = read_only
+    metadata = get_dict(body, "metadata")
+    if metadata is not _MISSING:
+        block.metadata = metadata or {}
+    check_fits(block)
+    return before != tuple(getattr(block, name) for name in _BLOCK_FIELDS)
+
+
+@dataclass
+class AgentFields:
+    """The agent fields a create or modify body set; None means "not given"."""
+
+    values: dict[str, Any] = field(default_factory=dict)  # Agent attributes to overwrite
+    llm_params: dict[str, Any] = field(default_factory=dict)  # merged into Agent.llm_params
+    tools: list[str] | None = None
+    tool_ids: list[str] | None = None
+    block_ids: list[str] | None = None
+
+
+def agent_fields(body: dict[str, Any]) -> AgentFields:
+    """Every agent field shared by create and modify, type-checked; null leaves a field unchanged."""
+    out = AgentFields()
+    for name in ("name", "system", "model", "embedding", "description"):
+        value = get_str(body, name, nullable=True)
+        if value is not _MISSING and value is not None:
+            out.values[name] = value
+    if out.values.get("name") == "":
+        raise unprocessable("'name' must not be empty", param="name")
+    for name in ("tags",):
+        value = get_str_list(body, name)
+        if value is not _MISSING and value is not None:
+            out.values[name] = list(dict.fromkeys(value))
+    metadata = get_dict(body, "metadata")
+    if metadata is not _MISSING and metadata is not None:
+        out.values["metadata"] = metadata
+    autoclear = get_bool(body, "message_buffer_autoclear")
+    if autoclear is not _MISSING:
+        out.values["message_buffer_autoclear"] = autoclear
+    window = get_int(body, "context_window_limit", nullable=True)
+    if window is not _MISSING and window is not None:
+        out.values["context_window_limit"] = window
+    _llm_config(body, out)
+    for name in SAMPLING_FIELDS:
+        value = get_number(body, name)
+        if value is not _MISSING and value is not None:
+            out.llm_params[name] = value
+    max_tokens = get_int(body, "max_tokens", nullable=True)
+    if max_tokens is not _MISSING and max_tokens is not None:
+        out.llm_params["max_tokens"] = max_tokens
+    tools = get_str_list(body, "tools")
+    if tools is not _MISSING and tools is not None:
+        for name in tools:
+            if not TOOL_NAME_PATTERN.match(name):
+                raise unprocessable(f"tool name {name!r} is invalid", param="tools")
+        out.tools = list(dict.fromkeys(tools))
+    for name in ("tool_ids", "block_ids"):
+        value = get_str_list(body, name)
+        if value is not _MISSING and value is not None:
+            setattr(out, name, list(dict.fromkeys(value)))
+    return out
+
+
+def _llm_config(body: dict[str, Any], out: AgentFields) -> None:
+    """Letta's deprecated `llm_config`/`embedding_config` objects; top-level fields win over them."""
+    config = get_dict(body, "llm_config")
+    if isinstance(config, dict):
+        model = get_str(config, "model", nullable=True)
+        if isinstance(model, str) and model and "model" not in out.values:
+            out.values["model"] = model
+        window = get_int(config, "context_window", nullable=True)
+        if isinstance(window, int) and "context_window_limit" not in out.values:
+            out.values["context_window_limit"] = window
+        for name in ("temperature", "frequency_penalty"):
+            value = get_number(config, name)
+            if value is not _MISSING and value is not None:
+                out.llm_params[name] = value
+        max_tokens = get_int(config, "max_tokens", nullable=True)
+        if isinstance(max_tokens, int):
+            out.llm_params["max_tokens"] = max_tokens
+    embedding = get_dict(body, "embedding_config")
+    if isinstance(embedding, dict) and "embedding" not in out.values:
+        model = get_str(embedding, "embedding_model", nullable=True)
+        if isinstance(model, str) and model:
+            out.values["embedding"] = model
+
+
+def memory_blocks(body: dict[str, Any]) -> list[Block]:
+    raw = body.get("memory_blocks")
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise _type_error("memory_blocks", "a list of blocks")
+    return [new_block(entry, "memory_blocks") for entry in raw]
+
+
+def unique_labels(blocks: list[Block]) -> None:
+    seen: set[str] = set()
+    for block in blocks:
+        if block.label in seen:
+            raise unprocessable(f"duplicate block label {block.label!r}", param="memory_blocks")
+        seen.add(block.label)

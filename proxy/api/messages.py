@@ -1,0 +1,35 @@
+"""An agent's message history as LettaMessages, and resetting its in-context window."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from proxy.api.agents import state
+from proxy.api.lookup import descending, page, require_agent, runtime
+from proxy.api.protocol import letta_messages
+from proxy.http import json_response
+
+
+async def list_messages(request: Request) -> Response:
+    rt = runtime(request)
+    live = await require_agent(request)
+    desc = descending(request)
+    wanted = page(request, "message", 100)
+    messages = wanted.arrange(await rt.store.list_messages(
+        live.id, before=wanted.before, after=wanted.after, limit=wanted.limit, ascending=wanted.ascending))
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        parts = letta_messages(message)
+        # Newest first means the parts of one stored message are reversed too.
+        out.extend(reversed(parts) if desc else parts)
+    return json_response(out)
+
+
+async def reset_messages(request: Request) -> Response:
+    rt = runtime(request)
+    live = await require_agent(request)
+    await rt.memory.reset_messages(live)
+    return json_response(state(rt, live))

@@ -1,0 +1,36 @@
+"""Runs: one agent turn each, with its status, stop reason, steps, usage and timings."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from proxy.api.lookup import cursor, is_id, runtime
+from proxy.api.protocol import run_json
+from proxy.errors import not_found
+from proxy.http import json_response, query_int
+
+
+async def list_runs(request: Request) -> Response:
+    """Newest first; `after=<last id>` is the next (older) page, `before=<first id>` the previous one."""
+    agent_id = request.query_params.get("agent_id") or None
+    if agent_id is not None and not is_id("agent", agent_id):
+        raise not_found("agent", agent_id)
+    newer_than = cursor(request, "before", "run")
+    older_than = cursor(request, "after", "run")
+    limit = query_int(request, "limit", 50, high=10000)
+    # The store lists newest first only, so a backwards page reads to the cursor and keeps the tail.
+    backwards = newer_than is not None and older_than is None
+    runs = await runtime(request).store.list_runs(agent_id=agent_id, before=older_than, after=newer_than,
+                                                  limit=None if backwards else limit)
+    if backwards and limit is not None:
+        runs = runs[-limit:]
+    return json_response([run_json(run) for run in runs])
+
+
+async def get_run(request: Request) -> Response:
+    run_id: str = request.path_params["run_id"]
+    run = await runtime(request).store.get_run(run_id) if is_id("run", run_id) else None
+    if run is None:
+        raise not_found("run", run_id)
+    return json_response(run_json(run))
