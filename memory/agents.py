@@ -96,6 +96,8 @@ class AgentMemory:
             return None
         blocks = await self._shared_blocks(agent.block_ids)
         messages = await self.store.list_messages(agent_id, limit=None, in_context_only=True)
+        # The running summary (a system message) always leads the in-context history.
+        messages.sort(key=lambda m: (m.metadata.get("kind") != "summary", m.seq))
         max_seq = await self.store.max_message_seq(agent_id)
         recall = await self.store.count_messages(agent_id)
         live = LiveAgent(agent=agent, blocks=blocks, messages=messages, next_seq=max_seq + 1, recall_count=recall)
@@ -263,7 +265,6 @@ class AgentMemory:
         live.messages = [m for m in live.messages if m.id not in message_ids]
         for message in evicted:
             message.in_context = False
-        live.invalidate_prompt()
         return evicted
 
     async def commit(self, changes: Changes) -> None:

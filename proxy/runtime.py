@@ -26,6 +26,7 @@ class Runtime:
     longterm: Any = None  # memory.longterm.LongTermMemory once opened
     turns: Any = None  # proxy.chat.serving.TurnRunner
     registry: Any = None  # tools.registry.ToolRegistry
+    budget: Any = None  # memory.compaction.ContextBudget
     background: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def spawn(self, coro: Any, name: str | None = None) -> asyncio.Task[Any]:

@@ -61,6 +61,7 @@ class TurnEnv:
     longterm: Any
     max_steps: int
     spawn: Any
+    budget: Any = None  # memory.compaction.ContextBudget
     on_messages: Any = None  # callback(list[Message]) after messages are committed (recall indexing)
 
 
@@ -88,6 +89,8 @@ class Turn:
         self.tool_s = 0.0
         self.unsaved: list[Message] = []
         self._accepted = False
+        self._estimate = 0
+        self._partial = ""
 
     # --- bookkeeping ------------------------------------------------------------------------
     def _add(self, role: str, content: str | None = None, **kw: Any) -> Message:
@@ -178,7 +181,15 @@ class Turn:
                 and [m.content for m in tail] == texts)
 
     async def _step(self) -> tuple[str, list[_Call], str | None]:
-        body = self._request_body()
+        try:
+            return await self._call_upstream(await self._request_body())
+        except UpstreamError as exc:
+            if not exc.context_overflow or self._partial or self.env.budget is None:
+                raise
+        # The model said the context is too long although we counted it in: evict harder, try once more.
+        return await self._call_upstream(await self._request_body(harder=True))
+
+    async def _call_upstream(self, body: bytes) -> tuple[str, list[_Call], str | None]:
         parts: list[str] = []
         calls: dict[int, _Call] = {}
         finish: str | None = None
@@ -190,6 +201,8 @@ class Turn:
                 usage = chunk.get("usage")
                 if usage:
                     self._add_usage(usage)
+                    if self.env.budget is not None and isinstance(usage.get("prompt_tokens"), int):
+                        self.env.budget.observe(self.live, self._estimate, usage["prompt_tokens"])
                 for choice in chunk.get("choices") or ():
                     delta = choice.get("delta") or {}
                     text = delta.get("content")
@@ -248,19 +261,28 @@ class Turn:
                       metadata=None if outcome.ok else {"error": True})
         self.tool_s += time.perf_counter() - t0
 
-    def _request_body(self) -> bytes:
+    def _tools(self) -> list[dict[str, Any]]:
+        tools = self.env.registry.schemas(tuple(self.live.agent.tools))
+        return [*tools, *self.request.tools] if self.client_tools else tools
+
+    async def _request_body(self, harder: bool = False) -> bytes:
         agent = self.live.agent
         head: dict[str, Any] = {"model": upstream_model(agent.model, self.env.upstream.base_url), "stream": True,
                                 "stream_options": {"include_usage": True}}
         head.update(agent.llm_params)
         head.update(self.request.sampling)
-        tools = list(self.env.registry.schemas(tuple(agent.tools)))
-        if self.client_tools:
-            tools.extend(self.request.tools)
+        tools = self._tools()
         if tools:
             head["tools"] = tools
             if self.request.tool_choice is not None and self.client_tools:
                 head["tool_choice"] = self.request.tool_choice
+        if self.env.budget is not None:
+            budget = await self.env.budget.ensure_fits(self.live, lambda: self.env.memory.system_prompt(self.live),
+                                                       self.new_input.instructions, tools, harder=harder)
+            if not budget.fits:
+                raise UpstreamError(400, f"the input does not fit the agent's context window of {budget.window} "
+                                    "tokens even after evicting all earlier messages", code="context_length_exceeded")
+            self._estimate = budget.estimate
         system = self.env.memory.system_prompt(self.live)
         return encode_request(head, encode_messages(self.live, system, self.new_input.instructions))
 
@@ -287,9 +309,11 @@ class Turn:
             self.run.stop_reason = "max_tokens"
         await self._finish_run()
         self.sink.finish(reason, dict(self.usage))
+        if self.env.budget is not None and not self.live.agent.message_buffer_autoclear:
+            self.env.budget.after_turn(self.live, self.env.memory.system_prompt(self.live), self._tools())
 
     async def _fail(self, exc: UpstreamError) -> None:
-        partial = getattr(self, "_partial", "")
+        partial = self._partial
         if partial:
             self._add("assistant", partial, metadata={"interrupted": True, "reason": "upstream_error"})
         self.run.status = "failed"
@@ -302,7 +326,7 @@ class Turn:
                                  headers=exc.headers or None))
 
     async def _save_interrupted(self) -> None:
-        partial = getattr(self, "_partial", "")
+        partial = self._partial
         if partial:
             self._add("assistant", partial, metadata={"interrupted": True, "reason": "client_disconnected"})
         self.run.status = "cancelled"

@@ -1,0 +1,179 @@
+"""Keep every upstream request inside the model's window by evicting old messages into a summary.
+
+The common case costs a few microseconds: cached token counts are summed and compared. Past the
+high-water mark a compaction starts in the background after the turn, so the next turn rarely
+waits; only a turn that would overflow waits for it (or compacts inline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from memory.agents import AgentMemory, LiveAgent
+from memory.context import wire_message
+from memory.models import Changes, Message, new_id
+from memory.summary import build_summary_request, summary_message_text, truncate_fallback
+from memory.tokens import MessageTokenCache, UsageCalibration, context_window_for, default_counter
+from memory.window import needs_eviction, past_high_water, plan_eviction, reply_reserve
+
+log = logging.getLogger("memproxy.compaction")
+
+Summarize = Callable[[dict[str, Any]], Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One measurement of what the next request would cost, in upstream-calibrated tokens."""
+
+    estimate: int  # our own count, before calibration
+    total: int  # calibrated
+    window: int
+    reserve: int
+
+    @property
+    def fits(self) -> bool:
+        return not needs_eviction(self.total, self.window, self.reserve)
+
+
+def is_summary(message: Message) -> bool:
+    return message.role == "system" and message.metadata.get("kind") == "summary"
+
+
+class ContextBudget:
+    """Token accounting and compaction for every agent."""
+
+    def __init__(self, memory: AgentMemory, summarize: Summarize, spawn: Callable[..., Any], *,
+                 high_water: float = 0.75, fraction: float = 0.30, summary_timeout: float = 60.0,
+                 default_window: int = 128_000) -> None:
+        self.memory = memory
+        self.summarize = summarize
+        self.spawn = spawn
+        self.high_water = high_water
+        self.fraction = fraction
+        self.summary_timeout = summary_timeout
+        self.default_window = default_window
+        self.tokens = MessageTokenCache(default_counter())
+        self.counter = self.tokens.counter
+
+    # --- measuring --------------------------------------------------------------------------
+    def window_of(self, live: LiveAgent) -> tuple[int, int]:
+        window = context_window_for(live.agent.model, live.agent.context_window_limit, self.default_window)
+        return window, reply_reserve(window)
+
+    def calibration(self, live: LiveAgent) -> UsageCalibration:
+        calibration = live.extra.get("calibration")
+        if calibration is None:
+            calibration = live.extra["calibration"] = UsageCalibration()
+        return calibration
+
+    def _prompt_tokens(self, live: LiveAgent, prompt: str) -> int:
+        cached = live.extra.get("prompt_tokens")
+        if cached is not None and cached[0] is prompt:
+            return cached[1]
+        count = self.counter.count_text(prompt) + 4
+        live.extra["prompt_tokens"] = (prompt, count)
+        return count
+
+    def fixed_tokens(self, live: LiveAgent, prompt: str, instructions: list[dict[str, Any]],
+                     tools: list[dict[str, Any]]) -> int:
+        total = self._prompt_tokens(live, prompt) + self.counter.count_tools(tools) + 3
+        for instruction in instructions:
+            total += self.counter.count_message(instruction)
+        return total
+
+    def message_tokens(self, message: Message) -> int:
+        return self.tokens.get_or_count(message.id + f":{len(message.content or '')}", wire_message(message))
+
+    def measure(self, live: LiveAgent, prompt: str, instructions: list[dict[str, Any]],
+                tools: list[dict[str, Any]]) -> Budget:
+        estimate = self.fixed_tokens(live, prompt, instructions, tools)
+        for message in live.messages:
+            estimate += self.message_tokens(message)
+        window, reserve = self.window_of(live)
+        return Budget(estimate, self.calibration(live).corrected(estimate), window, reserve)
+
+    def observe(self, live: LiveAgent, estimate: int, reported_prompt_tokens: int) -> None:
+        """The upstream's reported usage corrects our estimate for this agent from now on."""
+        if estimate > 0 and reported_prompt_tokens > 0:
+            self.calibration(live).observe(estimate, reported_prompt_tokens)
+
+    # --- keeping requests inside the window -------------------------------------------------
+    async def ensure_fits(self, live: LiveAgent, prompt_of: Callable[[], str], instructions: list[dict[str, Any]],
+                          tools: list[dict[str, Any]], *, harder: bool = False) -> Budget:
+        """Return the budget of the next request, compacting first when it would not fit."""
+        budget = self.measure(live, prompt_of(), instructions, tools)
+        if budget.fits and not harder:
+            return budget
+        running: asyncio.Task[None] | None = live.extra.get("compaction")
+        if running is not None and not running.done() and not harder:
+            await asyncio.shield(running)
+            budget = self.measure(live, prompt_of(), instructions, tools)
+            if budget.fits:
+                return budget
+        margin = 0.8 if harder else 1.0  # after an overflow error, leave a fifth of the window spare
+        await self.compact(live, prompt_of(), instructions, tools, must_fit=True, margin=margin)
+        return self.measure(live, prompt_of(), instructions, tools)
+
+    def after_turn(self, live: LiveAgent, prompt: str, tools: list[dict[str, Any]]) -> None:
+        """Past the high-water mark, compact in the background so the next turn need not wait."""
+        budget = self.measure(live, prompt, [], tools)
+        if not past_high_water(budget.total, budget.window, self.high_water):
+            return
+        running = live.extra.get("compaction")
+        if running is not None and not running.done():
+            return
+        live.extra["compaction"] = self.spawn(self.compact(live, prompt, [], tools, must_fit=False),
+                                              name=f"compact-{live.id}")
+
+    async def compact(self, live: LiveAgent, prompt: str, instructions: list[dict[str, Any]],
+                      tools: list[dict[str, Any]], *, must_fit: bool, margin: float = 1.0,
+                      fraction: float | None = None) -> int:
+        """Evict the oldest turns into a new recursive summary; returns how many messages left the context."""
+        lock: asyncio.Lock = live.extra.setdefault("compaction_lock", asyncio.Lock())
+        async with lock:
+            previous = next((m for m in live.messages if is_summary(m)), None)
+            body = [m for m in live.messages if m is not previous]
+            if not body:
+                return 0
+            ratio = self.calibration(live).ratio or 1.0
+            window, reserve = self.window_of(live)
+            fixed = self.fixed_tokens(live, prompt, instructions, tools)
+            if previous is not None:
+                fixed += self.message_tokens(previous)
+            triples = [(m.id, wire_message(m), self.message_tokens(m)) for m in body]
+            plan = plan_eviction(triples, fixed_tokens=fixed, window=int(window * margin / ratio),
+                                 reserve=int(reserve / ratio), fraction=self.fraction if fraction is None else fraction,
+                                 must_fit=must_fit)
+            if plan.evict_count == 0:
+                return 0
+            evicted = body[:plan.evict_count]
+            old_summary = previous.metadata.get("summary") if previous is not None else None
+            hidden = (previous.metadata.get("hidden", 0) if previous is not None else 0) + len(evicted)
+            text = await self._summarize(live, old_summary, [wire_message(m) for m in evicted], window)
+            summary = Message(id=new_id("message"), agent_id=live.id, seq=live.next_seq, role="system",
+                              content=summary_message_text(text, len(evicted), hidden),
+                              metadata={"kind": "summary", "summary": text, "hidden": hidden})
+            live.next_seq += 1
+            live.recall_count += 1
+            gone = {m.id for m in evicted} | ({previous.id} if previous is not None else set())
+            self.memory.evict(live, gone)
+            live.messages.insert(0, summary)
+            await self.memory.commit(Changes(messages=[summary], evict_message_ids=sorted(gone)))
+            log.info("agent %s: %d messages evicted into a summary (%d hidden in all)", live.id, len(evicted), hidden)
+            return len(evicted)
+
+    async def _summarize(self, live: LiveAgent, previous: str | None, evicted: list[dict[str, Any]],
+                         window: int) -> str:
+        request = build_summary_request(previous, evicted, live.agent.model, max_tokens=min(1024, window // 4))
+        try:
+            text = await asyncio.wait_for(self.summarize(request), timeout=self.summary_timeout)
+            if text and text.strip():
+                return text.strip()
+            raise ValueError("empty summary")
+        except Exception as exc:  # noqa: BLE001 - any failure falls back; the turn must go on
+            log.warning("agent %s: summary call failed (%s); falling back to truncation", live.id,
+                        type(exc).__name__)
+            return truncate_fallback(previous, evicted)
