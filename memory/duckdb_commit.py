@@ -1,0 +1,178 @@
+"""Group commit for DuckDBStore: concurrent `Changes` share one transaction, and one bad write fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import duckdb
+
+from memory.duckdb_rows import (
+    BLOCKS,
+    ID_IN_LIST,
+    MESSAGES,
+    RUNS,
+    Row,
+    Table,
+    as_columns,
+    block_row,
+    message_row,
+    run_row,
+)
+from memory.models import Changes
+
+_IN_CONTEXT = [name for name, _ in MESSAGES.columns].index("in_context")
+# Up to this many rows a VALUES list inserts faster than unnesting one list per column (measured).
+_VALUES_MAX_ROWS = 4
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Commit on success, roll back on any exception."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        try:
+            con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass  # a failed COMMIT has already ended the transaction
+        raise
+
+
+@dataclass
+class _PendingCommit:
+    """One caller's `Changes`, already turned into rows, waiting for the next group transaction."""
+
+    blocks: list[Row]
+    messages: list[Row]
+    runs: list[Row]
+    evict_ids: list[str]
+    done: asyncio.Future[None]
+    loop: asyncio.AbstractEventLoop
+
+
+class GroupCommit:
+    """A queue of commits filled on the event loop and drained, all at once, on the database thread."""
+
+    def __init__(self) -> None:
+        # Transactions committed so far; fewer than the number of commits means batching happened.
+        self.transactions = 0
+        self._pending: list[_PendingCommit] = []
+        self._lock = threading.Lock()
+
+    def enqueue(self, changes: Changes) -> asyncio.Future[None]:
+        """Queue `changes` (on the event loop); the future resolves once they are durable or have failed."""
+        loop = asyncio.get_running_loop()
+        # Rows are taken now, on the caller's side: the records may be mutated before the worker gets to them.
+        pending = _PendingCommit(
+            blocks=[block_row(block) for block in changes.blocks],
+            messages=[message_row(message, message.in_context) for message in changes.messages],
+            runs=[run_row(run) for run in changes.runs],
+            evict_ids=list(changes.evict_message_ids),
+            done=loop.create_future(),
+            loop=loop,
+        )
+        with self._lock:
+            self._pending.append(pending)
+        return pending.done
+
+    def drain(self, con: duckdb.DuckDBPyConnection | None) -> None:
+        """Apply everything queued so far in one transaction (on the database thread), then wake each caller."""
+        with self._lock:
+            batch, self._pending = self._pending, []
+        if not batch:
+            return
+        outcomes: list[BaseException | None]
+        if con is None:
+            outcomes = [RuntimeError("DuckDBStore is closed") for _ in batch]
+        else:
+            outcomes = self._apply(con, batch)
+        _settle(batch, outcomes)
+
+    def _apply(self, con: duckdb.DuckDBPyConnection, batch: list[_PendingCommit]) -> list[BaseException | None]:
+        try:
+            with transaction(con):
+                _write(con, batch)
+            self.transactions += 1
+            return [None] * len(batch)
+        except Exception as exc:  # noqa: BLE001 - retried one by one below, or reported as is
+            if len(batch) == 1:
+                return [exc]
+        # One bad Changes must not fail the others, so each gets its own transaction.
+        outcomes: list[BaseException | None] = []
+        for pending in batch:
+            try:
+                with transaction(con):
+                    _write(con, [pending])
+                self.transactions += 1
+                outcomes.append(None)
+            except Exception as exc:  # noqa: BLE001 - handed to that caller
+                outcomes.append(exc)
+        return outcomes
+
+
+def _write(con: duckdb.DuckDBPyConnection, batch: list[_PendingCommit]) -> None:
+    """Apply the batch as if each `Changes` ran in order, with two statements per table at most.
+
+    Rows are merged by id (later wins) so each key is written once. Evictions run before the
+    upserts; an eviction that follows an upsert of the same message in the batch is folded into
+    that row instead.
+    """
+    blocks: dict[str, Row] = {}
+    messages: dict[str, Row] = {}
+    runs: dict[str, Row] = {}
+    evict_ids: list[str] = []
+    for pending in batch:
+        blocks.update((row[0], row) for row in pending.blocks)
+        messages.update((row[0], row) for row in pending.messages)
+        runs.update((row[0], row) for row in pending.runs)
+        for message_id in pending.evict_ids:
+            evict_ids.append(message_id)
+            row = messages.get(message_id)
+            if row is not None and row[_IN_CONTEXT]:
+                messages[message_id] = (*row[:_IN_CONTEXT], False, *row[_IN_CONTEXT + 1 :])
+    if evict_ids:
+        con.execute(f"UPDATE messages SET in_context = false WHERE {ID_IN_LIST}", [evict_ids])
+    for table, rows in ((BLOCKS, blocks), (MESSAGES, messages), (RUNS, runs)):
+        if rows:
+            _replace_rows(con, table, list(rows.values()))
+
+
+def _replace_rows(con: duckdb.DuckDBPyConnection, table: Table, rows: list[Row]) -> None:
+    """Upsert by id as delete + insert, both by index.
+
+    DuckDB runs ON CONFLICT DO UPDATE as a MERGE whose hash join scans the whole table (80 ms at
+    a million messages); this costs the same at any table size.
+    """
+    con.execute(f"DELETE FROM {table.name} WHERE {ID_IN_LIST}", [[row[0] for row in rows]])
+    if len(rows) <= _VALUES_MAX_ROWS:
+        con.execute(table.insert_values_sql(len(rows)), [value for row in rows for value in row])
+    else:
+        con.execute(table.bulk_insert_sql, as_columns(rows))
+
+
+def _settle(batch: list[_PendingCommit], outcomes: list[BaseException | None]) -> None:
+    """Resolve each caller's future on its own loop, one wake-up per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], BaseException | None]]] = {}
+    for pending, outcome in zip(batch, outcomes):
+        by_loop.setdefault(pending.loop, []).append((pending.done, outcome))
+    for loop, results in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, results)
+        except RuntimeError:
+            pass  # the loop is closed: nobody is left waiting
+
+
+def _resolve(results: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
+    for done, outcome in results:
+        if done.done():  # the caller was cancelled
+            continue
+        if outcome is None:
+            done.set_result(None)
+        else:
+            done.set_exception(outcome)

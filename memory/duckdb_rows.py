@@ -1,0 +1,169 @@
+"""How records map to DuckDB rows: column lists, the SQL built from them, and row <-> dataclass conversion."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import cached_property, lru_cache
+from typing import Any
+
+import orjson
+
+from memory.models import Agent, Block, Message, Run
+
+Row = tuple[Any, ...]
+
+# `list_contains(?, id)` is planned as a primary-key index scan; `id IN (SELECT unnest(?))` scans the table.
+ID_IN_LIST = "list_contains(?::VARCHAR[], id)"
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table's columns in storage order, each with the DuckDB type its values are bound as."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+
+    @cached_property
+    def select_list(self) -> str:
+        """Columns to read; timestamps come back as naive UTC (reading TIMESTAMPTZ directly needs pytz)."""
+        return ", ".join(
+            f"timezone('UTC', {_quote(name)})" if sql_type == "TIMESTAMPTZ" else _quote(name)
+            for name, sql_type in self.columns
+        )
+
+    @cached_property
+    def insert_sql(self) -> str:
+        """Insert one row, given as positional parameters in column order."""
+        return self.insert_values_sql(1)
+
+    @lru_cache(maxsize=16)  # noqa: B019 - the tables are module constants, never collected
+    def insert_values_sql(self, rows: int) -> str:
+        """Insert `rows` rows given as one flat parameter list; cheaper than `bulk_insert_sql` for a few rows."""
+        names = ", ".join(_quote(name) for name, _ in self.columns)
+        row = "(" + ", ".join("?" for _ in self.columns) + ")"
+        return f"INSERT INTO {self.name} ({names}) VALUES " + ", ".join([row] * rows)
+
+    @cached_property
+    def bulk_insert_sql(self) -> str:
+        """Insert many rows in one statement, one list parameter per column (see `as_columns`)."""
+        names = ", ".join(_quote(name) for name, _ in self.columns)
+        unnests = ", ".join(f"unnest(?::{sql_type}[])" for _, sql_type in self.columns)
+        return f"INSERT INTO {self.name} ({names}) SELECT {unnests}"
+
+    @cached_property
+    def update_by_id_sql(self) -> str:
+        """Overwrite every column but `id`; the id is the last parameter."""
+        sets = ", ".join(f"{_quote(name)} = ?" for name, _ in self.columns if name != "id")
+        return f"UPDATE {self.name} SET {sets} WHERE id = ?"
+
+
+def _quote(name: str) -> str:
+    return f'"{name}"'
+
+
+AGENTS = Table("agents", (
+    ("id", "VARCHAR"), ("name", "VARCHAR"), ("system", "VARCHAR"), ("description", "VARCHAR"),
+    ("model", "VARCHAR"), ("embedding", "VARCHAR"), ("context_window_limit", "BIGINT"), ("tools", "VARCHAR"),
+    ("tags", "VARCHAR"), ("metadata", "VARCHAR"), ("message_buffer_autoclear", "BOOLEAN"),
+    ("llm_params", "VARCHAR"), ("created_at", "TIMESTAMPTZ"), ("updated_at", "TIMESTAMPTZ"),
+))
+BLOCKS = Table("blocks", (
+    ("id", "VARCHAR"), ("label", "VARCHAR"), ("value", "VARCHAR"), ("limit", "BIGINT"), ("description", "VARCHAR"),
+    ("read_only", "BOOLEAN"), ("metadata", "VARCHAR"), ("created_at", "TIMESTAMPTZ"), ("updated_at", "TIMESTAMPTZ"),
+))
+MESSAGES = Table("messages", (
+    ("id", "VARCHAR"), ("agent_id", "VARCHAR"), ("seq", "BIGINT"), ("role", "VARCHAR"), ("content", "VARCHAR"),
+    ("tool_calls", "VARCHAR"), ("tool_call_id", "VARCHAR"), ("name", "VARCHAR"), ("run_id", "VARCHAR"),
+    ("in_context", "BOOLEAN"), ("metadata", "VARCHAR"), ("created_at", "TIMESTAMPTZ"),
+))
+RUNS = Table("runs", (
+    ("id", "VARCHAR"), ("agent_id", "VARCHAR"), ("status", "VARCHAR"), ("stop_reason", "VARCHAR"),
+    ("steps", "INTEGER"), ("usage", "VARCHAR"), ("timings", "VARCHAR"), ("error", "VARCHAR"),
+    ("metadata", "VARCHAR"), ("created_at", "TIMESTAMPTZ"), ("completed_at", "TIMESTAMPTZ"),
+))
+
+
+def _dump(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _load(text: str | None) -> Any:
+    return None if text is None else orjson.loads(text)
+
+
+def _utc(naive: datetime) -> datetime:
+    return naive.replace(tzinfo=timezone.utc)
+
+
+def agent_row(agent: Agent) -> Row:
+    return (
+        agent.id, agent.name, agent.system, agent.description, agent.model, agent.embedding,
+        agent.context_window_limit, _dump(agent.tools), _dump(agent.tags), _dump(agent.metadata),
+        agent.message_buffer_autoclear, _dump(agent.llm_params), agent.created_at, agent.updated_at,
+    )
+
+
+def agent_from_row(row: Row, block_ids: list[str] | None) -> Agent:
+    (id_, name, system, description, model, embedding, context_window_limit, tools, tags, metadata,
+     autoclear, llm_params, created_at, updated_at) = row
+    return Agent(
+        id=id_, name=name, system=system, description=description, model=model, embedding=embedding,
+        context_window_limit=context_window_limit, tools=_load(tools), tags=_load(tags), metadata=_load(metadata),
+        message_buffer_autoclear=autoclear, llm_params=_load(llm_params), block_ids=list(block_ids or []),
+        created_at=_utc(created_at), updated_at=_utc(updated_at),
+    )
+
+
+def block_row(block: Block) -> Row:
+    return (
+        block.id, block.label, block.value, block.limit, block.description, block.read_only,
+        _dump(block.metadata), block.created_at, block.updated_at,
+    )
+
+
+def block_from_row(row: Row) -> Block:
+    id_, label, value, limit, description, read_only, metadata, created_at, updated_at = row
+    return Block(
+        id=id_, label=label, value=value, limit=limit, description=description, read_only=read_only,
+        metadata=_load(metadata), created_at=_utc(created_at), updated_at=_utc(updated_at),
+    )
+
+
+def message_row(message: Message, in_context: bool) -> Row:
+    tool_calls = None if message.tool_calls is None else _dump(message.tool_calls)
+    return (
+        message.id, message.agent_id, message.seq, message.role, message.content, tool_calls,
+        message.tool_call_id, message.name, message.run_id, in_context, _dump(message.metadata), message.created_at,
+    )
+
+
+def message_from_row(row: Row) -> Message:
+    (id_, agent_id, seq, role, content, tool_calls, tool_call_id, name, run_id, in_context, metadata,
+     created_at) = row
+    return Message(
+        id=id_, agent_id=agent_id, seq=seq, role=role, content=content, tool_calls=_load(tool_calls),
+        tool_call_id=tool_call_id, name=name, run_id=run_id, in_context=in_context, metadata=_load(metadata),
+        created_at=_utc(created_at),
+    )
+
+
+def run_row(run: Run) -> Row:
+    return (
+        run.id, run.agent_id, run.status, run.stop_reason, run.steps, _dump(run.usage), _dump(run.timings),
+        run.error, _dump(run.metadata), run.created_at, run.completed_at,
+    )
+
+
+def run_from_row(row: Row) -> Run:
+    (id_, agent_id, status, stop_reason, steps, usage, timings, error, metadata, created_at, completed_at) = row
+    return Run(
+        id=id_, agent_id=agent_id, status=status, stop_reason=stop_reason, steps=steps, usage=_load(usage),
+        timings=_load(timings), error=error, metadata=_load(metadata),
+        created_at=_utc(created_at), completed_at=None if completed_at is None else _utc(completed_at),
+    )
+
+
+def as_columns(rows: list[Row]) -> list[list[Any]]:
+    """Transpose rows into one list per column, the parameters of `Table.bulk_insert_sql`."""
+    return [list(column) for column in zip(*rows)]

@@ -1,0 +1,113 @@
+"""The DuckDB schema as an ordered list of migrations, and the code that applies the pending ones."""
+
+from __future__ import annotations
+
+import duckdb
+
+# JSON columns are VARCHAR holding orjson output: the text is always valid, so DuckDB's JSON type would
+# only re-validate it on every write. Timestamps are TIMESTAMPTZ (instants, read back as UTC).
+# No foreign keys: DuckDB refuses ON CONFLICT updates of rows that a foreign key references.
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE agents (
+            id VARCHAR PRIMARY KEY,
+            name VARCHAR NOT NULL,
+            system VARCHAR NOT NULL,
+            description VARCHAR,
+            model VARCHAR NOT NULL,
+            embedding VARCHAR,
+            context_window_limit BIGINT,
+            tools VARCHAR NOT NULL,
+            tags VARCHAR NOT NULL,
+            metadata VARCHAR NOT NULL,
+            message_buffer_autoclear BOOLEAN NOT NULL,
+            llm_params VARCHAR NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL
+        );
+        CREATE TABLE blocks (
+            id VARCHAR PRIMARY KEY,
+            label VARCHAR NOT NULL,
+            value VARCHAR NOT NULL,
+            "limit" BIGINT NOT NULL,
+            description VARCHAR,
+            read_only BOOLEAN NOT NULL,
+            metadata VARCHAR NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL
+        );
+        CREATE TABLE agent_blocks (
+            agent_id VARCHAR NOT NULL,
+            block_id VARCHAR NOT NULL,
+            position INTEGER NOT NULL,
+            PRIMARY KEY (agent_id, block_id)
+        );
+        CREATE TABLE messages (
+            id VARCHAR PRIMARY KEY,
+            agent_id VARCHAR NOT NULL,
+            seq BIGINT NOT NULL,
+            role VARCHAR NOT NULL,
+            content VARCHAR,
+            tool_calls VARCHAR,
+            tool_call_id VARCHAR,
+            name VARCHAR,
+            run_id VARCHAR,
+            in_context BOOLEAN NOT NULL,
+            metadata VARCHAR NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL
+        );
+        CREATE INDEX messages_agent_seq ON messages (agent_id, seq);
+        CREATE TABLE runs (
+            id VARCHAR PRIMARY KEY,
+            agent_id VARCHAR NOT NULL,
+            status VARCHAR NOT NULL,
+            stop_reason VARCHAR,
+            steps INTEGER NOT NULL,
+            usage VARCHAR NOT NULL,
+            timings VARCHAR NOT NULL,
+            error VARCHAR,
+            metadata VARCHAR NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            completed_at TIMESTAMPTZ
+        );
+        CREATE INDEX runs_agent ON runs (agent_id);
+        """,
+    ),
+]
+
+
+class SchemaTooNewError(RuntimeError):
+    """The database was migrated by a newer memproxy than this one."""
+
+
+def apply_migrations(con: duckdb.DuckDBPyConnection, migrations: list[tuple[int, str]] = MIGRATIONS) -> list[int]:
+    """Apply every migration not yet recorded in `schema_migrations`, each in its own transaction.
+
+    Returns the versions applied now (empty when the schema was already current).
+    """
+    versions = [version for version, _ in migrations]
+    if versions != sorted(set(versions)):
+        raise ValueError(f"migration versions must be unique and increasing: {versions}")
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)"
+    )
+    applied = {row[0] for row in con.execute("SELECT version FROM schema_migrations").fetchall()}
+    unknown = applied - set(versions)
+    if unknown:
+        raise SchemaTooNewError(f"database has schema versions {sorted(unknown)} this memproxy does not know")
+    newly: list[int] = []
+    for version, sql in migrations:
+        if version in applied:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(sql)
+            con.execute("INSERT INTO schema_migrations VALUES (?, now())", [version])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        newly.append(version)
+    return newly
