@@ -31,5 +31,6 @@ async def list_messages(request: Request) -> Response:
 async def reset_messages(request: Request) -> Response:
     rt = runtime(request)
     live = await require_agent(request)
-    await rt.memory.reset_messages(live)
+    async with rt.turns.hold(live.id):
+        await rt.memory.reset_messages(live)
     return json_response(state(rt, live))

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from proxy.api import agents, blocks, core_memory, messages, runs
+from proxy.api import agents, blocks, context, core_memory, messages, runs
 from proxy.api.health import health
 from proxy.api.models import list_models
 
@@ -39,6 +39,9 @@ routes: list[Route] = [
     *both(_CORE + "/{block_label}", core_memory.modify_agent_block, "PATCH"),
     *both(_AGENT + "/messages", messages.list_messages, "GET"),
     *both(_AGENT + "/reset-messages", messages.reset_messages, "PATCH"),
+    *both(_AGENT + "/context", context.context_window, "GET"),
+    *both(_AGENT + "/summarize", context.summarize, "POST"),
+    *both(_AGENT + "/messages/preview-raw-payload", context.preview_raw_payload, "POST"),
     *both("/v1/blocks", blocks.create_block, "POST"),
     *both("/v1/blocks", blocks.list_blocks, "GET"),
     *both("/v1/blocks/{block_id}", blocks.get_block, "GET"),

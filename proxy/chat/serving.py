@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any, AsyncIterator
 
 from starlette.requests import Request
@@ -124,6 +125,15 @@ class TurnRunner:
         self.keepalive = keepalive
         self.locks: dict[str, asyncio.Lock] = {}
         self.recent = RecentTurns()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, agent_id: str) -> AsyncIterator[None]:
+        """Keep turns off an agent while a management call changes its history."""
+        lock = await self._acquire(agent_id)
+        try:
+            yield
+        finally:
+            lock.release()
 
     async def _acquire(self, agent_id: str) -> asyncio.Lock:
         lock = self.locks.get(agent_id)

@@ -262,20 +262,10 @@ class Turn:
         self.tool_s += time.perf_counter() - t0
 
     def _tools(self) -> list[dict[str, Any]]:
-        tools = self.env.registry.schemas(tuple(self.live.agent.tools))
-        return [*tools, *self.request.tools] if self.client_tools else tools
+        return request_tools(self.env, self.live, self.request)
 
     async def _request_body(self, harder: bool = False) -> bytes:
-        agent = self.live.agent
-        head: dict[str, Any] = {"model": upstream_model(agent.model, self.env.upstream.base_url), "stream": True,
-                                "stream_options": {"include_usage": True}}
-        head.update(agent.llm_params)
-        head.update(self.request.sampling)
-        tools = self._tools()
-        if tools:
-            head["tools"] = tools
-            if self.request.tool_choice is not None and self.client_tools:
-                head["tool_choice"] = self.request.tool_choice
+        head, tools = request_head(self.env, self.live, self.request)
         if self.env.budget is not None:
             budget = await self.env.budget.ensure_fits(self.live, lambda: self.env.memory.system_prompt(self.live),
                                                        self.new_input.instructions, tools, harder=harder)
@@ -347,6 +337,27 @@ class Turn:
         batch, self.unsaved = self.unsaved, []
         await self._commit_later(Changes(messages=batch, runs=[self.run], evict_message_ids=evicted))
         prune_wire_cache(self.live)
+
+
+def request_tools(env: TurnEnv, live: LiveAgent, request: ChatRequest) -> list[dict[str, Any]]:
+    """The agent's server tools, then the client's own."""
+    tools = env.registry.schemas(tuple(live.agent.tools))
+    return [*tools, *request.tools] if request.tools else tools
+
+
+def request_head(env: TurnEnv, live: LiveAgent, request: ChatRequest) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Everything of an upstream request but its messages: model, stream flags, sampling, tools."""
+    agent = live.agent
+    head: dict[str, Any] = {"model": upstream_model(agent.model, env.upstream.base_url), "stream": True,
+                            "stream_options": {"include_usage": True}}
+    head.update(agent.llm_params)
+    head.update(request.sampling)
+    tools = request_tools(env, live, request)
+    if tools:
+        head["tools"] = tools
+        if request.tool_choice is not None and request.tools:
+            head["tool_choice"] = request.tool_choice
+    return head, tools
 
 
 def pending_client_calls(live: LiveAgent) -> dict[str, str]:
