@@ -1,0 +1,84 @@
+"""The `memproxy` command: version, the start-up banner, the refusal to serve an open network unguarded."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+
+from conftest import free_port
+from proxy import __version__
+
+MEMPROXY = [sys.executable, "-m", "proxy"]
+
+
+def run(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*MEMPROXY, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def test_version() -> None:
+    out = run("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"memproxy {__version__}"
+
+
+def test_help_lists_every_setting() -> None:
+    out = run("serve", "--help")
+    for flag in ("--host", "--port", "--data-dir", "--upstream-url", "--upstream-api-key", "--default-model",
+                 "--embedding-model", "--api-keys", "--redis-url", "--insecure"):
+        assert flag in out.stdout
+
+
+def test_refuses_open_bind_without_keys(tmp_path) -> None:
+    out = run("serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path))
+    assert out.returncode == 2 and "MEMPROXY_API_KEYS" in out.stderr
+
+
+def test_serve_with_no_configuration_uses_the_simulator_and_says_so(tmp_path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMPROXY_") and k != "OPENAI_API_KEY"}
+    proc = subprocess.Popen([*MEMPROXY, "serve", "--port", str(port)], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v1/health/").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        agent = httpx.post(f"http://127.0.0.1:{port}/v1/agents/", json={"name": "cli"}).json()["id"]
+        reply = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions",
+                           json={"model": agent, "messages": [{"role": "user", "content": "hello there"}]})
+        assert reply.status_code == 200 and reply.json()["choices"][0]["message"]["content"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=30)
+    assert "BUILT-IN SIMULATOR" in output and "WARNING" in output
+    assert str(tmp_path / ".memproxy") in output  # where data lives
+    assert "auth        off" in output
+    assert (tmp_path / ".memproxy" / "memproxy.duckdb").exists()
+
+
+def test_sim_command_serves_alone() -> None:
+    port = free_port()
+    proc = subprocess.Popen([*MEMPROXY, "sim", "--port", str(port), "--reply-tokens", "3"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        body = None
+        while time.monotonic() < deadline:
+            try:
+                body = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions",
+                                  json={"model": "m", "messages": [{"role": "user", "content": "hi"}]}).json()
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        assert body is not None and body["usage"]["completion_tokens"] == 3
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
