@@ -7,6 +7,7 @@ import asyncio
 from memory.compaction import ContextBudget
 from proxy.chat.serving import TurnRunner
 from proxy.chat.turn import TurnEnv
+from proxy.coordination import agent_locks
 from proxy.runtime import Runtime
 from tools.registry import default_registry
 
@@ -24,8 +25,10 @@ async def start_services(rt: Runtime) -> None:
     await asyncio.to_thread(rt.budget.counter.load)
     env = TurnEnv(memory=rt.memory, upstream=rt.upstream, registry=rt.registry, longterm=rt.longterm,
                   max_steps=settings.max_steps, spawn=rt.spawn, budget=rt.budget)
-    rt.turns = TurnRunner(env, lock_timeout=settings.agent_lock_timeout, keepalive=settings.keepalive_interval)
+    rt.turns = TurnRunner(env, lock_timeout=settings.agent_lock_timeout, keepalive=settings.keepalive_interval,
+                          locks=agent_locks(settings.redis_url))
 
 
 async def stop_services(rt: Runtime) -> None:
-    return None
+    if rt.turns is not None:
+        await rt.turns.locks.close()

@@ -12,6 +12,7 @@ from starlette.responses import Response, StreamingResponse
 from memory.agents import LiveAgent
 from proxy.chat.protocol import (DONE, KEEPALIVE, ChatRequest, ChunkEncoder, completion_object, error_event,
                                  message_text)
+from proxy.coordination import AgentLocks, LocalAgentLocks, LockTimeout, Release
 from proxy.chat.retries import RecentTurns, RecordingSink, replay, turn_key
 from proxy.chat.turn import NewInput, Turn, TurnEnv
 from proxy.errors import APIError
@@ -119,33 +120,29 @@ class CollectSink:
 class TurnRunner:
     """Owns the per-agent turn locks and turns a request into a response."""
 
-    def __init__(self, env: TurnEnv, *, lock_timeout: float, keepalive: float) -> None:
+    def __init__(self, env: TurnEnv, *, lock_timeout: float, keepalive: float,
+                 locks: AgentLocks | None = None) -> None:
         self.env = env
         self.lock_timeout = lock_timeout
         self.keepalive = keepalive
-        self.locks: dict[str, asyncio.Lock] = {}
+        self.locks: AgentLocks = locks or LocalAgentLocks()
         self.recent = RecentTurns()
 
     @contextlib.asynccontextmanager
     async def hold(self, agent_id: str) -> AsyncIterator[None]:
         """Keep turns off an agent while a management call changes its history."""
-        lock = await self._acquire(agent_id)
+        release = await self._acquire(agent_id)
         try:
             yield
         finally:
-            lock.release()
+            await release()
 
-    async def _acquire(self, agent_id: str) -> asyncio.Lock:
-        lock = self.locks.get(agent_id)
-        if lock is None:
-            lock = self.locks[agent_id] = asyncio.Lock()
+    async def _acquire(self, agent_id: str) -> Release:
         try:
-            async with asyncio.timeout(self.lock_timeout):
-                await lock.acquire()
-        except TimeoutError:
+            return await self.locks.acquire(agent_id, self.lock_timeout)
+        except LockTimeout:
             raise APIError(409, f"agent {agent_id} is busy with another turn; retry when it finishes",
                            code="agent_busy") from None
-        return lock
 
     async def serve(self, live: LiveAgent, chat: ChatRequest, request: Request | None = None) -> Response:
         key, ttl = turn_key(chat, request.headers if request is not None else {})
@@ -161,16 +158,16 @@ class TurnRunner:
         if clash:
             raise APIError(400, f"client tools clash with the agent's server tools: {', '.join(clash)}",
                            param="tools", code="tool_name_conflict")
-        lock = await self._acquire(live.id)
+        release = await self._acquire(live.id)
         record = self.recent.find(live.id, key)
         if record is not None:  # the same request finished while we waited for the lock
-            lock.release()
+            await release()
             return await self._respond_with_replay(record, chat, request)
         record = self.recent.start(live.id, key, ttl)
         encoder = ChunkEncoder(chat.model, chat.include_usage)
         sink: StreamSink | CollectSink = StreamSink(encoder) if chat.stream else CollectSink()
         turn = Turn(self.env, live, chat, new_input, RecordingSink(sink, record), client_tools)
-        task = self.env.spawn(self._run_locked(turn, lock, record), name=f"turn-{live.id}")
+        task = self.env.spawn(self._run_locked(turn, release, record), name=f"turn-{live.id}")
         return await self._respond(task, sink, encoder, request, owner=True)
 
     async def _respond_with_replay(self, record: Any, chat: ChatRequest, request: Request | None) -> Response:
@@ -191,12 +188,12 @@ class TurnRunner:
                                                    sink.reason or "stop", sink.usage))
         return await self._stream(task, sink, request, owner)
 
-    async def _run_locked(self, turn: Turn, lock: asyncio.Lock, record: Any) -> None:
+    async def _run_locked(self, turn: Turn, release: Release, record: Any) -> None:
         try:
             await turn.execute()
         finally:
             record.close()
-            lock.release()
+            await release()
 
     async def _stream(self, task: asyncio.Task[None], sink: StreamSink, request: Request | None,
                       owner: bool) -> Response:

@@ -1,0 +1,56 @@
+"""Turn locks in Redis: one turn per agent across processes, kept alive while held, lost with the holder."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis
+
+from helpers import create_agent, sdk, sim_headers
+from proxy.coordination import LockTimeout, RedisAgentLocks
+
+
+async def test_second_holder_waits_then_gets_the_lock(redis_url: str) -> None:
+    a, b = RedisAgentLocks(redis_url), RedisAgentLocks(redis_url)  # two "processes"
+    agent = "agent-00000000-0000-4000-8000-00000000000a"
+    release = await a.acquire(agent, timeout=1)
+    with pytest.raises(LockTimeout):
+        await b.acquire(agent, timeout=0.2)
+    waiter = asyncio.create_task(b.acquire(agent, timeout=5))
+    await asyncio.sleep(0.1)
+    assert not waiter.done()
+    await release()
+    release_b = await asyncio.wait_for(waiter, 5)
+    await release_b()
+    await a.close()
+    await b.close()
+
+
+async def test_held_lock_outlives_its_ttl_and_dead_holders_expire(redis_url: str) -> None:
+    holder = RedisAgentLocks(redis_url, ttl=0.3)
+    other = RedisAgentLocks(redis_url, ttl=0.3)
+    agent = "agent-00000000-0000-4000-8000-00000000000b"
+    release = await holder.acquire(agent, timeout=1)
+    await asyncio.sleep(0.8)  # several TTLs: the keeper extends it
+    with pytest.raises(LockTimeout):
+        await other.acquire(agent, timeout=0.1)
+    await release()
+    # A holder that dies without releasing: its key expires after the TTL.
+    direct = redis.Redis.from_url(redis_url)
+    direct.set(holder.prefix + agent, "dead-process", px=300)
+    release = await other.acquire(agent, timeout=2)
+    await release()
+    direct.close()
+    await holder.close()
+    await other.close()
+
+
+def test_server_with_redis_serialises_turns(make_server, redis_url: str) -> None:
+    srv = make_server(redis_url=redis_url)
+    agent = create_agent(srv.base_url)
+    client = sdk(srv.base_url)
+    out = client.chat.completions.create(model=agent, messages=[{"role": "user", "content": "hi"}],
+                                         extra_headers=sim_headers(reply="hello from redis-locked turn"))
+    assert out.choices[0].message.content == "hello from redis-locked turn"
+    assert redis.Redis.from_url(redis_url).get("memproxy:turn:" + agent) is None  # released after the turn
