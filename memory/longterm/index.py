@@ -1,0 +1,399 @@
+"""Long-term memory: archival passages and the recall index of every message, on LanceDB.
+
+Two tables live in one LanceDB directory: `passages` (archival memory) and `recall` (a searchable
+copy of each conversation message, keyed by message id). Search is hybrid: a cosine vector search
+and LanceDB's native BM25 full-text search, each prefiltered by agent and the caller's filters, fused
+by reciprocal rank. Without an embedder, or when embedding fails, search is full-text only.
+
+Lazy dimension: the vector size is learned from the embedder's first answer, so tables are created
+at their first write, with a vector column only if the size is known by then; otherwise the column
+is added later (see `tables.py`). A row whose embedding failed is stored anyway with
+`embedded = false` and gets its vector from `embed_pending`, which the background loop runs.
+
+Freshness: the FTS index is created with the table, and LanceDB's full-text search also scans rows
+the index has not absorbed yet (checked in the tests), so a row is searchable as soon as its write
+commits. The background loop compacts fragments and folds new rows into the indexes (`optimize`)
+every few seconds after writes, never per write. Recall writes go through a write-behind queue
+flushed within ~200 ms.
+
+Everything is async on LanceDB's async API (its work runs on LanceDB's own threads); the event
+loop only converts small Arrow results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import lancedb
+from lancedb.query import ColumnOrdering
+
+from memory.longterm import sql
+from memory.longterm.embedder import Embedder, EmbeddingError
+from memory.longterm.recall_queue import RecallQueue
+from memory.longterm.records import Passage, RecallRecord, SearchHit
+from memory.longterm.reembed import Reembedder
+from memory.longterm.schema import (
+    PASSAGE_COLUMNS,
+    PASSAGE_SCHEMA,
+    RECALL_COLUMNS,
+    RECALL_SCHEMA,
+    as_utc,
+    passage_from_row,
+    passage_row,
+    recall_from_row,
+    recall_row,
+)
+from memory.longterm.search import search_table
+from memory.longterm.tables import MemoryTable
+from memory.longterm.timefilter import TimeBound, parse_range
+from memory.models import new_id
+
+log = logging.getLogger("memproxy.longterm")
+
+STATS_CACHE_SIZE = 10_000
+
+
+class LongTermMemory:
+    """Archival passages and the recall index for every agent, in one LanceDB directory."""
+
+    def __init__(
+        self,
+        path: str,
+        embedder: Embedder | None = None,
+        *,
+        recall_interval: float = 0.2,
+        optimize_interval: float = 5.0,
+        reembed_interval: float = 30.0,
+        write_embed_timeout: float = 10.0,
+        recall_embed_timeout: float = 0.75,
+        query_embed_timeout: float = 5.0,
+    ) -> None:
+        self.path = path
+        self.embedder = embedder
+        self.optimize_interval = optimize_interval
+        self.reembed_interval = reembed_interval
+        self.write_embed_timeout = write_embed_timeout
+        self.recall_embed_timeout = recall_embed_timeout  # short: a slow embedder must not delay recall
+        self.query_embed_timeout = query_embed_timeout
+        self._db: Any = None
+        self._passages: MemoryTable | None = None
+        self._recall: MemoryTable | None = None
+        self._queue = RecallQueue(self._write_recall, interval=recall_interval)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._maybe_unembedded = embedder is not None  # rows from an earlier run may still lack vectors
+        self._reembedder = Reembedder(embedder, write_embed_timeout, self._warn) if embedder is not None else None
+        self._stats: dict[str, tuple[int, list[str]]] = {}
+        self._passage_writes = 0  # bumps on every passage write; a stats read spanning one is not cached
+        self._last_warning = 0.0
+
+    # --- lifecycle --------------------------------------------------------------------------
+    async def open(self) -> None:
+        self._db = await lancedb.connect_async(self.path)
+        names = set((await self._db.list_tables()).tables)
+        self._passages = MemoryTable(self._db, "passages", PASSAGE_SCHEMA)
+        self._recall = MemoryTable(self._db, "recall", RECALL_SCHEMA)
+        for table in (self._passages, self._recall):
+            await table.open_existing(names)
+
+    def start_background(self) -> None:
+        """Start the recall writer and the maintenance loop (optimize, re-embed) on the running loop."""
+        if self._tasks:
+            return
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._queue.run(), name="longterm-recall-writer"),
+            loop.create_task(self._maintain(), name="longterm-maintenance"),
+        ]
+
+    async def close(self) -> None:
+        """Write what is queued, stop the background tasks, release the database."""
+        if self._db is None:
+            return
+        try:
+            await self.flush()
+        except Exception:
+            log.exception("could not write %d queued recall messages at shutdown", len(self._queue))
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        self._db.close()
+        self._db = None
+
+    async def flush(self) -> None:
+        """Return once every message enqueued before the call is written."""
+        await self._queue.drain()
+
+    async def optimize(self) -> None:
+        """Compact both tables and fold new rows into their indexes (the background loop does this too)."""
+        for table in (self._passages, self._recall):
+            for _ in range(5):  # a concurrent delete can pre-empt a compaction; try again
+                if await table.optimize():
+                    break
+
+    # --- passages ---------------------------------------------------------------------------
+    async def add_passages(
+        self,
+        agent_id: str,
+        items: list[tuple[str, list[str]]],
+        created_at: datetime | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> list[Passage]:
+        """Store passages durably (searchable on return); returns them with their new ids."""
+        sql.check_id(agent_id, "agent_id")
+        when = as_utc(created_at) if created_at is not None else datetime.now(timezone.utc)
+        passages = [
+            Passage(new_id("passage"), agent_id, str(text or ""), _unique(tags), when, dict(metadata or {}))
+            for text, tags in items
+        ]
+        if not passages:
+            return []
+        vectors = await self._embed_for_write([p.text for p in passages], self.write_embed_timeout)
+        rows = [passage_row(p) for p in passages]
+        await self._store(self._passages, rows, vectors, upsert=False)
+        self._passage_writes += 1
+        self._stats.pop(agent_id, None)
+        return passages
+
+    async def get_passage(self, agent_id: str, passage_id: str) -> Passage | None:
+        where = sql.all_of(sql.agent_scope(agent_id), f"id = {sql.quote(sql.check_id(passage_id, 'passage_id'))}")
+        rows = await self._passages.rows(where, PASSAGE_COLUMNS, limit=1)
+        return passage_from_row(rows[0]) if rows else None
+
+    async def list_passages(
+        self,
+        agent_id: str,
+        after: str | None = None,
+        before: str | None = None,
+        limit: int | None = 100,
+        search: str | None = None,
+        ascending: bool = True,
+    ) -> list[Passage]:
+        """Passages by creation time. `after`/`before` are passage-id cursors in the listing's order;
+        with only `before`, the page is the `limit` passages just before it. An unknown cursor gives []."""
+        clauses = [sql.agent_scope(agent_id)]
+        if search:
+            clauses.append(sql.contains_text(search))
+        for cursor, is_after in ((after, True), (before, False)):
+            if cursor:
+                anchor = await self.get_passage(agent_id, cursor)
+                if anchor is None:
+                    return []
+                # In descending listings "after" means older.
+                later = sql.after_row if is_after == ascending else sql.before_row
+                clauses.append(later(anchor.created_at, anchor.id))
+        # Paging backwards from `before` reads from the cursor outwards, then restores the order.
+        reverse = bool(before) and not after
+        forward = ascending != reverse
+        order = [ColumnOrdering(column_name=c, ascending=forward) for c in ("created_at", "id")]
+        cap = None if limit is None else max(0, min(limit, 100_000))
+        rows = await self._passages.rows(sql.all_of(*clauses), PASSAGE_COLUMNS, limit=cap, order=order)
+        if reverse:
+            rows.reverse()
+        return [passage_from_row(row) for row in rows]
+
+    async def delete_passage(self, agent_id: str, passage_id: str) -> bool:
+        where = sql.all_of(sql.agent_scope(agent_id), f"id = {sql.quote(sql.check_id(passage_id, 'passage_id'))}")
+        table = self._passages
+        async with table.lock:
+            if await table.count(where) == 0:
+                return False
+            await table.delete(where)
+        self._passage_writes += 1
+        self._stats.pop(agent_id, None)
+        return True
+
+    async def count_passages(self, agent_id: str) -> int:
+        return (await self._passage_stats(agent_id))[0]
+
+    async def passage_tags(self, agent_id: str) -> list[str]:
+        """Sorted unique tags of the agent's passages (cached; the prompt compiler asks every turn)."""
+        return list((await self._passage_stats(agent_id))[1])
+
+    async def _passage_stats(self, agent_id: str) -> tuple[int, list[str]]:
+        cached = self._stats.get(agent_id)
+        if cached is not None:
+            return cached
+        writes = self._passage_writes
+        rows = await self._passages.rows(sql.agent_scope(agent_id), ["tags"])
+        stats = (len(rows), sorted({tag for row in rows for tag in row["tags"] or []}))
+        if writes == self._passage_writes:
+            if len(self._stats) >= STATS_CACHE_SIZE:
+                self._stats.clear()
+            self._stats[agent_id] = stats
+        return stats
+
+    async def passage_ids_all(self) -> set[str]:
+        return {row["id"] for row in await self._passages.rows("true", ["id"])}
+
+    async def search_passages(
+        self,
+        agent_id: str,
+        query: str,
+        *,
+        tags: list[str] | None = None,
+        tag_match_mode: str = "any",
+        top_k: int = 10,
+        start: TimeBound = None,
+        end: TimeBound = None,
+        mode: str = "hybrid",
+        tz: str = "UTC",
+    ) -> list[SearchHit]:
+        """Hybrid (or vector / fts) search of one agent's passages; dates are inclusive."""
+        lower, upper = parse_range(start, end, tz)
+        where = sql.all_of(
+            sql.agent_scope(agent_id), sql.tags_filter(tags, tag_match_mode), sql.time_filter(lower, upper)
+        )
+        return await search_table(
+            self._passages, where, query, top_k, mode, PASSAGE_COLUMNS, passage_from_row, self._query_vector
+        )
+
+    # --- recall -----------------------------------------------------------------------------
+    def enqueue_messages(self, records: list[RecallRecord]) -> None:
+        """Queue messages for the recall index without waiting; re-enqueueing an id replaces its row."""
+        for record in records:
+            sql.check_id(record.id, "message id")
+            sql.check_id(record.agent_id, "agent_id")
+        self._queue.put(list(records))
+
+    async def search_recall(
+        self,
+        agent_id: str,
+        query: str,
+        *,
+        roles: list[str] | None = None,
+        limit: int = 10,
+        start: TimeBound = None,
+        end: TimeBound = None,
+        mode: str = "hybrid",
+        tz: str = "UTC",
+    ) -> list[SearchHit]:
+        """Hybrid (or vector / fts) search of one agent's messages; dates are inclusive."""
+        lower, upper = parse_range(start, end, tz)
+        where = sql.all_of(sql.agent_scope(agent_id), sql.roles_filter(roles), sql.time_filter(lower, upper))
+        return await search_table(
+            self._recall, where, query, limit, mode, RECALL_COLUMNS, recall_from_row, self._query_vector
+        )
+
+    async def recall_ids(self, agent_id: str) -> set[str]:
+        """Ids of the agent's messages in the recall index, queued ones included."""
+        rows = await self._recall.rows(sql.agent_scope(agent_id), ["id"])
+        return {row["id"] for row in rows} | self._queue.pending_ids(agent_id)
+
+    async def recall_ids_all(self) -> set[str]:
+        return {row["id"] for row in await self._recall.rows("true", ["id"])}
+
+    async def delete_recall(self, ids: list[str] | set[str]) -> None:
+        """Remove messages from the recall index (and from the queue, so they are not written later)."""
+        doomed = set(ids)
+        if not doomed:
+            return
+        async with self._queue.lock:
+            self._queue.discard(lambda record: record.id not in doomed)
+            table = self._recall
+            if not table.exists:
+                return
+            ordered = sorted(doomed)
+            async with table.lock:
+                for start in range(0, len(ordered), 500):
+                    await table.delete(sql.id_in(ordered[start : start + 500]))
+
+    async def delete_agent(self, agent_id: str) -> None:
+        """Drop every passage and recall row of the agent, queued messages included."""
+        scope = sql.agent_scope(agent_id)
+        async with self._queue.lock:
+            self._queue.discard(lambda record: record.agent_id != agent_id)
+            for table in (self._passages, self._recall):
+                if table.exists:
+                    async with table.lock:
+                        await table.delete(scope)
+        self._passage_writes += 1
+        self._stats.pop(agent_id, None)
+
+    async def agent_ids(self) -> set[str]:
+        """Agents that have any passage or recall row (to find orphans of deleted agents)."""
+        found: set[str] = set()
+        for table in (self._passages, self._recall):
+            found |= {row["agent_id"] for row in await table.rows("true", ["agent_id"])}
+        return found
+
+    async def _write_recall(self, batch: list[RecallRecord]) -> None:
+        latest = {record.id: record for record in batch}  # the last version of a message wins
+        records = list(latest.values())
+        vectors = await self._embed_for_write([r.text for r in records], self.recall_embed_timeout)
+        rows = [recall_row(r) for r in records]
+        await self._store(self._recall, rows, vectors, upsert=True)
+
+    # --- shared write / search / embedding --------------------------------------------------
+    async def _store(
+        self, table: MemoryTable, rows: list[dict[str, Any]], vectors: list[list[float]] | None, *, upsert: bool
+    ) -> None:
+        if not await table.write(rows, vectors, upsert=upsert) and vectors is not None:
+            self._warn(f"{table.name}: embeddings have {len(vectors[0])} dimensions but the table has {table.dim}")
+        if self.embedder is not None and (vectors is None or table.dim != len(vectors[0])):
+            self._maybe_unembedded = True
+
+    async def _embed_for_write(self, texts: list[str], timeout: float) -> list[list[float]] | None:
+        """Vectors for `texts`, or None (rows are then stored for full-text search and re-embedded later)."""
+        if self.embedder is None or not texts:
+            return None
+        try:
+            vectors = await asyncio.wait_for(self.embedder.embed(texts), timeout)
+        except (EmbeddingError, asyncio.TimeoutError) as exc:
+            self._warn(f"embedding failed; full-text search only until it recovers: {exc!r}")
+            return None
+        if len(vectors) != len(texts) or len({len(v) for v in vectors}) != 1:
+            self._warn("embedder returned a wrong number or mix of vector sizes")
+            return None
+        return vectors
+
+    async def _query_vector(self, table: MemoryTable, query: str) -> list[float] | None:
+        if table.dim is None:
+            return None
+        vectors = await self._embed_for_write([query], self.query_embed_timeout)
+        return vectors[0] if vectors is not None and len(vectors[0]) == table.dim else None
+
+    async def embed_pending(self) -> int:
+        """Give vectors to rows stored without one; returns how many were embedded."""
+        if self._reembedder is None:
+            return 0
+        # Cleared first: a write failing while this pass runs sets it again.
+        self._maybe_unembedded = False
+        done, finished = await self._reembedder.run([self._passages, self._recall])
+        if not finished:
+            self._maybe_unembedded = True
+        return done
+
+    # --- background -------------------------------------------------------------------------
+    async def _maintain(self) -> None:
+        last_reembed = time.monotonic()
+        while True:
+            await asyncio.sleep(min(1.0, self.optimize_interval))
+            now = time.monotonic()
+            for table in (self._passages, self._recall):
+                if table.writes_since_optimize and now - table.last_optimize >= self.optimize_interval:
+                    try:
+                        await table.optimize()
+                    except Exception:
+                        log.exception("optimizing %s failed", table.name)
+            if self._maybe_unembedded and now - last_reembed >= self.reembed_interval:
+                last_reembed = now
+                try:
+                    await self.embed_pending()
+                except Exception:
+                    log.exception("re-embedding failed")
+
+    def _warn(self, message: str) -> None:
+        # At most one warning per 30 s: a dead embedder would otherwise log on every write.
+        now = time.monotonic()
+        if now - self._last_warning >= 30.0:
+            self._last_warning = now
+            log.warning(message)
+
+
+def _unique(tags: list[str] | None) -> list[str]:
+    return list(dict.fromkeys(str(tag) for tag in tags or []))
