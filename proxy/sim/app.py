@@ -26,7 +26,7 @@ from proxy.sim.script import (
     ReplyPlan,
     content_text,
     last_user_index,
-    message_chars,
+    prompt_estimate,
     plan_reply,
 )
 from proxy.sim.sse import ChunkEncoder, delta_count, encode_stream
@@ -211,8 +211,7 @@ class SimApp:
             return
         limit = options.get("max_context_tokens", self.config.max_context_tokens)
         if limit is not None:
-            tools = body.get("tools")
-            estimate = (message_chars(messages) + (len(orjson.dumps(tools)) if tools else 0)) // 4
+            estimate = prompt_estimate(messages, body.get("tools"))
             if estimate > limit:
                 raise _RequestError(
                     400,

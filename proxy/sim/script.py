@@ -115,6 +115,14 @@ def message_chars(messages: list[Any]) -> int:
     return total
 
 
+def prompt_estimate(messages: list[Any], tools: Any) -> int:
+    """The simulator's prompt size: message text plus tool schemas, about four characters a token.
+
+    One count serves both the reported usage and the context-length check, as a real model's does.
+    """
+    return (message_chars(messages) + (len(orjson.dumps(tools)) if tools else 0)) // 4
+
+
 def last_user_index(messages: list[Any]) -> int:
     """Index of the last `user` message, or -1."""
     for i in range(len(messages) - 1, -1, -1):
@@ -201,5 +209,5 @@ def plan_reply(
         tool_calls=calls,
         ttft_s=options.get("ttft_ms", config.ttft_ms) / 1000.0,
         token_delay_s=options.get("token_delay_ms", config.token_delay_ms) / 1000.0,
-        prompt_tokens=max(1, message_chars(messages) // 4),
+        prompt_tokens=max(1, prompt_estimate(messages, body.get("tools"))),
     )
