@@ -25,6 +25,8 @@ class ArchivalStats(Protocol):
 
     async def passage_tags(self, agent_id: str) -> list[str]: ...
 
+    async def delete_agent(self, agent_id: str) -> None: ...
+
 
 @dataclass
 class LiveAgent:
@@ -184,7 +186,10 @@ class AgentMemory:
 
     async def delete_agent(self, agent_id: str) -> bool:
         self.forget(agent_id)
-        return await self.store.delete_agent(agent_id)
+        deleted = await self.store.delete_agent(agent_id)
+        if deleted and self.archival is not None:
+            await self.archival.delete_agent(agent_id)
+        return deleted
 
     # --- blocks -----------------------------------------------------------------------------
     async def get_block(self, block_id: str) -> Block | None:

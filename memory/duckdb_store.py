@@ -291,6 +291,16 @@ class DuckDBStore(Store):
         sql = "SELECT count(*) FROM messages WHERE agent_id = ?"
         return await self._run(lambda con: _scalar(con, sql, [agent_id]))
 
+    async def agent_ids(self) -> set[str]:
+        rows = await self._run(lambda con: con.execute("SELECT id FROM agents").fetchall())
+        return {r[0] for r in rows}
+
+    async def recall_candidate_ids(self, skip_tool_names: list[str]) -> set[str]:
+        sql = ("SELECT id FROM messages WHERE content IS NOT NULL AND length(content) > 0 AND "
+               "(role IN ('user', 'assistant') OR (role = 'tool' AND NOT list_contains(?, coalesce(name, ''))))")
+        rows = await self._run(lambda con: con.execute(sql, [list(skip_tool_names)]).fetchall())
+        return {r[0] for r in rows}
+
     async def max_message_seq(self, agent_id: str) -> int:
         sql = "SELECT coalesce(max(seq), 0) FROM messages WHERE agent_id = ?"
         return await self._run(lambda con: _scalar(con, sql, [agent_id]))

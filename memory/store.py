@@ -107,6 +107,14 @@ class Store(ABC):
         """Every message the agent ever had (recall memory size)."""
 
     @abstractmethod
+    async def agent_ids(self) -> set[str]:
+        """Every agent id (for reconciling the search index)."""
+
+    @abstractmethod
+    async def recall_candidate_ids(self, skip_tool_names: list[str]) -> set[str]:
+        """Ids of messages the recall index should hold: user/assistant text, tool results but these tools'."""
+
+    @abstractmethod
     async def max_message_seq(self, agent_id: str) -> int:
         """The largest `seq` stored for the agent, or 0."""
 

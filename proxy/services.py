@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 
 from memory.compaction import ContextBudget
+from memory.longterm import HttpEmbedder, LongTermMemory
+from memory.recall import index_messages, reconcile
 from proxy.chat.serving import TurnRunner
 from proxy.chat.turn import TurnEnv
 from proxy.coordination import agent_locks
 from proxy.runtime import Runtime
 from tools.registry import default_registry
 
+log = logging.getLogger("memproxy")
+
 
 async def start_services(rt: Runtime) -> None:
     settings = rt.settings
     rt.registry = default_registry()
+    await _open_longterm(rt)
+    skip = frozenset(rt.registry.names())  # our own tools' results are echoes, not worth finding
 
     async def summarize(body: dict) -> str:
         data = await rt.upstream.chat(body)
@@ -24,9 +32,29 @@ async def start_services(rt: Runtime) -> None:
     # Load the tokenizer now, off the event loop, rather than inside the first turn.
     await asyncio.to_thread(rt.budget.counter.load)
     env = TurnEnv(memory=rt.memory, upstream=rt.upstream, registry=rt.registry, longterm=rt.longterm,
-                  max_steps=settings.max_steps, spawn=rt.spawn, budget=rt.budget)
+                  max_steps=settings.max_steps, spawn=rt.spawn, budget=rt.budget,
+                  on_messages=lambda messages: index_messages(rt.longterm, messages, skip))
     rt.turns = TurnRunner(env, lock_timeout=settings.agent_lock_timeout, keepalive=settings.keepalive_interval,
                           locks=agent_locks(settings.redis_url))
+
+
+async def _open_longterm(rt: Runtime) -> None:
+    settings = rt.settings
+    embedder = None
+    if settings.embedding_model:
+        embedder = HttpEmbedder(rt.upstream.base_url, settings.upstream_api_key, settings.embedding_model,
+                                client=rt.upstream.client)
+    else:
+        log.info("no MEMPROXY_EMBEDDING_MODEL: recall and archival search are full-text only")
+    rt.longterm = LongTermMemory(os.path.join(settings.data_dir, "lance"), embedder)
+    await rt.longterm.open()
+    rt.memory.archival = rt.longterm
+    report = await reconcile(rt.store, rt.longterm, frozenset(rt.registry.names()))
+    rt.reconciliation = report.as_dict()
+    if report.fixed:
+        log.warning("search index repaired at start: %d messages re-indexed, %d orphan rows and %d deleted "
+                    "agents' rows dropped", report.reindexed, report.orphan_messages, report.orphan_agents)
+    rt.longterm.start_background()
 
 
 async def stop_services(rt: Runtime) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import threading
 import time
 from typing import Any, Callable, Iterator
@@ -13,16 +12,11 @@ import httpx
 import pytest
 import uvicorn
 
+from helpers import free_port
 from proxy.app import build_app
 from proxy.config import Settings
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class ServerThread:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 import httpx
@@ -51,3 +52,9 @@ def sim_headers(**options: Any) -> dict[str, str]:
     """Script the simulator through memproxy: X-Sim-* headers are forwarded upstream."""
     return {"X-Sim-" + key.replace("_", "-"): value if isinstance(value, str) else json.dumps(value)
             for key, value in options.items()}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -10,7 +10,7 @@ import time
 
 import httpx
 
-from conftest import free_port
+from helpers import free_port
 from proxy import __version__
 
 MEMPROXY = [sys.executable, "-m", "proxy"]

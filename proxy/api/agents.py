@@ -88,6 +88,9 @@ async def create_agent(request: Request) -> Response:
     if "embedding" not in values:
         # An explicit null means "no embeddings" on create; only an absent field takes the default.
         values["embedding"] = None if "embedding" in body else rt.settings.embedding_model
+    if include_base is not False and values.get("embedding"):
+        # Archival search is only as good as its vectors: agents with an embedding model get the tools by default.
+        tools = list(dict.fromkeys([*tools, *ARCHIVAL_TOOLS]))
     agent = Agent(id=new_id("agent"), tools=tools, llm_params=fields.llm_params,
                   block_ids=[b.id for b in blocks] + [b.id for b in attached], **values)
     live = await rt.memory.create_agent(agent, blocks)

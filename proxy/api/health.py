@@ -10,4 +10,7 @@ from proxy.http import json_response
 
 
 async def health(request: Request) -> Response:
-    return json_response({"version": __version__, "status": "ok"})
+    rt = request.app.state.rt
+    search = "hybrid" if rt.settings.embedding_model else "full-text"
+    return json_response({"version": __version__, "status": "ok", "search": search,
+                          "index_repaired_at_start": rt.reconciliation})

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from proxy.api import agents, blocks, context, core_memory, messages, runs
+from proxy.api import agents, archival, blocks, context, core_memory, messages, runs
 from proxy.api.health import health
 from proxy.api.models import list_models
 
@@ -40,6 +40,11 @@ routes: list[Route] = [
     *both(_AGENT + "/messages", messages.list_messages, "GET"),
     *both(_AGENT + "/reset-messages", messages.reset_messages, "PATCH"),
     *both(_AGENT + "/context", context.context_window, "GET"),
+    *both(_AGENT + "/archival-memory", archival.list_passages, "GET"),
+    *both(_AGENT + "/archival-memory", archival.create_passage, "POST"),
+    *both(_AGENT + "/archival-memory/search", archival.search_passages, "GET"),
+    *both(_AGENT + "/archival-memory/{passage_id}", archival.delete_passage, "DELETE"),
+    *both("/v1/agents/messages/search", archival.search_messages, "POST"),
     *both(_AGENT + "/summarize", context.summarize, "POST"),
     *both(_AGENT + "/messages/preview-raw-payload", context.preview_raw_payload, "POST"),
     *both("/v1/blocks", blocks.create_block, "POST"),

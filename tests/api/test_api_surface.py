@@ -14,7 +14,10 @@ def test_health(http: httpx.Client) -> None:
     for path in ("/v1/health/", "/v1/health"):
         response = http.get(path)
         assert response.status_code == 200
-        assert response.json() == {"version": __version__, "status": "ok"}
+        body = response.json()
+        assert (body["version"], body["status"]) == (__version__, "ok")
+        assert body["search"] == "full-text"  # no embedding model configured for this server
+        assert body["index_repaired_at_start"] == {"reindexed": 0, "orphan_messages": 0, "orphan_agents": 0}
 
 
 def test_models_lists_agents_then_upstream(http: httpx.Client, create_agent: Callable[..., dict[str, Any]]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, Iterator
 
 import httpx
@@ -10,7 +9,7 @@ import pytest
 
 from helpers import create_agent, sdk, sim_headers
 from proxy.sim import SimConfig, run_sim_in_thread
-from proxy.sim.script import message_chars
+from proxy.sim.script import prompt_estimate
 
 WINDOW = 2000
 
@@ -24,8 +23,7 @@ def strict_sim() -> Iterator[str]:
 
 
 def sim_estimate(body: dict[str, Any]) -> int:
-    tools = body.get("tools")
-    return (message_chars(body["messages"]) + (len(json.dumps(tools, separators=(",", ":"))) if tools else 0)) // 4
+    return prompt_estimate(body["messages"], body.get("tools"))
 
 
 def drain(sim_url: str) -> list[dict[str, Any]]:

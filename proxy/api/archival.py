@@ -1,0 +1,130 @@
+"""Archival memory (`/v1/agents/{id}/archival-memory`) and recall search (`/v1/agents/messages/search`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from memory.longterm import Passage, RecallRecord, SearchHit
+from memory.longterm.format import archival_results
+from proxy.api.bodies import get_int, get_str, get_str_list
+from proxy.api.lookup import is_id, require_agent, runtime
+from proxy.api.protocol import embedding_config_json, iso
+from proxy.errors import APIError, not_found
+from proxy.http import json_response, query_bool, query_int, read_json
+
+SEARCH_MODES = ("hybrid", "vector", "fts")
+
+
+def passage_json(passage: Passage, embedding_config: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": passage.id, "text": passage.text, "tags": list(passage.tags), "metadata": dict(passage.metadata),
+        "agent_id": passage.agent_id, "archive_id": None, "source_id": None, "file_id": None, "file_name": None,
+        "created_at": iso(passage.created_at), "updated_at": iso(passage.created_at), "is_deleted": False,
+        "created_by_id": None, "last_updated_by_id": None,
+        "embedding": None, "embedding_config": embedding_config,
+    }
+
+
+def _longterm(request: Request) -> Any:
+    longterm = runtime(request).longterm
+    if longterm is None:
+        raise APIError(503, "long-term memory is not available", code="longterm_unavailable")
+    return longterm
+
+
+async def list_passages(request: Request) -> Response:
+    rt = runtime(request)
+    live = await require_agent(request)
+    q = request.query_params
+    for cursor in ("after", "before"):
+        if q.get(cursor) and not is_id("passage", q[cursor]):
+            raise APIError(422, f"`{cursor}` must be a passage id", param=cursor)
+    passages = await _longterm(request).list_passages(
+        live.id, after=q.get("after"), before=q.get("before"), limit=query_int(request, "limit", 100),
+        search=q.get("search") or None, ascending=query_bool(request, "ascending", True))
+    config = embedding_config_json(live.agent, None)
+    return json_response([passage_json(p, config) for p in passages])
+
+
+async def create_passage(request: Request) -> Response:
+    rt = runtime(request)
+    live = await require_agent(request)
+    body = await read_json(request)
+    text = get_str(body, "text")
+    if not text or not text.strip():
+        raise APIError(422, "`text` is required and must not be empty", param="text")
+    tags = get_str_list(body, "tags") or []
+    passages = await _longterm(request).add_passages(live.id, [(text, tags)])
+    await rt.memory.refresh_archival(live)
+    config = embedding_config_json(live.agent, None)
+    return json_response([passage_json(p, config) for p in passages])
+
+
+async def delete_passage(request: Request) -> Response:
+    rt = runtime(request)
+    live = await require_agent(request)
+    passage_id = request.path_params["passage_id"]
+    if not is_id("passage", passage_id) or not await _longterm(request).delete_passage(live.id, passage_id):
+        raise not_found("passage", passage_id)
+    await rt.memory.refresh_archival(live)
+    return json_response({"id": passage_id, "deleted": True})
+
+
+async def search_passages(request: Request) -> Response:
+    live = await require_agent(request)
+    q = request.query_params
+    query = q.get("query")
+    if query is None:
+        raise APIError(422, "`query` is required", param="query")
+    mode = q.get("tag_match_mode") or "any"
+    if mode not in ("any", "all"):
+        raise APIError(422, "`tag_match_mode` must be `any` or `all`", param="tag_match_mode")
+    try:
+        hits = await _longterm(request).search_passages(
+            live.id, query, tags=q.getlist("tags") or None, tag_match_mode=mode,
+            top_k=query_int(request, "top_k", 10, high=100), start=q.get("start_datetime"),
+            end=q.get("end_datetime"))
+    except ValueError as exc:
+        raise APIError(422, f"bad date filter: {exc}", param="start_datetime") from None
+    results = archival_results(hits)
+    return json_response({"results": results, "count": len(results)})
+
+
+async def search_messages(request: Request) -> Response:
+    """Recall search over one agent's whole history (a required `agent_id` keeps results scoped)."""
+    rt = runtime(request)
+    body = await read_json(request)
+    agent_id = get_str(body, "agent_id", nullable=True)
+    if not agent_id:
+        raise APIError(422, "`agent_id` is required: searches never span agents", param="agent_id")
+    live = await require_agent(request, agent_id)
+    query = get_str(body, "query", nullable=True) or ""
+    mode = get_str(body, "search_mode", nullable=True) or "hybrid"
+    if mode not in SEARCH_MODES:
+        raise APIError(422, f"`search_mode` must be one of {', '.join(SEARCH_MODES)}", param="search_mode")
+    roles = get_str_list(body, "roles")
+    if roles and not set(roles) <= {"user", "assistant", "tool"}:
+        raise APIError(422, "`roles` may only hold user, assistant, tool", param="roles")
+    limit = get_int(body, "limit", nullable=True) or 10
+    try:
+        hits = await _longterm(request).search_recall(
+            live.id, query, roles=roles or None, limit=min(limit, 100), start=body.get("start_date"),
+            end=body.get("end_date"), mode=mode)
+    except ValueError as exc:
+        raise APIError(422, f"bad date filter: {exc}", param="start_date") from None
+    messages = {m.id: m for m in await rt.store.get_messages([h.record.id for h in hits])}
+    return json_response([_message_hit(h, messages.get(h.record.id)) for h in hits])
+
+
+def _message_hit(hit: SearchHit, stored: Any) -> dict[str, Any]:
+    record = hit.record
+    assert isinstance(record, RecallRecord)
+    message = {"id": record.id, "agent_id": record.agent_id, "role": record.role,
+               "content": [{"type": "text", "text": record.text}], "created_at": iso(record.created_at),
+               "run_id": getattr(stored, "run_id", None), "name": getattr(stored, "name", None),
+               "tool_call_id": getattr(stored, "tool_call_id", None)}
+    return {"embedded_text": record.text, "message": message, "rrf_score": hit.rrf_score,
+            "vector_rank": hit.vector_rank, "fts_rank": hit.fts_rank, "search_mode": hit.search_mode}
