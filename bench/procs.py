@@ -1,0 +1,131 @@
+"""The processes under test: the simulator and memproxy, each a real subprocess, killed at exit."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+_LIVE: set[subprocess.Popen[bytes]] = set()
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _kill_all() -> None:
+    for proc in list(_LIVE):
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+        _LIVE.discard(proc)
+
+
+atexit.register(_kill_all)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def memproxy_command() -> list[str]:
+    """`.venv/bin/memproxy` beside this interpreter, or `python -m proxy` when it is not installed."""
+    exe = Path(sys.executable).parent / "memproxy"
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("memproxy")
+    return [found] if found else [sys.executable, "-m", "proxy"]
+
+
+def rss_kb(pid: int) -> int:
+    """Resident set size of a process, from /proc/<pid>/status VmRSS."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+class Proc:
+    """One server subprocess with its log file, readiness probe and resource readings."""
+
+    def __init__(self, name: str, args: list[str], port: int, health_path: str, log_dir: Path) -> None:
+        self.name, self.port, self.health_path = name, port, health_path
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / f"{name}-{port}.log"
+        self._log = open(self.log_path, "wb")
+        self.popen = subprocess.Popen([*memproxy_command(), *args], stdout=self._log, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+        _LIVE.add(self.popen)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.popen.returncode}; see {self.log_path}:\n"
+                                   + self.log_path.read_text(errors="replace")[-2000:])
+            try:
+                if httpx.get(self.base + self.health_path, timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} not ready after {timeout}s; see {self.log_path}")
+
+    def rss_kb(self) -> int:
+        return rss_kb(self.pid)
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM (graceful: memproxy checkpoints its database), then SIGKILL if it lingers."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=5)
+        _LIVE.discard(self.popen)
+        self._log.close()
+
+
+def start_sim(log_dir: Path, *, ttft_ms: float = 0.0, token_delay_ms: float = 0.0, reply_tokens: int = 12) -> Proc:
+    port = free_port()
+    proc = Proc("sim", ["sim", "--port", str(port), "--ttft-ms", str(ttft_ms), "--token-delay-ms",
+                        str(token_delay_ms), "--reply-tokens", str(reply_tokens)], port, "/sim/health", log_dir)
+    proc.wait_ready()
+    return proc
+
+
+def start_memproxy(log_dir: Path, data_dir: Path, upstream: str, extra: list[str] | None = None) -> Proc:
+    """memproxy at log level warning: per-request INFO lines would be measured as memproxy's cost."""
+    port = free_port()
+    args = ["serve", "--port", str(port), "--data-dir", str(data_dir), "--upstream-url", upstream,
+            "--log-level", "warning", *(extra or [])]
+    proc = Proc("memproxy", args, port, "/v1/health/", log_dir)
+    proc.wait_ready(timeout=120.0)
+    return proc

@@ -1,0 +1,97 @@
+"""Seed a memproxy data dir quickly: one template agent made through the API, then bulk SQL clones.
+
+The template is created by memproxy itself (so every column holds what the server writes); clones,
+their four blocks and their message history are then written straight into the DuckDB file with
+`INSERT ... SELECT FROM range(n)`, while memproxy is stopped. Only the last `in_context` messages of
+each agent are marked in context; the rest is history, as after a long conversation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import httpx
+
+DATABASE_FILE = "memproxy.duckdb"
+IN_CONTEXT = 50
+
+TEMPLATE_AGENT = {
+    "name": "bench-template",
+    "system": ("You are a helpful voice assistant with a persistent memory. Keep answers short and friendly; "
+               "update your memory blocks when you learn something about the user."),
+    "memory_blocks": [
+        {"label": "persona", "value": "I am Sam, a concise and warm assistant. I speak plainly, avoid jargon, "
+                                      "and keep replies under three sentences unless asked for detail."},
+        {"label": "human", "value": "Name: Alex. Lives in Lyon. Works as a nurse on night shifts. Prefers "
+                                    "metric units. Allergic to peanuts. Has a dog called Miso."},
+        {"label": "preferences", "value": "Likes jazz and long walks. Dislikes small talk about weather. "
+                                          "Wants reminders phrased as questions."},
+        {"label": "project", "value": "Planning a two-week trip to Japan in April: Tokyo, Kyoto, Osaka. "
+                                      "Budget 3000 EUR. Needs vegetarian restaurant ideas."},
+    ],
+}
+
+
+def create_template(base_url: str) -> str:
+    """Create the template agent through memproxy's API; return its id."""
+    response = httpx.post(base_url + "/v1/agents/", json=TEMPLATE_AGENT, timeout=30.0)
+    response.raise_for_status()
+    return str(response.json()["id"])
+
+
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    rows = con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+                       "ORDER BY ordinal_position", [table]).fetchall()
+    return [row[0] for row in rows]
+
+
+def _select_list(columns: list[str], overrides: dict[str, str], alias: str) -> str:
+    return ", ".join(overrides.get(c, f'{alias}."{c}"') for c in columns)
+
+
+def clone_agents(data_dir: Path, template_id: str, count: int, messages: int, tag: str = "clone") -> list[str]:
+    """Insert `count` copies of the template (own blocks each) with `messages` stored messages apiece."""
+    con = duckdb.connect(str(data_dir / DATABASE_FILE))
+    try:
+        con.execute("BEGIN TRANSACTION")
+        con.execute("CREATE OR REPLACE TEMP TABLE new_agents AS "
+                    "SELECT 'agent-' || uuid()::VARCHAR AS id, i FROM range(?) t(i)", [count])
+        agent_cols = _select_list(_columns(con, "agents"),
+                                  {"id": "n.id", "name": f"'{tag}-' || n.i::VARCHAR"}, "a")
+        con.execute(f"INSERT INTO agents SELECT {agent_cols} FROM agents a, new_agents n WHERE a.id = ?",
+                    [template_id])
+        con.execute("CREATE OR REPLACE TEMP TABLE new_blocks AS "
+                    "SELECT n.id AS agent_id, ab.block_id AS src, ab.position, 'block-' || uuid()::VARCHAR AS id "
+                    "FROM new_agents n, agent_blocks ab WHERE ab.agent_id = ?", [template_id])
+        block_cols = _select_list(_columns(con, "blocks"), {"id": "nb.id"}, "b")
+        con.execute(f"INSERT INTO blocks SELECT {block_cols} FROM new_blocks nb JOIN blocks b ON b.id = nb.src")
+        con.execute("INSERT INTO agent_blocks (agent_id, block_id, position) "
+                    "SELECT agent_id, id, position FROM new_blocks")
+        if messages:
+            con.execute(
+                "INSERT INTO messages (id, agent_id, seq, role, content, tool_calls, tool_call_id, name, run_id, "
+                "in_context, metadata, created_at) "
+                "SELECT 'message-' || uuid()::VARCHAR, n.id, s.i + 1, "
+                "CASE WHEN s.i % 2 = 0 THEN 'user' ELSE 'assistant' END, "
+                "CASE WHEN s.i % 2 = 0 THEN 'Question ' || s.i::VARCHAR || ': what should I pack for the "
+                "trip, and can you remind me about the dog sitter?' ELSE 'Answer ' || s.i::VARCHAR || "
+                "': pack light layers and a rain jacket; I will remind you about Miso''s sitter on Friday.' END, "
+                "NULL, NULL, NULL, NULL, s.i >= ? - ?, '{}', now() - to_seconds(? - s.i) "
+                "FROM new_agents n, range(?) s(i)",
+                [messages, IN_CONTEXT, messages, messages])
+        ids = [row[0] for row in con.execute("SELECT id FROM new_agents ORDER BY i").fetchall()]
+        con.execute("COMMIT")
+        con.execute("CHECKPOINT")
+        return ids
+    finally:
+        con.close()
+
+
+def count_rows(data_dir: Path) -> dict[str, int]:
+    con = duckdb.connect(str(data_dir / DATABASE_FILE), read_only=True)
+    try:
+        return {t: int(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0])  # type: ignore[index]
+                for t in ("agents", "blocks", "messages", "runs")}
+    finally:
+        con.close()

@@ -1,0 +1,15 @@
+"""The suite registry: the one place a new suite is added (name -> Suite, run in this order by `all`)."""
+
+from __future__ import annotations
+
+from bench.suite import Suite
+from bench.suites import latency, scaling, throughput, toolstep
+
+SUITES: dict[str, Suite] = {
+    "latency": Suite("latency", "TTFT, inter-chunk and e2e of direct/passthrough/agent, interleaved",
+                     latency.run, latency.plot),
+    "throughput": Suite("throughput", "requests/s at concurrency 1..128, zero-delay simulator",
+                        throughput.run, throughput.plot),
+    "scaling": Suite("scaling", "added TTFT and RSS vs stored history and agent count", scaling.run, scaling.plot),
+    "toolstep": Suite("toolstep", "cost of one server memory-edit step between two upstream calls", toolstep.run),
+}
