@@ -27,7 +27,7 @@ class Runtime:
     turns: Any = None  # proxy.chat.serving.TurnRunner
     registry: Any = None  # tools.registry.ToolRegistry
     budget: Any = None  # memory.compaction.ContextBudget
-    reconciliation: dict[str, int] = field(default_factory=dict)  # what start-up repaired in the search index
+    reconciliation: dict[str, Any] = field(default_factory=dict)  # what start-up repaired in the search index
     background: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def spawn(self, coro: Any, name: str | None = None) -> asyncio.Task[Any]:

@@ -49,12 +49,22 @@ async def _open_longterm(rt: Runtime) -> None:
     rt.longterm = LongTermMemory(os.path.join(settings.data_dir, "lance"), embedder)
     await rt.longterm.open()
     rt.memory.archival = rt.longterm
-    report = await reconcile(rt.store, rt.longterm, frozenset(rt.registry.names()))
-    rt.reconciliation = report.as_dict()
+    rt.longterm.start_background()
+    # Repairing the index can take a while on a big store; serve meanwhile (new turns index as usual).
+    rt.reconciliation = {"state": "running"}
+    rt.spawn(_repair_index(rt), name="reconcile-index")
+
+
+async def _repair_index(rt: Runtime) -> None:
+    try:
+        report = await reconcile(rt.store, rt.longterm, frozenset(rt.registry.names()))
+    except Exception:
+        rt.reconciliation = {"state": "failed"}
+        raise
+    rt.reconciliation = {"state": "done", **report.as_dict()}
     if report.fixed:
         log.warning("search index repaired at start: %d messages re-indexed, %d orphan rows and %d deleted "
                     "agents' rows dropped", report.reindexed, report.orphan_messages, report.orphan_agents)
-    rt.longterm.start_background()
 
 
 async def stop_services(rt: Runtime) -> None:

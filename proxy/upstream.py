@@ -84,9 +84,11 @@ class Upstream:
                 raise UpstreamError.from_response(response.status_code, await response.aread(), response.headers)
             done = False
             async for data in _sse_data(response):
+                if done:
+                    continue  # read to the end of the body so the connection goes back to the pool
                 if data == b"[DONE]":
                     done = True
-                    break
+                    continue
                 try:
                     chunk = orjson.loads(data)
                 except orjson.JSONDecodeError:

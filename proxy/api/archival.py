@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from memory.longterm import Passage, RecallRecord, SearchHit
 from memory.longterm.format import archival_results
-from proxy.api.bodies import get_int, get_str, get_str_list
+from proxy.api.bodies import get_int, get_str, get_str_list, or_default
 from proxy.api.lookup import is_id, require_agent, runtime
 from proxy.api.protocol import embedding_config_json, iso
 from proxy.errors import APIError, not_found
@@ -53,10 +53,10 @@ async def create_passage(request: Request) -> Response:
     rt = runtime(request)
     live = await require_agent(request)
     body = await read_json(request)
-    text = get_str(body, "text")
-    if not text or not text.strip():
+    text = or_default(get_str(body, "text"), "")
+    if not text.strip():
         raise APIError(422, "`text` is required and must not be empty", param="text")
-    tags = get_str_list(body, "tags") or []
+    tags = or_default(get_str_list(body, "tags"), [])
     passages = await _longterm(request).add_passages(live.id, [(text, tags)])
     await rt.memory.refresh_archival(live)
     config = embedding_config_json(live.agent, None)
@@ -97,18 +97,18 @@ async def search_messages(request: Request) -> Response:
     """Recall search over one agent's whole history (a required `agent_id` keeps results scoped)."""
     rt = runtime(request)
     body = await read_json(request)
-    agent_id = get_str(body, "agent_id", nullable=True)
+    agent_id = or_default(get_str(body, "agent_id", nullable=True), None)
     if not agent_id:
         raise APIError(422, "`agent_id` is required: searches never span agents", param="agent_id")
     live = await require_agent(request, agent_id)
-    query = get_str(body, "query", nullable=True) or ""
-    mode = get_str(body, "search_mode", nullable=True) or "hybrid"
+    query = or_default(get_str(body, "query", nullable=True), "")
+    mode = or_default(get_str(body, "search_mode", nullable=True), "hybrid")
     if mode not in SEARCH_MODES:
         raise APIError(422, f"`search_mode` must be one of {', '.join(SEARCH_MODES)}", param="search_mode")
-    roles = get_str_list(body, "roles")
+    roles = or_default(get_str_list(body, "roles"), None)
     if roles and not set(roles) <= {"user", "assistant", "tool"}:
         raise APIError(422, "`roles` may only hold user, assistant, tool", param="roles")
-    limit = get_int(body, "limit", nullable=True) or 10
+    limit = or_default(get_int(body, "limit", nullable=True), 10)
     try:
         hits = await _longterm(request).search_recall(
             live.id, query, roles=roles or None, limit=min(limit, 100), start=body.get("start_date"),

@@ -27,6 +27,11 @@ def get_str(body: dict[str, Any], name: str, *, nullable: bool = False) -> Any:
     raise _type_error(name, "a string" + (" or null" if nullable else ""))
 
 
+def or_default(value: Any, default: Any) -> Any:
+    """A getter's result, or `default` when the field was absent or null."""
+    return default if value is _MISSING or value is None else value
+
+
 def get_bool(body: dict[str, Any], name: str) -> Any:
     value = body.get(name, _MISSING)
     if value is _MISSING or isinstance(value, bool):

@@ -22,14 +22,21 @@ IDEMPOTENCY_HEADERS = ("idempotency-key", "x-idempotency-key", "x-request-id")
 
 
 def turn_key(chat: ChatRequest, headers: Any) -> tuple[str, float]:
-    """(key, seconds it stays valid): explicit keys live longer than content digests."""
+    """(key, seconds a finished turn may be replayed for it).
+
+    An explicit key replays for ten minutes. A repeated transcript (one that carries an assistant
+    message) replays for a minute: a genuinely new turn would include the previous answer. A bare
+    message repeated after its turn finished may be meant ("yes", "yes"), so it only joins a turn
+    still in flight.
+    """
     for name in IDEMPOTENCY_HEADERS:
         value = headers.get(name)
         if value:
             return "key:" + value, 600.0
     digest = hashlib.blake2b(orjson.dumps([chat.model, chat.messages, chat.tools], option=orjson.OPT_SORT_KEYS),
                              digest_size=16).hexdigest()
-    return "body:" + digest, 60.0
+    has_history = any(m.get("role") == "assistant" for m in chat.messages)
+    return "body:" + digest, 60.0 if has_history else 0.0
 
 
 class TurnRecord:
@@ -37,7 +44,8 @@ class TurnRecord:
 
     def __init__(self, key: str, ttl: float) -> None:
         self.key = key
-        self.expires = time.monotonic() + ttl
+        self.ttl = ttl
+        self.expires: float | None = None  # set when the turn finishes
         self.events: list[tuple[str, tuple[Any, ...]]] = []
         self.done = False
         self._changed: asyncio.Future[None] | None = None
@@ -46,6 +54,7 @@ class TurnRecord:
         self.events.append((name, args))
         if name in ("finish", "error"):
             self.done = True
+            self.expires = time.monotonic() + self.ttl
         if self._changed is not None and not self._changed.done():
             self._changed.set_result(None)
         self._changed = None
@@ -116,7 +125,8 @@ class RecentTurns:
         if record is None:
             return None
         # A failed or cancelled turn is not replayed: the retry deserves a fresh attempt.
-        if record.expires < time.monotonic() or (record.done and record.events[-1][0] == "error"):
+        finished_long_ago = record.expires is not None and record.expires < time.monotonic()
+        if finished_long_ago or (record.done and record.events[-1][0] == "error"):
             del records[key]
             return None
         return record

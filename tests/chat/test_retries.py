@@ -19,16 +19,28 @@ def runs(base_url: str, agent: str) -> list[dict]:
     return httpx.get(f"{base_url}/v1/runs/", params={"agent_id": agent}).json()
 
 
-def test_identical_request_replays_the_stored_answer(server) -> None:
+def test_identical_transcript_replays_the_stored_answer(server) -> None:
     agent = create_agent(server.base_url)
-    body = {"model": agent, "stream": True, "messages": [{"role": "user", "content": "only once"}]}
+    first_reply = sdk(server.base_url).chat.completions.create(
+        model=agent, messages=[{"role": "user", "content": "hello"}]).choices[0].message.content
+    body = {"model": agent, "stream": True, "messages": [
+        {"role": "user", "content": "hello"}, {"role": "assistant", "content": first_reply},
+        {"role": "user", "content": "only once"}]}
     first = httpx.post(server.base_url + "/v1/chat/completions", json=body, timeout=30)
     second = httpx.post(server.base_url + "/v1/chat/completions", json=body, timeout=30)
     text = [("".join(e["choices"][0]["delta"].get("content") or "" for e in raw_events(r)[0][:-1] if e["choices"]))
             for r in (first, second)]
     assert text[0] == text[1] and text[0]
-    assert user_messages(server.base_url, agent) == ["only once"]
-    assert len(runs(server.base_url, agent)) == 1
+    assert user_messages(server.base_url, agent) == ["hello", "only once"]
+    assert len(runs(server.base_url, agent)) == 2
+
+
+def test_a_bare_message_repeated_after_its_turn_is_a_new_turn(server) -> None:
+    agent = create_agent(server.base_url)
+    body = {"model": agent, "messages": [{"role": "user", "content": "yes"}]}
+    for _ in range(2):
+        assert httpx.post(server.base_url + "/v1/chat/completions", json=body, timeout=30).status_code == 200
+    assert user_messages(server.base_url, agent) == ["yes", "yes"]
 
 
 def test_same_idempotency_key_replays_even_non_streamed(server) -> None:
