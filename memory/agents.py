@@ -8,6 +8,7 @@ byte-stable prefix).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
@@ -16,6 +17,8 @@ from typing import Any, Awaitable, Callable, Protocol
 from memory.compile import MemoryMetadata, compile_system_prompt
 from memory.models import Agent, Block, Changes, Message, Run, new_id, utcnow
 from memory.store import Store
+
+log = logging.getLogger("memproxy.memory")
 
 
 class ArchivalStats(Protocol):
@@ -68,6 +71,7 @@ class AgentMemory:
         self._loading: dict[str, asyncio.Future[LiveAgent | None]] = {}
         self._blocks: dict[str, Block] = {}
         self._block_users: dict[str, set[str]] = {}
+        self._unsettled: dict[str, set[asyncio.Task[None]]] = {}
         self.on_block_change: list[Callable[[Block], Awaitable[None]]] = []
 
     # --- loading ----------------------------------------------------------------------------
@@ -186,6 +190,7 @@ class AgentMemory:
 
     async def delete_agent(self, agent_id: str) -> bool:
         self.forget(agent_id)
+        await self.settled(agent_id)
         deleted = await self.store.delete_agent(agent_id)
         if deleted and self.archival is not None:
             await self.archival.delete_agent(agent_id)
@@ -258,6 +263,7 @@ class AgentMemory:
         return message
 
     async def reset_messages(self, live: LiveAgent) -> None:
+        await self.settled(live.id)
         await self.store.reset_messages(live.id)
         for message in live.messages:
             message.in_context = False
@@ -274,6 +280,38 @@ class AgentMemory:
 
     async def commit(self, changes: Changes) -> None:
         await self.store.commit(changes)
+
+    def commit_behind(self, agent_id: str, changes: Changes, after: Callable[[], None] | None = None) -> None:
+        """Queue a write of the agent's history without waiting for it; `settled` waits for it.
+
+        The store applies commits in the order they are queued, so later writes never overtake it.
+        """
+        async def write() -> None:
+            await self.store.commit(changes)
+            if after is not None:
+                after()
+
+        task = asyncio.get_running_loop().create_task(write(), name=f"commit-{agent_id}")
+        self._unsettled.setdefault(agent_id, set()).add(task)
+        task.add_done_callback(lambda done: self._settle(agent_id, done))
+
+    def _settle(self, agent_id: str, task: asyncio.Task[None]) -> None:
+        pending = self._unsettled.get(agent_id)
+        if pending is not None:
+            pending.discard(task)
+            if not pending:
+                del self._unsettled[agent_id]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("writing the history of %s failed: %r", agent_id, task.exception())
+
+    async def settled(self, agent_id: str | None = None) -> None:
+        """Wait until the queued writes of one agent (or of all) are in the store: read-your-writes."""
+        if agent_id is None:
+            tasks = [t for pending in self._unsettled.values() for t in pending]
+        else:
+            tasks = list(self._unsettled.get(agent_id, ()))
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def save_run(self, run: Run) -> None:
         await self.store.commit(Changes(runs=[run]))

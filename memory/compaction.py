@@ -161,7 +161,7 @@ class ContextBudget:
             gone = {m.id for m in evicted} | ({previous.id} if previous is not None else set())
             self.memory.evict(live, gone)
             live.messages.insert(0, summary)
-            await self.memory.commit(Changes(messages=[summary], evict_message_ids=sorted(gone)))
+            await self.memory.commit(Changes(messages=[summary], evict_message_ids=sorted(gone), insert_only=True))
             log.info("agent %s: %d messages evicted into a summary (%d hidden in all)", live.id, len(evicted), hidden)
             return len(evicted)
 

@@ -52,6 +52,7 @@ class _PendingCommit:
     messages: list[Row]
     runs: list[Row]
     evict_ids: list[str]
+    insert_only: bool
     done: asyncio.Future[None]
     loop: asyncio.AbstractEventLoop
 
@@ -74,6 +75,7 @@ class GroupCommit:
             messages=[message_row(message, message.in_context) for message in changes.messages],
             runs=[run_row(run) for run in changes.runs],
             evict_ids=list(changes.evict_message_ids),
+            insert_only=changes.insert_only,
             done=loop.create_future(),
             loop=loop,
         )
@@ -126,21 +128,28 @@ def _write(con: duckdb.DuckDBPyConnection, batch: list[_PendingCommit]) -> None:
     blocks: dict[str, Row] = {}
     messages: dict[str, Row] = {}
     runs: dict[str, Row] = {}
+    new_messages: dict[str, Row] = {}
+    new_runs: dict[str, Row] = {}
     evict_ids: list[str] = []
     for pending in batch:
         blocks.update((row[0], row) for row in pending.blocks)
-        messages.update((row[0], row) for row in pending.messages)
-        runs.update((row[0], row) for row in pending.runs)
+        into_messages, into_runs = (new_messages, new_runs) if pending.insert_only else (messages, runs)
+        into_messages.update((row[0], row) for row in pending.messages)
+        into_runs.update((row[0], row) for row in pending.runs)
         for message_id in pending.evict_ids:
             evict_ids.append(message_id)
-            row = messages.get(message_id)
-            if row is not None and row[_IN_CONTEXT]:
-                messages[message_id] = (*row[:_IN_CONTEXT], False, *row[_IN_CONTEXT + 1 :])
+            for rows in (messages, new_messages):
+                row = rows.get(message_id)
+                if row is not None and row[_IN_CONTEXT]:
+                    rows[message_id] = (*row[:_IN_CONTEXT], False, *row[_IN_CONTEXT + 1 :])
     if evict_ids:
         con.execute(f"UPDATE messages SET in_context = false WHERE {ID_IN_LIST}", [evict_ids])
     for table, rows in ((BLOCKS, blocks), (MESSAGES, messages), (RUNS, runs)):
         if rows:
             _replace_rows(con, table, list(rows.values()))
+    for table, rows in ((MESSAGES, new_messages), (RUNS, new_runs)):
+        if rows:
+            _insert_rows(con, table, list(rows.values()))
 
 
 def _replace_rows(con: duckdb.DuckDBPyConnection, table: Table, rows: list[Row]) -> None:
@@ -150,6 +159,10 @@ def _replace_rows(con: duckdb.DuckDBPyConnection, table: Table, rows: list[Row])
     a million messages); this costs the same at any table size.
     """
     con.execute(f"DELETE FROM {table.name} WHERE {ID_IN_LIST}", [[row[0] for row in rows]])
+    _insert_rows(con, table, rows)
+
+
+def _insert_rows(con: duckdb.DuckDBPyConnection, table: Table, rows: list[Row]) -> None:
     if len(rows) <= _VALUES_MAX_ROWS:
         con.execute(table.insert_values_sql(len(rows)), [value for row in rows for value in row])
     else:

@@ -17,6 +17,7 @@ async def list_messages(request: Request) -> Response:
     rt = runtime(request)
     live = await require_agent(request)
     desc = descending(request)
+    await rt.memory.settled(live.id)
     wanted = page(request, "message", 100)
     messages = wanted.arrange(await rt.store.list_messages(
         live.id, before=wanted.before, after=wanted.after, limit=wanted.limit, ascending=wanted.ascending))

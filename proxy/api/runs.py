@@ -21,16 +21,30 @@ async def list_runs(request: Request) -> Response:
     limit = query_int(request, "limit", 50, high=10000)
     # The store lists newest first only, so a backwards page reads to the cursor and keeps the tail.
     backwards = newer_than is not None and older_than is None
-    runs = await runtime(request).store.list_runs(agent_id=agent_id, before=older_than, after=newer_than,
-                                                  limit=None if backwards else limit)
+    rt = runtime(request)
+    await rt.memory.settled(agent_id)
+    runs = await rt.store.list_runs(agent_id=agent_id, before=older_than, after=newer_than,
+                                    limit=None if backwards else limit)
     if backwards and limit is not None:
         runs = runs[-limit:]
+    if newer_than is None and older_than is None:
+        # Turns in flight are not stored until they end; the first page shows them from memory.
+        stored = {run.id for run in runs}
+        running = [r for r in rt.turns.active.values()
+                   if r.id not in stored and (agent_id is None or r.agent_id == agent_id)]
+        runs = sorted(running, key=lambda r: r.created_at, reverse=True) + runs
+        if limit is not None:
+            runs = runs[:limit]
     return json_response([run_json(run) for run in runs])
 
 
 async def get_run(request: Request) -> Response:
     run_id: str = request.path_params["run_id"]
-    run = await runtime(request).store.get_run(run_id) if is_id("run", run_id) else None
+    rt = runtime(request)
+    run = rt.turns.active.get(run_id)
+    if run is None and is_id("run", run_id):
+        await rt.memory.settled()
+        run = await rt.store.get_run(run_id)
     if run is None:
         raise not_found("run", run_id)
     return json_response(run_json(run))

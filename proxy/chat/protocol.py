@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from memory.models import new_id
 from proxy.errors import APIError
 
 # Request fields that override the agent's sampling defaults for one request.
@@ -105,7 +105,7 @@ class ChunkEncoder:
     """Encodes the SSE events of one response; the constant framing is built once per request."""
 
     def __init__(self, model: str, include_usage: bool) -> None:
-        self.id = "chatcmpl-" + uuid.uuid4().hex
+        self.id = "chatcmpl-" + new_id("x")[2:].replace("-", "")
         self.created = int(time.time())
         self.model = model
         self.include_usage = include_usage

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from memory.agents import LiveAgent
+from memory.models import Run
 from proxy.chat.protocol import (DONE, KEEPALIVE, ChatRequest, ChunkEncoder, completion_object, error_event,
                                  message_text)
 from proxy.coordination import AgentLocks, LocalAgentLocks, LockTimeout, Release
@@ -127,6 +128,7 @@ class TurnRunner:
         self.keepalive = keepalive
         self.locks: AgentLocks = locks or LocalAgentLocks()
         self.recent = RecentTurns()
+        self.active: dict[str, Run] = {}  # runs in flight, by id, until their turn is written
 
     @contextlib.asynccontextmanager
     async def hold(self, agent_id: str) -> AsyncIterator[None]:
@@ -189,11 +191,13 @@ class TurnRunner:
         return await self._stream(task, sink, request, owner)
 
     async def _run_locked(self, turn: Turn, release: Release, record: Any) -> None:
+        self.active[turn.run.id] = turn.run
         try:
             await turn.execute()
         finally:
             record.close()
             await release()
+            self.active.pop(turn.run.id, None)
 
     async def _stream(self, task: asyncio.Task[None], sink: StreamSink, request: Request | None,
                       owner: bool) -> Response:

@@ -98,17 +98,6 @@ class Turn:
         self.unsaved.append(message)
         return message
 
-    async def _flush(self) -> None:
-        if not self.unsaved:
-            return
-        batch, self.unsaved = self.unsaved, []
-        await self._commit_later(Changes(messages=batch))
-
-    async def _commit_later(self, changes: Changes) -> None:
-        await self.env.memory.commit(changes)
-        if self.env.on_messages and changes.messages:
-            self.env.on_messages(changes.messages)
-
     def _accept(self) -> None:
         if not self._accepted:
             self._accepted = True
@@ -117,9 +106,6 @@ class Turn:
     # --- the loop ---------------------------------------------------------------------------
     async def execute(self) -> None:
         self._take_input()
-        # The input is persisted in the background so it never delays the first token.
-        self.env.spawn(self._commit_later(Changes(messages=self.unsaved, runs=[self.run])), name="persist-input")
-        self.unsaved = []
         reason = "stop"
         steps = 0
         try:
@@ -133,7 +119,6 @@ class Turn:
                     metadata = {"client_tool_calls": [c.id for c in client_calls]} if client_calls else None
                     self._add("assistant", content or None, tool_calls=[c.wire() for c in calls], metadata=metadata)
                     await self._run_server_tools(server_calls)
-                    await self._flush()
                     if client_calls:
                         reason = "tool_calls"
                         break
@@ -297,8 +282,8 @@ class Turn:
             reason, reason)
         if reason == "length" and self.run.steps < self.env.max_steps:
             self.run.stop_reason = "max_tokens"
-        await self._finish_run()
         self.sink.finish(reason, dict(self.usage))
+        await self._finish_run()
         if self.env.budget is not None and not self.live.agent.message_buffer_autoclear:
             self.env.budget.after_turn(self.live, self.env.memory.system_prompt(self.live), self._tools())
 
@@ -327,6 +312,7 @@ class Turn:
             log.exception("could not save interrupted turn %s", self.run.id)
 
     async def _finish_run(self) -> None:
+        """Write the whole turn once, behind the reply: readers of the history wait for it, the client does not."""
         self.run.usage = dict(self.usage)
         self.run.timings = self._timings()
         self.run.completed_at = utcnow()
@@ -335,7 +321,10 @@ class Turn:
             # Voice-style agents start every turn fresh; the turn stays in recall.
             evicted = [m.id for m in self.env.memory.evict(self.live, {m.id for m in self.live.messages})]
         batch, self.unsaved = self.unsaved, []
-        await self._commit_later(Changes(messages=batch, runs=[self.run], evict_message_ids=evicted))
+        on_messages = self.env.on_messages
+        self.env.memory.commit_behind(
+            self.live.id, Changes(messages=batch, runs=[self.run], evict_message_ids=evicted, insert_only=True),
+            after=(lambda: on_messages(batch)) if on_messages and batch else None)
         prune_wire_cache(self.live)
 
 

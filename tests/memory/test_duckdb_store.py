@@ -598,3 +598,18 @@ async def test_sigkill_mid_write_leaves_only_whole_changes(tmp_path: Path) -> No
         assert set(per_run.values()) == {3}
         assert [m.seq for m in messages] == list(range(1, len(messages) + 1))
         acknowledged = len(runs)
+
+
+async def test_insert_only_changes_insert_and_refuse_duplicates(store: DuckDBStore) -> None:
+    agent = make_agent()
+    await store.create_agent(agent, [])
+    first = [make_message(agent.id, 1), make_message(agent.id, 2)]
+    run = Run(id=new_id("run"), agent_id=agent.id, status="completed")
+    await store.commit(Changes(messages=first, runs=[run], evict_message_ids=[first[0].id], insert_only=True))
+    stored = await store.list_messages(agent.id, limit=None)
+    assert [m.id for m in stored] == [m.id for m in first]
+    assert [m.in_context for m in stored] == [False, True]  # an eviction in the same Changes still applies
+    assert (await store.get_run(run.id)).status == "completed"
+    with pytest.raises(duckdb.ConstraintException):
+        await store.commit(Changes(messages=[first[1]], insert_only=True))
+    assert len(await store.list_messages(agent.id, limit=None)) == 2
