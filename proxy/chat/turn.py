@@ -154,16 +154,9 @@ class Turn:
                           tool_call_id=call_id, name=name, metadata={"abandoned": True})
         texts = [m.get("content") if isinstance(m.get("content"), str) else message_text(m.get("content"))
                  for m in self.new_input.user]
-        if not answered and not pending and self._already_waiting(texts):
-            return  # a retry of a turn whose answer never came: the user said this once
-        for message, text in zip(self.new_input.user, texts):
+        skip = 0 if answered or pending else already_held(self.live, texts)
+        for message, text in list(zip(self.new_input.user, texts))[skip:]:
             self._add("user", text, name=message.get("name") if isinstance(message.get("name"), str) else None)
-
-    def _already_waiting(self, texts: list[str]) -> bool:
-        """True when the agent's history already ends with exactly these user messages, unanswered."""
-        tail = self.live.messages[-len(texts):] if texts else []
-        return (len(tail) == len(texts) > 0 and all(m.role == "user" for m in tail)
-                and [m.content for m in tail] == texts)
 
     async def _step(self) -> tuple[str, list[_Call], str | None]:
         try:
@@ -347,6 +340,27 @@ def request_head(env: TurnEnv, live: LiveAgent, request: ChatRequest) -> tuple[d
         if request.tool_choice is not None and request.tools:
             head["tool_choice"] = request.tool_choice
     return head, tools
+
+
+def already_held(live: LiveAgent, texts: list[str]) -> int:
+    """How many of the request's leading user messages the agent already stored since its last full answer.
+
+    A retry resends a user turn whose answer never came; after a barge-in the client drops the
+    interrupted reply it never heard and resends the turn before it. Either way those messages are
+    history the agent holds, and only what follows them is new.
+    """
+    stored: list[str | None] = []
+    for message in reversed(live.messages):
+        if message.role == "assistant" and not message.metadata.get("interrupted") and (
+                not message.tool_calls or message.metadata.get("client_tool_calls")):
+            break  # the last answer the client received
+        if message.role == "user":
+            stored.append(message.content)
+    stored.reverse()
+    for k in range(min(len(texts), len(stored)), 0, -1):
+        if texts[:k] == stored[-k:]:
+            return k
+    return 0
 
 
 def pending_client_calls(live: LiveAgent) -> dict[str, str]:
