@@ -127,7 +127,7 @@ def require(module: str, package: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        reason = f"{package} is not installed (pip install -e ".[test]"): {exc}"
+        reason = f"{package} is not installed (pip install -e '.[test]'): {exc}"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(reason + " (required under CI=true)", pytrace=False)
         pytest.skip(reason, allow_module_level=True)
