@@ -23,10 +23,11 @@ def recall_record(message: Message, skip_tools: frozenset[str]) -> RecallRecord 
     return None
 
 
-def index_messages(longterm: LongTermMemory, messages: Iterable[Message], skip_tools: frozenset[str]) -> None:
+def index_messages(longterm: LongTermMemory, messages: Iterable[Message], skip_tools: frozenset[str],
+                   *, new: bool = True) -> None:
     records = [r for r in (recall_record(m, skip_tools) for m in messages) if r is not None]
     if records:
-        longterm.enqueue_messages(records)
+        longterm.enqueue_messages(records, new=new)
 
 
 @dataclass
@@ -61,7 +62,7 @@ async def reconcile(store: Store, longterm: LongTermMemory, skip_tools: frozense
     missing = sorted(wanted - indexed)
     for start in range(0, len(missing), batch):
         messages = await store.get_messages(missing[start:start + batch])
-        index_messages(longterm, messages, skip_tools)
+        index_messages(longterm, messages, skip_tools, new=False)  # live indexing may have raced us
         report.reindexed += len(messages)
     if missing:
         await longterm.flush()

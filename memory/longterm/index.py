@@ -65,7 +65,7 @@ class LongTermMemory:
         path: str,
         embedder: Embedder | None = None,
         *,
-        recall_interval: float = 0.2,
+        recall_interval: float = 0.5,
         optimize_interval: float = 5.0,
         reembed_interval: float = 30.0,
         write_embed_timeout: float = 10.0,
@@ -83,6 +83,7 @@ class LongTermMemory:
         self._passages: MemoryTable | None = None
         self._recall: MemoryTable | None = None
         self._queue = RecallQueue(self._write_recall, interval=recall_interval)
+        self._replace_ids: set[str] = set()  # queued ids that may already be in the table
         self._tasks: list[asyncio.Task[None]] = []
         self._maybe_unembedded = embedder is not None  # rows from an earlier run may still lack vectors
         self._reembedder = Reembedder(embedder, write_embed_timeout, self._warn) if embedder is not None else None
@@ -253,11 +254,17 @@ class LongTermMemory:
         )
 
     # --- recall -----------------------------------------------------------------------------
-    def enqueue_messages(self, records: list[RecallRecord]) -> None:
-        """Queue messages for the recall index without waiting; re-enqueueing an id replaces its row."""
+    def enqueue_messages(self, records: list[RecallRecord], *, new: bool = False) -> None:
+        """Queue messages for the recall index without waiting; re-enqueueing an id replaces its row.
+
+        `new=True` promises the ids were never indexed: they are appended, which costs far less than
+        the merge a replacement needs (the turn loop indexes each message once, after its commit).
+        """
         for record in records:
             sql.check_id(record.id, "message id")
             sql.check_id(record.agent_id, "agent_id")
+        if not new:
+            self._replace_ids.update(record.id for record in records)
         self._queue.put(list(records))
 
     async def search_recall(
@@ -324,9 +331,12 @@ class LongTermMemory:
     async def _write_recall(self, batch: list[RecallRecord]) -> None:
         latest = {record.id: record for record in batch}  # the last version of a message wins
         records = list(latest.values())
+        replace = len(latest) < len(batch) or any(r.id in self._replace_ids for r in records)
         vectors = await self._embed_for_write([r.text for r in records], self.recall_embed_timeout)
         rows = [recall_row(r) for r in records]
-        await self._store(self._recall, rows, vectors, upsert=True)
+        await self._store(self._recall, rows, vectors, upsert=replace)
+        if replace:
+            self._replace_ids.difference_update(latest)
 
     # --- shared write / search / embedding --------------------------------------------------
     async def _store(

@@ -18,7 +18,9 @@ from memory.longterm.records import RecallRecord
 
 log = logging.getLogger("memproxy.longterm")
 
-COALESCE = 0.02  # seconds to wait after the first message so the rest of the turn joins its batch
+# Seconds to wait after the first message so later turns join its batch: each LanceDB write costs
+# milliseconds of CPU whatever its size, so fewer, larger writes keep it off the turns' first tokens.
+COALESCE = 0.25
 RETRY_AFTER = 1.0  # seconds between attempts while writes are failing
 
 
@@ -27,7 +29,7 @@ class RecallQueue:
         self,
         write: Callable[[list[RecallRecord]], Awaitable[None]],
         *,
-        interval: float = 0.2,
+        interval: float = 0.5,
         max_batch: int = 256,
     ) -> None:
         self._write = write
