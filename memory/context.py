@@ -6,12 +6,40 @@ encodes what is new.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
 from memory.agents import LiveAgent
 from memory.models import Message
+
+def content_text(content: Any) -> str:
+    """The readable text of an OpenAI `content` value: a string or a list of parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        pieces: list[str] = []
+        for part in content:
+            if isinstance(part, str):
+                pieces.append(part)
+            elif isinstance(part, Mapping):
+                kind = part.get("type")
+                if isinstance(part.get("text"), str):
+                    pieces.append(part["text"])
+                elif kind == "refusal" and isinstance(part.get("refusal"), str):
+                    pieces.append(part["refusal"])
+                elif kind in ("image_url", "image", "input_image"):
+                    pieces.append("[image]")
+                elif kind in ("input_audio", "audio"):
+                    pieces.append("[audio]")
+                elif kind == "file":
+                    pieces.append("[file]")
+        return "\n".join(pieces)
+    return str(content)
+
 
 INTERRUPTED_NOTE = "\n[interrupted: the user cut this reply off here and did not hear the rest]"
 

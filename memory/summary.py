@@ -10,6 +10,8 @@ from typing import Any
 
 import orjson
 
+from memory.context import content_text
+
 SUMMARY_SYSTEM_PROMPT = """\
 You maintain the long-term conversation summary of an AI agent whose context window is limited.
 Older messages are being removed from the agent's context. You receive the previous summary (if \
@@ -95,33 +97,6 @@ def render_transcript(messages: Sequence[Mapping[str, Any]]) -> list[str]:
                 call_names[call["id"]] = name
             lines.append(f"{role} called {name}({_one_entry(_clip(arguments, TOOL_RESULT_CHARS))})")
     return lines
-
-
-def content_text(content: Any) -> str:
-    """The readable text of an OpenAI `content` value: a string or a list of parts."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        pieces: list[str] = []
-        for part in content:
-            if isinstance(part, str):
-                pieces.append(part)
-            elif isinstance(part, Mapping):
-                kind = part.get("type")
-                if isinstance(part.get("text"), str):
-                    pieces.append(part["text"])
-                elif kind == "refusal" and isinstance(part.get("refusal"), str):
-                    pieces.append(part["refusal"])
-                elif kind in ("image_url", "image", "input_image"):
-                    pieces.append("[image]")
-                elif kind in ("input_audio", "audio"):
-                    pieces.append("[audio]")
-                elif kind == "file":
-                    pieces.append("[file]")
-        return "\n".join(pieces)
-    return str(content)
 
 
 def summary_message_text(summary: str, evicted_count: int, total_hidden: int) -> str:

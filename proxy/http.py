@@ -37,10 +37,13 @@ async def read_body(request: Request) -> bytes:
 async def read_json(request: Request, *, required: bool = True) -> dict[str, Any]:
     """The body parsed as a JSON object; 400 when it is not one."""
     raw = await read_body(request)
-    if not raw.strip():
-        if required:
-            raise APIError(400, "request body must be a JSON object", code="invalid_json")
+    if not raw.strip() and not required:
         return {}
+    return parse_json_object(raw)
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """`raw` as a JSON object; 400 when it is malformed or not an object."""
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

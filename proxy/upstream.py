@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+import contextlib
+from typing import Any, AsyncIterator, Iterator
 
 import httpx
 import orjson
@@ -70,15 +71,7 @@ class Upstream:
                           ) -> AsyncIterator[dict[str, Any]]:
         """Yield each parsed chunk of a streamed chat completion; raise UpstreamError on failure."""
         content = body if isinstance(body, bytes) else orjson.dumps(body)
-        request = self.client.build_request("POST", self.base_url + "/chat/completions",
-                                            content=content, headers=_json_headers(headers))
-        try:
-            response = await self.client.send(request, stream=True)
-        except httpx.TimeoutException:
-            raise UpstreamError(504, "the upstream model timed out", code="upstream_timeout") from None
-        except httpx.HTTPError as exc:
-            raise UpstreamError(502, f"could not reach the upstream model: {type(exc).__name__}",
-                                code="upstream_unreachable") from None
+        response = await self.open_chat_stream(content, _json_headers(headers))
         try:
             if response.status_code >= 400:
                 raise UpstreamError.from_response(response.status_code, await response.aread(), response.headers)
@@ -108,6 +101,13 @@ class Upstream:
         finally:
             await response.aclose()
 
+    async def open_chat_stream(self, content: bytes, headers: dict[str, str]) -> httpx.Response:
+        """Send a chat request and return the response with its body unread; UpstreamError if unreachable."""
+        request = self.client.build_request("POST", self.base_url + "/chat/completions", content=content,
+                                            headers=headers)
+        with _unreachable_as_upstream_error():
+            return await self.client.send(request, stream=True)
+
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         """A non-streamed chat completion."""
         data = await self._post_json("/chat/completions", body)
@@ -129,20 +129,26 @@ class Upstream:
         return list(data.get("data", [])) if isinstance(data, dict) else []
 
     async def _post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        try:
+        with _unreachable_as_upstream_error():
             response = await self.client.post(self.base_url + path, content=orjson.dumps(body),
                                               headers=_json_headers(None))
-        except httpx.TimeoutException:
-            raise UpstreamError(504, "the upstream model timed out", code="upstream_timeout") from None
-        except httpx.HTTPError as exc:
-            raise UpstreamError(502, f"could not reach the upstream model: {type(exc).__name__}",
-                                code="upstream_unreachable") from None
         if response.status_code >= 400:
             raise UpstreamError.from_response(response.status_code, response.content, response.headers)
         try:
             return orjson.loads(response.content)
         except orjson.JSONDecodeError:
             raise UpstreamError(502, "the upstream returned a body that is not JSON", code="upstream_bad_body") from None
+
+
+@contextlib.contextmanager
+def _unreachable_as_upstream_error() -> Iterator[None]:
+    try:
+        yield
+    except httpx.TimeoutException:
+        raise UpstreamError(504, "the upstream model timed out", code="upstream_timeout") from None
+    except httpx.HTTPError as exc:
+        raise UpstreamError(502, f"could not reach the upstream model: {type(exc).__name__}",
+                            code="upstream_unreachable") from None
 
 
 def _json_headers(extra: dict[str, str] | None) -> dict[str, str]:

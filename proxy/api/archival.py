@@ -36,7 +36,6 @@ def _longterm(request: Request) -> Any:
 
 
 async def list_passages(request: Request) -> Response:
-    rt = runtime(request)
     live = await require_agent(request)
     q = request.query_params
     for cursor in ("after", "before"):

@@ -19,15 +19,10 @@ _DROP = frozenset({"content-length", "transfer-encoding", "connection", "keep-al
 
 async def forward_chat(upstream: Upstream, raw_body: bytes, extra_headers: dict[str, str]) -> Response:
     headers = {"Content-Type": "application/json", "Accept-Encoding": "identity", **extra_headers}
-    request = upstream.client.build_request("POST", upstream.base_url + "/chat/completions", content=raw_body,
-                                            headers=headers)
     try:
-        response = await upstream.client.send(request, stream=True)
-    except httpx.TimeoutException:
-        raise APIError(504, "the upstream model timed out", code="upstream_timeout") from None
-    except httpx.HTTPError as exc:
-        raise APIError(502, f"could not reach the upstream model: {type(exc).__name__}",
-                       code="upstream_unreachable") from None
+        response = await upstream.open_chat_stream(raw_body, headers)
+    except UpstreamError as exc:
+        raise APIError(exc.status, exc.message, code=exc.code) from None
     if response.status_code >= 400:
         body = await response.aread()
         await response.aclose()

@@ -84,23 +84,6 @@ def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
     )
 
 
-def message_text(content: Any) -> str:
-    """Plain text of an OpenAI message content (a string or a list of parts)."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if isinstance(part, dict) and part.get("type") in ("text", "input_text"):
-                parts.append(str(part.get("text", "")))
-            elif isinstance(part, str):
-                parts.append(part)
-        return "".join(parts)
-    return str(content)
-
-
 class ChunkEncoder:
     """Encodes the SSE events of one response; the constant framing is built once per request."""
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -10,18 +9,13 @@ from starlette.routing import Route
 from proxy.chat.passthrough import forward_chat
 from proxy.chat.protocol import parse_chat_request
 from proxy.errors import APIError
-from proxy.http import read_body
+from proxy.http import parse_json_object, read_body
 
 
 async def chat_completions(request: Request) -> Response:
     rt = request.app.state.rt
     raw = await read_body(request)
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise APIError(400, f"malformed JSON body: {exc.msg}", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise APIError(400, "request body must be a JSON object", code="invalid_json")
+    body = parse_json_object(raw)
     model = request.path_params.get("agent_id") or body.get("model")
     forwarded = {k: v for k, v in request.headers.items() if k.startswith("x-sim-")}
     if isinstance(model, str) and model.startswith("agent-"):

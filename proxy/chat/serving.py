@@ -11,8 +11,8 @@ from starlette.responses import Response, StreamingResponse
 
 from memory.agents import LiveAgent
 from memory.models import Run
-from proxy.chat.protocol import (DONE, KEEPALIVE, ChatRequest, ChunkEncoder, completion_object, error_event,
-                                 message_text)
+from memory.context import content_text
+from proxy.chat.protocol import DONE, KEEPALIVE, ChatRequest, ChunkEncoder, completion_object, error_event
 from proxy.coordination import AgentLocks, LocalAgentLocks, LockTimeout, Release
 from proxy.chat.retries import RecentTurns, RecordingSink, replay, turn_key
 from proxy.chat.turn import NewInput, Turn, TurnEnv
@@ -32,7 +32,7 @@ def split_new_input(messages: list[dict[str, Any]]) -> NewInput:
     for i, message in enumerate(messages):
         role = message["role"]
         if role in ("system", "developer"):
-            new.instructions.append({"role": "system", "content": message_text(message.get("content"))})
+            new.instructions.append({"role": "system", "content": content_text(message.get("content"))})
         elif i > last_assistant:
             if role == "user":
                 new.user.append(message)

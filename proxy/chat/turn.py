@@ -11,7 +11,8 @@ from typing import Any, Protocol
 from memory.agents import LiveAgent
 from memory.context import encode_messages, encode_request, prune_wire_cache
 from memory.models import Changes, Message, Run, new_id, utcnow
-from proxy.chat.protocol import ChatRequest, message_text
+from memory.context import content_text
+from proxy.chat.protocol import ChatRequest
 from proxy.errors import APIError
 from proxy.upstream import UpstreamError
 from tools.registry import ToolContext
@@ -145,14 +146,14 @@ class Turn:
             if call_id in pending and call_id not in answered:
                 answered.add(call_id)
                 content = result.get("content")
-                text = content if isinstance(content, str) else message_text(content)
+                text = content if isinstance(content, str) else content_text(content)
                 self._add("tool", text, tool_call_id=call_id, name=pending[call_id])
         for call_id, name in pending.items():
             if call_id not in answered:
                 # A dangling tool call would make the upstream reject the history: close it explicitly.
                 self._add("tool", "Error: the client did not return a result for this tool call; it was abandoned.",
                           tool_call_id=call_id, name=name, metadata={"abandoned": True})
-        texts = [m.get("content") if isinstance(m.get("content"), str) else message_text(m.get("content"))
+        texts = [m.get("content") if isinstance(m.get("content"), str) else content_text(m.get("content"))
                  for m in self.new_input.user]
         skip = 0 if answered or pending else already_held(self.live, texts)
         for message, text in list(zip(self.new_input.user, texts))[skip:]:

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from memory.context import content_text
 from memory.summary import (
     FALLBACK_CHARS,
     SUMMARY_SYSTEM_PROMPT,
     TOOL_RESULT_CHARS,
     build_summary_request,
-    content_text,
     render_transcript,
     summary_message_text,
     truncate_fallback,
