@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import urllib.request
 from typing import Any, AsyncIterator, Iterator
 
 import httpx
 import orjson
+
+from proxy.http1 import ConnectFailed, Http1Pool, ReadTimeout, StreamCut
 
 
 class UpstreamError(Exception):
@@ -28,7 +31,7 @@ class UpstreamError(Exception):
         return "context_length" in text or "maximum context length" in text
 
     @classmethod
-    def from_response(cls, status: int, body: bytes, headers: httpx.Headers | None = None) -> UpstreamError:
+    def from_response(cls, status: int, body: bytes, headers: Any = None) -> UpstreamError:
         message, code, type_, param = f"upstream returned HTTP {status}", None, None, None
         try:
             data = orjson.loads(body)
@@ -55,6 +58,10 @@ class Upstream:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._auth = headers
+        self.timeout = timeout
+        self.fast: Http1Pool | None = None
+        self._make_fast()
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=10.0),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
@@ -63,9 +70,21 @@ class Upstream:
 
     def set_base_url(self, base_url: str) -> None:
         self.base_url = base_url.rstrip("/")
+        self._make_fast()
+
+    def _make_fast(self) -> None:
+        """The lean client serves the streamed chat call unless a proxy is configured (httpx honours those)."""
+        self.fast = None
+        if self.base_url and not any(urllib.request.getproxies().get(s) for s in ("http", "https", "all")):
+            try:
+                self.fast = Http1Pool(self.base_url, read_timeout=self.timeout)
+            except ValueError:
+                self.fast = None
 
     async def close(self) -> None:
         await self.client.aclose()
+        if self.fast is not None:
+            await self.fast.close()
 
     async def stream_chat(self, body: dict[str, Any] | bytes, headers: dict[str, str] | None = None
                           ) -> AsyncIterator[dict[str, Any]]:
@@ -93,16 +112,22 @@ class Upstream:
                 yield chunk
             if not done:
                 raise UpstreamError(502, "the upstream stream ended before [DONE]", code="upstream_stream_cut")
-        except httpx.TimeoutException:
+        except (httpx.TimeoutException, ReadTimeout):
             raise UpstreamError(504, "the upstream model timed out mid-stream", code="upstream_timeout") from None
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, StreamCut) as exc:
             raise UpstreamError(502, f"the upstream stream failed: {type(exc).__name__}",
                                 code="upstream_stream_cut") from None
         finally:
             await response.aclose()
 
-    async def open_chat_stream(self, content: bytes, headers: dict[str, str]) -> httpx.Response:
-        """Send a chat request and return the response with its body unread; UpstreamError if unreachable."""
+    async def open_chat_stream(self, content: bytes, headers: dict[str, str]) -> Any:
+        """Send a chat request and return the response with its body unread; UpstreamError if unreachable.
+
+        The response has `status_code`, lower-case `headers`, `aiter_bytes()`, `aread()`, `aclose()`.
+        """
+        if self.fast is not None:
+            with _unreachable_as_upstream_error():
+                return await self.fast.post("/chat/completions", content, {**self._auth, **headers})
         request = self.client.build_request("POST", self.base_url + "/chat/completions", content=content,
                                             headers=headers)
         with _unreachable_as_upstream_error():
@@ -144,9 +169,9 @@ class Upstream:
 def _unreachable_as_upstream_error() -> Iterator[None]:
     try:
         yield
-    except httpx.TimeoutException:
+    except (httpx.TimeoutException, ReadTimeout):
         raise UpstreamError(504, "the upstream model timed out", code="upstream_timeout") from None
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, ConnectFailed, StreamCut) as exc:
         raise UpstreamError(502, f"could not reach the upstream model: {type(exc).__name__}",
                             code="upstream_unreachable") from None
 
@@ -158,7 +183,7 @@ def _json_headers(extra: dict[str, str] | None) -> dict[str, str]:
     return headers
 
 
-async def _sse_data(response: httpx.Response) -> AsyncIterator[bytes]:
+async def _sse_data(response: Any) -> AsyncIterator[bytes]:
     """The payload of each `data:` line of an event stream."""
     buffer = b""
     async for piece in response.aiter_bytes():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 import httpx
 import orjson
@@ -10,6 +10,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 
 from proxy.errors import APIError
+from proxy.http1 import ReadTimeout, StreamCut
 from proxy.upstream import Upstream, UpstreamError
 
 # Hop-by-hop and framing headers are the proxy's own business, never relayed.
@@ -37,11 +38,11 @@ async def forward_chat(upstream: Upstream, raw_body: bytes, extra_headers: dict[
                              background=BackgroundTask(response.aclose))
 
 
-async def _relay(response: httpx.Response) -> AsyncIterator[bytes]:
+async def _relay(response: Any) -> AsyncIterator[bytes]:
     try:
-        async for piece in response.aiter_raw():
+        async for piece in response.aiter_bytes():
             yield piece
-    except httpx.HTTPError:
+    except (httpx.HTTPError, StreamCut, ReadTimeout):
         # The upstream cut the stream: say so in-band, as an agent turn would.
         err = APIError(502, "the upstream stream ended unexpectedly", code="upstream_stream_cut")
         yield b"data: " + orjson.dumps(err.body()) + b"\n\ndata: [DONE]\n\n"
@@ -49,7 +50,7 @@ async def _relay(response: httpx.Response) -> AsyncIterator[bytes]:
         await response.aclose()
 
 
-def _relay_error(status: int, body: bytes, headers: httpx.Headers) -> Response:
+def _relay_error(status: int, body: bytes, headers: Any) -> Response:
     """Upstream errors keep their status; bodies not in the OpenAI shape are wrapped into it."""
     try:
         data = orjson.loads(body)
