@@ -95,3 +95,53 @@ def count_rows(data_dir: Path) -> dict[str, int]:
                 for t in ("agents", "blocks", "messages", "runs")}
     finally:
         con.close()
+
+
+# --- archival passages (LanceDB), for the search suite -----------------------------------------------
+
+LANCE_DIR = "lance"
+PASSAGE_TOPICS = ("trip", "kyoto", "tokyo", "osaka", "budget", "train", "hotel", "ramen", "temple", "garden",
+                  "dog", "miso", "sitter", "walk", "jazz", "concert", "shift", "hospital", "night", "sleep",
+                  "peanut", "allergy", "recipe", "vegetarian", "market", "museum", "rain", "jacket", "passport",
+                  "ticket", "reminder", "friday", "birthday", "sister", "lyon", "bakery", "coffee", "bike")
+
+
+def passage_vocabulary(size: int = 3000, seed: int = 7) -> list[str]:
+    """Deterministic pseudo-words (plus a few topical words) for seeded passage text and search queries."""
+    import random
+
+    rng = random.Random(seed)
+    syllables = ["ka", "ri", "to", "me", "su", "no", "la", "vi", "de", "po", "ne", "shi", "ra", "mo", "tu", "be"]
+    words = set(PASSAGE_TOPICS)
+    while len(words) < size:
+        words.add("".join(rng.choice(syllables) for _ in range(rng.randint(2, 4))))
+    return sorted(words)
+
+
+def passage_items(start: int, count: int, vocabulary: list[str], words: int = 30) -> list[tuple[str, list[str]]]:
+    """`count` passages (text, tags) numbered from `start`: ~`words` words drawn from `vocabulary`."""
+    import random
+
+    out = []
+    for i in range(start, start + count):
+        rng = random.Random(i)
+        text = f"Note {i}: " + " ".join(rng.choice(vocabulary) for _ in range(words)) + "."
+        out.append((text, [f"topic-{i % 8}"]))
+    return out
+
+
+async def add_passages(data_dir: Path, agent_id: str, start: int, count: int, *, embedder: object = None,
+                       batch: int = 5000) -> None:
+    """Write passages straight into `<data_dir>/lance` (memproxy stopped), in large batches, then optimize."""
+    from memory.longterm import LongTermMemory
+
+    vocabulary = passage_vocabulary()
+    lt = LongTermMemory(str(data_dir / LANCE_DIR), embedder)  # type: ignore[arg-type]
+    await lt.open()
+    try:
+        for at in range(start, start + count, batch):
+            await lt.add_passages(agent_id, passage_items(at, min(batch, start + count - at), vocabulary))
+        await lt.flush()
+        await lt.optimize()
+    finally:
+        await lt.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.suite import Suite
-from bench.suites import latency, scaling, throughput, toolstep
+from bench.suites import context, latency, scaling, search, throughput, toolstep
 
 SUITES: dict[str, Suite] = {
     "latency": Suite("latency", "TTFT, inter-chunk and e2e of direct/passthrough/agent, interleaved",
@@ -12,4 +12,8 @@ SUITES: dict[str, Suite] = {
                         throughput.run, throughput.plot),
     "scaling": Suite("scaling", "added TTFT and RSS vs stored history and agent count", scaling.run, scaling.plot),
     "toolstep": Suite("toolstep", "cost of one server memory-edit step between two upstream calls", toolstep.run),
+    "search": Suite("search", "archival search latency at 1k-100k passages; added TTFT while indexing", search.run,
+                    search.plot),
+    "context": Suite("context", "added TTFT around compaction (high-water, waiting turn); token-count cost",
+                     context.run, context.plot),
 }
