@@ -62,7 +62,7 @@ class AgentMemory:
     """Cache of live agents over a `Store`; the only writer of agents, blocks and messages."""
 
     def __init__(self, store: Store, *, archival: ArchivalStats | None = None, capacity: int = 20000,
-                 today: Callable[[], date] | None = None) -> None:
+                 today: Callable[[], date] | None = None, linger: float = 0.005) -> None:
         self.store = store
         self.archival = archival
         self.capacity = capacity
@@ -72,6 +72,9 @@ class AgentMemory:
         self._blocks: dict[str, Block] = {}
         self._block_users: dict[str, set[str]] = {}
         self._unsettled: dict[str, set[asyncio.Task[None]]] = {}
+        self.linger = linger
+        self._behind: list[tuple[Changes, Callable[[], None] | None]] = []
+        self._behind_task: asyncio.Task[None] | None = None
         self.on_block_change: list[Callable[[Block], Awaitable[None]]] = []
 
     # --- loading ----------------------------------------------------------------------------
@@ -282,18 +285,32 @@ class AgentMemory:
         await self.store.commit(changes)
 
     def commit_behind(self, agent_id: str, changes: Changes, after: Callable[[], None] | None = None) -> None:
-        """Queue a write of the agent's history without waiting for it; `settled` waits for it.
+        """Queue an insert-only write of the agent's history without waiting for it; `settled` waits for it.
 
-        The store applies commits in the order they are queued, so later writes never overtake it.
+        Writes queued within `linger` seconds share one transaction: a commit costs the same for one
+        turn as for fifty. The store applies commits in queue order, so nothing overtakes them.
         """
-        async def write() -> None:
-            await self.store.commit(changes)
-            if after is not None:
-                after()
-
-        task = asyncio.get_running_loop().create_task(write(), name=f"commit-{agent_id}")
+        assert changes.insert_only and not changes.blocks
+        self._behind.append((changes, after))
+        task = self._behind_task
+        if task is None:
+            task = self._behind_task = asyncio.get_running_loop().create_task(self._write_behind(),
+                                                                             name="commit-behind")
         self._unsettled.setdefault(agent_id, set()).add(task)
         task.add_done_callback(lambda done: self._settle(agent_id, done))
+
+    async def _write_behind(self) -> None:
+        await asyncio.sleep(self.linger)
+        batch, self._behind, self._behind_task = self._behind, [], None
+        merged = Changes(insert_only=True)
+        for changes, _ in batch:
+            merged.messages.extend(changes.messages)
+            merged.runs.extend(changes.runs)
+            merged.evict_message_ids.extend(changes.evict_message_ids)
+        await self.store.commit(merged)
+        for _, after in batch:
+            if after is not None:
+                after()
 
     def _settle(self, agent_id: str, task: asyncio.Task[None]) -> None:
         pending = self._unsettled.get(agent_id)
