@@ -128,4 +128,18 @@ def start_memproxy(log_dir: Path, data_dir: Path, upstream: str, extra: list[str
             "--log-level", "warning", *(extra or [])]
     proc = Proc("memproxy", args, port, "/v1/health/", log_dir)
     proc.wait_ready(timeout=120.0)
+    wait_index_repaired(proc, timeout=600.0)
     return proc
+
+
+def wait_index_repaired(proc: Proc, timeout: float) -> None:
+    """memproxy serves while it repairs its search index at start; measure only once that work is done."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = httpx.get(proc.base + "/v1/health/", timeout=5.0).json().get("index_repaired_at_start", {})
+        if state.get("state") == "done":
+            return
+        if state.get("state") == "failed":
+            raise RuntimeError(f"memproxy's start-up index repair failed; see {proc.log_path}")
+        time.sleep(0.1)
+    raise RuntimeError(f"memproxy's start-up index repair not done after {timeout}s")
