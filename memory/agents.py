@@ -12,7 +12,7 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from memory.compile import MemoryMetadata, compile_system_prompt
 from memory.models import Agent, Block, Changes, Message, Run, new_id, utcnow
@@ -75,7 +75,6 @@ class AgentMemory:
         self.linger = linger
         self._behind: list[tuple[Changes, Callable[[], None] | None]] = []
         self._behind_task: asyncio.Task[None] | None = None
-        self.on_block_change: list[Callable[[Block], Awaitable[None]]] = []
 
     # --- loading ----------------------------------------------------------------------------
     async def get(self, agent_id: str) -> LiveAgent | None:
@@ -214,9 +213,17 @@ class AgentMemory:
         block.updated_at = utcnow()
         await self.store.commit(Changes(blocks=[block]))
         self._apply_block(block)
-        for hook in self.on_block_change:
-            await hook(block)
         return block
+
+    def save_block_now(self, block: Block) -> asyncio.Future[None]:
+        """Show a changed block to every agent at once and persist it in the background.
+
+        For the agent's own edits mid-turn: the next upstream call need not wait for the disk, and the
+        turn awaits the returned future before it reports the turn done.
+        """
+        block.updated_at = utcnow()
+        self._apply_block(block)
+        return asyncio.ensure_future(self.store.commit(Changes(blocks=[block])))
 
     def _apply_block(self, block: Block) -> None:
         cached = self._blocks.get(block.id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
@@ -60,7 +61,20 @@ class ContextBudget:
     # --- measuring --------------------------------------------------------------------------
     def window_of(self, live: LiveAgent) -> tuple[int, int]:
         window = context_window_for(live.agent.model, live.agent.context_window_limit, self.default_window)
+        learned = live.extra.get("learned_window")
+        if learned is not None:
+            window = min(window, learned)
         return window, reply_reserve(window)
+
+    def learn_window(self, live: LiveAgent, upstream_message: str) -> int:
+        """The upstream refused a request as too long: believe the limit it states, else shrink by a fifth."""
+        window, _ = self.window_of(live)
+        stated = re.search(r"maximum context length is (\d+)", upstream_message)
+        learned = int(stated.group(1)) if stated else int(window * 0.8)
+        live.extra["learned_window"] = min(learned, window)
+        log.warning("agent %s: the upstream's window is smaller than configured; using %d tokens", live.id,
+                    live.extra["learned_window"])
+        return live.extra["learned_window"]
 
     def calibration(self, live: LiveAgent) -> UsageCalibration:
         calibration = live.extra.get("calibration")
@@ -134,6 +148,12 @@ class ContextBudget:
         await self.compact(live, prompt_of(), instructions, tools, must_fit=True, margin=margin)
         return self.measure(live, prompt_of(), instructions, tools)
 
+    async def quiesce(self, live: LiveAgent) -> None:
+        """Wait for a background compaction of this agent to finish (before its history is reset)."""
+        running: asyncio.Task[None] | None = live.extra.get("compaction")
+        if running is not None and not running.done():
+            await asyncio.gather(asyncio.shield(running), return_exceptions=True)
+
     def after_turn(self, live: LiveAgent, prompt: str, tools: list[dict[str, Any]]) -> None:
         """Past the high-water mark, compact in the background so the next turn need not wait."""
         budget = self.measure(live, prompt, [], tools)
@@ -185,7 +205,10 @@ class ContextBudget:
 
     async def _summarize(self, live: LiveAgent, previous: str | None, evicted: list[dict[str, Any]],
                          window: int) -> str:
-        request = build_summary_request(previous, evicted, live.agent.model, max_tokens=min(1024, window // 4))
+        # The summary call must fit the window too: keep its transcript to about half of it (3 chars a token
+        # is conservative), the rest is the prompt, the previous summary and the reply.
+        request = build_summary_request(previous, evicted, live.agent.model, max_tokens=min(1024, window // 4),
+                                        max_transcript_chars=window * 3 // 2)
         try:
             text = await asyncio.wait_for(self.summarize(request), timeout=self.summary_timeout)
             if text and text.strip():

@@ -43,6 +43,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("upstream_timeout", "MEMPROXY_UPSTREAM_TIMEOUT", 120.0, float, "seconds to wait on the upstream"),
     Option("keepalive_interval", "MEMPROXY_KEEPALIVE_INTERVAL", 2.0, float,
            "seconds between SSE keep-alive comments while nothing else is sent"),
+    Option("context_window", "MEMPROXY_CONTEXT_WINDOW", 128000, int,
+           "tokens of context for models the built-in table does not know (agents may set their own)"),
     Option("log_level", "MEMPROXY_LOG_LEVEL", "info", str, "debug | info | warning | error"),
 )
 
@@ -63,6 +65,7 @@ class Settings:
     agent_lock_timeout: float = 30.0
     upstream_timeout: float = 120.0
     keepalive_interval: float = 2.0
+    context_window: int = 128000
     log_level: str = "info"
     insecure: bool = False
     extra: dict[str, Any] = field(default_factory=dict)

@@ -28,7 +28,7 @@ async def start_services(rt: Runtime) -> None:
         data = await rt.upstream.chat(body)
         return str(data["choices"][0]["message"].get("content") or "")
 
-    rt.budget = ContextBudget(rt.memory, summarize, rt.spawn)
+    rt.budget = ContextBudget(rt.memory, summarize, rt.spawn, default_window=settings.context_window)
     # Load the tokenizer now, off the event loop, rather than inside the first turn.
     await asyncio.to_thread(rt.budget.counter.load)
     env = TurnEnv(memory=rt.memory, upstream=rt.upstream, registry=rt.registry, longterm=rt.longterm,

@@ -7,11 +7,13 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
 from helpers import free_port
 from proxy import __version__
+from proxy.config import OPTIONS
 
 MEMPROXY = [sys.executable, "-m", "proxy"]
 
@@ -26,11 +28,13 @@ def test_version() -> None:
     assert out.returncode == 0 and out.stdout.strip() == f"memproxy {__version__}"
 
 
-def test_help_lists_every_setting() -> None:
-    out = run("serve", "--help")
-    for flag in ("--host", "--port", "--data-dir", "--upstream-url", "--upstream-api-key", "--default-model",
-                 "--embedding-model", "--api-keys", "--redis-url", "--insecure"):
-        assert flag in out.stdout
+def test_help_and_readme_list_every_setting() -> None:
+    out = run("serve", "--help").stdout
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for opt in OPTIONS:
+        assert opt.flag in out and opt.env in out
+        assert f"| `{opt.env}` | `{opt.flag}` |" in readme, f"{opt.env} is missing from the README's table"
+    assert "--insecure" in out and "--insecure" in readme
 
 
 def test_refuses_open_bind_without_keys(tmp_path) -> None:

@@ -33,5 +33,6 @@ async def reset_messages(request: Request) -> Response:
     rt = runtime(request)
     live = await require_agent(request)
     async with rt.turns.hold(live.id):
+        await rt.budget.quiesce(live)  # a summary finishing after the reset would come back into context
         await rt.memory.reset_messages(live)
     return json_response(state(rt, live))

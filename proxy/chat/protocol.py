@@ -32,6 +32,8 @@ class ChatRequest:
     tool_choice: Any = None
     user: str | None = None
     idempotency_key: str | None = None
+    # The client spoke the legacy `functions` dialect: answer with `function_call`, not `tool_calls`.
+    legacy_functions: bool = False
     # X-Sim-* headers ride along to the upstream so the simulator can be scripted through memproxy.
     upstream_headers: dict[str, str] = field(default_factory=dict)
 
@@ -57,7 +59,8 @@ def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
     if not isinstance(tools, list):
         raise APIError(400, "`tools` must be an array", param="tools", code="invalid_tools")
     functions = body.get("functions")
-    if functions and not tools:
+    legacy = bool(functions) and not tools
+    if legacy:
         # Legacy `functions` clients: treat each as a function tool.
         if not isinstance(functions, list):
             raise APIError(400, "`functions` must be an array", param="functions", code="invalid_tools")
@@ -81,17 +84,19 @@ def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
         tools=tools,
         tool_choice=tool_choice,
         user=body.get("user") if isinstance(body.get("user"), str) else None,
+        legacy_functions=legacy,
     )
 
 
 class ChunkEncoder:
     """Encodes the SSE events of one response; the constant framing is built once per request."""
 
-    def __init__(self, model: str, include_usage: bool) -> None:
+    def __init__(self, model: str, include_usage: bool, legacy_functions: bool = False) -> None:
         self.id = "chatcmpl-" + new_id("x")[2:].replace("-", "")
         self.created = int(time.time())
         self.model = model
         self.include_usage = include_usage
+        self.legacy_functions = legacy_functions
         head = orjson.dumps({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
                              "model": model})[:-1]
         self._prefix = b"data: " + head + b',"choices":[{"index":0,"delta":'
@@ -107,15 +112,23 @@ class ChunkEncoder:
         return self._prefix + b'{"content":' + orjson.dumps(text) + b"}" + self._suffix
 
     def tool_call_start(self, index: int, call_id: str, name: str) -> bytes:
-        delta = {"tool_calls": [{"index": index, "id": call_id, "type": "function",
-                                 "function": {"name": name, "arguments": ""}}]}
+        if self.legacy_functions:
+            delta: dict[str, Any] = {"function_call": {"name": name, "arguments": ""}}
+        else:
+            delta = {"tool_calls": [{"index": index, "id": call_id, "type": "function",
+                                     "function": {"name": name, "arguments": ""}}]}
         return self._prefix + orjson.dumps(delta) + self._suffix
 
     def tool_call_arguments(self, index: int, fragment: str) -> bytes:
-        delta = {"tool_calls": [{"index": index, "function": {"arguments": fragment}}]}
+        if self.legacy_functions:
+            delta: dict[str, Any] = {"function_call": {"arguments": fragment}}
+        else:
+            delta = {"tool_calls": [{"index": index, "function": {"arguments": fragment}}]}
         return self._prefix + orjson.dumps(delta) + self._suffix
 
     def finish(self, reason: str) -> bytes:
+        if self.legacy_functions and reason == "tool_calls":
+            reason = "function_call"
         return (self._prefix + b'{},"logprobs":null,"finish_reason":' + orjson.dumps(reason)
                 + self._finish_suffix_tail)
 
@@ -130,7 +143,10 @@ def error_event(error: APIError) -> bytes:
 def completion_object(encoder: ChunkEncoder, content: str | None, tool_calls: list[dict[str, Any]] | None,
                       finish_reason: str, usage: dict[str, int]) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
-    if tool_calls:
+    if tool_calls and encoder.legacy_functions:
+        message["function_call"] = tool_calls[0]["function"]  # the legacy dialect has one call per message
+        finish_reason = "function_call" if finish_reason == "tool_calls" else finish_reason
+    elif tool_calls:
         message["tool_calls"] = tool_calls
     return {
         "id": encoder.id,

@@ -166,14 +166,14 @@ class TurnRunner:
             await release()
             return await self._respond_with_replay(record, chat, request)
         record = self.recent.start(live.id, key, ttl)
-        encoder = ChunkEncoder(chat.model, chat.include_usage)
+        encoder = ChunkEncoder(chat.model, chat.include_usage, chat.legacy_functions)
         sink: StreamSink | CollectSink = StreamSink(encoder) if chat.stream else CollectSink()
         turn = Turn(self.env, live, chat, new_input, RecordingSink(sink, record), client_tools)
         task = self.env.spawn(self._run_locked(turn, release, record), name=f"turn-{live.id}")
         return await self._respond(task, sink, encoder, request, owner=True)
 
     async def _respond_with_replay(self, record: Any, chat: ChatRequest, request: Request | None) -> Response:
-        encoder = ChunkEncoder(chat.model, chat.include_usage)
+        encoder = ChunkEncoder(chat.model, chat.include_usage, chat.legacy_functions)
         sink: StreamSink | CollectSink = StreamSink(encoder) if chat.stream else CollectSink()
         task = self.env.spawn(replay(record, sink), name="turn-replay")
         return await self._respond(task, sink, encoder, request, owner=False)

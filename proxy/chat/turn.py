@@ -92,6 +92,7 @@ class Turn:
         self._accepted = False
         self._estimate = 0
         self._partial = ""
+        self.writes: list[asyncio.Future[None]] = []  # memory edits being persisted
 
     # --- bookkeeping ------------------------------------------------------------------------
     def _add(self, role: str, content: str | None = None, **kw: Any) -> Message:
@@ -143,6 +144,9 @@ class Turn:
         answered: set[str] = set()
         for result in self.new_input.tool_results:
             call_id = result.get("tool_call_id")
+            if call_id is None and result.get("role") == "function":
+                # Legacy function results carry only the function's name.
+                call_id = next((i for i, n in pending.items() if n == result.get("name") and i not in answered), None)
             if call_id in pending and call_id not in answered:
                 answered.add(call_id)
                 content = result.get("content")
@@ -165,6 +169,7 @@ class Turn:
         except UpstreamError as exc:
             if not exc.context_overflow or self._partial or self.env.budget is None:
                 raise
+            self.env.budget.learn_window(self.live, exc.message)
         # The model said the context is too long although we counted it in: evict harder, try once more.
         return await self._call_upstream(await self._request_body(harder=True))
 
@@ -232,7 +237,8 @@ class Turn:
         if not calls:
             return
         self.sink.working()
-        ctx = ToolContext(memory=self.env.memory, live=self.live, longterm=self.env.longterm, run_id=self.run.id)
+        ctx = ToolContext(memory=self.env.memory, live=self.live, longterm=self.env.longterm, run_id=self.run.id,
+                          writes=self.writes)
         t0 = time.perf_counter()
         for call in calls:  # in order: later calls may depend on earlier edits
             outcome = await self.env.registry.execute(ctx, call.name, "".join(call.arguments))
@@ -270,18 +276,33 @@ class Turn:
             out["ttft_ms"] = round(self.ttft_ms, 3)
         return out
 
+    async def _durable(self) -> None:
+        """Wait until the turn's memory edits are on disk (they were already visible in memory)."""
+        if self.writes:
+            writes, self.writes = self.writes, []
+            await asyncio.gather(*writes)
+
     async def _complete(self, reason: str) -> None:
         self.run.status = "completed"
         self.run.stop_reason = {"stop": "end_turn", "length": "max_steps", "tool_calls": "tool_calls"}.get(
             reason, reason)
         if reason == "length" and self.run.steps < self.env.max_steps:
             self.run.stop_reason = "max_tokens"
+        try:
+            await self._durable()
+        except Exception:  # noqa: BLE001 - reported to the client below; the traceback goes to the log
+            log.exception("turn %s: persisting a memory edit failed", self.run.id)
+            self.sink.error(APIError(500, "the agent's memory edit could not be saved", code="persist_failed"))
+            self.run.status, self.run.stop_reason, self.run.error = "failed", "error", "memory edit not saved"
+            await self._finish_run()
+            return
         self.sink.finish(reason, dict(self.usage))
         await self._finish_run()
         if self.env.budget is not None and not self.live.agent.message_buffer_autoclear:
             self.env.budget.after_turn(self.live, self.env.memory.system_prompt(self.live), self._tools())
 
     async def _fail(self, exc: UpstreamError) -> None:
+        await asyncio.gather(*self.writes, return_exceptions=True)  # edits made before the failure stay
         partial = self._partial
         if partial:
             self._add("assistant", partial, metadata={"interrupted": True, "reason": "upstream_error"})
@@ -295,6 +316,7 @@ class Turn:
                                  headers=exc.headers or None))
 
     async def _save_interrupted(self) -> None:
+        await asyncio.gather(*self.writes, return_exceptions=True)
         partial = self._partial
         if partial:
             self._add("assistant", partial, metadata={"interrupted": True, "reason": "client_disconnected"})

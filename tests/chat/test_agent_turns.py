@@ -171,3 +171,19 @@ def test_runs_record_status_steps_usage_and_timings(server) -> None:
     kinds = [m["message_type"] for m in messages]
     assert kinds == ["user_message", "tool_call_message", "tool_return_message", "assistant_message"]
     assert all(m["run_id"] == run["id"] for m in messages)
+
+
+def test_memory_edits_are_in_the_store_when_the_reply_is_done(server) -> None:
+    agent = create_agent(server.base_url)
+    human = httpx.get(f"{server.base_url}/v1/agents/{agent}/core-memory/blocks/human").json()
+    script = [{"tool_calls": [{"name": "memory_insert", "arguments": {"label": "human", "new_str": "durable"}}]},
+              {"reply": "saved"}]
+    for stream in (True, False):
+        reply = sdk(server.base_url).chat.completions.create(
+            model=agent, messages=[{"role": "user", "content": f"remember (stream={stream})"}], stream=stream,
+            extra_headers=sim_headers(script=script))
+        if stream:
+            assert [c for c in reply][-1].choices[0].finish_reason == "stop"
+        # Read the database itself, not the live cache the next turn would see.
+        stored = server.call(server.rt.store.get_block(human["id"]))
+        assert stored.value.count("durable") == (1 if stream else 2)

@@ -163,3 +163,20 @@ def test_preview_raw_payload_is_what_the_next_turn_sends(server, sim_requests) -
     # Previewing stored nothing.
     stored = httpx.get(f"{server.base_url}/v1/agents/{agent}/messages").json()
     assert [m["content"] for m in stored if m["message_type"] == "user_message"].count("what next?") == 1
+
+
+def test_an_upstream_smaller_than_configured_is_learned_and_no_turn_fails(make_server, strict_sim) -> None:
+    srv = make_server(upstream_url=strict_sim)
+    agent = create_agent(srv.base_url, context_window_limit=100_000)  # the model really has 2,000
+    client = sdk(srv.base_url)
+    drain(strict_sim)
+    for turn in range(60):
+        out = client.chat.completions.create(model=agent, messages=[{"role": "user", "content": (
+            f"turn {turn}: a message long enough that sixty of them overflow two thousand tokens")}])
+        assert out.choices[0].finish_reason == "stop"
+    sizes = [sim_estimate(body) for body in drain(strict_sim)]
+    rejected = [i for i, size in enumerate(sizes) if size > WINDOW]
+    assert len(rejected) == 1  # refused once, then the agent knows the real window
+    assert all(size <= WINDOW for size in sizes[rejected[0] + 1:])
+    assert in_context(srv, agent)[0].metadata.get("kind") == "summary"
+    assert httpx.get(f"{srv.base_url}/v1/agents/{agent}/context").json()["context_window_size_max"] == WINDOW
