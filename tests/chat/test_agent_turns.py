@@ -173,7 +173,9 @@ def test_runs_record_status_steps_usage_and_timings(server) -> None:
     assert all(m["run_id"] == run["id"] for m in messages)
 
 
-def test_memory_edits_are_in_the_store_when_the_reply_is_done(server) -> None:
+def test_memory_edits_are_in_the_store_when_the_client_reads_after_the_reply(server) -> None:
+    # Shows read-your-writes through the store; that the write finishes before [DONE] itself is not
+    # observable from outside here (reads queue behind writes on the store's one worker thread).
     agent = create_agent(server.base_url)
     human = httpx.get(f"{server.base_url}/v1/agents/{agent}/core-memory/blocks/human").json()
     script = [{"tool_calls": [{"name": "memory_insert", "arguments": {"label": "human", "new_str": "durable"}}]},
