@@ -42,6 +42,7 @@ def build_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
+            gc.unfreeze()  # let the runtime's objects be collected as it closes
             await _stop_services(rt)
             await close_runtime(rt)
             if sim_server is not None:
