@@ -118,3 +118,21 @@ def write_run(out_dir: Path, stem: str, smoke: bool, suites: dict[str, Suite], r
     md_path = out_dir / f"{stem}.md"
     md_path.write_text(text)
     return json_path, md_path, text
+
+
+def cdf(ax: Any, values: Any, label: str, *fmt: str, **style: Any) -> None:
+    """Plot the empirical CDF of already-sorted `values` (a numpy array) on `ax`; nothing if empty."""
+    if values.size:
+        import numpy as np
+
+        ax.plot(values, np.arange(1, values.size + 1) / values.size, *fmt, label=label, **style)
+
+
+def save_figure(fig: Any, out_dir: Path, name: str) -> list[str]:
+    """Lay out, write as PNG beside the results, release; returns the file names for the summary."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(out_dir / name, dpi=110)
+    plt.close(fig)
+    return [name]

@@ -39,6 +39,7 @@ from bench.loadgen import Conn, Result, Template, chat_body
 from bench.stats import summary
 from bench.suite import CpuMeter, SuiteResult, Table, bottleneck_note
 from bench.suites.common import CHAT, direct_request
+from bench.report import cdf, save_figure
 
 WINDOW = 24_000
 RESERVE = min(4_096, WINDOW // 4)
@@ -386,8 +387,7 @@ def plot(result: SuiteResult, out_dir: Path, stem: str) -> list[str]:
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
     for kind, values in samples.items():
         data = np.sort(np.asarray(values, dtype=float))
-        if data.size:
-            left.plot(np.maximum(data, 0.01), np.arange(1, data.size + 1) / data.size, "-o", ms=3, label=kind)
+        cdf(left, np.maximum(data, 0.01), kind, "-o", ms=3)
     left.set_xscale("log")
     left.set_xlabel("added TTFT, agent - direct (ms, log)")
     left.set_ylabel("fraction of turns")
@@ -404,8 +404,4 @@ def plot(result: SuiteResult, out_dir: Path, stem: str) -> list[str]:
     right.set_title("token counting")
     right.grid(alpha=0.3, axis="y")
     right.legend(fontsize=8)
-    fig.tight_layout()
-    name = f"{stem}-context.png"
-    fig.savefig(out_dir / name, dpi=110)
-    plt.close(fig)
-    return [name]
+    return save_figure(fig, out_dir, f"{stem}-context.png")

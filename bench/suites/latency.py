@@ -11,6 +11,7 @@ from bench.harness import Harness
 from bench.stats import summary
 from bench.suite import CpuMeter, SuiteResult, Table, bottleneck_note
 from bench.suites.common import PATHS, added_figures, paired_rounds, path_figures, split_agents, warm_agents
+from bench.report import cdf, save_figure
 
 PROFILES = ("zero", "realistic")
 
@@ -107,15 +108,10 @@ def plot(result: SuiteResult, out_dir: Path, stem: str) -> list[str]:
     for ax, (label, by_path) in zip(axes[0], samples.items()):
         for path in PATHS:
             values = np.sort(np.asarray(by_path.get(path, []), dtype=float))
-            if values.size:
-                ax.plot(values, np.arange(1, values.size + 1) / values.size, label=path)
+            cdf(ax, values, path)
         ax.set_title(f"TTFT CDF, {label}")
         ax.set_xlabel("time to first content token (ms)")
         ax.set_ylabel("fraction of requests")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    name = f"{stem}-latency-cdf.png"
-    fig.savefig(out_dir / name, dpi=110)
-    plt.close(fig)
-    return [name]
+    return save_figure(fig, out_dir, f"{stem}-latency-cdf.png")

@@ -11,6 +11,7 @@ from bench.loadgen import Conn
 from bench.stats import summary
 from bench.suite import SuiteResult, Table
 from bench.suites.common import added_figures, agent_request, paired_rounds, path_figures
+from bench.report import save_figure
 
 HISTORY_AGENTS = 2  # agents per history size, turns split between them
 SAMPLE_AGENTS = 3  # fresh agents measured at each agent-count point
@@ -140,8 +141,4 @@ def plot(result: SuiteResult, out_dir: Path, stem: str) -> list[str]:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="upper left")
     rss.legend(fontsize=8, loc="upper right")
-    fig.tight_layout()
-    name = f"{stem}-scaling.png"
-    fig.savefig(out_dir / name, dpi=110)
-    plt.close(fig)
-    return [name]
+    return save_figure(fig, out_dir, f"{stem}-scaling.png")

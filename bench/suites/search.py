@@ -29,6 +29,7 @@ from bench.procs import Proc, start_memproxy
 from bench.stats import summary
 from bench.suite import CpuMeter, SuiteResult, Table, bottleneck_note
 from bench.suites.common import added_figures, agent_request, paired_rounds, path_figures, split_agents, warm_agents
+from bench.report import cdf, save_figure
 
 EMBEDDING_MODEL = "sim-embedding"
 CONDITIONS = ("idle", "recall", "archival")
@@ -283,16 +284,11 @@ def plot(result: SuiteResult, out_dir: Path, stem: str) -> list[str]:
     left.legend(fontsize=8)
     for condition, values in samples.items():
         data = np.sort(np.asarray(values, dtype=float))
-        if data.size:
-            right.plot(data, np.arange(1, data.size + 1) / data.size, label=condition)
+        cdf(right, data, condition)
     right.set_xlabel("added TTFT, agent - direct (ms)")
     right.set_ylabel("fraction of turns")
     right.set_title("added TTFT vs background indexing")
     right.grid(alpha=0.3)
     right.legend(fontsize=8)
-    fig.tight_layout()
-    name = f"{stem}-search.png"
-    fig.savefig(out_dir / name, dpi=110)
-    plt.close(fig)
-    return [name]
+    return save_figure(fig, out_dir, f"{stem}-search.png")
 

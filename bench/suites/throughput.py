@@ -13,6 +13,7 @@ from bench.loadgen import Result, close_all, open_conns
 from bench.stats import summary
 from bench.suite import CpuMeter, SuiteResult, Table, bottleneck_note
 from bench.suites.common import PATHS, agent_request, direct_request, warm_agents
+from bench.report import save_figure
 
 ADDED_TTFT_LIMIT_MS = 10.0
 ONE_AGENT_CONCURRENCY = 8
@@ -146,8 +147,4 @@ def plot(result: SuiteResult, out_dir: Path, stem: str) -> list[str]:
     ax.set_title("Throughput, zero-delay simulator")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    name = f"{stem}-throughput.png"
-    fig.savefig(out_dir / name, dpi=110)
-    plt.close(fig)
-    return [name]
+    return save_figure(fig, out_dir, f"{stem}-throughput.png")
