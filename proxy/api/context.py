@@ -14,7 +14,7 @@ from memory.context import request_messages, wire_message
 from memory.models import Message
 from proxy.api.lookup import require_agent, runtime
 from proxy.chat.protocol import parse_chat_request
-from proxy.chat.serving import split_new_input
+from proxy.chat.new_input import split_new_input
 from proxy.chat.turn import request_head
 from proxy.errors import APIError
 from proxy.http import json_response, read_json

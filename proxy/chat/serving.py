@@ -11,34 +11,15 @@ from starlette.responses import Response, StreamingResponse
 
 from memory.agents import LiveAgent
 from memory.models import Run
-from memory.context import content_text
 from proxy.chat.protocol import DONE, KEEPALIVE, ChatRequest, ChunkEncoder, completion_object, error_event
 from proxy.coordination import AgentLocks, LocalAgentLocks, LockTimeout, Release
 from proxy.chat.retries import RecentTurns, RecordingSink, replay, turn_key
-from proxy.chat.turn import NewInput, Turn, TurnEnv
+from proxy.chat.new_input import split_new_input
+from proxy.chat.turn import Turn, TurnEnv
 from proxy.errors import APIError
 from proxy.http import json_response
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-def split_new_input(messages: list[dict[str, Any]]) -> NewInput:
-    """Only what follows the last assistant message is new; system/developer messages are instructions."""
-    last_assistant = -1
-    for i, message in enumerate(messages):
-        if message.get("role") == "assistant":
-            last_assistant = i
-    new = NewInput()
-    for i, message in enumerate(messages):
-        role = message["role"]
-        if role in ("system", "developer"):
-            new.instructions.append({"role": "system", "content": content_text(message.get("content"))})
-        elif i > last_assistant:
-            if role == "user":
-                new.user.append(message)
-            elif role in ("tool", "function"):
-                new.tool_results.append(message)
-    return new
 
 
 class StreamSink:

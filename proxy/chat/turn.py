@@ -12,6 +12,7 @@ from memory.agents import LiveAgent
 from memory.context import encode_messages, encode_request, prune_wire_cache
 from memory.models import Changes, Message, Run, new_id, utcnow
 from memory.context import content_text
+from proxy.chat.new_input import NewInput, already_held, pending_client_calls
 from proxy.chat.protocol import ChatRequest
 from proxy.errors import APIError
 from proxy.upstream import UpstreamError
@@ -30,15 +31,6 @@ class TurnSink(Protocol):
     def working(self) -> None: ...
     def finish(self, reason: str, usage: dict[str, int]) -> None: ...
     def error(self, error: APIError) -> None: ...
-
-
-@dataclass
-class NewInput:
-    """What a request adds to the agent's history."""
-
-    user: list[dict[str, Any]] = field(default_factory=list)
-    tool_results: list[dict[str, Any]] = field(default_factory=list)
-    instructions: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -363,41 +355,3 @@ def request_head(env: TurnEnv, live: LiveAgent, request: ChatRequest) -> tuple[d
         if request.tool_choice is not None and request.tools:
             head["tool_choice"] = request.tool_choice
     return head, tools
-
-
-def already_held(live: LiveAgent, texts: list[str]) -> int:
-    """How many of the request's leading user messages the agent already stored since its last full answer.
-
-    A retry resends a user turn whose answer never came; after a barge-in the client drops the
-    interrupted reply it never heard and resends the turn before it. Either way those messages are
-    history the agent holds, and only what follows them is new.
-    """
-    stored: list[str | None] = []
-    for message in reversed(live.messages):
-        if message.role == "assistant" and not message.metadata.get("interrupted") and (
-                not message.tool_calls or message.metadata.get("client_tool_calls")):
-            break  # the last answer the client received
-        if message.role == "user":
-            stored.append(message.content)
-    stored.reverse()
-    for k in range(min(len(texts), len(stored)), 0, -1):
-        if texts[:k] == stored[-k:]:
-            return k
-    return 0
-
-
-def pending_client_calls(live: LiveAgent) -> dict[str, str]:
-    """Client tool calls of the last assistant message still waiting for results: id -> tool name."""
-    answered: set[str] = set()
-    for message in reversed(live.messages):
-        if message.role == "tool" and message.tool_call_id:
-            answered.add(message.tool_call_id)
-        elif message.role == "assistant":
-            ids = message.metadata.get("client_tool_calls") or []
-            names = {c["id"]: c["function"]["name"] for c in message.tool_calls or []}
-            return {i: names.get(i, "") for i in ids if i not in answered}
-        elif message.role == "user":
-            return {}
-    return {}
-
-

@@ -1,0 +1,77 @@
+"""What a request adds to an agent's history: the new input, reconciled with what the agent already holds.
+
+Clients resend whole transcripts, retry, drop replies they never heard and answer tool calls late;
+these functions decide which of their messages are new.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from memory.agents import LiveAgent
+from memory.context import content_text
+
+
+@dataclass
+class NewInput:
+    """What a request adds to the agent's history."""
+
+    user: list[dict[str, Any]] = field(default_factory=list)
+    tool_results: list[dict[str, Any]] = field(default_factory=list)
+    instructions: list[dict[str, Any]] = field(default_factory=list)
+
+
+def split_new_input(messages: list[dict[str, Any]]) -> NewInput:
+    """Only what follows the last assistant message is new; system/developer messages are instructions."""
+    last_assistant = -1
+    for i, message in enumerate(messages):
+        if message.get("role") == "assistant":
+            last_assistant = i
+    new = NewInput()
+    for i, message in enumerate(messages):
+        role = message["role"]
+        if role in ("system", "developer"):
+            new.instructions.append({"role": "system", "content": content_text(message.get("content"))})
+        elif i > last_assistant:
+            if role == "user":
+                new.user.append(message)
+            elif role in ("tool", "function"):
+                new.tool_results.append(message)
+    return new
+
+
+def already_held(live: LiveAgent, texts: list[str]) -> int:
+    """How many of the request's leading user messages the agent already stored since its last full answer.
+
+    A retry resends a user turn whose answer never came; after a barge-in the client drops the
+    interrupted reply it never heard and resends the turn before it. Either way those messages are
+    history the agent holds, and only what follows them is new.
+    """
+    stored: list[str | None] = []
+    for message in reversed(live.messages):
+        if message.role == "assistant" and not message.metadata.get("interrupted") and (
+                not message.tool_calls or message.metadata.get("client_tool_calls")):
+            break  # the last answer the client received
+        if message.role == "user":
+            stored.append(message.content)
+    stored.reverse()
+    for k in range(min(len(texts), len(stored)), 0, -1):
+        if texts[:k] == stored[-k:]:
+            return k
+    return 0
+
+
+def pending_client_calls(live: LiveAgent) -> dict[str, str]:
+    """Client tool calls of the last assistant message still waiting for results: id -> tool name."""
+    answered: set[str] = set()
+    for message in reversed(live.messages):
+        if message.role == "tool" and message.tool_call_id:
+            answered.add(message.tool_call_id)
+        elif message.role == "assistant":
+            ids = message.metadata.get("client_tool_calls") or []
+            names = {c["id"]: c["function"]["name"] for c in message.tool_calls or []}
+            return {i: names.get(i, "") for i in ids if i not in answered}
+        elif message.role == "user":
+            return {}
+    return {}
