@@ -21,8 +21,8 @@ log = logging.getLogger("memproxy")
 async def start_services(rt: Runtime) -> None:
     settings = rt.settings
     rt.registry = default_registry()
-    await _open_longterm(rt)
     skip = frozenset(rt.registry.names())  # our own tools' results are echoes, not worth finding
+    await _open_longterm(rt, skip)
 
     async def summarize(body: dict) -> str:
         data = await rt.upstream.chat(body)
@@ -38,7 +38,7 @@ async def start_services(rt: Runtime) -> None:
                           locks=agent_locks(settings.redis_url))
 
 
-async def _open_longterm(rt: Runtime) -> None:
+async def _open_longterm(rt: Runtime, skip: frozenset[str]) -> None:
     settings = rt.settings
     embedder = None
     if settings.embedding_model:
@@ -52,12 +52,12 @@ async def _open_longterm(rt: Runtime) -> None:
     rt.longterm.start_background()
     # Repairing the index can take a while on a big store; serve meanwhile (new turns index as usual).
     rt.reconciliation = {"state": "running"}
-    rt.spawn(_repair_index(rt), name="reconcile-index")
+    rt.spawn(_repair_index(rt, skip), name="reconcile-index")
 
 
-async def _repair_index(rt: Runtime) -> None:
+async def _repair_index(rt: Runtime, skip: frozenset[str]) -> None:
     try:
-        report = await reconcile(rt.store, rt.longterm, frozenset(rt.registry.names()))
+        report = await reconcile(rt.store, rt.longterm, skip)
     except Exception:
         rt.reconciliation = {"state": "failed"}
         raise

@@ -148,6 +148,8 @@ async def modify_agent(request: Request) -> Response:
 
 async def delete_agent(request: Request) -> Response:
     agent_id: str = request.path_params["agent_id"]
-    if not is_id("agent", agent_id) or not await runtime(request).memory.delete_agent(agent_id):
+    rt = runtime(request)
+    if not is_id("agent", agent_id) or not await rt.memory.delete_agent(agent_id):
         raise not_found("agent", agent_id)
+    rt.turns.recent.forget_agent(agent_id)  # its recorded turns can never be replayed now
     return json_response({"id": agent_id, "deleted": True, "message": f"Agent id={agent_id} successfully deleted"})
