@@ -15,7 +15,7 @@ from datetime import date, datetime, timezone
 from typing import Any, Callable, Protocol
 
 from memory.compile import MemoryMetadata, compile_system_prompt
-from memory.models import Agent, Block, Changes, Message, Run, new_id, utcnow
+from memory.models import Agent, Block, Changes, Message, new_id, utcnow
 from memory.store import Store
 
 log = logging.getLogger("memproxy.memory")
@@ -143,9 +143,6 @@ class AgentMemory:
         if live is not None:
             self._forget_blocks(live)
 
-    def loaded(self) -> int:
-        return len(self._agents)
-
     async def refresh_archival(self, live: LiveAgent) -> None:
         if self.archival is None:
             return
@@ -236,10 +233,6 @@ class AgentMemory:
             live = self._agents.get(agent_id)
             if live is not None:
                 live.invalidate_prompt()
-
-    def block_changed_elsewhere(self, block: Block) -> None:
-        """Apply a block change another process already persisted."""
-        self._apply_block(block)
 
     async def delete_block(self, block_id: str) -> bool:
         users = list(self._block_users.get(block_id, ()))
@@ -336,6 +329,3 @@ class AgentMemory:
             tasks = list(self._unsettled.get(agent_id, ()))
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def save_run(self, run: Run) -> None:
-        await self.store.commit(Changes(runs=[run]))

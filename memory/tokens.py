@@ -10,7 +10,6 @@ import json
 import logging
 import math
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
@@ -199,62 +198,6 @@ def default_counter() -> TokenCounter:
                 _default_counter = TokenCounter()
             counter = _default_counter
     return counter
-
-
-class MessageTokenCache:
-    """Token counts by message id, so each turn only counts the messages it has not seen.
-
-    Stored messages are immutable once written; call `forget` if one is rewritten in place.
-    """
-
-    def __init__(self, counter: TokenCounter | None = None, *, max_entries: int = 100_000) -> None:
-        self._counter = counter
-        self._max_entries = max_entries
-        self._counts: OrderedDict[str, int] = OrderedDict()
-        self._lock = threading.Lock()
-
-    @property
-    def counter(self) -> TokenCounter:
-        if self._counter is None:
-            self._counter = default_counter()
-        return self._counter
-
-    def get(self, message_id: str) -> int | None:
-        return self._counts.get(message_id)
-
-    def put(self, message_id: str, tokens: int) -> None:
-        with self._lock:
-            self._counts[message_id] = tokens
-            # Oldest-inserted first: an agent's old messages leave context before its new ones.
-            while len(self._counts) > self._max_entries:
-                self._counts.popitem(last=False)
-
-    def get_or_count(self, message_id: str, msg: Mapping[str, Any]) -> int:
-        """The cached count for `message_id`, counting `msg` only on the first sight of the id."""
-        tokens = self._counts.get(message_id)
-        if tokens is None:
-            tokens = self.counter.count_message(msg)
-            self.put(message_id, tokens)
-        return tokens
-
-    def count_messages(self, items: Iterable[tuple[str, Mapping[str, Any]]]) -> int:
-        """Tokens of `(message_id, message)` pairs plus reply priming, like `TokenCounter.count_messages`."""
-        get_or_count = self.get_or_count
-        return sum(get_or_count(mid, msg) for mid, msg in items) + REPLY_PRIMING_TOKENS
-
-    def forget(self, message_id: str) -> None:
-        with self._lock:
-            self._counts.pop(message_id, None)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._counts.clear()
-
-    def __len__(self) -> int:
-        return len(self._counts)
-
-    def __contains__(self, message_id: object) -> bool:
-        return message_id in self._counts
 
 
 class UsageCalibration:

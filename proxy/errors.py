@@ -54,10 +54,6 @@ def not_found(kind: str, ident: str, code: str = "not_found") -> APIError:
     return APIError(404, f"{kind} {ident!r} not found", code=code)
 
 
-def invalid(message: str, param: str | None = None, code: str = "invalid_request") -> APIError:
-    return APIError(400, message, param=param, code=code)
-
-
 def unprocessable(message: str, param: str | None = None, code: str = "validation_error") -> APIError:
     return APIError(422, message, param=param, code=code)
 

@@ -138,11 +138,6 @@ class Upstream:
         data = await self._post_json("/chat/completions", body)
         return data
 
-    async def embeddings(self, texts: list[str], model: str) -> list[list[float]]:
-        data = await self._post_json("/embeddings", {"input": texts, "model": model})
-        rows = sorted(data["data"], key=lambda r: r["index"])
-        return [r["embedding"] for r in rows]
-
     async def models(self) -> list[dict[str, Any]]:
         try:
             response = await self.client.get(self.base_url + "/models", timeout=5.0)

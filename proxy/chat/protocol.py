@@ -15,7 +15,6 @@ from proxy.errors import APIError
 SAMPLING_FIELDS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed",
                    "response_format", "presence_penalty", "frequency_penalty", "logit_bias", "parallel_tool_calls",
                    "reasoning_effort")
-FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter")
 
 DONE = b"data: [DONE]\n\n"
 KEEPALIVE = b": keep-alive\n\n"
@@ -31,7 +30,6 @@ class ChatRequest:
     tools: list[dict[str, Any]] = field(default_factory=list)
     tool_choice: Any = None
     user: str | None = None
-    idempotency_key: str | None = None
     # The client spoke the legacy `functions` dialect: answer with `function_call`, not `tool_calls`.
     legacy_functions: bool = False
     # X-Sim-* headers ride along to the upstream so the simulator can be scripted through memproxy.
@@ -156,7 +154,3 @@ def completion_object(encoder: ChunkEncoder, content: str | None, tool_calls: li
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}],
         "usage": usage,
     }
-
-
-def empty_usage() -> dict[str, int]:
-    return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}

@@ -12,7 +12,6 @@ from memory.tokens import (
     TOKENS_PER_MESSAGE,
     TOKENS_PER_NAME,
     TOKENS_PER_TOOL_CALL,
-    MessageTokenCache,
     TokenCounter,
     UsageCalibration,
     context_window_for,
@@ -223,61 +222,6 @@ def test_count_tools_is_cached_per_schema() -> None:
 
 
 # --- message cache ----------------------------------------------------------------------------
-
-
-class SpyCounter(TokenCounter):
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls = 0
-
-    def count_message(self, msg: Any) -> int:
-        self.calls += 1
-        return super().count_message(msg)
-
-
-def test_message_cache_counts_each_id_once() -> None:
-    spy = SpyCounter()
-    cache = MessageTokenCache(spy)
-    msg = {"role": "user", "content": "remember that my cat is called Miso"}
-    first = cache.get_or_count("message-1", msg)
-    assert first == spy.count_message(msg)
-    spy.calls = 0
-    for _ in range(5):
-        assert cache.get_or_count("message-1", msg) == first
-    assert spy.calls == 0
-    assert "message-1" in cache and len(cache) == 1
-
-
-def test_message_cache_turn_counts_only_new_messages() -> None:
-    spy = SpyCounter()
-    cache = MessageTokenCache(spy)
-    history = [(f"message-{i}", {"role": "user" if i % 2 == 0 else "assistant", "content": f"line {i}"}) for i in range(20)]
-    total = cache.count_messages(history)
-    assert total == spy.count_messages([m for _, m in history])
-    spy.calls = 0
-    history.append(("message-20", {"role": "user", "content": "new input"}))
-    cache.count_messages(history)
-    assert spy.calls == 1
-
-
-def test_message_cache_forget_and_bound() -> None:
-    spy = SpyCounter()
-    cache = MessageTokenCache(spy, max_entries=3)
-    for i in range(5):
-        cache.get_or_count(f"m{i}", {"role": "user", "content": str(i)})
-    assert len(cache) == 3
-    assert "m0" not in cache and "m4" in cache
-    cache.forget("m4")
-    assert cache.get("m4") is None
-    cache.put("m9", 42)
-    assert cache.get_or_count("m9", {"role": "user", "content": "ignored"}) == 42
-    cache.clear()
-    assert len(cache) == 0
-
-
-def test_message_cache_uses_default_counter_lazily() -> None:
-    cache = MessageTokenCache()
-    assert cache.counter is default_counter()
 
 
 # --- calibration ------------------------------------------------------------------------------
