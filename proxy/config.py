@@ -36,7 +36,9 @@ OPTIONS: tuple[Option, ...] = (
            "upstream embedding model; unset = recall/archival search is full-text only"),
     Option("api_keys", "MEMPROXY_API_KEYS", None, str, "comma-separated bearer keys; unset = no auth (loopback only)"),
     Option("redis_url", "MEMPROXY_REDIS_URL", None, str, "Redis URL for cross-process coordination; unset = in-process"),
-    Option("max_body_bytes", "MEMPROXY_MAX_BODY_BYTES", 4 * 1024 * 1024, int, "largest accepted request body"),
+    Option("max_body_bytes", "MEMPROXY_MAX_BODY_BYTES", 32 * 1024 * 1024, int, "largest accepted request body"),
+    Option("max_inline_bytes", "MEMPROXY_MAX_INLINE_BYTES", 20 * 1024 * 1024, int,
+           "largest inline data (images, audio, files as data) one message may store; beyond it 413"),
     Option("max_steps", "MEMPROXY_MAX_STEPS", 50, int, "upstream calls allowed in one agent turn"),
     Option("agent_lock_timeout", "MEMPROXY_AGENT_LOCK_TIMEOUT", 30.0, float,
            "seconds a request waits for the agent's previous turn before 409"),
@@ -60,7 +62,8 @@ class Settings:
     embedding_model: str | None = None
     api_keys: tuple[str, ...] = ()
     redis_url: str | None = None
-    max_body_bytes: int = 4 * 1024 * 1024
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_inline_bytes: int = 20 * 1024 * 1024
     max_steps: int = 50
     agent_lock_timeout: float = 30.0
     upstream_timeout: float = 120.0

@@ -35,7 +35,7 @@ async def start_services(rt: Runtime) -> None:
                   max_steps=settings.max_steps, spawn=rt.spawn, budget=rt.budget,
                   on_messages=lambda messages: index_messages(rt.longterm, messages, skip))
     rt.turns = TurnRunner(env, lock_timeout=settings.agent_lock_timeout, keepalive=settings.keepalive_interval,
-                          locks=agent_locks(settings.redis_url))
+                          locks=agent_locks(settings.redis_url), max_inline_bytes=settings.max_inline_bytes)
 
 
 async def _open_longterm(rt: Runtime, skip: frozenset[str]) -> None:

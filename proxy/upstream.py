@@ -95,6 +95,7 @@ class Upstream:
             if response.status_code >= 400:
                 raise UpstreamError.from_response(response.status_code, await response.aread(), response.headers)
             done = False
+            finished = False  # a choice carried its finish_reason: a clean end of body now is a whole answer
             async for data in _sse_data(response):
                 if done:
                     continue  # read to the end of the body so the connection goes back to the pool
@@ -105,13 +106,18 @@ class Upstream:
                     chunk = orjson.loads(data)
                 except orjson.JSONDecodeError:
                     continue
-                if isinstance(chunk, dict) and "error" in chunk and "choices" not in chunk:
-                    err = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
-                    raise UpstreamError(502, str(err.get("message", "upstream stream error")),
-                                        code=err.get("code") or "upstream_error")
+                if not isinstance(chunk, dict):
+                    continue
+                if chunk.get("error"):
+                    raise _stream_error(chunk["error"])  # OpenRouter puts it beside `choices`, others alone
+                for choice in chunk.get("choices") or ():
+                    reason = choice.get("finish_reason") if isinstance(choice, dict) else None
+                    if reason == "error":
+                        raise _stream_error({"message": "the upstream model stopped with finish_reason \"error\""})
+                    finished = finished or bool(reason)
                 yield chunk
-            if not done:
-                raise UpstreamError(502, "the upstream stream ended before [DONE]", code="upstream_stream_cut")
+            if not done and not finished:
+                raise UpstreamError(502, "the upstream stream ended before its answer did", code="upstream_stream_cut")
         except (httpx.TimeoutException, ReadTimeout):
             raise UpstreamError(504, "the upstream model timed out mid-stream", code="upstream_timeout") from None
         except (httpx.HTTPError, StreamCut) as exc:
@@ -169,6 +175,15 @@ def _unreachable_as_upstream_error() -> Iterator[None]:
     except (httpx.HTTPError, ConnectFailed, StreamCut) as exc:
         raise UpstreamError(502, f"could not reach the upstream model: {type(exc).__name__}",
                             code="upstream_unreachable") from None
+
+
+def _stream_error(error: Any) -> UpstreamError:
+    """An error object met inside a stream; its code is an HTTP status when the provider gives one."""
+    err = error if isinstance(error, dict) else {"message": str(error)}
+    code = err.get("code")
+    status = code if isinstance(code, int) and 400 <= code <= 599 else 502
+    return UpstreamError(status, str(err.get("message") or "upstream stream error"),
+                         code=code if isinstance(code, str) else "upstream_error")
 
 
 def _json_headers(extra: dict[str, str] | None) -> dict[str, str]:

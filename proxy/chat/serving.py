@@ -10,11 +10,13 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from memory.agents import LiveAgent
+from memory.context import inline_bytes
 from memory.models import Run
 from proxy.chat.protocol import DONE, KEEPALIVE, ChatRequest, ChunkEncoder, completion_object, error_event
 from proxy.coordination import AgentLocks, LocalAgentLocks, LockTimeout, Release
 from proxy.chat.retries import RecentTurns, RecordingSink, replay, turn_key
 from proxy.chat.new_input import split_new_input
+from proxy.chat.said import ModelOutput
 from proxy.chat.turn import Turn, TurnEnv
 from proxy.errors import APIError
 from proxy.http import json_response
@@ -40,6 +42,13 @@ class StreamSink:
     def content(self, text: str) -> None:
         self.spoke = True
         self.queue.put_nowait(self.encoder.content(text))
+
+    def relay(self, delta: dict[str, Any], logprobs: Any) -> None:
+        self.spoke = True
+        self.queue.put_nowait(self.encoder.relay(delta, logprobs))
+
+    def fingerprint(self, value: str) -> None:
+        self.encoder.fingerprint(value)
 
     def tool_call_start(self, index: int, call_id: str, name: str) -> None:
         self.spoke = True
@@ -75,9 +84,11 @@ class CollectSink:
 
     def __init__(self) -> None:
         self.parts: list[str] = []
+        self.said = ModelOutput()
+        self.system_fingerprint: str | None = None
         self.calls: dict[int, dict[str, Any]] = {}
         self.reason: str | None = None
-        self.usage: dict[str, int] = {}
+        self.usage: dict[str, Any] = {}
         self.failure: APIError | None = None
 
     def accepted(self) -> None:
@@ -85,6 +96,14 @@ class CollectSink:
 
     def content(self, text: str) -> None:
         self.parts.append(text)
+
+    def relay(self, delta: dict[str, Any], logprobs: Any) -> None:
+        if delta.get("content"):
+            self.parts.append(delta["content"])
+        self.said.add(delta, logprobs)
+
+    def fingerprint(self, value: str) -> None:
+        self.system_fingerprint = value
 
     def tool_call_start(self, index: int, call_id: str, name: str) -> None:
         self.calls[index] = {"id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
@@ -95,7 +114,7 @@ class CollectSink:
     def working(self) -> None:
         return None
 
-    def finish(self, reason: str, usage: dict[str, int]) -> None:
+    def finish(self, reason: str, usage: dict[str, Any]) -> None:
         self.reason, self.usage = reason, usage
 
     def error(self, error: APIError) -> None:
@@ -110,8 +129,9 @@ class TurnRunner:
     """Owns the per-agent turn locks and turns a request into a response."""
 
     def __init__(self, env: TurnEnv, *, lock_timeout: float, keepalive: float,
-                 locks: AgentLocks | None = None) -> None:
+                 locks: AgentLocks | None = None, max_inline_bytes: int = 20 * 1024 * 1024) -> None:
         self.env = env
+        self.max_inline_bytes = max_inline_bytes
         self.lock_timeout = lock_timeout
         self.keepalive = keepalive
         self.locks: AgentLocks = locks or LocalAgentLocks()
@@ -143,6 +163,12 @@ class TurnRunner:
         if not new_input.user and not new_input.tool_results:
             raise APIError(400, "no new input: the request must end with a user message (or tool results) "
                            "after the last assistant message", param="messages", code="no_new_input")
+        for message in (*new_input.user, *new_input.tool_results):
+            size = inline_bytes(message.get("content"))
+            if size > self.max_inline_bytes:
+                raise APIError(413, f"a message carries {size} bytes of inline data (images, audio, files); an agent "
+                               f"stores at most {self.max_inline_bytes} per message: send a URL instead",
+                               param="messages", code="inline_data_too_large")
         client_tools = {t["function"]["name"]: t for t in chat.tools}
         clash = sorted(set(client_tools) & set(live.agent.tools))
         if clash:
@@ -176,8 +202,11 @@ class TurnRunner:
                 return sink.failure.response()
             content = "".join(sink.parts)
             calls = [sink.calls[i] for i in sorted(sink.calls)]
-            return json_response(completion_object(encoder, content if content or not calls else None, calls or None,
-                                                   sink.reason or "stop", sink.usage))
+            if sink.system_fingerprint is not None:
+                encoder.fingerprint(sink.system_fingerprint)
+            empty = None if calls or sink.said.refusal else content  # "" for an empty answer, null beside calls
+            return json_response(completion_object(encoder, content or empty, calls or None, sink.reason or "stop",
+                                                   sink.usage, sink.said.message_fields(), sink.said.logprobs))
         return await self._stream(task, sink, request, owner)
 
     async def _run_locked(self, turn: Turn, release: Release, record: Any) -> None:
