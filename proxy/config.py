@@ -31,6 +31,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("upstream_url", "MEMPROXY_UPSTREAM_URL", None, str,
            "OpenAI-compatible base URL ending in /v1; unset = the built-in simulator"),
     Option("upstream_api_key", "MEMPROXY_UPSTREAM_API_KEY", None, str, "key sent upstream (default $OPENAI_API_KEY)"),
+    Option("upstream_ca_bundle", "MEMPROXY_UPSTREAM_CA_BUNDLE", None, str,
+           "CA file trusted for every upstream call; unset = SSL_CERT_FILE/SSL_CERT_DIR, else the OS store"),
     Option("default_model", "MEMPROXY_DEFAULT_MODEL", "gpt-4o-mini", str, "upstream model for agents created without one"),
     Option("embedding_model", "MEMPROXY_EMBEDDING_MODEL", None, str,
            "upstream embedding model; unset = recall/archival search is full-text only"),
@@ -58,6 +60,7 @@ class Settings:
     data_dir: str = "./.memproxy"
     upstream_url: str | None = None
     upstream_api_key: str | None = None
+    upstream_ca_bundle: str | None = None
     default_model: str = "gpt-4o-mini"
     embedding_model: str | None = None
     api_keys: tuple[str, ...] = ()

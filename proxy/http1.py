@@ -138,7 +138,7 @@ class Http1Pool:
     """Keep-alive connections to one origin (`http://` or `https://`)."""
 
     def __init__(self, base_url: str, *, connect_timeout: float = 10.0, read_timeout: float = 120.0,
-                 max_idle: int = 512) -> None:
+                 max_idle: int = 512, ssl_context: ssl.SSLContext | None = None) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"unsupported upstream URL {base_url!r}")
@@ -151,7 +151,7 @@ class Http1Pool:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.max_idle = max_idle
-        self._ssl = ssl.create_default_context() if self.tls else None
+        self._ssl = (ssl_context or ssl.create_default_context()) if self.tls else None
         self._idle: deque[_Connection] = deque()
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> Http1Response:
@@ -177,6 +177,10 @@ class Http1Pool:
                     limit=READ_SIZE)
         except TimeoutError:
             raise ConnectFailed("connecting to the upstream timed out") from None
+        except ssl.SSLCertVerificationError as exc:
+            raise ConnectFailed(f"the upstream's TLS certificate was rejected: {exc.verify_message}") from None
+        except ssl.SSLError as exc:
+            raise ConnectFailed(f"the TLS handshake with the upstream failed: {exc.reason or exc}") from None
         except OSError as exc:
             raise ConnectFailed(f"could not connect to the upstream: {exc.strerror or type(exc).__name__}") from None
         return _Connection(reader, writer)

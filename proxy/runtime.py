@@ -51,7 +51,8 @@ async def open_runtime(settings: Settings) -> Runtime:
     os.makedirs(settings.data_dir, exist_ok=True)
     store = DuckDBStore(os.path.join(settings.data_dir, "memproxy.duckdb"))
     await store.open()
-    upstream = Upstream(settings.upstream_url or "", settings.upstream_api_key, timeout=settings.upstream_timeout)
+    upstream = Upstream(settings.upstream_url or "", settings.upstream_api_key, timeout=settings.upstream_timeout,
+                        ca_bundle=settings.upstream_ca_bundle)
     memory = AgentMemory(store)
     return Runtime(settings=settings, store=store, memory=memory, upstream=upstream)
 

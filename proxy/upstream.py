@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
+import ssl
 import urllib.request
 from typing import Any, AsyncIterator, Iterator
 
@@ -10,6 +13,8 @@ import httpx
 import orjson
 
 from proxy.http1 import ConnectFailed, Http1Pool, ReadTimeout, StreamCut
+
+log = logging.getLogger("memproxy.upstream")
 
 
 class UpstreamError(Exception):
@@ -54,8 +59,10 @@ class Upstream:
     """One pooled HTTP client, created once; `base_url` ends in /v1."""
 
     def __init__(self, base_url: str, api_key: str | None, *, timeout: float = 120.0,
-                 max_connections: int = 1024) -> None:
+                 max_connections: int = 1024, ca_bundle: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        # One trust store for every upstream call: chat, embeddings, summaries and model lists alike.
+        self.ssl_context = upstream_ssl_context(ca_bundle)
         self.api_key = api_key
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._auth = headers
@@ -66,6 +73,7 @@ class Upstream:
             timeout=httpx.Timeout(timeout, connect=10.0),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             headers=headers,
+            verify=self.ssl_context,
         )
 
     def set_base_url(self, base_url: str) -> None:
@@ -77,7 +85,7 @@ class Upstream:
         self.fast = None
         if self.base_url and not any(urllib.request.getproxies().get(s) for s in ("http", "https", "all")):
             try:
-                self.fast = Http1Pool(self.base_url, read_timeout=self.timeout)
+                self.fast = Http1Pool(self.base_url, read_timeout=self.timeout, ssl_context=self.ssl_context)
             except ValueError:
                 self.fast = None
 
@@ -173,8 +181,9 @@ def _unreachable_as_upstream_error() -> Iterator[None]:
     except (httpx.TimeoutException, ReadTimeout):
         raise UpstreamError(504, "the upstream model timed out", code="upstream_timeout") from None
     except (httpx.HTTPError, ConnectFailed, StreamCut) as exc:
-        raise UpstreamError(502, f"could not reach the upstream model: {type(exc).__name__}",
-                            code="upstream_unreachable") from None
+        cause = str(exc) or type(exc).__name__  # the certificate problem or refused port, not a class name
+        log.warning("could not reach the upstream model: %s", cause)
+        raise UpstreamError(502, f"could not reach the upstream model: {cause}", code="upstream_unreachable") from None
 
 
 def _stream_error(error: Any) -> UpstreamError:
@@ -184,6 +193,16 @@ def _stream_error(error: Any) -> UpstreamError:
     status = code if isinstance(code, int) and 400 <= code <= 599 else 502
     return UpstreamError(status, str(err.get("message") or "upstream stream error"),
                          code=code if isinstance(code, str) else "upstream_error")
+
+
+def upstream_ssl_context(ca_bundle: str | None = None) -> ssl.SSLContext:
+    """Trust `ca_bundle` if given, else SSL_CERT_FILE / SSL_CERT_DIR, else the operating system's store."""
+    if ca_bundle:
+        return ssl.create_default_context(cafile=ca_bundle)
+    cafile, capath = os.environ.get("SSL_CERT_FILE") or None, os.environ.get("SSL_CERT_DIR") or None
+    if cafile or capath:
+        return ssl.create_default_context(cafile=cafile, capath=capath)
+    return ssl.create_default_context()
 
 
 def _json_headers(extra: dict[str, str] | None) -> dict[str, str]:
