@@ -4,6 +4,10 @@ All methods are coroutines: a backend must never block the event loop. Returned 
 copies the caller may mutate. Lists are ordered as documented; `limit=None` means no limit.
 Id scans (`agent_ids`, `recall_candidate_ids`) are keyset pages in byte order of the id (`COLLATE "C"`),
 so callers hold one page at a time and can merge them with another backend's pages.
+
+Errors a caller can act on are `StoreError`s: `NotFound` names the record a write needed, `Conflict`
+means a uniqueness rule or a concurrent writer won. `(agent_id, seq)` is unique, so two writers can
+never store the same seq: the later commit fails whole with Conflict.
 """
 
 from __future__ import annotations
@@ -50,10 +54,7 @@ class Store(ABC):
     # --- agents -----------------------------------------------------------------------------
     @abstractmethod
     async def create_agent(self, agent: Agent, new_blocks: list[Block]) -> None:
-        """Insert the agent, insert `new_blocks`, and attach every id in `agent.block_ids`, atomically.
-
-        Raises NotFound("block", ...) for an attached id that does not exist, Conflict for a taken id.
-        """
+        """Insert the agent and `new_blocks`, attach `agent.block_ids`, atomically; NotFound for a missing block."""
 
     @abstractmethod
     async def get_agent(self, agent_id: str) -> Agent | None:
@@ -75,10 +76,7 @@ class Store(ABC):
 
     @abstractmethod
     async def update_agent(self, agent: Agent) -> None:
-        """Overwrite the agent row and its block attachments (block_ids order kept).
-
-        Raises NotFound("agent", ...) if the agent is gone, NotFound("block", ...) for a missing block.
-        """
+        """Overwrite the agent row and its attachments (order kept); NotFound if the agent or a block is gone."""
 
     @abstractmethod
     async def delete_agent(self, agent_id: str) -> bool:
@@ -145,8 +143,7 @@ class Store(ABC):
     async def recall_candidate_ids(
         self, skip_tool_names: list[str], *, after: str | None = None, limit: int = ID_PAGE_SIZE
     ) -> list[str]:
-        """One page, ascending after `after`, of the message ids recall should hold: non-empty user/assistant
-        text and tool results except those of `skip_tool_names`."""
+        """One page of ids of messages recall should hold: user/assistant text, tool results but these tools'."""
 
     @abstractmethod
     async def max_message_seq(self, agent_id: str) -> int:
@@ -170,8 +167,4 @@ class Store(ABC):
     # --- writes -----------------------------------------------------------------------------
     @abstractmethod
     async def commit(self, changes: Changes) -> None:
-        """Apply every upsert, insert and eviction in `changes` in one transaction.
-
-        `(agent_id, seq)` is unique: a message whose seq another message of its agent holds fails the
-        whole commit with Conflict (as does an insert-only id that exists), so two writers never share a seq.
-        """
+        """Apply every upsert, insert and eviction in `changes` in one transaction; Conflict on a taken seq or id."""
