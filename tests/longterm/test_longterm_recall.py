@@ -158,3 +158,22 @@ async def test_invalid_ids_are_rejected(lt: LanceLongTermMemory, agent_id: str) 
         lt.enqueue_messages([RecallRecord("message-1", agent_id, "user", "x", BASE)])
     with pytest.raises(ValueError):
         await lt.add_passages("agent-' OR 1=1 --", [("x", [])])
+
+
+async def test_id_scans_come_in_ascending_keyset_pages(lt: LanceLongTermMemory) -> None:
+    assert await lt.agent_ids() == [] and await lt.recall_ids_all() == []  # no table yet
+    agents = sorted(new_id("agent") for _ in range(5))
+    records = [message(agent, "user", f"note {i}") for agent in agents for i in range(3)]
+    lt.enqueue_messages(records)
+    await lt.add_passages(agents[0], [("only a passage", [])])
+    await lt.flush()
+    ids = sorted(r.id for r in records)
+    assert await lt.recall_ids_all(limit=4) == ids[:4]
+    assert await lt.recall_ids_all(after=ids[3], limit=4) == ids[4:8]
+    assert await lt.recall_ids_all(after=ids[-1]) == []
+    # Each agent has several rows in two tables, yet appears once per scan.
+    assert await lt.agent_ids(limit=1) == agents[:1]  # more distinct ids than the page: trimmed as it scans
+    assert await lt.agent_ids(limit=2) == agents[:2]
+    assert await lt.agent_ids(after=agents[1], limit=2) == agents[2:4]
+    assert await lt.agent_ids(after=agents[3]) == agents[4:]
+    assert await lt.agent_ids(limit=1000) == agents
