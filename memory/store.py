@@ -16,7 +16,8 @@ from abc import ABC, abstractmethod
 
 from memory.models import Agent, Block, Changes, Message, Run
 
-ID_PAGE_SIZE = 5000
+# Each page of a keyset scan costs about a scan of the table in DuckDB and LanceDB: few, large pages.
+ID_PAGE_SIZE = 50_000
 
 
 class StoreError(Exception):

@@ -15,7 +15,7 @@ from typing import Any
 from memory.longterm.records import Passage, RecallRecord, SearchHit
 from memory.longterm.timefilter import TimeBound
 
-ID_PAGE_SIZE = 5000
+ID_PAGE_SIZE = 50_000  # as memory.store.ID_PAGE_SIZE: each page may cost a scan
 
 
 class LongTermMemory(ABC):

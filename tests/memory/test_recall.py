@@ -59,12 +59,12 @@ async def test_reconcile_in_pages_repairs_both_sides(store: DuckDBStore, index: 
     await index.add_passages(gone[0], [("a passage of a deleted agent", [])])
     await index.flush()
 
-    report = await reconcile(store, index, SKIP, batch=3)
+    report = await reconcile(store, index, SKIP, batch=2, page=3)
     assert (report.reindexed, report.orphan_messages, report.orphan_agents) == (
         len(candidates) - len(indexed), len(strays) + 1, len(gone))
     assert set(await index.recall_ids_all(limit=1000)) == candidates
     assert await index.agent_ids() == sorted(a.id for a in agents)
-    assert (await reconcile(store, index, SKIP, batch=3)).fixed == 0
+    assert (await reconcile(store, index, SKIP, batch=2, page=3)).fixed == 0
 
 
 async def test_a_row_indexed_while_the_scan_runs_is_not_taken_for_an_orphan(
@@ -99,7 +99,7 @@ async def test_a_row_indexed_while_the_scan_runs_is_not_taken_for_an_orphan(
     racing = TurnDuringScan(path)
     await racing.open()
     try:
-        report = await reconcile(racing, index, SKIP, batch=2)
+        report = await reconcile(racing, index, SKIP, page=2)
         assert report.orphan_messages == 0
         assert racing.late is not None
         assert set(await index.recall_ids_all()) == {early.id, racing.late.id}
