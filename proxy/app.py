@@ -16,7 +16,8 @@ from starlette.middleware import Middleware
 from proxy.api.routes import routes as management_routes
 from proxy.chat.routes import routes as chat_routes
 from proxy.config import Settings
-from proxy.errors import APIError, handle_api_error, handle_http_exception, handle_unexpected
+from memory.store import StoreError
+from proxy.errors import APIError, handle_api_error, handle_http_exception, handle_store_error, handle_unexpected
 from proxy.http import BearerAuth
 from proxy.runtime import Runtime, close_runtime, open_runtime
 
@@ -54,6 +55,7 @@ def build_app(settings: Settings) -> Starlette:
         exception_handlers={
             APIError: handle_api_error,
             HTTPException: handle_http_exception,
+            StoreError: handle_store_error,
             Exception: handle_unexpected,
         },
         lifespan=lifespan,
