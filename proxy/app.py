@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
 from proxy.api.routes import routes as management_routes
+from proxy.chat.forward import routes as forward_routes
 from proxy.chat.routes import routes as chat_routes
 from proxy.config import Settings
 from memory.store import StoreError
@@ -50,7 +51,7 @@ def build_app(settings: Settings) -> Starlette:
                 sim_server.should_exit = True
 
     app = Starlette(
-        routes=[*chat_routes, *management_routes],
+        routes=[*chat_routes, *management_routes, *forward_routes],
         middleware=[Middleware(BearerAuth, keys=settings.api_keys)],
         exception_handlers={
             APIError: handle_api_error,

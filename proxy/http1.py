@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import zlib
 from collections import deque
 from typing import AsyncIterator
 from urllib.parse import urlsplit
@@ -86,6 +87,26 @@ class Http1Response:
                            and "chunked" not in self.headers.get("transfer-encoding", "").lower())
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        """The body (de-chunked, and decompressed if the server gzipped it anyway) as it arrives."""
+        encoding = self.headers.get("content-encoding", "").strip().lower()
+        if encoding not in ("gzip", "x-gzip", "deflate"):
+            async for piece in self._raw_bytes():
+                yield piece
+            return
+        # Some servers compress whatever the request's Accept-Encoding says; decode as httpx would.
+        decoder = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib framing, detected
+        try:
+            async for piece in self._raw_bytes():
+                out = decoder.decompress(piece)
+                if out:
+                    yield out
+            tail = decoder.flush()
+        except zlib.error as exc:
+            raise StreamCut(f"the upstream's {encoding} body is corrupt: {exc}") from None
+        if tail:
+            yield tail
+
+    async def _raw_bytes(self) -> AsyncIterator[bytes]:
         """The body (de-chunked) as it arrives; StreamCut if the connection ends first."""
         parsed = self._parsed
         try:

@@ -147,6 +147,12 @@ class Upstream:
         with _unreachable_as_upstream_error():
             return await self.client.send(request, stream=True)
 
+    async def send(self, method: str, path: str, content: bytes | None, headers: dict[str, str]) -> httpx.Response:
+        """Any other OpenAI endpoint (`path` after /v1), its body unread; UpstreamError if unreachable."""
+        request = self.client.build_request(method, self.base_url + path, content=content, headers=headers)
+        with _unreachable_as_upstream_error():
+            return await self.client.send(request, stream=True)
+
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         """A non-streamed chat completion."""
         data = await self._post_json("/chat/completions", body)

@@ -21,6 +21,12 @@ def _chunk(cid: str, model: str, delta: dict[str, Any] | None, finish: str | Non
     return out
 
 
+# Headers a real provider sets; only the rate-limit, request-id and timing ones may reach memproxy's client.
+PROVIDER_HEADERS = {"set-cookie": "__cf_bm=abc; path=/", "openai-organization": "org-secret", "cf-ray": "8f0-LIS",
+                    "x-request-id": "req_123", "openai-processing-ms": "41", "x-ratelimit-remaining-requests": "99",
+                    "x-ratelimit-limit-tokens": "30000"}
+
+
 @dataclass
 class Dialect:
     name: str

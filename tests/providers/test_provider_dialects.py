@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from dialects import DIALECTS, Dialect, completion_body
+from dialects import DIALECTS, PROVIDER_HEADERS, Dialect, completion_body
 from helpers import create_agent, raw_events
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
@@ -214,3 +214,61 @@ def test_tool_choice_shapes_only_the_first_step_and_works_with_server_tools_alon
     assert "tool_choice" not in second and second["messages"][-1]["role"] == "tool"
     human = httpx.get(f"{gateway.base_url}/v1/agents/{agent}/core-memory/blocks/human").json()
     assert human["value"].endswith("Prefers tea")
+
+
+RELAYED = {"x-request-id", "openai-processing-ms", "x-ratelimit-remaining-requests", "x-ratelimit-limit-tokens"}
+
+
+def _assert_allow_listed(headers: httpx.Headers) -> None:
+    for name, value in PROVIDER_HEADERS.items():
+        if name in RELAYED:
+            assert headers.get(name) == value, name
+        else:
+            assert name not in headers, f"{name} must not reach the client"
+
+
+@pytest.mark.parametrize("path", ["/v1/embeddings", "/v1/completions", "/v1/responses", "/v1/moderations"])
+def test_other_openai_endpoints_pass_through_with_allow_listed_headers(gateway, provider, path: str) -> None:
+    body = {"model": "text-embedding-3-small", "input": "hello"}
+    response = httpx.post(gateway.base_url + path, json=body, timeout=20)
+    assert response.status_code == 200
+    assert response.json() == {"object": "echo", "method": "POST", "path": path, "body": body}
+    _assert_allow_listed(response.headers)
+    agent = create_agent(gateway.base_url)
+    refused = httpx.post(gateway.base_url + path, json={"model": agent, "input": "hi"}, timeout=20)
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "model"
+
+
+def test_models_by_id_describe_agents_and_pass_the_rest_through(gateway, provider) -> None:
+    agent = create_agent(gateway.base_url)
+    mine = httpx.get(f"{gateway.base_url}/v1/models/{agent}", timeout=20).json()
+    assert mine["id"] == agent and mine["object"] == "model" and mine["owned_by"] == "memproxy"
+    missing = httpx.get(f"{gateway.base_url}/v1/models/agent-00000000-0000-4000-8000-000000000000", timeout=20)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
+    theirs = httpx.get(f"{gateway.base_url}/v1/models/gpt-4o", timeout=20).json()
+    assert theirs == {"object": "echo", "method": "GET", "path": "/v1/models/gpt-4o", "body": None}
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_body_gzipped_regardless_is_decoded_on_both_routes(gateway, provider, stream: bool) -> None:
+    body = {"model": "gzip-anyway", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
+    relayed = httpx.post(f"{gateway.base_url}/v1/chat/completions", json=body, timeout=20)
+    assert relayed.status_code == 200 and "content-encoding" not in relayed.headers
+    _assert_allow_listed(relayed.headers)
+    if stream:
+        assert _gather_stream(raw_events(relayed)[0])["content"] == "Hi there"
+    else:
+        assert relayed.json()["choices"][0]["message"]["content"] == "Hi there"
+    agent = create_agent(gateway.base_url, model="gzip-anyway")
+    answered = httpx.post(f"{gateway.base_url}/v1/chat/completions", timeout=20,
+                          json={"model": agent, "messages": [{"role": "user", "content": "hi"}]})
+    assert answered.status_code == 200 and answered.json()["choices"][0]["message"]["content"] == "Hi there"
+
+
+def test_a_non_streamed_answer_cut_or_stalled_mid_body_is_502_or_504(make_server, provider) -> None:
+    srv = make_server(upstream_url=provider.base_url, upstream_timeout=1.0)
+    for model, status in (("cut-mid-body", 502), ("stall-mid-body", 504)):
+        response = httpx.post(f"{srv.base_url}/v1/chat/completions", timeout=20,
+                              json={"model": model, "messages": [{"role": "user", "content": "hi"}]})
+        assert response.status_code == status, (model, response.text)
+        assert response.json()["error"]["code"] in ("upstream_stream_cut", "upstream_timeout")
