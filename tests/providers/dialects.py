@@ -41,6 +41,7 @@ class Dialect:
     tool_call: tuple[str, str] | None = None  # (name, arguments) of a client tool call
     error: str | None = None  # the turn must end with an error event naming this
     extra: dict[str, Any] = field(default_factory=dict)  # other message fields (annotations, audio)
+    own_test: bool = False  # checked by a test of its own, not the generic ones
 
 
 OPENAI_USAGE = {"prompt_tokens": 40, "completion_tokens": 9, "total_tokens": 49,
@@ -197,9 +198,42 @@ def _llamacpp() -> Dialect:
     ], done=False, content="Local answer", finish="length", usage=usage)
 
 
+def _openai_audio() -> Dialect:
+    # An audio reply: the transcript and base64 data arrive in pieces of `delta.audio`, content stays null.
+    m, c = "gpt-4o-audio-preview", "chatcmpl-audio"
+    usage = {"prompt_tokens": 20, "completion_tokens": 40, "total_tokens": 60,
+             "completion_tokens_details": {"audio_tokens": 33, "text_tokens": 7}}
+    return Dialect("openai-audio", [
+        _chunk(c, m, {"role": "assistant", "content": None}),
+        _chunk(c, m, {"audio": {"id": "audio_6b1", "transcript": "Hello"}}),
+        _chunk(c, m, {"audio": {"transcript": " there.", "data": "UklGRg=="}}),
+        _chunk(c, m, {"audio": {"data": "AAAA", "expires_at": 1764543600}}),
+        _chunk(c, m, {}, "stop"),
+        _chunk(c, m, None, choices=False, usage=usage),
+    ], content=None, usage=usage, own_test=True)
+
+
+LOGPROB = [{"token": "Yes", "logprob": -0.01, "bytes": [89, 101, 115], "top_logprobs": []}]
+
+
+def _openai_logprobs() -> Dialect:
+    m, c = "gpt-4o-mini", "chatcmpl-logprobs"
+    usage = {"prompt_tokens": 9, "completion_tokens": 1, "total_tokens": 10}
+    return Dialect("openai-logprobs", [
+        {**_chunk(c, m, {"role": "assistant", "content": ""}), "choices": [
+            {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": {"content": []},
+             "finish_reason": None}]},
+        {**_chunk(c, m, {}), "choices": [
+            {"index": 0, "delta": {"content": "Yes"}, "logprobs": {"content": LOGPROB, "refusal": None},
+             "finish_reason": None}]},
+        _chunk(c, m, {}, "stop"),
+        _chunk(c, m, None, choices=False, usage=usage),
+    ], content="Yes", usage=usage, own_test=True)
+
+
 DIALECTS: dict[str, Dialect] = {d.name: d for d in (
     _openai(), _openai_refusal(), _openai_tool_call(), _azure(), _openrouter(), _openrouter_error(), _vllm(),
-    _deepseek(), _ollama(), _groq(), _llamacpp())}
+    _deepseek(), _ollama(), _groq(), _llamacpp(), _openai_audio(), _openai_logprobs())}
 
 
 def completion_body(dialect: Dialect) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from dialects import DIALECTS, PROVIDER_HEADERS, Dialect, completion_body
+from dialects import DIALECTS, LOGPROB, PROVIDER_HEADERS, Dialect, completion_body
 from helpers import create_agent, raw_events
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
@@ -70,7 +70,7 @@ def _last_assistant(gateway: Any, agent: str) -> Any:
     return [m for m in messages if m.role == "assistant"][-1]
 
 
-ANSWERING = [name for name, d in DIALECTS.items() if d.error is None]
+ANSWERING = [name for name, d in DIALECTS.items() if d.error is None and not d.own_test]
 
 
 @pytest.mark.parametrize("name", ANSWERING)
@@ -272,3 +272,48 @@ def test_a_non_streamed_answer_cut_or_stalled_mid_body_is_502_or_504(make_server
                               json={"model": model, "messages": [{"role": "user", "content": "hi"}]})
         assert response.status_code == status, (model, response.text)
         assert response.json()["error"]["code"] in ("upstream_stream_cut", "upstream_timeout")
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_an_audio_reply_is_relayed_and_kept_as_its_transcript(gateway, provider, stream: bool) -> None:
+    dialect = DIALECTS["openai-audio"]
+    agent = create_agent(gateway.base_url, model=dialect.name)
+    body = {**_body(agent, dialect, stream), "modalities": ["text", "audio"], "audio": {"voice": "alloy",
+                                                                                        "format": "wav"}}
+    response = httpx.post(f"{gateway.base_url}/v1/chat/completions", json=body, timeout=20)
+    assert response.status_code == 200
+    if stream:
+        events, _ = raw_events(response)
+        audio = [e["choices"][0]["delta"]["audio"] for e in events
+                 if e != "[DONE]" and e.get("choices") and "audio" in e["choices"][0]["delta"]]
+        assert "".join(a.get("transcript", "") for a in audio) == "Hello there."
+        assert "".join(a.get("data", "") for a in audio) == "UklGRg==AAAA"
+        assert _gather_stream(events)["usage"] == _expected_usage(dialect.usage)
+    else:
+        message = response.json()["choices"][0]["message"]
+        assert message["audio"] == {"id": "audio_6b1", "transcript": "Hello there.", "data": "UklGRg==AAAA",
+                                    "expires_at": 1764543600}
+    assert provider.requests[-1]["modalities"] == ["text", "audio"]
+    stored = _last_assistant(gateway, agent)
+    assert stored.content == "Hello there."  # what later turns (and search) read
+    assert stored.metadata["audio"] == {"id": "audio_6b1", "transcript": "Hello there.", "expires_at": 1764543600}
+
+
+@pytest.mark.parametrize("asked", [True, False])
+def test_logprobs_are_relayed_and_kept_only_when_asked_for(gateway, provider, asked: bool) -> None:
+    dialect = DIALECTS["openai-logprobs"]
+    agent = create_agent(gateway.base_url, model=dialect.name)
+    for stream in (True, False):
+        body = {**_body(agent, dialect, stream), **({"logprobs": True, "top_logprobs": 0} if asked else {})}
+        body["messages"] = [{"role": "user", "content": f"stream={stream}"}]
+        response = httpx.post(f"{gateway.base_url}/v1/chat/completions", json=body, timeout=20)
+        if stream:
+            events, _ = raw_events(response)
+            sent = [c["logprobs"] for e in events if e != "[DONE]" for c in e.get("choices") or ()
+                    if c["logprobs"] and c["logprobs"]["content"]]
+            assert sent == ([{"content": LOGPROB, "refusal": None}] if asked else [])
+        else:
+            choice = response.json()["choices"][0]
+            assert choice["logprobs"] == ({"content": LOGPROB} if asked else None)
+        stored = _last_assistant(gateway, agent)
+        assert stored.metadata.get("logprobs") == (LOGPROB if asked else None)
