@@ -50,6 +50,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("context_window", "MEMPROXY_CONTEXT_WINDOW", 128000, int,
            "tokens of context for models the built-in table does not know (agents may set their own)"),
     Option("log_level", "MEMPROXY_LOG_LEVEL", "info", str, "debug | info | warning | error"),
+    Option("log_format", "MEMPROXY_LOG_FORMAT", "text", str,
+           "text | json (one object per line with request, agent and run ids; never content or secrets)"),
 )
 
 
@@ -73,6 +75,7 @@ class Settings:
     keepalive_interval: float = 2.0
     context_window: int = 128000
     log_level: str = "info"
+    log_format: str = "text"
     insecure: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -13,6 +13,7 @@ from memory.backends import Backend, BackendConfig, select_backend
 from memory.longterm.api import LongTermMemory
 from memory.store import Store
 from proxy.config import Settings
+from proxy.metrics import Metrics
 from proxy.upstream import Upstream
 
 log = logging.getLogger("memproxy")
@@ -30,6 +31,7 @@ class Runtime:
     registry: Any = None  # tools.registry.ToolRegistry
     budget: Any = None  # memory.compaction.ContextBudget
     reconciliation: dict[str, Any] = field(default_factory=dict)  # what start-up repaired in the search index
+    metrics: Metrics = field(default_factory=Metrics)
     background: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def spawn(self, coro: Any, name: str | None = None) -> asyncio.Task[Any]:

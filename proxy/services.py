@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any, Iterator
 
 from memory.compaction import ContextBudget
+from proxy.metrics import counter_family
 from memory.longterm import HttpEmbedder, LongTermMemory
 from memory.recall import index_messages, reconcile
 from proxy.chat.serving import TurnRunner
@@ -32,7 +34,8 @@ async def start_services(rt: Runtime) -> None:
     await asyncio.to_thread(rt.budget.counter.load)
     env = TurnEnv(memory=rt.memory, upstream=rt.upstream, registry=rt.registry, longterm=longterm,
                   max_steps=settings.max_steps, spawn=rt.spawn, budget=rt.budget,
-                  on_messages=lambda messages: index_messages(longterm, messages, skip))
+                  on_messages=lambda messages: index_messages(longterm, messages, skip), metrics=rt.metrics)
+    rt.metrics.sample(lambda: _cache_families(rt))
     rt.turns = TurnRunner(env, lock_timeout=settings.agent_lock_timeout, keepalive=settings.keepalive_interval,
                           locks=agent_locks(settings.redis_url), max_inline_bytes=settings.max_inline_bytes)
 
@@ -71,3 +74,10 @@ async def _repair_index(rt: Runtime, longterm: LongTermMemory, skip: frozenset[s
 async def stop_services(rt: Runtime) -> None:
     if rt.turns is not None:
         await rt.turns.locks.close()
+
+
+def _cache_families(rt: Runtime) -> Iterator[Any]:
+    yield counter_family("memproxy_agent_cache_hits", "agent turns and reads served from the live cache",
+                         rt.memory.hits)
+    yield counter_family("memproxy_agent_cache_loads", "agents loaded from the store into the live cache",
+                         rt.memory.loads)

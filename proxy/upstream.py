@@ -17,6 +17,10 @@ from proxy.http1 import ConnectFailed, Http1Pool, ReadTimeout, StreamCut
 log = logging.getLogger("memproxy.upstream")
 
 
+# Upstream statuses a client can act on (fix the request, back off, retry later); other failures are 502.
+CLIENT_STATUSES = frozenset({400, 401, 403, 404, 408, 409, 413, 422, 429, 503, 504})
+
+
 class UpstreamError(Exception):
     """The upstream refused or failed; carries what the client should see."""
 
@@ -29,6 +33,11 @@ class UpstreamError(Exception):
         self.type = type
         self.param = param
         self.headers = headers or {}
+
+    @property
+    def client_status(self) -> int:
+        """What the client hears: the upstream's own status when it means something to the client, else 502."""
+        return self.status if self.status in CLIENT_STATUSES else 502
 
     @property
     def context_overflow(self) -> bool:

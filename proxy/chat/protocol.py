@@ -43,6 +43,7 @@ class ChatRequest:
     legacy_functions: bool = False
     # X-Sim-* headers ride along to the upstream so the simulator can be scripted through memproxy.
     upstream_headers: dict[str, str] = field(default_factory=dict)
+    received_at: float = field(default_factory=time.perf_counter)  # when memproxy began on the request
 
 
 def parse_chat_request(body: dict[str, Any]) -> ChatRequest:

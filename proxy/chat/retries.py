@@ -48,6 +48,7 @@ class TurnRecord:
         self.expires: float | None = None  # set when the turn finishes
         self.events: list[tuple[str, tuple[Any, ...]]] = []
         self.done = False
+        self.run_id: str | None = None  # the run of the turn being recorded
         self._changed: asyncio.Future[None] | None = None
 
     def add(self, name: str, args: tuple[Any, ...]) -> None:
