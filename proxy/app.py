@@ -17,6 +17,7 @@ from starlette.routing import Route
 from proxy.api.routes import routes as management_routes
 from proxy.chat.forward import routes as forward_routes
 from proxy.chat.routes import routes as chat_routes
+from proxy.letta.routes import routes as letta_routes
 from proxy.config import Settings
 from memory.store import StoreError
 from proxy.errors import APIError, handle_api_error, handle_http_exception, handle_store_error, handle_unexpected
@@ -55,7 +56,7 @@ def build_app(settings: Settings) -> Starlette:
 
     metrics = Metrics()
     app = Starlette(
-        routes=[*chat_routes, *management_routes, *forward_routes, Route("/metrics", metrics_endpoint)],
+        routes=[*chat_routes, *letta_routes, *management_routes, *forward_routes, Route("/metrics", metrics_endpoint)],
         middleware=[Middleware(RequestMetrics, metrics=metrics), Middleware(BearerAuth, keys=settings.api_keys)],
         exception_handlers={
             APIError: handle_api_error,

@@ -110,6 +110,12 @@ class RecordingSink:
     def working(self) -> None:
         self.inner.working()
 
+    def server_tool_call(self, call_id: str, name: str, arguments: str) -> None:
+        self._both("server_tool_call", call_id, name, arguments)
+
+    def tool_return(self, call_id: str, name: str, text: str, ok: bool) -> None:
+        self._both("tool_return", call_id, name, text, ok)
+
     def finish(self, reason: str, usage: dict[str, Any]) -> None:
         self._both("finish", reason, usage)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from typing import Any, AsyncIterator
 
@@ -15,7 +16,7 @@ from memory.context import inline_bytes
 from memory.models import Run
 from proxy.chat.protocol import DONE, KEEPALIVE, ChatRequest, ChunkEncoder, completion_object, error_event
 from proxy.coordination import AgentLocks, LocalAgentLocks, LockTimeout, Release
-from proxy.chat.retries import RecentTurns, RecordingSink, replay, turn_key
+from proxy.chat.retries import RecentTurns, RecordingSink, TurnRecord, replay, turn_key
 from proxy.chat.new_input import split_new_input
 from proxy.chat.said import ModelOutput
 from proxy.chat.turn import Turn, TurnEnv
@@ -65,6 +66,12 @@ class StreamSink:
 
     def working(self) -> None:
         self.queue.put_nowait(KEEPALIVE)
+
+    def server_tool_call(self, call_id: str, name: str, arguments: str) -> None:
+        return None  # server tools stay invisible to OpenAI clients (DESIGN rule 6)
+
+    def tool_return(self, call_id: str, name: str, text: str, ok: bool) -> None:
+        return None
 
     def finish(self, reason: str, usage: dict[str, int]) -> None:
         self.accepted()
@@ -120,6 +127,12 @@ class CollectSink:
     def working(self) -> None:
         return None
 
+    def server_tool_call(self, call_id: str, name: str, arguments: str) -> None:
+        return None  # server tools stay invisible to OpenAI clients (DESIGN rule 6)
+
+    def tool_return(self, call_id: str, name: str, text: str, ok: bool) -> None:
+        return None
+
     def finish(self, reason: str, usage: dict[str, Any]) -> None:
         self.reason, self.usage = reason, usage
 
@@ -129,6 +142,15 @@ class CollectSink:
     @property
     def ended(self) -> bool:
         return self.reason is not None or self.failure is not None
+
+
+@dataclasses.dataclass
+class Launched:
+    """A turn started for a request (`turn` is None when the request replays an earlier one)."""
+
+    task: asyncio.Task[None]
+    turn: Turn | None
+    record: TurnRecord
 
 
 class TurnRunner:
@@ -143,6 +165,7 @@ class TurnRunner:
         self.locks: AgentLocks = locks or LocalAgentLocks()
         self.recent = RecentTurns()
         self.active: dict[str, Run] = {}  # runs in flight, by id, until their turn is written
+        self.tasks: dict[str, asyncio.Task[None]] = {}  # ...and the tasks running them, for cancelling
 
     @contextlib.asynccontextmanager
     async def hold(self, agent_id: str) -> AsyncIterator[None]:
@@ -161,10 +184,25 @@ class TurnRunner:
                            code="agent_busy") from None
 
     async def serve(self, live: LiveAgent, chat: ChatRequest, request: Request | None = None) -> Response:
-        key, ttl = turn_key(chat, request.headers if request is not None else {})
+        encoder = ChunkEncoder(chat.model, chat.include_usage, chat.legacy_functions)
+        sink: StreamSink | CollectSink = StreamSink(encoder) if chat.stream else CollectSink()
+        started = await self.launch(live, chat, sink, request.headers if request is not None else {})
+        timing = _TurnTiming(chat, started.turn, started.record)
+        return await self._respond(started.task, sink, encoder, request, owner=started.turn is not None,
+                                   timing=timing)
+
+    async def launch(self, live: LiveAgent, chat: ChatRequest, sink: Any, headers: Any, *,
+                     scope: str = "", max_steps: int | None = None) -> Launched:
+        """Start the turn a request asks for, feeding `sink`; a repeated request replays the turn it repeats.
+
+        Every surface (OpenAI's chat completions, Letta's messages) comes through here: one loop, many encoders.
+        `scope` keeps one surface's retries from replaying another's turn into the wrong encoder.
+        """
+        key, ttl = turn_key(chat, headers)
+        key = scope + key
         record = self.recent.find(live.id, key)
         if record is not None:
-            return await self._respond_with_replay(record, chat, request)
+            return Launched(self.env.spawn(replay(record, sink), name="turn-replay"), None, record)
         new_input = split_new_input(chat.messages)
         if not new_input.user and not new_input.tool_results:
             raise APIError(400, "no new input: the request must end with a user message (or tool results) "
@@ -186,20 +224,30 @@ class TurnRunner:
         record = self.recent.find(live.id, key)
         if record is not None:  # the same request finished while we waited for the lock
             await release()
-            return await self._respond_with_replay(record, chat, request)
+            return Launched(self.env.spawn(replay(record, sink), name="turn-replay"), None, record)
         record = self.recent.start(live.id, key, ttl)
-        encoder = ChunkEncoder(chat.model, chat.include_usage, chat.legacy_functions)
-        sink: StreamSink | CollectSink = StreamSink(encoder) if chat.stream else CollectSink()
-        turn = Turn(self.env, live, chat, new_input, RecordingSink(sink, record), client_tools)
+        env = self.env if max_steps is None else dataclasses.replace(self.env, max_steps=max_steps)
+        turn = Turn(env, live, chat, new_input, RecordingSink(sink, record), client_tools)
         record.run_id = turn.run.id
+        self.active[turn.run.id] = turn.run  # visible to GET /v1/runs/{id} from the moment it is promised
         task = self.env.spawn(self._run_locked(turn, release, record), name=f"turn-{live.id}")
-        return await self._respond(task, sink, encoder, request, owner=True, timing=_TurnTiming(chat, turn))
+        self.tasks[turn.run.id] = task
+        return Launched(task, turn, record)
 
-    async def _respond_with_replay(self, record: Any, chat: ChatRequest, request: Request | None) -> Response:
-        encoder = ChunkEncoder(chat.model, chat.include_usage, chat.legacy_functions)
-        sink: StreamSink | CollectSink = StreamSink(encoder) if chat.stream else CollectSink()
-        task = self.env.spawn(replay(record, sink), name="turn-replay")
-        return await self._respond(task, sink, encoder, request, owner=False, timing=_TurnTiming(chat, None, record))
+    def cancel(self, agent_id: str, run_ids: list[str] | None) -> dict[str, str]:
+        """Cancel an agent's turns in flight (all, or those named); each keeps what it said, as a barge-in does."""
+        out: dict[str, str] = {}
+        for run_id, run in list(self.active.items()):
+            if run.agent_id != agent_id or (run_ids is not None and run_id not in run_ids):
+                continue
+            task = self.tasks.get(run_id)
+            if task is not None and not task.done():
+                # Queued behind the task's first step, so the cancel lands inside its try and releases the lock.
+                asyncio.get_running_loop().call_soon(task.cancel)
+                out[run_id] = "cancelled"
+        for run_id in run_ids or ():
+            out.setdefault(run_id, "not running")
+        return out
 
     async def _respond(self, task: asyncio.Task[None], sink: StreamSink | CollectSink, encoder: ChunkEncoder,
                        request: Request | None, owner: bool, timing: _TurnTiming) -> Response:
@@ -222,7 +270,6 @@ class TurnRunner:
         return await self._stream(task, sink, request, owner, timing)
 
     async def _run_locked(self, turn: Turn, release: Release, record: Any) -> None:
-        self.active[turn.run.id] = turn.run
         self.env.metrics.turns_in_flight.inc()
         try:
             await turn.execute()
@@ -231,6 +278,7 @@ class TurnRunner:
             record.close()
             await release()
             self.active.pop(turn.run.id, None)
+            self.tasks.pop(turn.run.id, None)
 
     async def _stream(self, task: asyncio.Task[None], sink: StreamSink, request: Request | None,
                       owner: bool, timing: _TurnTiming) -> Response:

@@ -1,0 +1,1 @@
+"""Letta's own messages API, beside the OpenAI surface, on the same turn engine."""

@@ -1,0 +1,145 @@
+"""Letta's messages API: send, stream, run in the background and cancel, on the chat-completions turn engine."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from proxy import logs
+from proxy.api.lookup import require_agent, runtime
+from proxy.api.protocol import run_json
+from proxy.api.routes import both
+from proxy.chat.protocol import KEEPALIVE
+from proxy.chat.serving import SSE_HEADERS, Launched
+from proxy.errors import APIError
+from proxy.http import json_response, read_json
+from proxy.letta.encoder import LettaSink, LettaStreamSink
+from proxy.letta.protocol import LettaRequest, parse_letta_request
+
+_SCOPE = "letta:"  # a Letta request never replays a chat-completions turn into the wrong encoder
+
+
+async def _start(request: Request, sink_type: type[LettaSink], *, stream: bool,
+                 body: dict[str, Any] | None = None) -> tuple[LettaRequest, LettaSink, Launched]:
+    received = time.perf_counter()
+    rt = runtime(request)
+    live = await require_agent(request)
+    logs.agent_id.set(live.id)
+    letta = parse_letta_request(body if body is not None else await read_json(request), live.id, stream=stream)
+    letta.chat.upstream_headers = {k: v for k, v in request.headers.items() if k.startswith("x-sim-")}
+    letta.chat.received_at = received
+    sink = sink_type(max_steps=letta.max_steps or rt.turns.env.max_steps, tokens=letta.stream_tokens,
+                     types=letta.types, pings=letta.include_pings)
+    started = await rt.turns.launch(live, letta.chat, sink, request.headers, scope=_SCOPE, max_steps=letta.max_steps)
+    sink.run_id = started.record.run_id
+    sink.run = started.turn.run if started.turn is not None else None
+    return letta, sink, started
+
+
+async def send_message(request: Request) -> Response:
+    body = await read_json(request)
+    if body.get("streaming") is True:  # the SDK's `create(streaming=True)` posts here and reads SSE
+        return await _stream(request, body)
+    _, sink, started = await _start(request, LettaSink, stream=False, body=body)
+    await asyncio.wait([started.task])  # not cancelled with this request: the turn finishes for a retry
+    if sink.failure is not None or not sink.ended:
+        failure = sink.failure or APIError(500, "the agent's turn stopped without an answer; send the request again",
+                                           code="internal_error")
+        return failure.response()
+    return _stamped(json_response(sink.response()), sink)
+
+
+async def stream_message(request: Request) -> Response:
+    return await _stream(request, await read_json(request))
+
+
+async def _stream(request: Request, body: dict[str, Any]) -> Response:
+    _, sink, started = await _start(request, LettaStreamSink, stream=True, body=body)
+    assert isinstance(sink, LettaStreamSink)
+    keepalive = runtime(request).turns.keepalive
+    started.task.add_done_callback(lambda _: _end_unanswered(sink))
+    try:
+        first = await asyncio.wait_for(sink.queue.get(), timeout=keepalive)
+    except TimeoutError:
+        sink.accepted()
+        first = await sink.queue.get()
+    if isinstance(first, APIError):
+        return _stamped(first.response(), sink)
+    return _stamped(StreamingResponse(_events(first, sink, started, keepalive), media_type="text/event-stream",
+                                      headers=SSE_HEADERS), sink)
+
+
+async def _events(first: bytes | None, sink: LettaStreamSink, started: Launched,
+                  keepalive: float) -> AsyncIterator[bytes]:
+    item: bytes | APIError | None = first
+    try:
+        while item is not None:
+            if isinstance(item, bytes) and item:
+                yield item
+            try:
+                async with asyncio.timeout(keepalive):
+                    item = await sink.queue.get()
+            except TimeoutError:
+                yield KEEPALIVE
+                item = b""
+    finally:
+        # A client that leaves mid-stream stops the turn, keeping what was said (as on chat completions).
+        if not started.task.done() and started.turn is not None:
+            started.task.cancel()
+
+
+def _end_unanswered(sink: LettaSink) -> None:
+    if not sink.ended:
+        sink.error(APIError(500, "the agent's turn stopped without an answer; send the request again",
+                            code="internal_error"))
+
+
+def _stamped(response: Response, sink: LettaSink) -> Response:
+    if sink.run_id:
+        response.headers["X-Memproxy-Run-Id"] = sink.run_id
+    return response
+
+
+async def send_message_async(request: Request) -> Response:
+    """Start the turn and answer at once with its run; `GET /v1/runs/{id}` follows it to the end."""
+    rt = runtime(request)
+    body = await read_json(request)
+    _, sink, started = await _start(request, LettaSink, stream=False, body=body)
+    run = sink.run or rt.turns.active.get(sink.run_id or "")
+    if run is None:  # a repeat of a turn that already ended: its stored run
+        await rt.memory.settled()
+        run = await rt.store.get_run(sink.run_id or "")
+    if run is None:
+        raise APIError(500, "the run of this request could not be found", code="internal_error")
+    out = run_json(run)
+    out["background"] = True
+    return _stamped(json_response(out), sink)
+
+
+async def cancel_messages(request: Request) -> Response:
+    """Cancel the agent's turns in flight (all, or `run_ids`): {run_id: "cancelled" | "not running"}."""
+    rt = runtime(request)
+    live = await require_agent(request)
+    body = await read_json(request, required=False)
+    unknown = sorted(set(body) - {"run_ids"})
+    if unknown:
+        raise APIError(400, f"`{unknown[0]}` is not a field of a cancel request", param=unknown[0],
+                       code="unsupported_parameter")
+    run_ids = body.get("run_ids")
+    if run_ids is not None and (not isinstance(run_ids, list) or not all(isinstance(r, str) for r in run_ids)):
+        raise APIError(400, "`run_ids` must be a list of run ids", param="run_ids", code="invalid_request")
+    return json_response(rt.turns.cancel(live.id, run_ids))
+
+
+_AGENT = "/v1/agents/{agent_id}"
+
+routes = [
+    *both(_AGENT + "/messages", send_message, "POST"),
+    *both(_AGENT + "/messages/stream", stream_message, "POST"),
+    *both(_AGENT + "/messages/async", send_message_async, "POST"),
+    *both(_AGENT + "/messages/cancel", cancel_messages, "POST"),
+]
