@@ -11,7 +11,8 @@ import asyncio
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timezone
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 from typing import Any, Callable, Protocol
 
 from memory.compile import MemoryMetadata, compile_system_prompt
@@ -62,11 +63,11 @@ class AgentMemory:
     """Cache of live agents over a `Store`; the only writer of agents, blocks and messages."""
 
     def __init__(self, store: Store, *, archival: ArchivalStats | None = None, capacity: int = 20000,
-                 today: Callable[[], date] | None = None) -> None:
+                 today: Callable[[str], date] | None = None) -> None:
         self.store = store
         self.archival = archival
         self.capacity = capacity
-        self._today = today or (lambda: datetime.now(timezone.utc).date())
+        self._today = today or (lambda zone: datetime.now(ZoneInfo(zone)).date())
         self._agents: OrderedDict[str, LiveAgent] = OrderedDict()
         self._loading: dict[str, asyncio.Future[LiveAgent | None]] = {}
         self._blocks: dict[str, Block] = {}
@@ -156,7 +157,7 @@ class AgentMemory:
     # --- the compiled prompt ----------------------------------------------------------------
     def system_prompt(self, live: LiveAgent) -> str:
         """The compiled system message; rebuilt only when a block, the archival stats or the date change."""
-        today = self._today()
+        today = self._today(live.agent.timezone)
         if live.prompt is not None and live.prompt_meta is not None and live.prompt_meta.today == today:
             return live.prompt
         meta = MemoryMetadata(today=today, recall_count=live.recall_count,

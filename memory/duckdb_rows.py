@@ -66,7 +66,7 @@ AGENTS = Table("agents", (
     ("id", "VARCHAR"), ("name", "VARCHAR"), ("system", "VARCHAR"), ("description", "VARCHAR"),
     ("model", "VARCHAR"), ("embedding", "VARCHAR"), ("context_window_limit", "BIGINT"), ("tools", "VARCHAR"),
     ("tags", "VARCHAR"), ("metadata", "VARCHAR"), ("message_buffer_autoclear", "BOOLEAN"),
-    ("llm_params", "VARCHAR"), ("created_at", "TIMESTAMPTZ"), ("updated_at", "TIMESTAMPTZ"),
+    ("llm_params", "VARCHAR"), ("created_at", "TIMESTAMPTZ"), ("updated_at", "TIMESTAMPTZ"), ("timezone", "VARCHAR"),
 ))
 BLOCKS = Table("blocks", (
     ("id", "VARCHAR"), ("label", "VARCHAR"), ("value", "VARCHAR"), ("limit", "BIGINT"), ("description", "VARCHAR"),
@@ -100,18 +100,18 @@ def agent_row(agent: Agent) -> Row:
     return (
         agent.id, agent.name, agent.system, agent.description, agent.model, agent.embedding,
         agent.context_window_limit, _dump(agent.tools), _dump(agent.tags), _dump(agent.metadata),
-        agent.message_buffer_autoclear, _dump(agent.llm_params), agent.created_at, agent.updated_at,
+        agent.message_buffer_autoclear, _dump(agent.llm_params), agent.created_at, agent.updated_at, agent.timezone,
     )
 
 
 def agent_from_row(row: Row, block_ids: list[str] | None) -> Agent:
     (id_, name, system, description, model, embedding, context_window_limit, tools, tags, metadata,
-     autoclear, llm_params, created_at, updated_at) = row
+     autoclear, llm_params, created_at, updated_at, tz) = row
     return Agent(
         id=id_, name=name, system=system, description=description, model=model, embedding=embedding,
         context_window_limit=context_window_limit, tools=_load(tools), tags=_load(tags), metadata=_load(metadata),
         message_buffer_autoclear=autoclear, llm_params=_load(llm_params), block_ids=list(block_ids or []),
-        created_at=_utc(created_at), updated_at=_utc(updated_at),
+        created_at=_utc(created_at), updated_at=_utc(updated_at), timezone=tz or "UTC",
     )
 
 

@@ -96,6 +96,8 @@ MIGRATIONS: list[tuple[int, str]] = [
     ),
     # Its own transaction: DuckDB's index build would still see the rows as they were before the UPDATE.
     (3, "CREATE UNIQUE INDEX messages_agent_seq ON messages (agent_id, seq);"),
+    # Letta's per-agent `timezone`; agents written before it keep seeing UTC dates.
+    (4, "ALTER TABLE agents ADD COLUMN timezone VARCHAR NOT NULL DEFAULT 'UTC';"),
 ]
 
 

@@ -71,6 +71,7 @@ class Agent:
     tags: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     message_buffer_autoclear: bool = False
+    timezone: str = "UTC"  # IANA zone: the dates the agent sees (memory metadata, search filters) are local to it
     # Per-agent sampling defaults (temperature, top_p, max_tokens, ...); requests override them.
     llm_params: dict[str, Any] = field(default_factory=dict)
     # Ordered ids of the attached blocks; the blocks themselves live in the blocks table.

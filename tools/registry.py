@@ -25,8 +25,12 @@ class ToolContext:
     memory: AgentMemory
     live: LiveAgent
     longterm: LongTermMemory | None = None  # None until long-term memory is open
-    timezone: str = "UTC"
+    timezone: str | None = None  # None: the agent's own (Letta's `timezone`)
     run_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.timezone is None:
+            self.timezone = self.live.agent.timezone
 
 
 ToolFunction = Callable[[ToolContext, dict[str, Any]], Awaitable[str]]

@@ -12,8 +12,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from memory.agents import LiveAgent
-from memory.models import Agent, Block, new_id
-from proxy.api.bodies import AgentFields, agent_fields, get_bool, memory_blocks, unique_labels
+from memory.models import Agent, Block, Changes, new_id
+from proxy.api.bodies import (AGENT_FIELDS, CREATE_FIELDS, AgentFields, agent_fields, get_bool, initial_messages,
+                              memory_blocks, refuse_unsupported, unique_labels)
 from proxy.api.lookup import conflict, is_id, page, require_agent, require_block, runtime, save_agent
 from proxy.api.protocol import agent_json, tool_id
 from proxy.errors import not_found
@@ -73,8 +74,10 @@ async def attached_blocks(rt: Runtime, block_ids: list[str]) -> list[Block]:
 async def create_agent(request: Request) -> Response:
     rt = runtime(request)
     body = await read_json(request, required=False)
+    refuse_unsupported(body, CREATE_FIELDS)
     fields = agent_fields(body)
     blocks = memory_blocks(body)
+    opening = initial_messages(body)
     include_base = get_bool(body, "include_base_tools")
     tools = resolve_tools(fields, []) or []
     if include_base is not False:
@@ -94,6 +97,11 @@ async def create_agent(request: Request) -> Response:
     agent = Agent(id=new_id("agent"), tools=tools, llm_params=fields.llm_params,
                   block_ids=[b.id for b in blocks] + [b.id for b in attached], **values)
     live = await rt.memory.create_agent(agent, blocks)
+    if opening:
+        batch = [rt.memory.new_message(live, role, text) for role, text in opening]
+        on_messages = rt.turns.env.on_messages
+        await rt.memory.commit_turn(live.id, Changes(messages=batch, insert_only=True),
+                                    after=(lambda: on_messages(batch)) if on_messages else None)
     return json_response(state(rt, live))
 
 
@@ -128,6 +136,7 @@ async def modify_agent(request: Request) -> Response:
     rt = runtime(request)
     live = await require_agent(request)
     body = await read_json(request)
+    refuse_unsupported(body, AGENT_FIELDS)
     fields = agent_fields(body)
     changes: dict[str, Any] = dict(fields.values)
     if fields.llm_params:

@@ -85,10 +85,11 @@ async def search_passages(request: Request) -> Response:
         hits = await _longterm(request).search_passages(
             live.id, query, tags=q.getlist("tags") or None, tag_match_mode=mode,
             top_k=query_int(request, "top_k", 10, high=100), start=q.get("start_datetime"),
-            end=q.get("end_datetime"))
+            end=q.get("end_datetime"), tz=live.agent.timezone)
     except ValueError as exc:
         raise APIError(422, f"bad date filter: {exc}", param="start_datetime") from None
-    results = archival_results(hits)
+    zone = live.agent.timezone
+    results = [{"id": hit.record.id, **item} for hit, item in zip(hits, archival_results(hits, zone))]
     return json_response({"results": results, "count": len(results)})
 
 

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from memory.models import Block
 from proxy.api.agents import state
 from proxy.api.bodies import apply_block_update, new_block
-from proxy.api.lookup import conflict, cursor, is_id, require_block, runtime
+from proxy.api.lookup import conflict, cursor, is_id, page_of, require_block, runtime
 from proxy.api.protocol import block_json
 from proxy.errors import not_found
 from proxy.http import json_response, query_int, read_json
@@ -76,8 +76,9 @@ async def delete_block(request: Request) -> Response:
 async def list_agents_for_block(request: Request) -> Response:
     rt = runtime(request)
     block = await require_block(rt.memory, request.path_params["block_id"])
+    agent_ids = page_of(request, await rt.store.agents_for_block(block.id), "agent", lambda i: i)
     out: list[dict[str, Any]] = []
-    for agent_id in await rt.store.agents_for_block(block.id):
+    for agent_id in agent_ids:
         live = await rt.memory.get(agent_id)
         if live is not None:
             out.append(state(rt, live))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from memory.models import DEFAULT_BLOCK_LIMIT, LABEL_PATTERN, Block, new_id
-from proxy.errors import unprocessable
+from proxy.errors import APIError, unprocessable
 
 # OpenAI's rule for function names, which tool names become upstream.
 TOOL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
@@ -123,6 +124,56 @@ def apply_block_update(block: Block, body: dict[str, Any]) -> bool:
     return before != tuple(getattr(block, name) for name in _BLOCK_FIELDS)
 
 
+def check_timezone(zone: str) -> str:
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise unprocessable(f"timezone {zone!r} is not an IANA time zone name (e.g. 'Europe/Paris')",
+                            param="timezone") from None
+    return zone
+
+
+# Agent fields memproxy honours; every other Letta field is accepted only at its "off" value.
+AGENT_FIELDS = frozenset({
+    "name", "system", "model", "embedding", "description", "tags", "metadata", "message_buffer_autoclear",
+    "context_window_limit", "llm_config", "embedding_config", "max_tokens", "tools", "tool_ids", "block_ids",
+    "timezone", *SAMPLING_FIELDS})
+CREATE_FIELDS = AGENT_FIELDS | {"memory_blocks", "include_base_tools", "initial_message_sequence"}
+_OFF_VALUES: tuple[Any, ...] = (None, False, [], {}, "")
+_ALSO_OFF = {"agent_type": "letta_v1_agent", "embedding_chunk_size": 300}
+
+
+def refuse_unsupported(body: dict[str, Any], honoured: frozenset[str]) -> None:
+    """400 naming the first field memproxy would otherwise have to ignore."""
+    for name, value in body.items():
+        if name in honoured or value in _OFF_VALUES or _ALSO_OFF.get(name, _MISSING) == value:
+            continue
+        raise APIError(400, f"`{name}` is not supported by memproxy (see the README's Letta API section); "
+                       "leave it unset", param=name, code="unsupported_parameter")
+
+
+def initial_messages(body: dict[str, Any]) -> list[tuple[str, str]]:
+    """Letta's `initial_message_sequence`: (role, text) pairs that open the agent's history."""
+    raw = body.get("initial_message_sequence")
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise _type_error("initial_message_sequence", "a list of messages")
+    out: list[tuple[str, str]] = []
+    for i, message in enumerate(raw):
+        where = f"initial_message_sequence[{i}]"
+        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+            # A stored system message is a summary to memproxy; the agent's `system` is the place for instructions.
+            raise unprocessable(f"{where} must be a message with role user or assistant", param=where)
+        content = message.get("content")
+        if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text" for p in content):
+            content = "".join(str(p.get("text", "")) for p in content)
+        if not isinstance(content, str):
+            raise unprocessable(f"{where}.content must be a string or text parts", param=where + ".content")
+        out.append((message["role"], content))
+    return out
+
+
 @dataclass
 class AgentFields:
     """The agent fields a create or modify body set; None means "not given"."""
@@ -153,6 +204,9 @@ def agent_fields(body: dict[str, Any]) -> AgentFields:
     autoclear = get_bool(body, "message_buffer_autoclear")
     if autoclear is not _MISSING:
         out.values["message_buffer_autoclear"] = autoclear
+    zone = get_str(body, "timezone", nullable=True)
+    if isinstance(zone, str):
+        out.values["timezone"] = check_timezone(zone)
     window = get_int(body, "context_window_limit", nullable=True)
     if window is not _MISSING and window is not None:
         out.values["context_window_limit"] = window

@@ -26,7 +26,7 @@ async def context_window(request: Request) -> Response:
     budget = rt.budget
     counter = budget.counter
     prompt = rt.memory.system_prompt(live)
-    core = compile_system_prompt("", live.blocks, live.prompt_meta or MemoryMetadata(today=_today()))
+    core = compile_system_prompt("", live.blocks, live.prompt_meta or MemoryMetadata(today=_today(live.agent.timezone)))
     summary = next((m for m in live.messages if is_summary(m)), None)
     history = [m for m in live.messages if m is not summary]
     tools = rt.registry.schemas(tuple(live.agent.tools))
@@ -89,7 +89,8 @@ def _letta_like(message: Message) -> dict[str, Any]:
     return {"id": message.id, "role": message.role, **wire_message(message)}
 
 
-def _today() -> Any:
-    from datetime import datetime, timezone
+def _today(zone: str) -> Any:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
 
-    return datetime.now(timezone.utc).date()
+    return datetime.now(ZoneInfo(zone)).date()

@@ -11,7 +11,7 @@ from memory.agents import LiveAgent
 from memory.models import Block
 from proxy.api.agents import state
 from proxy.api.blocks import save_edit
-from proxy.api.lookup import conflict, require_agent, require_block, runtime, save_agent
+from proxy.api.lookup import conflict, page_of, require_agent, require_block, runtime, save_agent
 from proxy.api.protocol import block_json
 from proxy.errors import APIError
 from proxy.http import json_response, read_json
@@ -27,7 +27,7 @@ def block_by_label(live: LiveAgent, label: str) -> Block:
 
 async def list_agent_blocks(request: Request) -> Response:
     live = await require_agent(request)
-    return json_response([block_json(b) for b in live.blocks])
+    return json_response([block_json(b) for b in page_of(request, list(live.blocks), "block", lambda b: b.id)])
 
 
 async def get_agent_block(request: Request) -> Response:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Callable, TypeVar
 
 from starlette.requests import Request
 
@@ -110,6 +110,28 @@ def page(request: Request, kind: str, default_limit: int) -> Page:
         before, after = after, before
     return Page(before=before, after=after, ascending=desc if backwards else not desc, limit=limit,
                 backwards=backwards)
+
+
+def page_of(request: Request, items: list[T], kind: str, ident: Callable[[T], str], *,
+            default_desc: bool = False, default_limit: int | None = None) -> list[T]:
+    """One page of a list held in memory (oldest first), with Letta's cursors relative to the requested order.
+
+    A cursor naming an item not in the list yields an empty page, so an SDK's auto-pagination ends.
+    """
+    rows = items[::-1] if descending(request, default_desc) else list(items)
+    before, after = cursor(request, "before", kind), cursor(request, "after", kind)
+    limit = query_int(request, "limit", default_limit, high=10000)
+    ids = [ident(row) for row in rows]
+    start, stop = 0, len(rows)
+    if after is not None:
+        start = ids.index(after) + 1 if after in ids else len(rows)
+    if before is not None:
+        stop = ids.index(before) if before in ids else 0
+    rows = rows[start:max(start, stop)]
+    if limit is not None:
+        # Paging back (`before` alone) keeps the items nearest the cursor.
+        rows = rows[-limit:] if before is not None and after is None else rows[:limit]
+    return rows
 
 
 def conflict(message: str, param: str | None = None) -> APIError:

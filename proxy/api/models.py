@@ -9,7 +9,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from memory.tokens import context_window_for
+from proxy.api.agents import public_endpoint
 from proxy.api.lookup import runtime
+from proxy.api.protocol import model_handle
 from proxy.http import json_response
 from proxy.upstream import Upstream
 
@@ -37,6 +40,9 @@ async def upstream_models(upstream: Upstream) -> list[dict[str, Any]]:
 
 
 async def list_models(request: Request) -> Response:
+    """OpenAI's SDKs ask for `/v1/models`, Letta's for `/v1/models/`: each gets its own shape."""
+    if request.url.path.endswith("/"):
+        return await letta_models(request)
     rt = runtime(request)
     agents = await rt.store.list_agents(limit=None, ascending=True)
     data: list[dict[str, Any]] = [
@@ -45,3 +51,20 @@ async def list_models(request: Request) -> Response:
     ]
     data.extend(await upstream_models(rt.upstream))
     return json_response({"object": "list", "data": data})
+
+
+async def letta_models(request: Request) -> Response:
+    """Letta's model list: the upstream's models an agent can be created with (agents are not models here)."""
+    rt = runtime(request)
+    ids = [m["id"] for m in await upstream_models(rt.upstream)] or [rt.settings.default_model]
+    endpoint = public_endpoint(rt)
+    out = []
+    for model in ids:
+        window = context_window_for(model, None)
+        out.append({"model": model, "name": model, "display_name": model, "handle": model_handle(model),
+                    "model_endpoint_type": "openai", "model_endpoint": endpoint, "model_type": "llm",
+                    "provider_type": "openai", "provider_name": "openai", "provider_category": "base",
+                    "context_window": window, "max_context_window": window, "model_wrapper": None,
+                    "put_inner_thoughts_in_kwargs": False, "enable_reasoner": False, "temperature": None,
+                    "max_tokens": None, "parallel_tool_calls": False})
+    return json_response(out)

@@ -175,7 +175,7 @@ def agent_json(live: LiveAgent, endpoint: str | None = None) -> dict[str, Any]:
         "last_run_completion": None,
         "last_run_duration_ms": None,
         "last_stop_reason": None,
-        "timezone": "UTC",
+        "timezone": agent.timezone,
         "max_files_open": None,
         "per_file_view_window_char_limit": None,
         "hidden": None,
@@ -220,6 +220,11 @@ def letta_messages(message: Message) -> list[dict[str, Any]]:
     return out
 
 
+# The engine's own stop reasons that Letta's StopReasonType names differently.
+_RUN_STOP_REASONS = {"tool_calls": "requires_approval", "max_tokens": "max_tokens_exceeded",
+                     "content_filter": "invalid_llm_response"}
+
+
 def run_json(run: Run) -> dict[str, Any]:
     usage = {"prompt_tokens": run.usage.get("prompt_tokens", 0),
              "completion_tokens": run.usage.get("completion_tokens", 0)}
@@ -230,7 +235,7 @@ def run_json(run: Run) -> dict[str, Any]:
         "id": run.id,
         "agent_id": run.agent_id,
         "status": run.status,
-        "stop_reason": run.stop_reason,
+        "stop_reason": _RUN_STOP_REASONS.get(run.stop_reason or "", run.stop_reason),
         "background": False,
         "metadata": dict(run.metadata),
         "request_config": None,

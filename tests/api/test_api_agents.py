@@ -46,7 +46,6 @@ def test_create_with_everything(create_agent: Callable[..., dict[str, Any]]) -> 
         memory_blocks=[{"label": "persona", "value": "I am terse.", "limit": 100},
                        {"label": "notes", "value": "", "description": "scratch", "read_only": True,
                         "metadata": {"k": 1}}],
-        unknown_field={"ignored": True},
     )
     assert (agent["name"], agent["system"], agent["description"]) == ("everything", "Be brief.", "a test agent")
     assert agent["llm_config"]["model"] == "openai/gpt-4o"
