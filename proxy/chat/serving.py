@@ -166,6 +166,7 @@ class TurnRunner:
         self.recent = RecentTurns()
         self.active: dict[str, Run] = {}  # runs in flight, by id, until their turn is written
         self.tasks: dict[str, asyncio.Task[None]] = {}  # ...and the tasks running them, for cancelling
+        self.cancelling: set[str] = set()
 
     @contextlib.asynccontextmanager
     async def hold(self, agent_id: str) -> AsyncIterator[None]:
@@ -241,7 +242,8 @@ class TurnRunner:
             if run.agent_id != agent_id or (run_ids is not None and run_id not in run_ids):
                 continue
             task = self.tasks.get(run_id)
-            if task is not None and not task.done():
+            if task is not None and not task.done() and run.status == "running" and run_id not in self.cancelling:
+                self.cancelling.add(run_id)
                 # Queued behind the task's first step, so the cancel lands inside its try and releases the lock.
                 asyncio.get_running_loop().call_soon(task.cancel)
                 out[run_id] = "cancelled"
@@ -279,6 +281,7 @@ class TurnRunner:
             await release()
             self.active.pop(turn.run.id, None)
             self.tasks.pop(turn.run.id, None)
+            self.cancelling.discard(turn.run.id)
 
     async def _stream(self, task: asyncio.Task[None], sink: StreamSink, request: Request | None,
                       owner: bool, timing: _TurnTiming) -> Response:
