@@ -67,7 +67,7 @@ def test_chat_embeddings_and_summaries_trust_the_configured_ca(make_server, tls_
     root = tls_sim.rsplit("/v1", 1)[0]
     trusting = ssl.create_default_context(cafile=str(ca_path))
     httpx.delete(root + "/sim/requests", verify=trusting)
-    assert httpx.post(f"{srv.base_url}/v1/agents/{agent}/summarize", timeout=30).status_code == 204
+    assert httpx.post(f"{srv.base_url}/v1/agents/{agent}/summarize", timeout=30).status_code == 200
     received = httpx.get(root + "/sim/requests", verify=trusting).json()
     assert any("summar" in str(r.get("messages", "")).lower() for r in received)
 

@@ -58,10 +58,18 @@ async def summarize(request: Request) -> Response:
     """Force a compaction now: evict about 30% of the in-context messages into the summary."""
     rt = runtime(request)
     live = await require_agent(request)
+    body = await read_json(request, required=False)
+    if body.get("compaction_settings") is not None:
+        raise APIError(400, "`compaction_settings` is not supported by memproxy; leave it unset",
+                       param="compaction_settings", code="unsupported_parameter")
     async with rt.turns.hold(live.id):
+        before = len(live.messages)
         tools = rt.registry.schemas(tuple(live.agent.tools))
         await rt.budget.compact(live, rt.memory.system_prompt(live), [], tools, must_fit=False)
-    return Response(status_code=204)
+    summary = next((m for m in live.messages if is_summary(m)), None)
+    # Letta's CompactionResponse, which its SDKs expect from this route.
+    return json_response({"num_messages_before": before, "num_messages_after": len(live.messages),
+                          "summary": summary.content or "" if summary is not None else ""})
 
 
 async def preview_raw_payload(request: Request) -> Response:

@@ -115,6 +115,10 @@ def test_messages_create_shows_server_tools_then_history_matches(server: Any, cl
     assert history[2].tool_call.tool_call_id == call.tool_call.tool_call_id
     assert [r.id for r in client.runs.list(agent_id=agent.id)] == [run_id]
 
+    compacted = client.agents.messages.compact(agent.id)
+    assert compacted.num_messages_before == 4 and compacted.num_messages_after < 4  # stored messages, not parts
+    assert client.agents.messages.reset(agent.id).message_ids == []
+
 
 @pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")  # the SDK steers to create(streaming=True)
 def test_stream_sends_steps_or_tokens_then_stop_usage_and_done(server: Any, client: Letta) -> None:
