@@ -62,7 +62,7 @@ class AgentMemory:
     """Cache of live agents over a `Store`; the only writer of agents, blocks and messages."""
 
     def __init__(self, store: Store, *, archival: ArchivalStats | None = None, capacity: int = 20000,
-                 today: Callable[[], date] | None = None, linger: float = 0.005) -> None:
+                 today: Callable[[], date] | None = None) -> None:
         self.store = store
         self.archival = archival
         self.capacity = capacity
@@ -72,9 +72,6 @@ class AgentMemory:
         self._blocks: dict[str, Block] = {}
         self._block_users: dict[str, set[str]] = {}
         self._unsettled: dict[str, set[asyncio.Task[None]]] = {}
-        self.linger = linger
-        self._behind: list[tuple[Changes, Callable[[], None] | None]] = []
-        self._behind_task: asyncio.Task[None] | None = None
 
     # --- loading ----------------------------------------------------------------------------
     async def get(self, agent_id: str) -> LiveAgent | None:
@@ -212,16 +209,6 @@ class AgentMemory:
         self._apply_block(block)
         return block
 
-    def save_block_now(self, block: Block) -> asyncio.Future[None]:
-        """Show a changed block to every agent at once and persist it in the background.
-
-        For the agent's own edits mid-turn: the next upstream call need not wait for the disk, and the
-        turn awaits the returned future before it reports the turn done.
-        """
-        block.updated_at = utcnow()
-        self._apply_block(block)
-        return asyncio.ensure_future(self.store.commit(Changes(blocks=[block])))
-
     def _apply_block(self, block: Block) -> None:
         cached = self._blocks.get(block.id)
         if cached is None:
@@ -284,33 +271,19 @@ class AgentMemory:
     async def commit(self, changes: Changes) -> None:
         await self.store.commit(changes)
 
-    def commit_behind(self, agent_id: str, changes: Changes, after: Callable[[], None] | None = None) -> None:
-        """Queue an insert-only write of the agent's history without waiting for it; `settled` waits for it.
+    async def commit_turn(self, agent_id: str, changes: Changes, after: Callable[[], None] | None = None) -> None:
+        """Write a turn's history and return once it is committed; `settled` lets readers wait for it too.
 
-        Writes queued within `linger` seconds share one transaction: a commit costs the same for one
-        turn as for fifty. The store applies commits in queue order, so nothing overtakes them.
+        Turns that commit at the same moment share one transaction (the store groups concurrent commits),
+        so waiting costs one commit, not a queue of them. The write outlives a cancelled caller.
         """
         assert changes.insert_only and not changes.blocks
-        self._behind.append((changes, after))
-        task = self._behind_task
-        if task is None:
-            task = self._behind_task = asyncio.get_running_loop().create_task(self._write_behind(),
-                                                                             name="commit-behind")
+        task = asyncio.ensure_future(self.store.commit(changes))
         self._unsettled.setdefault(agent_id, set()).add(task)
         task.add_done_callback(lambda done: self._settle(agent_id, done))
-
-    async def _write_behind(self) -> None:
-        await asyncio.sleep(self.linger)
-        batch, self._behind, self._behind_task = self._behind, [], None
-        merged = Changes(insert_only=True)
-        for changes, _ in batch:
-            merged.messages.extend(changes.messages)
-            merged.runs.extend(changes.runs)
-            merged.evict_message_ids.extend(changes.evict_message_ids)
-        await self.store.commit(merged)
-        for _, after in batch:
-            if after is not None:
-                after()
+        await asyncio.shield(task)
+        if after is not None:
+            after()
 
     def _settle(self, agent_id: str, task: asyncio.Task[None]) -> None:
         pending = self._unsettled.get(agent_id)

@@ -38,7 +38,8 @@ async def _save(ctx: ToolContext, block: Block, value: str) -> str:
             f"edit rejected: block `{block.label}` would hold {len(value)} characters, over its limit of "
             f"{block.limit}. Shorten the text, or condense the block with memory_rethink first."
         )
-    ctx.writes.append(ctx.memory.save_block_now(replace(block, value=value)))
+    # Committed before the model is told: a result saying "updated" must survive a crash a moment later.
+    await ctx.memory.save_block(replace(block, value=value))
     return (f"Memory block `{block.label}` updated ({len(value)}/{block.limit} characters). "
             "Its new content is in your core memory.")
 

@@ -26,8 +26,6 @@ class ToolContext:
     longterm: Any = None  # memory.longterm.LongTermMemory, when opened
     timezone: str = "UTC"
     run_id: str | None = None
-    # Writes the tools started; the turn waits for them before it says it is done.
-    writes: list[Any] = field(default_factory=list)
 
 
 ToolFunction = Callable[[ToolContext, dict[str, Any]], Awaitable[str]]

@@ -29,6 +29,7 @@ class StreamSink:
         self.encoder = encoder
         self.queue: asyncio.Queue[bytes | APIError | None] = asyncio.Queue()
         self.started = False
+        self.ended = False
         self.spoke = False  # content or a tool call was sent: a disconnect now is a barge-in
 
     def accepted(self) -> None:
@@ -52,6 +53,7 @@ class StreamSink:
 
     def finish(self, reason: str, usage: dict[str, int]) -> None:
         self.accepted()
+        self.ended = True
         self.queue.put_nowait(self.encoder.finish(reason))
         if self.encoder.include_usage:
             self.queue.put_nowait(self.encoder.usage(usage))
@@ -59,6 +61,7 @@ class StreamSink:
         self.queue.put_nowait(None)
 
     def error(self, error: APIError) -> None:
+        self.ended = True
         if not self.started:
             self.queue.put_nowait(error)  # nothing sent yet: the client gets a real HTTP status
             return
@@ -97,6 +100,10 @@ class CollectSink:
 
     def error(self, error: APIError) -> None:
         self.failure = error
+
+    @property
+    def ended(self) -> bool:
+        return self.reason is not None or self.failure is not None
 
 
 class TurnRunner:
@@ -161,8 +168,10 @@ class TurnRunner:
 
     async def _respond(self, task: asyncio.Task[None], sink: StreamSink | CollectSink, encoder: ChunkEncoder,
                        request: Request | None, owner: bool) -> Response:
+        task.add_done_callback(lambda _: _end_unanswered(sink))
         if isinstance(sink, CollectSink):
-            await asyncio.shield(task)
+            await asyncio.wait([task])  # not cancelled with this request: the turn finishes for a retry
+            _end_unanswered(sink)
             if sink.failure is not None:
                 return sink.failure.response()
             content = "".join(sink.parts)
@@ -239,3 +248,10 @@ class TurnRunner:
             # leaves before hearing anything is probably retrying: let the turn finish for the retry.
             if not task.done() and (heard or not owner):
                 task.cancel()
+
+
+def _end_unanswered(sink: StreamSink | CollectSink) -> None:
+    """A turn task that stopped without finishing or failing its answer still ends the client's stream."""
+    if not sink.ended:
+        sink.error(APIError(500, "the agent's turn stopped without an answer; send the request again",
+                            code="internal_error"))

@@ -84,7 +84,6 @@ class Turn:
         self._accepted = False
         self._estimate = 0
         self._partial = ""
-        self.writes: list[asyncio.Future[None]] = []  # memory edits being persisted
 
     # --- bookkeeping ------------------------------------------------------------------------
     def _add(self, role: str, content: str | None = None, **kw: Any) -> Message:
@@ -99,10 +98,10 @@ class Turn:
 
     # --- the loop ---------------------------------------------------------------------------
     async def execute(self) -> None:
-        self._take_input()
         reason = "stop"
         steps = 0
         try:
+            self._take_input()
             while True:
                 steps += 1
                 self.run.steps = steps
@@ -128,6 +127,9 @@ class Turn:
             raise
         except UpstreamError as exc:
             await self._fail(exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - every turn ends: a bug becomes an error event, not a hang
+            await self._crash(exc)
             return
         await self._complete(reason)
 
@@ -229,8 +231,7 @@ class Turn:
         if not calls:
             return
         self.sink.working()
-        ctx = ToolContext(memory=self.env.memory, live=self.live, longterm=self.env.longterm, run_id=self.run.id,
-                          writes=self.writes)
+        ctx = ToolContext(memory=self.env.memory, live=self.live, longterm=self.env.longterm, run_id=self.run.id)
         t0 = time.perf_counter()
         for call in calls:  # in order: later calls may depend on earlier edits
             outcome = await self.env.registry.execute(ctx, call.name, "".join(call.arguments))
@@ -268,12 +269,6 @@ class Turn:
             out["ttft_ms"] = round(self.ttft_ms, 3)
         return out
 
-    async def _durable(self) -> None:
-        """Wait until the turn's memory edits are on disk (they were already visible in memory)."""
-        if self.writes:
-            writes, self.writes = self.writes, []
-            await asyncio.gather(*writes)
-
     async def _complete(self, reason: str) -> None:
         self.run.status = "completed"
         self.run.stop_reason = {"stop": "end_turn", "length": "max_steps", "tool_calls": "tool_calls"}.get(
@@ -281,34 +276,52 @@ class Turn:
         if reason == "length" and self.run.steps < self.env.max_steps:
             self.run.stop_reason = "max_tokens"
         try:
-            await self._durable()
-        except Exception:  # noqa: BLE001 - reported to the client below; the traceback goes to the log
-            log.exception("turn %s: persisting a memory edit failed", self.run.id)
-            self.sink.error(APIError(500, "the agent's memory edit could not be saved", code="persist_failed"))
-            self.run.status, self.run.stop_reason, self.run.error = "failed", "error", "memory edit not saved"
             await self._finish_run()
+        except Exception as exc:  # noqa: BLE001 - not acknowledged: the client hears of it instead of the finish
+            await self._crash(exc, saving=False)
             return
+        # Only now is the turn acknowledged: the finish chunk follows the commit, never precedes it.
         self.sink.finish(reason, dict(self.usage))
-        await self._finish_run()
         if self.env.budget is not None and not self.live.agent.message_buffer_autoclear:
-            self.env.budget.after_turn(self.live, self.env.memory.system_prompt(self.live), self._tools())
+            try:
+                self.env.budget.after_turn(self.live, self.env.memory.system_prompt(self.live), self._tools())
+            except Exception:  # noqa: BLE001 - the turn is done and saved; only the next budget check is at stake
+                log.exception("turn %s: measuring the context after the turn failed", self.run.id)
 
     async def _fail(self, exc: UpstreamError) -> None:
-        await asyncio.gather(*self.writes, return_exceptions=True)  # edits made before the failure stay
         partial = self._partial
         if partial:
             self._add("assistant", partial, metadata={"interrupted": True, "reason": "upstream_error"})
         self.run.status = "failed"
         self.run.stop_reason = "error"
         self.run.error = exc.message
-        await self._finish_run()
+        try:
+            await self._finish_run()
+        except Exception as store_exc:  # noqa: BLE001 - the upstream's error is still what the client hears
+            log.error("turn %s: could not save the failed turn: %r", self.run.id, store_exc)
+            self.env.memory.forget(self.live.id)
         status = exc.status if exc.status in (400, 401, 403, 404, 408, 409, 413, 422, 429) else 502
         code = exc.code or "upstream_error"
         self.sink.error(APIError(status, f"upstream model error: {exc.message}", code=code,
                                  headers=exc.headers or None))
 
+    async def _crash(self, exc: BaseException, *, saving: bool = True) -> None:
+        """Something inside the turn raised: keep none of its messages, fail its run, and tell the client."""
+        log.error("turn %s of %s failed", self.run.id, self.live.id, exc_info=exc)
+        self.unsaved = []
+        # The live agent already holds this turn's messages: drop it so the next turn reloads the store's truth.
+        self.env.memory.forget(self.live.id)
+        self.run.status, self.run.stop_reason = "failed", "error"
+        self.run.error = f"internal error ({type(exc).__name__})"
+        if saving:
+            try:
+                await self._finish_run()
+            except Exception as store_exc:  # noqa: BLE001 - the client must hear of the first failure regardless
+                log.error("turn %s: could not save its failed run: %r", self.run.id, store_exc)
+        self.sink.error(APIError(500, f"the agent's turn failed with an internal error and was not saved "
+                                 f"(run {self.run.id}); send the request again", code="internal_error"))
+
     async def _save_interrupted(self) -> None:
-        await asyncio.gather(*self.writes, return_exceptions=True)
         partial = self._partial
         if partial:
             self._add("assistant", partial, metadata={"interrupted": True, "reason": "client_disconnected"})
@@ -318,9 +331,10 @@ class Turn:
             await self._finish_run()
         except Exception:  # noqa: BLE001 - a failed save must not hide the cancellation
             log.exception("could not save interrupted turn %s", self.run.id)
+            self.env.memory.forget(self.live.id)
 
     async def _finish_run(self) -> None:
-        """Write the whole turn once, behind the reply: readers of the history wait for it, the client does not."""
+        """Write the whole turn, its messages and its run, in one commit shared with turns ending alongside."""
         self.run.usage = dict(self.usage)
         self.run.timings = self._timings()
         self.run.completed_at = utcnow()
@@ -330,7 +344,7 @@ class Turn:
             evicted = [m.id for m in self.env.memory.evict(self.live, {m.id for m in self.live.messages})]
         batch, self.unsaved = self.unsaved, []
         on_messages = self.env.on_messages
-        self.env.memory.commit_behind(
+        await self.env.memory.commit_turn(
             self.live.id, Changes(messages=batch, runs=[self.run], evict_message_ids=evicted, insert_only=True),
             after=(lambda: on_messages(batch)) if on_messages and batch else None)
         prune_wire_cache(self.live)
