@@ -23,6 +23,10 @@ class ConnectFailed(Exception):
     """No connection could be made (nothing was sent)."""
 
 
+class ConnectTimeout(ConnectFailed):
+    """The connection was not made within the connect timeout."""
+
+
 class ReadTimeout(Exception):
     """The upstream sent nothing for longer than the read timeout."""
 
@@ -176,7 +180,7 @@ class Http1Pool:
                     self.host, self.port, ssl=self._ssl, server_hostname=self.host if self.tls else None,
                     limit=READ_SIZE)
         except TimeoutError:
-            raise ConnectFailed("connecting to the upstream timed out") from None
+            raise ConnectTimeout("connecting to the upstream timed out") from None
         except OSError as exc:
             raise ConnectFailed(f"could not connect to the upstream: {exc.strerror or type(exc).__name__}") from None
         return _Connection(reader, writer)

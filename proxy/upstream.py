@@ -9,7 +9,11 @@ from typing import Any, AsyncIterator, Iterator
 import httpx
 import orjson
 
-from proxy.http1 import ConnectFailed, Http1Pool, ReadTimeout, StreamCut
+from proxy.http1 import ConnectFailed, ConnectTimeout, Http1Pool, ReadTimeout, StreamCut
+
+# Upstream statuses a client hears as they are: its own request errors, overload (503) and timeouts (504).
+# Any other upstream failure (500, 502, a reset, a malformed answer) is the gateway's 502.
+RELAYED_STATUSES = frozenset({400, 401, 403, 404, 408, 409, 413, 422, 429, 503, 504})
 
 
 class UpstreamError(Exception):
@@ -24,6 +28,11 @@ class UpstreamError(Exception):
         self.type = type
         self.param = param
         self.headers = headers or {}
+
+    @property
+    def client_status(self) -> int:
+        """The HTTP status memproxy answers for this failure, on every route: see RELAYED_STATUSES."""
+        return self.status if self.status in RELAYED_STATUSES else 502
 
     @property
     def context_overflow(self) -> bool:
@@ -115,7 +124,7 @@ class Upstream:
         except (httpx.TimeoutException, ReadTimeout):
             raise UpstreamError(504, "the upstream model timed out mid-stream", code="upstream_timeout") from None
         except (httpx.HTTPError, StreamCut) as exc:
-            raise UpstreamError(502, f"the upstream stream failed: {type(exc).__name__}",
+            raise UpstreamError(502, f"the upstream stream failed: {_reason(exc)}",
                                 code="upstream_stream_cut") from None
         finally:
             await response.aclose()
@@ -164,11 +173,16 @@ class Upstream:
 def _unreachable_as_upstream_error() -> Iterator[None]:
     try:
         yield
-    except (httpx.TimeoutException, ReadTimeout):
-        raise UpstreamError(504, "the upstream model timed out", code="upstream_timeout") from None
+    except (httpx.TimeoutException, ReadTimeout, ConnectTimeout) as exc:
+        raise UpstreamError(504, f"the upstream model timed out: {_reason(exc)}", code="upstream_timeout") from None
     except (httpx.HTTPError, ConnectFailed, StreamCut) as exc:
-        raise UpstreamError(502, f"could not reach the upstream model: {type(exc).__name__}",
+        raise UpstreamError(502, f"could not reach the upstream model: {_reason(exc)}",
                             code="upstream_unreachable") from None
+
+
+def _reason(exc: BaseException) -> str:
+    """The underlying cause in words (httpx's timeouts often carry no message: then the class name)."""
+    return str(exc) or type(exc).__name__
 
 
 def _json_headers(extra: dict[str, str] | None) -> dict[str, str]:
