@@ -174,7 +174,8 @@ def _unreachable_as_upstream_error() -> Iterator[None]:
     try:
         yield
     except (httpx.TimeoutException, ReadTimeout, ConnectTimeout) as exc:
-        raise UpstreamError(504, f"the upstream model timed out: {_reason(exc)}", code="upstream_timeout") from None
+        raise UpstreamError(504, f"the upstream model timed out: {_reason(exc)}",
+                            code="upstream_timeout") from None
     except (httpx.HTTPError, ConnectFailed, StreamCut) as exc:
         raise UpstreamError(502, f"could not reach the upstream model: {_reason(exc)}",
                             code="upstream_unreachable") from None
