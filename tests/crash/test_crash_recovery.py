@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import httpx
-import pytest
 
 from crash_harness import SEED, TALLIES, Server, Tally, Tripwire
 from crash_ledger import Findings, Ledger
