@@ -133,10 +133,10 @@ def passage_items(start: int, count: int, vocabulary: list[str], words: int = 30
 async def add_passages(data_dir: Path, agent_id: str, start: int, count: int, *, embedder: object = None,
                        batch: int = 5000) -> None:
     """Write passages straight into `<data_dir>/lance` (memproxy stopped), in large batches, then optimize."""
-    from memory.longterm import LongTermMemory
+    from memory.longterm import LanceLongTermMemory
 
     vocabulary = passage_vocabulary()
-    lt = LongTermMemory(str(data_dir / LANCE_DIR), embedder)  # type: ignore[arg-type]
+    lt = LanceLongTermMemory(str(data_dir / LANCE_DIR), embedder)  # type: ignore[arg-type]
     await lt.open()
     try:
         for at in range(start, start + count, batch):

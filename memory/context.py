@@ -41,22 +41,61 @@ def content_text(content: Any) -> str:
     return str(content)
 
 
+TEXT_PART_TYPES = frozenset({"text", "input_text"})
+
+
+def media_parts(content: Any) -> list[Any] | None:
+    """The content as parts when it holds more than text (an image, audio, a file); else None.
+
+    Such a message is stored with its readable text as `content` (what search and summaries read) and
+    its parts in `metadata["parts"]` (what the upstream is sent, on this turn and every later one).
+    """
+    if not isinstance(content, list):
+        return None
+    if all(isinstance(p, str) or (isinstance(p, Mapping) and p.get("type") in TEXT_PART_TYPES) for p in content):
+        return None
+    return content
+
+
+def inline_bytes(content: Any) -> int:
+    """Bytes of data carried inline by a content value: data URLs, base64 audio and file data."""
+    if not isinstance(content, list):
+        return 0
+    total = 0
+    for part in content:
+        if not isinstance(part, Mapping):
+            continue
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, Mapping) else image
+        if isinstance(url, str) and url.startswith("data:"):
+            total += len(url)
+        for key, field in (("input_audio", "data"), ("file", "file_data")):
+            inner = part.get(key)
+            if isinstance(inner, Mapping) and isinstance(inner.get(field), str):
+                total += len(inner[field])
+    return total
+
+
 INTERRUPTED_NOTE = "\n[interrupted: the user cut this reply off here and did not hear the rest]"
 
 
 def wire_message(message: Message) -> dict[str, Any]:
     """A stored message as an OpenAI chat message."""
+    parts = message.metadata.get("parts")
     if message.role == "tool":
-        return {"role": "tool", "tool_call_id": message.tool_call_id or "", "content": message.content or ""}
+        return {"role": "tool", "tool_call_id": message.tool_call_id or "", "content": parts or message.content or ""}
     if message.role == "assistant":
         content = message.content
         if message.metadata.get("interrupted"):
             content = (content or "") + INTERRUPTED_NOTE
         out: dict[str, Any] = {"role": "assistant", "content": content}
+        # A refusal goes back as one; reasoning never does (DeepSeek refuses it in input, others ignore it).
+        if message.metadata.get("refusal"):
+            out["refusal"] = message.metadata["refusal"]
         if message.tool_calls:
             out["tool_calls"] = message.tool_calls
         return out
-    out = {"role": message.role, "content": message.content or ""}
+    out = {"role": message.role, "content": parts or message.content or ""}
     if message.name:
         out["name"] = message.name
     return out

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import duckdb
 
+from memory.duckdb_errors import store_error
 from memory.duckdb_rows import (
     BLOCKS,
     ID_IN_LIST,
@@ -104,7 +105,7 @@ class GroupCommit:
             return [None] * len(batch)
         except Exception as exc:  # noqa: BLE001 - retried one by one below, or reported as is
             if len(batch) == 1:
-                return [exc]
+                return [store_error(exc)]
         # One bad Changes must not fail the others, so each gets its own transaction.
         outcomes: list[BaseException | None] = []
         for pending in batch:
@@ -114,7 +115,7 @@ class GroupCommit:
                 self.transactions += 1
                 outcomes.append(None)
             except Exception as exc:  # noqa: BLE001 - handed to that caller
-                outcomes.append(exc)
+                outcomes.append(store_error(exc))
         return outcomes
 
 

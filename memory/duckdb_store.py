@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import duckdb
 
 from memory.duckdb_commit import GroupCommit, transaction
+from memory.duckdb_errors import store_error
 from memory.duckdb_rows import (
     AGENTS,
     BLOCKS,
@@ -28,17 +29,13 @@ from memory.duckdb_rows import (
 )
 from memory.migrations import apply_migrations
 from memory.models import Agent, Block, Changes, Message, Run
-from memory.store import Store
+from memory.store import ID_PAGE_SIZE, NotFound, Store
 
 T = TypeVar("T")
 
 DATABASE_FILE = "memproxy.duckdb"
 
 _AGENT_BLOCK_IDS = "(SELECT list(block_id ORDER BY position) FROM agent_blocks WHERE agent_id = agents.id)"
-
-
-class MissingBlockError(LookupError):
-    """An agent was given block ids that are not in the blocks table."""
 
 
 class DuckDBStore(Store):
@@ -107,7 +104,13 @@ class DuckDBStore(Store):
     def _on_worker(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         if self._con is None:
             raise RuntimeError("DuckDBStore is closed")
-        return work(self._con)
+        try:
+            return work(self._con)
+        except duckdb.Error as exc:
+            error = store_error(exc)
+            if error is exc:
+                raise
+            raise error from exc
 
     # --- agents -----------------------------------------------------------------------------
     async def create_agent(self, agent: Agent, new_blocks: list[Block]) -> None:
@@ -173,7 +176,7 @@ class DuckDBStore(Store):
             with transaction(con):
                 if _scalar(con, AGENTS.update_by_id_sql, [*values[1:], values[0]]) == 0:
                     # An upsert here would resurrect an agent deleted while a turn was still running.
-                    raise LookupError(f"agent {agent.id} does not exist")
+                    raise NotFound("agent", agent.id)
                 con.execute("DELETE FROM agent_blocks WHERE agent_id = ?", [agent.id])
                 _attach_blocks(con, agent.id, block_ids)
 
@@ -291,15 +294,20 @@ class DuckDBStore(Store):
         sql = "SELECT count(*) FROM messages WHERE agent_id = ?"
         return await self._run(lambda con: _scalar(con, sql, [agent_id]))
 
-    async def agent_ids(self) -> set[str]:
-        rows = await self._run(lambda con: con.execute("SELECT id FROM agents").fetchall())
-        return {r[0] for r in rows}
+    async def agent_ids(self, *, after: str | None = None, limit: int = ID_PAGE_SIZE) -> list[str]:
+        sql = "SELECT id FROM agents WHERE id > ? ORDER BY id LIMIT ?"
+        rows = await self._run(lambda con: con.execute(sql, [after or "", limit]).fetchall())
+        return [r[0] for r in rows]
 
-    async def recall_candidate_ids(self, skip_tool_names: list[str]) -> set[str]:
-        sql = ("SELECT id FROM messages WHERE content IS NOT NULL AND length(content) > 0 AND "
-               "(role IN ('user', 'assistant') OR (role = 'tool' AND NOT list_contains(?, coalesce(name, ''))))")
-        rows = await self._run(lambda con: con.execute(sql, [list(skip_tool_names)]).fetchall())
-        return {r[0] for r in rows}
+    async def recall_candidate_ids(
+        self, skip_tool_names: list[str], *, after: str | None = None, limit: int = ID_PAGE_SIZE
+    ) -> list[str]:
+        # A plain `id > ?` (no coalesce) lets DuckDB push the bound into the scan: twice as fast per page.
+        sql = ("SELECT id FROM messages WHERE id > ? AND content IS NOT NULL AND length(content) > 0"
+               " AND (role IN ('user', 'assistant') OR (role = 'tool' AND NOT list_contains(?, coalesce(name, ''))))"
+               " ORDER BY id LIMIT ?")
+        rows = await self._run(lambda con: con.execute(sql, [after or "", list(skip_tool_names), limit]).fetchall())
+        return [r[0] for r in rows]
 
     async def max_message_seq(self, agent_id: str) -> int:
         sql = "SELECT coalesce(max(seq), 0) FROM messages WHERE agent_id = ?"
@@ -370,7 +378,7 @@ def _attach_blocks(con: duckdb.DuckDBPyConnection, agent_id: str, block_ids: lis
     found = {row[0] for row in con.execute(f"SELECT id FROM blocks WHERE {ID_IN_LIST}", [block_ids]).fetchall()}
     missing = [block_id for block_id in block_ids if block_id not in found]
     if missing:
-        raise MissingBlockError(f"blocks do not exist: {', '.join(missing)}")
+        raise NotFound("block", missing[0], f"blocks do not exist: {', '.join(missing)}")
     con.execute(
         "INSERT INTO agent_blocks SELECT ?, unnest(?::VARCHAR[]), unnest(?::INTEGER[])",
         [agent_id, block_ids, list(range(len(block_ids)))],

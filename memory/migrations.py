@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import duckdb
 
+from memory.store import SchemaTooNewError
+
+__all__ = ["MIGRATIONS", "SchemaTooNewError", "apply_migrations"]
+
 # JSON columns are VARCHAR holding orjson output: the text is always valid, so DuckDB's JSON type would
 # only re-validate it on every write. Timestamps are TIMESTAMPTZ (instants, read back as UTC).
 # No foreign keys: DuckDB refuses ON CONFLICT updates of rows that a foreign key references.
@@ -75,11 +79,24 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX runs_agent ON runs (agent_id);
         """,
     ),
+    (
+        2,
+        # An agent's seq orders its conversation, so two messages must never share one. A database
+        # written before this rule may hold duplicates: those agents are renumbered in their order.
+        """
+        DROP INDEX messages_agent_seq;
+        UPDATE messages SET seq = renumbered.seq
+        FROM (
+            SELECT id, row_number() OVER (PARTITION BY agent_id ORDER BY seq, created_at, id) AS seq
+            FROM messages
+            WHERE agent_id IN (SELECT agent_id FROM messages GROUP BY agent_id, seq HAVING count(*) > 1)
+        ) AS renumbered
+        WHERE messages.id = renumbered.id;
+        """,
+    ),
+    # Its own transaction: DuckDB's index build would still see the rows as they were before the UPDATE.
+    (3, "CREATE UNIQUE INDEX messages_agent_seq ON messages (agent_id, seq);"),
 ]
-
-
-class SchemaTooNewError(RuntimeError):
-    """The database was migrated by a newer memproxy than this one."""
 
 
 def apply_migrations(con: duckdb.DuckDBPyConnection, migrations: list[tuple[int, str]] = MIGRATIONS) -> list[int]:

@@ -103,7 +103,7 @@ class Run:
     status: str = "running"  # running | completed | failed | cancelled
     stop_reason: str | None = None  # end_turn | max_steps | tool_calls | error | cancelled
     steps: int = 0
-    usage: dict[str, int] = field(default_factory=dict)  # prompt_tokens, completion_tokens, total_tokens
+    usage: dict[str, Any] = field(default_factory=dict)  # prompt/completion/total tokens and detail objects
     timings: dict[str, float] = field(default_factory=dict)  # ttft_ms, upstream_ms, tool_ms, total_ms
     error: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)

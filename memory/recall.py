@@ -8,7 +8,8 @@ from typing import Any, Iterable
 
 from memory.longterm import LongTermMemory, RecallRecord
 from memory.models import Message
-from memory.store import Store
+from memory.paging import id_pages, sorted_differences
+from memory.store import ID_PAGE_SIZE, Store
 
 log = logging.getLogger("memproxy.recall")
 
@@ -46,24 +47,43 @@ class Reconciliation:
 
 
 async def reconcile(store: Store, longterm: LongTermMemory, skip_tools: frozenset[str],
-                    batch: int = 2000) -> Reconciliation:
-    """Index what the store has and the index lacks; drop index rows whose message or agent is gone."""
+                    batch: int = 2000, page: int = ID_PAGE_SIZE) -> Reconciliation:
+    """Index what the store has and the index lacks; drop index rows whose message or agent is gone.
+
+    Both sides are walked as sorted pages of `page` ids, so memory holds a page or two, never every id;
+    missing messages are loaded `batch` at a time.
+    """
     report = Reconciliation()
-    agents = await store.agent_ids()
-    for agent_id in await longterm.agent_ids() - agents:
-        await longterm.delete_agent(agent_id)
-        report.orphan_agents += 1
-    wanted = await store.recall_candidate_ids(sorted(skip_tools))
-    indexed = await longterm.recall_ids_all()
-    orphans = indexed - wanted
-    if orphans:
-        await longterm.delete_recall(orphans)
-        report.orphan_messages = len(orphans)
-    missing = sorted(wanted - indexed)
-    for start in range(0, len(missing), batch):
-        messages = await store.get_messages(missing[start:start + batch])
-        index_messages(longterm, messages, skip_tools, new=False)  # live indexing may have raced us
-        report.reindexed += len(messages)
-    if missing:
+    index_agents = id_pages(lambda after, limit: longterm.agent_ids(after=after, limit=limit), page)
+    store_agents = id_pages(lambda after, limit: store.agent_ids(after=after, limit=limit), page)
+    async for gone, _ in sorted_differences(index_agents, store_agents):
+        for agent_id in gone:
+            await longterm.delete_agent(agent_id)
+        report.orphan_agents += len(gone)
+    skip = sorted(skip_tools)
+    wanted = id_pages(lambda after, limit: store.recall_candidate_ids(skip, after=after, limit=limit), page)
+    indexed = id_pages(lambda after, limit: longterm.recall_ids_all(after=after, limit=limit), page)
+    reindexed = False
+    async for missing, orphans in sorted_differences(wanted, indexed):
+        for start in range(0, len(orphans), batch):
+            report.orphan_messages += await _drop_orphans(store, longterm, orphans[start:start + batch], skip_tools)
+        for start in range(0, len(missing), batch):
+            messages = await store.get_messages(missing[start:start + batch])
+            index_messages(longterm, messages, skip_tools, new=False)  # live indexing may have raced us
+            report.reindexed += len(messages)
+            reindexed = True
+    if reindexed:
         await longterm.flush()
     return report
+
+
+async def _drop_orphans(store: Store, longterm: LongTermMemory, ids: list[str], skip_tools: frozenset[str]) -> int:
+    """Delete index rows whose message is gone or not worth finding; returns how many.
+
+    Checked again against the store: a message committed and indexed after its store page was read is kept.
+    """
+    kept = {m.id for m in await store.get_messages(ids) if recall_record(m, skip_tools) is not None}
+    doomed = [i for i in ids if i not in kept]
+    if doomed:
+        await longterm.delete_recall(doomed)
+    return len(doomed)

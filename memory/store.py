@@ -1,7 +1,13 @@
-"""The storage interface every backend implements. DuckDB (`memory.duckdb_store`) is the default.
+"""The storage interface every backend implements, and the errors it raises. DuckDB is the default.
 
 All methods are coroutines: a backend must never block the event loop. Returned records are fresh
 copies the caller may mutate. Lists are ordered as documented; `limit=None` means no limit.
+Id scans (`agent_ids`, `recall_candidate_ids`) are keyset pages in byte order of the id (`COLLATE "C"`),
+so callers hold one page at a time and can merge them with another backend's pages.
+
+Errors a caller can act on are `StoreError`s: `NotFound` names the record a write needed, `Conflict`
+means a uniqueness rule or a concurrent writer won. `(agent_id, seq)` is unique, so two writers can
+never store the same seq: the later commit fails whole with Conflict.
 """
 
 from __future__ import annotations
@@ -9,6 +15,30 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 from memory.models import Agent, Block, Changes, Message, Run
+
+# Each page of a keyset scan costs about a scan of the table in DuckDB and LanceDB: few, large pages.
+ID_PAGE_SIZE = 50_000
+
+
+class StoreError(Exception):
+    """Base of every error a `Store` raises on purpose; anything else is a bug or an outage."""
+
+
+class NotFound(StoreError):
+    """A record a write refers to does not exist; `kind` and `ident` name the first one missing."""
+
+    def __init__(self, kind: str, ident: str, message: str | None = None) -> None:
+        super().__init__(message or f"{kind} {ident!r} does not exist")
+        self.kind = kind
+        self.ident = ident
+
+
+class Conflict(StoreError):
+    """A write would break a uniqueness rule (an id, or an agent's message `seq`) or lost a race to another writer."""
+
+
+class SchemaTooNewError(StoreError):
+    """The database was migrated by a newer memproxy than this one."""
 
 
 class Store(ABC):
@@ -25,7 +55,7 @@ class Store(ABC):
     # --- agents -----------------------------------------------------------------------------
     @abstractmethod
     async def create_agent(self, agent: Agent, new_blocks: list[Block]) -> None:
-        """Insert the agent, insert `new_blocks`, and attach every id in `agent.block_ids`, atomically."""
+        """Insert the agent and `new_blocks`, attach `agent.block_ids`, atomically; NotFound for a missing block."""
 
     @abstractmethod
     async def get_agent(self, agent_id: str) -> Agent | None:
@@ -47,7 +77,7 @@ class Store(ABC):
 
     @abstractmethod
     async def update_agent(self, agent: Agent) -> None:
-        """Overwrite the agent row and its block attachments with `agent` (block_ids order kept)."""
+        """Overwrite the agent row and its attachments (order kept); NotFound if the agent or a block is gone."""
 
     @abstractmethod
     async def delete_agent(self, agent_id: str) -> bool:
@@ -60,7 +90,7 @@ class Store(ABC):
     # --- blocks -----------------------------------------------------------------------------
     @abstractmethod
     async def create_block(self, block: Block) -> None:
-        """Insert a standalone block."""
+        """Insert a standalone block; Conflict if the id is taken."""
 
     @abstractmethod
     async def get_block(self, block_id: str) -> Block | None:
@@ -107,12 +137,14 @@ class Store(ABC):
         """Every message the agent ever had (recall memory size)."""
 
     @abstractmethod
-    async def agent_ids(self) -> set[str]:
-        """Every agent id (for reconciling the search index)."""
+    async def agent_ids(self, *, after: str | None = None, limit: int = ID_PAGE_SIZE) -> list[str]:
+        """One page of agent ids, ascending, greater than `after` (for reconciling the search index)."""
 
     @abstractmethod
-    async def recall_candidate_ids(self, skip_tool_names: list[str]) -> set[str]:
-        """Ids of messages the recall index should hold: user/assistant text, tool results but these tools'."""
+    async def recall_candidate_ids(
+        self, skip_tool_names: list[str], *, after: str | None = None, limit: int = ID_PAGE_SIZE
+    ) -> list[str]:
+        """One page of ids of messages recall should hold: user/assistant text, tool results but these tools'."""
 
     @abstractmethod
     async def max_message_seq(self, agent_id: str) -> int:
@@ -136,4 +168,4 @@ class Store(ABC):
     # --- writes -----------------------------------------------------------------------------
     @abstractmethod
     async def commit(self, changes: Changes) -> None:
-        """Apply every upsert, insert and eviction in `changes` in one transaction."""
+        """Apply every upsert, insert and eviction in `changes` in one transaction; Conflict on a taken seq or id."""

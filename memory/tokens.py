@@ -30,6 +30,10 @@ TOKENS_PER_TOOL_CALL = 3
 # What OpenAI bills a low-detail image; the true cost depends on size and detail we don't inspect.
 IMAGE_PART_TOKENS = 85
 IMAGE_PART_TYPES = frozenset({"image_url", "image", "input_image"})
+# Audio: 16 kHz 16-bit mono is 32,000 bytes a second, and models bill about 10 tokens a second of it.
+AUDIO_BYTES_PER_TOKEN = 3200
+# Files (PDFs): roughly a text token per four bytes of the document.
+FILE_BYTES_PER_TOKEN = 4
 
 DEFAULT_CACHE_SIZE = 16384
 # Longer strings are rarely repeated verbatim, and keeping them alive would pin a lot of memory.
@@ -141,6 +145,10 @@ class TokenCounter:
             kind = part.get("type")
             if kind in IMAGE_PART_TYPES:
                 total += IMAGE_PART_TOKENS
+            elif kind == "input_audio":
+                total += _inline_estimate(part.get("input_audio"), "data", AUDIO_BYTES_PER_TOKEN)
+            elif kind == "file":
+                total += _inline_estimate(part.get("file"), "file_data", FILE_BYTES_PER_TOKEN)
             elif kind == "refusal":
                 total += self.count_text(part.get("refusal") or "")
             else:
@@ -169,6 +177,12 @@ class TokenCounter:
     def clear_cache(self) -> None:
         self._cached_count.cache_clear()  # type: ignore[attr-defined]
         self._cached_tool.cache_clear()  # type: ignore[attr-defined]
+
+
+def _inline_estimate(inner: Any, key: str, bytes_per_token: int) -> int:
+    """Tokens of base64 data by its decoded size; the upstream's reported usage corrects the guess."""
+    data = inner.get(key) if isinstance(inner, Mapping) else None
+    return max(1, len(data) * 3 // 4 // bytes_per_token) if isinstance(data, str) else 0
 
 
 def _estimate_by_length(text: str) -> int:

@@ -12,12 +12,16 @@ from typing import Any, AsyncIterator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.routing import Route
 
 from proxy.api.routes import routes as management_routes
+from proxy.chat.forward import routes as forward_routes
 from proxy.chat.routes import routes as chat_routes
 from proxy.config import Settings
-from proxy.errors import APIError, handle_api_error, handle_http_exception, handle_unexpected
+from memory.store import StoreError
+from proxy.errors import APIError, handle_api_error, handle_http_exception, handle_store_error, handle_unexpected
 from proxy.http import BearerAuth
+from proxy.metrics import Metrics, RequestMetrics, metrics_endpoint
 from proxy.runtime import Runtime, close_runtime, open_runtime
 
 log = logging.getLogger("memproxy")
@@ -29,6 +33,7 @@ def build_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         rt = await open_runtime(settings)
+        rt.metrics = metrics
         sim_server = None
         if settings.uses_simulator:
             sim_server, base_url = await _start_embedded_simulator()
@@ -48,17 +53,20 @@ def build_app(settings: Settings) -> Starlette:
             if sim_server is not None:
                 sim_server.should_exit = True
 
+    metrics = Metrics()
     app = Starlette(
-        routes=[*chat_routes, *management_routes],
-        middleware=[Middleware(BearerAuth, keys=settings.api_keys)],
+        routes=[*chat_routes, *management_routes, *forward_routes, Route("/metrics", metrics_endpoint)],
+        middleware=[Middleware(RequestMetrics, metrics=metrics), Middleware(BearerAuth, keys=settings.api_keys)],
         exception_handlers={
             APIError: handle_api_error,
             HTTPException: handle_http_exception,
+            StoreError: handle_store_error,
             Exception: handle_unexpected,
         },
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.metrics = metrics
     return app
 
 

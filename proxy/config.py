@@ -31,12 +31,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("upstream_url", "MEMPROXY_UPSTREAM_URL", None, str,
            "OpenAI-compatible base URL ending in /v1; unset = the built-in simulator"),
     Option("upstream_api_key", "MEMPROXY_UPSTREAM_API_KEY", None, str, "key sent upstream (default $OPENAI_API_KEY)"),
+    Option("upstream_ca_bundle", "MEMPROXY_UPSTREAM_CA_BUNDLE", None, str,
+           "CA file trusted for every upstream call; unset = SSL_CERT_FILE/SSL_CERT_DIR, else the OS store"),
     Option("default_model", "MEMPROXY_DEFAULT_MODEL", "gpt-4o-mini", str, "upstream model for agents created without one"),
     Option("embedding_model", "MEMPROXY_EMBEDDING_MODEL", None, str,
            "upstream embedding model; unset = recall/archival search is full-text only"),
     Option("api_keys", "MEMPROXY_API_KEYS", None, str, "comma-separated bearer keys; unset = no auth (loopback only)"),
     Option("redis_url", "MEMPROXY_REDIS_URL", None, str, "Redis URL for cross-process coordination; unset = in-process"),
-    Option("max_body_bytes", "MEMPROXY_MAX_BODY_BYTES", 4 * 1024 * 1024, int, "largest accepted request body"),
+    Option("max_body_bytes", "MEMPROXY_MAX_BODY_BYTES", 32 * 1024 * 1024, int, "largest accepted request body"),
+    Option("max_inline_bytes", "MEMPROXY_MAX_INLINE_BYTES", 20 * 1024 * 1024, int,
+           "largest inline data (images, audio, files as data) one message may store; beyond it 413"),
     Option("max_steps", "MEMPROXY_MAX_STEPS", 50, int, "upstream calls allowed in one agent turn"),
     Option("agent_lock_timeout", "MEMPROXY_AGENT_LOCK_TIMEOUT", 30.0, float,
            "seconds a request waits for the agent's previous turn before 409"),
@@ -46,6 +50,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("context_window", "MEMPROXY_CONTEXT_WINDOW", 128000, int,
            "tokens of context for models the built-in table does not know (agents may set their own)"),
     Option("log_level", "MEMPROXY_LOG_LEVEL", "info", str, "debug | info | warning | error"),
+    Option("log_format", "MEMPROXY_LOG_FORMAT", "text", str,
+           "text | json (one object per line with request, agent and run ids; never content or secrets)"),
 )
 
 
@@ -56,17 +62,20 @@ class Settings:
     data_dir: str = "./.memproxy"
     upstream_url: str | None = None
     upstream_api_key: str | None = None
+    upstream_ca_bundle: str | None = None
     default_model: str = "gpt-4o-mini"
     embedding_model: str | None = None
     api_keys: tuple[str, ...] = ()
     redis_url: str | None = None
-    max_body_bytes: int = 4 * 1024 * 1024
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_inline_bytes: int = 20 * 1024 * 1024
     max_steps: int = 50
     agent_lock_timeout: float = 30.0
     upstream_timeout: float = 120.0
     keepalive_interval: float = 2.0
     context_window: int = 128000
     log_level: str = "info"
+    log_format: str = "text"
     insecure: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 

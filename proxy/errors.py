@@ -10,6 +10,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from memory.store import Conflict, NotFound
+
 log = logging.getLogger("memproxy")
 
 _TYPES = {
@@ -67,6 +69,15 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     message = {404: "no such route", 405: "method not allowed"}.get(exc.status_code, str(exc.detail))
     return APIError(exc.status_code, message, code="route_not_found" if exc.status_code == 404 else None).response()
+
+
+async def handle_store_error(request: Request, exc: Exception) -> Response:
+    """A store error no route turned into an answer: a vanished record is a 404, a lost race a 409."""
+    if isinstance(exc, NotFound):
+        return not_found(exc.kind, exc.ident).response()
+    if isinstance(exc, Conflict):
+        return APIError(409, f"the change conflicts with another write: {exc}", code="conflict").response()
+    return await handle_unexpected(request, exc)
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:

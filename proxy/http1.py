@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import zlib
 from collections import deque
 from typing import AsyncIterator
 from urllib.parse import urlsplit
@@ -90,6 +91,26 @@ class Http1Response:
                            and "chunked" not in self.headers.get("transfer-encoding", "").lower())
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        """The body (de-chunked, and decompressed if the server gzipped it anyway) as it arrives."""
+        encoding = self.headers.get("content-encoding", "").strip().lower()
+        if encoding not in ("gzip", "x-gzip", "deflate"):
+            async for piece in self._raw_bytes():
+                yield piece
+            return
+        # Some servers compress whatever the request's Accept-Encoding says; decode as httpx would.
+        decoder = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib framing, detected
+        try:
+            async for piece in self._raw_bytes():
+                out = decoder.decompress(piece)
+                if out:
+                    yield out
+            tail = decoder.flush()
+        except zlib.error as exc:
+            raise StreamCut(f"the upstream's {encoding} body is corrupt: {exc}") from None
+        if tail:
+            yield tail
+
+    async def _raw_bytes(self) -> AsyncIterator[bytes]:
         """The body (de-chunked) as it arrives; StreamCut if the connection ends first."""
         parsed = self._parsed
         try:
@@ -142,7 +163,7 @@ class Http1Pool:
     """Keep-alive connections to one origin (`http://` or `https://`)."""
 
     def __init__(self, base_url: str, *, connect_timeout: float = 10.0, read_timeout: float = 120.0,
-                 max_idle: int = 512) -> None:
+                 max_idle: int = 512, ssl_context: ssl.SSLContext | None = None) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"unsupported upstream URL {base_url!r}")
@@ -155,7 +176,7 @@ class Http1Pool:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.max_idle = max_idle
-        self._ssl = ssl.create_default_context() if self.tls else None
+        self._ssl = (ssl_context or ssl.create_default_context()) if self.tls else None
         self._idle: deque[_Connection] = deque()
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> Http1Response:
@@ -181,6 +202,10 @@ class Http1Pool:
                     limit=READ_SIZE)
         except TimeoutError:
             raise ConnectTimeout("connecting to the upstream timed out") from None
+        except ssl.SSLCertVerificationError as exc:
+            raise ConnectFailed(f"the upstream's TLS certificate was rejected: {exc.verify_message}") from None
+        except ssl.SSLError as exc:
+            raise ConnectFailed(f"the TLS handshake with the upstream failed: {exc.reason or exc}") from None
         except OSError as exc:
             raise ConnectFailed(f"could not connect to the upstream: {exc.strerror or type(exc).__name__}") from None
         return _Connection(reader, writer)

@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from memory.agents import AgentMemory
-from memory.duckdb_store import DuckDBStore
+from memory.backends import Backend, BackendConfig, select_backend
+from memory.longterm.api import LongTermMemory
 from memory.store import Store
 from proxy.config import Settings
+from proxy.metrics import Metrics
 from proxy.upstream import Upstream
 
 log = logging.getLogger("memproxy")
@@ -23,11 +25,13 @@ class Runtime:
     store: Store
     memory: AgentMemory
     upstream: Upstream
-    longterm: Any = None  # memory.longterm.LongTermMemory once opened
+    backend: Backend
+    longterm: LongTermMemory | None = None  # opened by start_services, once the upstream URL is final
     turns: Any = None  # proxy.chat.serving.TurnRunner
     registry: Any = None  # tools.registry.ToolRegistry
     budget: Any = None  # memory.compaction.ContextBudget
     reconciliation: dict[str, Any] = field(default_factory=dict)  # what start-up repaired in the search index
+    metrics: Metrics = field(default_factory=Metrics)
     background: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def spawn(self, coro: Any, name: str | None = None) -> asyncio.Task[Any]:
@@ -49,11 +53,13 @@ class Runtime:
 
 async def open_runtime(settings: Settings) -> Runtime:
     os.makedirs(settings.data_dir, exist_ok=True)
-    store = DuckDBStore(os.path.join(settings.data_dir, "memproxy.duckdb"))
+    backend = select_backend(BackendConfig(data_dir=settings.data_dir))
+    store = backend.store()
     await store.open()
-    upstream = Upstream(settings.upstream_url or "", settings.upstream_api_key, timeout=settings.upstream_timeout)
+    upstream = Upstream(settings.upstream_url or "", settings.upstream_api_key, timeout=settings.upstream_timeout,
+                        ca_bundle=settings.upstream_ca_bundle)
     memory = AgentMemory(store)
-    return Runtime(settings=settings, store=store, memory=memory, upstream=upstream)
+    return Runtime(settings=settings, store=store, memory=memory, upstream=upstream, backend=backend)
 
 
 async def close_runtime(rt: Runtime) -> None:

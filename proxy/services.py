@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
+from typing import Any, Iterator
 
 from memory.compaction import ContextBudget
+from proxy.metrics import counter_family
 from memory.longterm import HttpEmbedder, LongTermMemory
 from memory.recall import index_messages, reconcile
 from proxy.chat.serving import TurnRunner
@@ -22,7 +23,7 @@ async def start_services(rt: Runtime) -> None:
     settings = rt.settings
     rt.registry = default_registry()
     skip = frozenset(rt.registry.names())  # our own tools' results are echoes, not worth finding
-    await _open_longterm(rt, skip)
+    longterm = await _open_longterm(rt, skip)
 
     async def summarize(body: dict) -> str:
         data = await rt.upstream.chat(body)
@@ -31,14 +32,15 @@ async def start_services(rt: Runtime) -> None:
     rt.budget = ContextBudget(rt.memory, summarize, rt.spawn, default_window=settings.context_window)
     # Load the tokenizer now, off the event loop, rather than inside the first turn.
     await asyncio.to_thread(rt.budget.counter.load)
-    env = TurnEnv(memory=rt.memory, upstream=rt.upstream, registry=rt.registry, longterm=rt.longterm,
+    env = TurnEnv(memory=rt.memory, upstream=rt.upstream, registry=rt.registry, longterm=longterm,
                   max_steps=settings.max_steps, spawn=rt.spawn, budget=rt.budget,
-                  on_messages=lambda messages: index_messages(rt.longterm, messages, skip))
+                  on_messages=lambda messages: index_messages(longterm, messages, skip), metrics=rt.metrics)
+    rt.metrics.sample(lambda: _cache_families(rt))
     rt.turns = TurnRunner(env, lock_timeout=settings.agent_lock_timeout, keepalive=settings.keepalive_interval,
-                          locks=agent_locks(settings.redis_url))
+                          locks=agent_locks(settings.redis_url), max_inline_bytes=settings.max_inline_bytes)
 
 
-async def _open_longterm(rt: Runtime, skip: frozenset[str]) -> None:
+async def _open_longterm(rt: Runtime, skip: frozenset[str]) -> LongTermMemory:
     settings = rt.settings
     embedder = None
     if settings.embedding_model:
@@ -46,18 +48,20 @@ async def _open_longterm(rt: Runtime, skip: frozenset[str]) -> None:
                                 client=rt.upstream.client)
     else:
         log.info("no MEMPROXY_EMBEDDING_MODEL: recall and archival search are full-text only")
-    rt.longterm = LongTermMemory(os.path.join(settings.data_dir, "lance"), embedder)
-    await rt.longterm.open()
-    rt.memory.archival = rt.longterm
-    rt.longterm.start_background()
+    longterm = rt.backend.longterm(embedder)
+    await longterm.open()
+    rt.longterm = longterm
+    rt.memory.archival = longterm
+    longterm.start_background()
     # Repairing the index can take a while on a big store; serve meanwhile (new turns index as usual).
     rt.reconciliation = {"state": "running"}
-    rt.spawn(_repair_index(rt, skip), name="reconcile-index")
+    rt.spawn(_repair_index(rt, longterm, skip), name="reconcile-index")
+    return longterm
 
 
-async def _repair_index(rt: Runtime, skip: frozenset[str]) -> None:
+async def _repair_index(rt: Runtime, longterm: LongTermMemory, skip: frozenset[str]) -> None:
     try:
-        report = await reconcile(rt.store, rt.longterm, skip)
+        report = await reconcile(rt.store, longterm, skip)
     except Exception:
         rt.reconciliation = {"state": "failed"}
         raise
@@ -70,3 +74,10 @@ async def _repair_index(rt: Runtime, skip: frozenset[str]) -> None:
 async def stop_services(rt: Runtime) -> None:
     if rt.turns is not None:
         await rt.turns.locks.close()
+
+
+def _cache_families(rt: Runtime) -> Iterator[Any]:
+    yield counter_family("memproxy_agent_cache_hits", "agent turns and reads served from the live cache",
+                         rt.memory.hits)
+    yield counter_family("memproxy_agent_cache_loads", "agents loaded from the store into the live cache",
+                         rt.memory.loads)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
+import ssl
 import urllib.request
 from typing import Any, AsyncIterator, Iterator
 
@@ -11,9 +14,11 @@ import orjson
 
 from proxy.http1 import ConnectFailed, ConnectTimeout, Http1Pool, ReadTimeout, StreamCut
 
-# Upstream statuses a client hears as they are: its own request errors, overload (503) and timeouts (504).
-# Any other upstream failure (500, 502, a reset, a malformed answer) is the gateway's 502.
-RELAYED_STATUSES = frozenset({400, 401, 403, 404, 408, 409, 413, 422, 429, 503, 504})
+log = logging.getLogger("memproxy.upstream")
+
+
+# Upstream statuses a client can act on (fix the request, back off, retry later); other failures are 502.
+CLIENT_STATUSES = frozenset({400, 401, 403, 404, 408, 409, 413, 422, 429, 503, 504})
 
 
 class UpstreamError(Exception):
@@ -31,8 +36,8 @@ class UpstreamError(Exception):
 
     @property
     def client_status(self) -> int:
-        """The HTTP status memproxy answers for this failure, on every route: see RELAYED_STATUSES."""
-        return self.status if self.status in RELAYED_STATUSES else 502
+        """What the client hears: the upstream's own status when it means something to the client, else 502."""
+        return self.status if self.status in CLIENT_STATUSES else 502
 
     @property
     def context_overflow(self) -> bool:
@@ -63,8 +68,10 @@ class Upstream:
     """One pooled HTTP client, created once; `base_url` ends in /v1."""
 
     def __init__(self, base_url: str, api_key: str | None, *, timeout: float = 120.0,
-                 max_connections: int = 1024) -> None:
+                 max_connections: int = 1024, ca_bundle: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        # One trust store for every upstream call: chat, embeddings, summaries and model lists alike.
+        self.ssl_context = upstream_ssl_context(ca_bundle)
         self.api_key = api_key
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._auth = headers
@@ -75,6 +82,7 @@ class Upstream:
             timeout=httpx.Timeout(timeout, connect=10.0),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             headers=headers,
+            verify=self.ssl_context,
         )
 
     def set_base_url(self, base_url: str) -> None:
@@ -86,7 +94,7 @@ class Upstream:
         self.fast = None
         if self.base_url and not any(urllib.request.getproxies().get(s) for s in ("http", "https", "all")):
             try:
-                self.fast = Http1Pool(self.base_url, read_timeout=self.timeout)
+                self.fast = Http1Pool(self.base_url, read_timeout=self.timeout, ssl_context=self.ssl_context)
             except ValueError:
                 self.fast = None
 
@@ -104,6 +112,7 @@ class Upstream:
             if response.status_code >= 400:
                 raise UpstreamError.from_response(response.status_code, await response.aread(), response.headers)
             done = False
+            finished = False  # a choice carried its finish_reason: a clean end of body now is a whole answer
             async for data in _sse_data(response):
                 if done:
                     continue  # read to the end of the body so the connection goes back to the pool
@@ -114,13 +123,18 @@ class Upstream:
                     chunk = orjson.loads(data)
                 except orjson.JSONDecodeError:
                     continue
-                if isinstance(chunk, dict) and "error" in chunk and "choices" not in chunk:
-                    err = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
-                    raise UpstreamError(502, str(err.get("message", "upstream stream error")),
-                                        code=err.get("code") or "upstream_error")
+                if not isinstance(chunk, dict):
+                    continue
+                if chunk.get("error"):
+                    raise _stream_error(chunk["error"])  # OpenRouter puts it beside `choices`, others alone
+                for choice in chunk.get("choices") or ():
+                    reason = choice.get("finish_reason") if isinstance(choice, dict) else None
+                    if reason == "error":
+                        raise _stream_error({"message": "the upstream model stopped with finish_reason \"error\""})
+                    finished = finished or bool(reason)
                 yield chunk
-            if not done:
-                raise UpstreamError(502, "the upstream stream ended before [DONE]", code="upstream_stream_cut")
+            if not done and not finished:
+                raise UpstreamError(502, "the upstream stream ended before its answer did", code="upstream_stream_cut")
         except (httpx.TimeoutException, ReadTimeout):
             raise UpstreamError(504, "the upstream model timed out mid-stream", code="upstream_timeout") from None
         except (httpx.HTTPError, StreamCut) as exc:
@@ -139,6 +153,12 @@ class Upstream:
                 return await self.fast.post("/chat/completions", content, {**self._auth, **headers})
         request = self.client.build_request("POST", self.base_url + "/chat/completions", content=content,
                                             headers=headers)
+        with _unreachable_as_upstream_error():
+            return await self.client.send(request, stream=True)
+
+    async def send(self, method: str, path: str, content: bytes | None, headers: dict[str, str]) -> httpx.Response:
+        """Any other OpenAI endpoint (`path` after /v1), its body unread; UpstreamError if unreachable."""
+        request = self.client.build_request(method, self.base_url + path, content=content, headers=headers)
         with _unreachable_as_upstream_error():
             return await self.client.send(request, stream=True)
 
@@ -177,8 +197,28 @@ def _unreachable_as_upstream_error() -> Iterator[None]:
         raise UpstreamError(504, f"the upstream model timed out: {_reason(exc)}",
                             code="upstream_timeout") from None
     except (httpx.HTTPError, ConnectFailed, StreamCut) as exc:
-        raise UpstreamError(502, f"could not reach the upstream model: {_reason(exc)}",
-                            code="upstream_unreachable") from None
+        cause = _reason(exc)  # the certificate problem or refused port, not a class name
+        log.warning("could not reach the upstream model: %s", cause)
+        raise UpstreamError(502, f"could not reach the upstream model: {cause}", code="upstream_unreachable") from None
+
+
+def _stream_error(error: Any) -> UpstreamError:
+    """An error object met inside a stream; its code is an HTTP status when the provider gives one."""
+    err = error if isinstance(error, dict) else {"message": str(error)}
+    code = err.get("code")
+    status = code if isinstance(code, int) and 400 <= code <= 599 else 502
+    return UpstreamError(status, str(err.get("message") or "upstream stream error"),
+                         code=code if isinstance(code, str) else "upstream_error")
+
+
+def upstream_ssl_context(ca_bundle: str | None = None) -> ssl.SSLContext:
+    """Trust `ca_bundle` if given, else SSL_CERT_FILE / SSL_CERT_DIR, else the operating system's store."""
+    if ca_bundle:
+        return ssl.create_default_context(cafile=ca_bundle)
+    cafile, capath = os.environ.get("SSL_CERT_FILE") or None, os.environ.get("SSL_CERT_DIR") or None
+    if cafile or capath:
+        return ssl.create_default_context(cafile=cafile, capath=capath)
+    return ssl.create_default_context()
 
 
 def _reason(exc: BaseException) -> str:

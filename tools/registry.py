@@ -8,6 +8,7 @@ from typing import Any, Awaitable, Callable
 import orjson
 
 from memory.agents import AgentMemory, LiveAgent
+from memory.longterm.api import LongTermMemory
 
 # Tools every agent gets when created with include_base_tools (the default).
 BASE_TOOLS: tuple[str, ...] = ("memory_insert", "memory_replace", "memory_rethink", "conversation_search")
@@ -23,7 +24,7 @@ class ToolError(Exception):
 class ToolContext:
     memory: AgentMemory
     live: LiveAgent
-    longterm: Any = None  # memory.longterm.LongTermMemory, when opened
+    longterm: LongTermMemory | None = None  # None until long-term memory is open
     timezone: str = "UTC"
     run_id: str | None = None
 

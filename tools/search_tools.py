@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from memory.longterm.api import LongTermMemory
 from memory.longterm.format import format_archival_search, format_conversation_search
 from tools.registry import ServerTool, ToolContext, ToolError
 
@@ -11,7 +12,7 @@ MAX_RESULTS = 50
 ROLES = ("user", "assistant", "tool")
 
 
-def _longterm(ctx: ToolContext) -> Any:
+def _longterm(ctx: ToolContext) -> LongTermMemory:
     if ctx.longterm is None:
         raise ToolError("long-term memory is not available on this server")
     return ctx.longterm

@@ -32,6 +32,7 @@ import lancedb
 from lancedb.query import ColumnOrdering
 
 from memory.longterm import sql
+from memory.longterm.api import ID_PAGE_SIZE, LongTermMemory
 from memory.longterm.embedder import Embedder, EmbeddingError
 from memory.longterm.recall_queue import RecallQueue
 from memory.longterm.records import Passage, RecallRecord, SearchHit
@@ -57,7 +58,7 @@ log = logging.getLogger("memproxy.longterm")
 STATS_CACHE_SIZE = 10_000
 
 
-class LongTermMemory:
+class LanceLongTermMemory(LongTermMemory):
     """Archival passages and the recall index for every agent, in one LanceDB directory."""
 
     def __init__(
@@ -291,8 +292,10 @@ class LongTermMemory:
         rows = await self._recall.rows(sql.agent_scope(agent_id), ["id"])
         return {row["id"] for row in rows} | self._queue.pending_ids(agent_id)
 
-    async def recall_ids_all(self) -> set[str]:
-        return {row["id"] for row in await self._recall.rows("true", ["id"])}
+    async def recall_ids_all(self, *, after: str | None = None, limit: int = ID_PAGE_SIZE) -> list[str]:
+        where = "true" if after is None else f"id > {sql.quote(after)}"
+        order = [ColumnOrdering(column_name="id", ascending=True)]
+        return [row["id"] for row in await self._recall.rows(where, ["id"], limit=limit, order=order)]
 
     async def delete_recall(self, ids: list[str] | set[str]) -> None:
         """Remove messages from the recall index (and from the queue, so they are not written later)."""
@@ -321,12 +324,16 @@ class LongTermMemory:
         self._passage_writes += 1
         self._stats.pop(agent_id, None)
 
-    async def agent_ids(self) -> set[str]:
+    async def agent_ids(self, *, after: str | None = None, limit: int = ID_PAGE_SIZE) -> list[str]:
         """Agents that have any passage or recall row (to find orphans of deleted agents)."""
+        where = "true" if after is None else f"agent_id > {sql.quote(after)}"
         found: set[str] = set()
         for table in (self._passages, self._recall):
-            found |= {row["agent_id"] for row in await table.rows("true", ["agent_id"])}
-        return found
+            async for ids in table.column_batches(where, "agent_id"):
+                found.update(ids)
+                if len(found) > 2 * limit:  # keep only what can still be in the page
+                    found = set(sorted(found)[:limit])
+        return sorted(found)[:limit]
 
     async def _write_recall(self, batch: list[RecallRecord]) -> None:
         latest = {record.id: record for record in batch}  # the last version of a message wins

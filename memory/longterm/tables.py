@@ -18,11 +18,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from lancedb.index import FTS, BTree
 
 log = logging.getLogger("memproxy.longterm")
@@ -178,6 +179,14 @@ class MemoryTable:
         if limit is not None:
             query = query.limit(limit)
         return (await query.to_arrow()).to_pylist()
+
+    async def column_batches(self, where: str, column: str) -> AsyncIterator[list[Any]]:
+        """The distinct values of one column of the matching rows, a streamed batch at a time."""
+        if self.table is None:
+            return
+        reader = await self.table.query().where(where).select([column]).to_batches()
+        async for batch in reader:
+            yield pc.unique(batch.column(0)).to_pylist()
 
     async def count(self, where: str) -> int:
         if self.table is None:

@@ -7,7 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from memory.longterm import Passage, RecallRecord, SearchHit
+from memory.longterm import LongTermMemory, Passage, RecallRecord, SearchHit
 from memory.longterm.format import archival_results
 from proxy.api.bodies import get_int, get_str, get_str_list, or_default
 from proxy.api.lookup import is_id, require_agent, runtime
@@ -28,7 +28,7 @@ def passage_json(passage: Passage, embedding_config: dict[str, Any]) -> dict[str
     }
 
 
-def _longterm(request: Request) -> Any:
+def _longterm(request: Request) -> LongTermMemory:
     longterm = runtime(request).longterm
     if longterm is None:
         raise APIError(503, "long-term memory is not available", code="longterm_unavailable")

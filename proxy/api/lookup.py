@@ -10,6 +10,7 @@ from starlette.requests import Request
 
 from memory.agents import AgentMemory, LiveAgent
 from memory.models import Agent, Block
+from memory.store import NotFound
 from proxy.errors import APIError, not_found, unprocessable
 from proxy.http import query_int
 from proxy.runtime import Runtime
@@ -53,11 +54,11 @@ async def require_block(memory: AgentMemory, block_id: str) -> Block:
 
 
 async def save_agent(memory: AgentMemory, agent: Agent) -> LiveAgent:
-    """Persist a modified agent; 404 if it was deleted while the request was in flight."""
+    """Persist a modified agent; 404 naming what vanished (the agent, or a block) while the request was in flight."""
     try:
         return await memory.update_agent(agent)
-    except LookupError:
-        raise not_found("agent", agent.id) from None
+    except NotFound as exc:
+        raise not_found(exc.kind, exc.ident) from None
 
 
 def cursor(request: Request, name: str, kind: str) -> str | None:

@@ -196,7 +196,9 @@ def letta_messages(message: Message) -> list[dict[str, Any]]:
     base = {"id": message.id, "date": iso(message.created_at), "name": message.name, "otid": None,
             "sender_id": None, "step_id": None, "is_err": None, "seq_id": message.seq, "run_id": message.run_id}
     if message.role == "user":
-        return [{**base, "message_type": "user_message", "content": message.content or ""}]
+        parts = message.metadata.get("parts")
+        content: Any = letta_content(parts) if parts else message.content or ""
+        return [{**base, "message_type": "user_message", "content": content}]
     if message.role == "system":
         return [{**base, "message_type": "system_message", "content": message.content or ""}]
     if message.role == "tool":
@@ -205,6 +207,9 @@ def letta_messages(message: Message) -> list[dict[str, Any]]:
                  "status": "error" if failed else "success", "tool_call_id": message.tool_call_id or "",
                  "stdout": None, "stderr": None}]
     out: list[dict[str, Any]] = []
+    if message.metadata.get("reasoning"):
+        out.append({**base, "message_type": "reasoning_message", "reasoning": message.metadata["reasoning"],
+                    "source": "reasoner_model", "signature": None})
     if message.content or not message.tool_calls:
         out.append({**base, "message_type": "assistant_message", "content": message.content or ""})
     for call in message.tool_calls or ():
@@ -243,3 +248,26 @@ def run_json(run: Run) -> dict[str, Any]:
         "created_at": iso(run.created_at),
         "completed_at": iso(run.completed_at),
     }
+
+
+def letta_content(parts: list[Any]) -> list[Any]:
+    """OpenAI content parts as Letta's: text, and images by URL or base64; audio and files as sent."""
+    out: list[Any] = []
+    for part in parts:
+        if isinstance(part, str):
+            out.append({"type": "text", "text": part})
+            continue
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in ("text", "input_text"):
+            out.append({"type": "text", "text": part.get("text", "")})
+        elif kind == "image_url":
+            image = part.get("image_url")
+            url = image.get("url", "") if isinstance(image, dict) else str(image or "")
+            detail = image.get("detail") if isinstance(image, dict) else None
+            media, _, data = url[5:].partition(";base64,") if url.startswith("data:") else ("", "", "")
+            source: dict[str, Any] = ({"type": "base64", "media_type": media, "data": data, "detail": detail}
+                                      if data else {"type": "url", "url": url})
+            out.append({"type": "image", "source": source})
+        else:
+            out.append(part)
+    return out

@@ -16,6 +16,12 @@ SAMPLING_FIELDS = ("temperature", "top_p", "max_tokens", "max_completion_tokens"
                    "response_format", "presence_penalty", "frequency_penalty", "logit_bias", "parallel_tool_calls",
                    "reasoning_effort")
 
+# Per-request fields the agent route hands to the upstream as sent (README: "Request fields").
+FORWARDED_FIELDS = ("user", "service_tier", "prompt_cache_key", "safety_identifier", "store", "prediction",
+                    "modalities", "audio", "verbosity", "web_search_options", "logprobs", "top_logprobs")
+# Delta fields besides content and tool calls that the model may stream; relayed and kept on the message.
+RELAYED_DELTA_FIELDS = ("reasoning_content", "reasoning", "refusal", "annotations", "audio")
+
 DONE = b"data: [DONE]\n\n"
 KEEPALIVE = b": keep-alive\n\n"
 
@@ -30,10 +36,14 @@ class ChatRequest:
     tools: list[dict[str, Any]] = field(default_factory=list)
     tool_choice: Any = None
     user: str | None = None
+    # Fields passed upstream unchanged on every step (FORWARDED_FIELDS, OpenAI-shaped `metadata`).
+    forwarded: dict[str, Any] = field(default_factory=dict)
+    logprobs: bool = False
     # The client spoke the legacy `functions` dialect: answer with `function_call`, not `tool_calls`.
     legacy_functions: bool = False
     # X-Sim-* headers ride along to the upstream so the simulator can be scripted through memproxy.
     upstream_headers: dict[str, str] = field(default_factory=dict)
+    received_at: float = field(default_factory=time.perf_counter)  # when memproxy began on the request
 
 
 def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
@@ -73,6 +83,11 @@ def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
         fc = body["function_call"]
         tool_choice = fc if isinstance(fc, str) else {"type": "function", "function": {"name": fc.get("name")}}
     sampling = {k: body[k] for k in SAMPLING_FIELDS if body.get(k) is not None}
+    forwarded = {k: body[k] for k in FORWARDED_FIELDS if body.get(k) is not None}
+    # `metadata` labels stored completions upstream; without `store` it only carries client data (Vapi's
+    # CRM fields) that the provider has no use for, so it goes up only beside `store: true`.
+    if body.get("store") is True and _openai_metadata(body.get("metadata")):
+        forwarded["metadata"] = body["metadata"]
     return ChatRequest(
         model=model,
         messages=messages,
@@ -82,8 +97,17 @@ def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
         tools=tools,
         tool_choice=tool_choice,
         user=body.get("user") if isinstance(body.get("user"), str) else None,
+        forwarded=forwarded,
+        logprobs=body.get("logprobs") is True,
         legacy_functions=legacy,
     )
+
+
+def _openai_metadata(value: Any) -> bool:
+    """OpenAI's `metadata`: at most 16 string pairs. Other shapes (Vapi's call data) stay with memproxy."""
+    return (isinstance(value, dict) and 0 < len(value) <= 16
+            and all(isinstance(k, str) and len(k) <= 64 and isinstance(v, str) and len(v) <= 512
+                    for k, v in value.items()))
 
 
 class ChunkEncoder:
@@ -95,19 +119,37 @@ class ChunkEncoder:
         self.model = model
         self.include_usage = include_usage
         self.legacy_functions = legacy_functions
-        head = orjson.dumps({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                             "model": model})[:-1]
+        self.system_fingerprint: str | None = None
+        self._frame()
+
+    def _frame(self) -> None:
+        head_fields: dict[str, Any] = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                                       "model": self.model}
+        if self.system_fingerprint is not None:
+            head_fields["system_fingerprint"] = self.system_fingerprint
+        head = orjson.dumps(head_fields)[:-1]
         self._prefix = b"data: " + head + b',"choices":[{"index":0,"delta":'
-        usage_tail = b',"usage":null' if include_usage else b""
+        usage_tail = b',"usage":null' if self.include_usage else b""
         self._suffix = b',"logprobs":null,"finish_reason":null}]' + usage_tail + b"}\n\n"
         self._finish_suffix_tail = b"}]" + usage_tail + b"}\n\n"
         self._usage_prefix = b"data: " + head + b',"choices":[],"usage":'
+
+    def fingerprint(self, value: str) -> None:
+        """The upstream's `system_fingerprint`, carried by every chunk from now on."""
+        if value != self.system_fingerprint:
+            self.system_fingerprint = value
+            self._frame()
 
     def role(self) -> bytes:
         return self._prefix + b'{"role":"assistant","content":""}' + self._suffix
 
     def content(self, text: str) -> bytes:
         return self._prefix + b'{"content":' + orjson.dumps(text) + b"}" + self._suffix
+
+    def relay(self, delta: dict[str, Any], logprobs: Any) -> bytes:
+        """A delta with fields beyond content (reasoning, refusal, annotations, audio), and logprobs if any."""
+        return (self._prefix + orjson.dumps(delta) + b',"logprobs":' + orjson.dumps(logprobs)
+                + b',"finish_reason":null}]' + self._finish_suffix_tail[2:])
 
     def tool_call_start(self, index: int, call_id: str, name: str) -> bytes:
         if self.legacy_functions:
@@ -139,18 +181,27 @@ def error_event(error: APIError) -> bytes:
 
 
 def completion_object(encoder: ChunkEncoder, content: str | None, tool_calls: list[dict[str, Any]] | None,
-                      finish_reason: str, usage: dict[str, int]) -> dict[str, Any]:
+                      finish_reason: str, usage: dict[str, Any], said: dict[str, Any] | None = None,
+                      logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A `chat.completion`; `said` holds the other message fields the model produced (reasoning, refusal...)."""
     message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+    if said:
+        message.update(said)
     if tool_calls and encoder.legacy_functions:
         message["function_call"] = tool_calls[0]["function"]  # the legacy dialect has one call per message
         finish_reason = "function_call" if finish_reason == "tool_calls" else finish_reason
     elif tool_calls:
         message["tool_calls"] = tool_calls
-    return {
+    out: dict[str, Any] = {
         "id": encoder.id,
         "object": "chat.completion",
         "created": encoder.created,
         "model": encoder.model,
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}],
+        "choices": [{"index": 0, "message": message,
+                     "logprobs": {"content": logprobs} if logprobs is not None else None,
+                     "finish_reason": finish_reason}],
         "usage": usage,
     }
+    if encoder.system_fingerprint is not None:
+        out["system_fingerprint"] = encoder.system_fingerprint
+    return out

@@ -48,6 +48,7 @@ class TurnRecord:
         self.expires: float | None = None  # set when the turn finishes
         self.events: list[tuple[str, tuple[Any, ...]]] = []
         self.done = False
+        self.run_id: str | None = None  # the run of the turn being recorded
         self._changed: asyncio.Future[None] | None = None
 
     def add(self, name: str, args: tuple[Any, ...]) -> None:
@@ -94,6 +95,12 @@ class RecordingSink:
     def content(self, text: str) -> None:
         self._both("content", text)
 
+    def relay(self, delta: dict[str, Any], logprobs: Any) -> None:
+        self._both("relay", delta, logprobs)
+
+    def fingerprint(self, value: str) -> None:
+        self._both("fingerprint", value)
+
     def tool_call_start(self, index: int, call_id: str, name: str) -> None:
         self._both("tool_call_start", index, call_id, name)
 
@@ -103,7 +110,7 @@ class RecordingSink:
     def working(self) -> None:
         self.inner.working()
 
-    def finish(self, reason: str, usage: dict[str, int]) -> None:
+    def finish(self, reason: str, usage: dict[str, Any]) -> None:
         self._both("finish", reason, usage)
 
     def error(self, error: Any) -> None:

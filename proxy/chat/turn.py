@@ -9,12 +9,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from memory.agents import LiveAgent
-from memory.context import encode_messages, encode_request, prune_wire_cache
+from memory.context import content_text, encode_messages, encode_request, media_parts, prune_wire_cache
 from memory.models import Changes, Message, Run, new_id, utcnow
-from memory.context import content_text
 from proxy.chat.new_input import NewInput, already_held, pending_client_calls
-from proxy.chat.protocol import ChatRequest
+from proxy.chat.protocol import RELAYED_DELTA_FIELDS, ChatRequest
+from proxy.chat.said import ModelOutput, add_usage, chunk_usage
+from proxy import logs
 from proxy.errors import APIError
+from proxy.metrics import Metrics
 from proxy.upstream import UpstreamError
 from tools.registry import ToolContext
 
@@ -26,10 +28,12 @@ class TurnSink(Protocol):
 
     def accepted(self) -> None: ...
     def content(self, text: str) -> None: ...
+    def relay(self, delta: dict[str, Any], logprobs: Any) -> None: ...
+    def fingerprint(self, value: str) -> None: ...
     def tool_call_start(self, index: int, call_id: str, name: str) -> None: ...
     def tool_call_arguments(self, index: int, fragment: str) -> None: ...
     def working(self) -> None: ...
-    def finish(self, reason: str, usage: dict[str, int]) -> None: ...
+    def finish(self, reason: str, usage: dict[str, Any]) -> None: ...
     def error(self, error: APIError) -> None: ...
 
 
@@ -56,6 +60,7 @@ class TurnEnv:
     spawn: Any
     budget: Any = None  # memory.compaction.ContextBudget
     on_messages: Any = None  # callback(list[Message]) after messages are committed (recall indexing)
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 def upstream_model(handle: str, upstream_url: str) -> str:
@@ -75,8 +80,11 @@ class Turn:
         self.sink = sink
         self.client_tools = client_tools
         self.run = Run(id=new_id("run"), agent_id=live.id)
-        self.usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        self.usage: dict[str, Any] = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        self.steps = 0
         self.started = time.perf_counter()
+        self.sent_at: float | None = None  # the first upstream request went out
+        self.answered_at: float | None = None  # ...and its first chunk came back
         self.ttft_ms: float | None = None
         self.upstream_s = 0.0
         self.tool_s = 0.0
@@ -98,29 +106,34 @@ class Turn:
 
     # --- the loop ---------------------------------------------------------------------------
     async def execute(self) -> None:
+        logs.run_id.set(self.run.id)
         reason = "stop"
-        steps = 0
         try:
             self._take_input()
             while True:
-                steps += 1
-                self.run.steps = steps
-                content, calls, upstream_finish = await self._step()
+                self.steps += 1
+                self.run.steps = self.steps
+                content, calls, upstream_finish, said = await self._step()
                 server_calls = [c for c in calls if not c.client]
                 client_calls = [c for c in calls if c.client]
+                metadata = said.stored()
                 if calls:
-                    metadata = {"client_tool_calls": [c.id for c in client_calls]} if client_calls else None
-                    self._add("assistant", content or None, tool_calls=[c.wire() for c in calls], metadata=metadata)
+                    if client_calls:
+                        metadata["client_tool_calls"] = [c.id for c in client_calls]
+                    self._add("assistant", content or None, tool_calls=[c.wire() for c in calls],
+                              metadata=metadata or None)
                     await self._run_server_tools(server_calls)
                     if client_calls:
                         reason = "tool_calls"
                         break
-                    if steps >= self.env.max_steps:
+                    if self.steps >= self.env.max_steps:
                         reason = "length"
                         break
                     continue
-                self._add("assistant", content)
-                reason = "length" if upstream_finish == "length" else "stop"
+                # An audio-only reply keeps its transcript as the text later turns see.
+                self._add("assistant", content or said.transcript or None, metadata=metadata or None)
+                # The model's own reason (length, content_filter...); only the loop itself says tool_calls.
+                reason = upstream_finish if upstream_finish not in (None, "tool_calls", "function_call") else "stop"
                 break
         except asyncio.CancelledError:
             await asyncio.shield(self._save_interrupted())
@@ -145,7 +158,9 @@ class Turn:
                 answered.add(call_id)
                 content = result.get("content")
                 text = content if isinstance(content, str) else content_text(content)
-                self._add("tool", text, tool_call_id=call_id, name=pending[call_id])
+                parts = media_parts(content)
+                self._add("tool", text, tool_call_id=call_id, name=pending[call_id],
+                          metadata={"parts": parts} if parts else None)
         for call_id, name in pending.items():
             if call_id not in answered:
                 # A dangling tool call would make the upstream reject the history: close it explicitly.
@@ -155,9 +170,11 @@ class Turn:
                  for m in self.new_input.user]
         skip = 0 if answered or pending else already_held(self.live, texts)
         for message, text in list(zip(self.new_input.user, texts))[skip:]:
-            self._add("user", text, name=message.get("name") if isinstance(message.get("name"), str) else None)
+            parts = media_parts(message.get("content"))
+            self._add("user", text, name=message.get("name") if isinstance(message.get("name"), str) else None,
+                      metadata={"parts": parts} if parts else None)
 
-    async def _step(self) -> tuple[str, list[_Call], str | None]:
+    async def _step(self) -> tuple[str, list[_Call], str | None, ModelOutput]:
         try:
             return await self._call_upstream(await self._request_body())
         except UpstreamError as exc:
@@ -167,24 +184,47 @@ class Turn:
         # The model said the context is too long although we counted it in: evict harder, try once more.
         return await self._call_upstream(await self._request_body(harder=True))
 
-    async def _call_upstream(self, body: bytes) -> tuple[str, list[_Call], str | None]:
+    async def _call_upstream(self, body: bytes) -> tuple[str, list[_Call], str | None, ModelOutput]:
         parts: list[str] = []
         calls: dict[int, _Call] = {}
         finish: str | None = None
+        said = ModelOutput()
+        wants_logprobs = self.request.logprobs
         t0 = time.perf_counter()
+        if self.sent_at is None:
+            self.sent_at = t0
+        first = True
         try:
             stream = self.env.upstream.stream_chat(body, self.request.upstream_headers or None)
             async for chunk in stream:
+                if first:
+                    first = False
+                    now = time.perf_counter()
+                    self.answered_at = self.answered_at or now
+                    self.env.metrics.upstream_ttft.observe(now - t0)
                 self._accept()
-                usage = chunk.get("usage")
+                usage = chunk_usage(chunk)
                 if usage:
-                    self._add_usage(usage)
+                    add_usage(self.usage, usage)
                     if self.env.budget is not None and isinstance(usage.get("prompt_tokens"), int):
                         self.env.budget.observe(self.live, self._estimate, usage["prompt_tokens"])
+                fingerprint = chunk.get("system_fingerprint")
+                if isinstance(fingerprint, str):
+                    self.sink.fingerprint(fingerprint)
                 for choice in chunk.get("choices") or ():
                     delta = choice.get("delta") or {}
                     text = delta.get("content")
-                    if text:
+                    extra = {k: delta[k] for k in RELAYED_DELTA_FIELDS if delta.get(k) is not None}
+                    logprobs = choice.get("logprobs") if wants_logprobs else None
+                    if extra or logprobs:
+                        if text:
+                            extra["content"] = text
+                            parts.append(text)
+                        said.add(extra, logprobs)
+                        if self.ttft_ms is None:
+                            self.ttft_ms = (time.perf_counter() - self.started) * 1000
+                        self.sink.relay(extra, logprobs)
+                    elif text:
                         if self.ttft_ms is None:
                             self.ttft_ms = (time.perf_counter() - self.started) * 1000
                         parts.append(text)
@@ -201,7 +241,7 @@ class Turn:
             raise
         finally:
             self.upstream_s += time.perf_counter() - t0
-        return "".join(parts), [calls[i] for i in sorted(calls)], finish
+        return "".join(parts), [calls[i] for i in sorted(calls)], finish, said
 
     def _tool_delta(self, calls: dict[int, _Call], tc: dict[str, Any]) -> None:
         index = tc.get("index", len(calls))
@@ -237,13 +277,15 @@ class Turn:
             outcome = await self.env.registry.execute(ctx, call.name, "".join(call.arguments))
             self._add("tool", outcome.text, tool_call_id=call.id, name=call.name,
                       metadata=None if outcome.ok else {"error": True})
-        self.tool_s += time.perf_counter() - t0
+        elapsed = time.perf_counter() - t0
+        self.tool_s += elapsed
+        self.env.metrics.tool_step.observe(elapsed)
 
     def _tools(self) -> list[dict[str, Any]]:
         return request_tools(self.env, self.live, self.request)
 
     async def _request_body(self, harder: bool = False) -> bytes:
-        head, tools = request_head(self.env, self.live, self.request)
+        head, tools = request_head(self.env, self.live, self.request, first_step=self.steps <= 1)
         if self.env.budget is not None:
             budget = await self.env.budget.ensure_fits(self.live, lambda: self.env.memory.system_prompt(self.live),
                                                        self.new_input.instructions, tools, harder=harder)
@@ -253,12 +295,6 @@ class Turn:
             self._estimate = budget.estimate
         system = self.env.memory.system_prompt(self.live)
         return encode_request(head, encode_messages(self.live, system, self.new_input.instructions))
-
-    def _add_usage(self, usage: dict[str, Any]) -> None:
-        for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
-            value = usage.get(key)
-            if isinstance(value, int):
-                self.usage[key] += value
 
     # --- endings ----------------------------------------------------------------------------
     def _timings(self) -> dict[str, float]:
@@ -273,13 +309,18 @@ class Turn:
         self.run.status = "completed"
         self.run.stop_reason = {"stop": "end_turn", "length": "max_steps", "tool_calls": "tool_calls"}.get(
             reason, reason)
-        if reason == "length" and self.run.steps < self.env.max_steps:
+        if reason == "length" and self.steps < self.env.max_steps:
             self.run.stop_reason = "max_tokens"
+        t0 = time.perf_counter()
         try:
             await self._finish_run()
         except Exception as exc:  # noqa: BLE001 - not acknowledged: the client hears of it instead of the finish
             await self._crash(exc, saving=False)
             return
+        self.env.metrics.commit.observe(time.perf_counter() - t0)
+        self.env.metrics.turns.labels("completed").inc()
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("turn finished: %s after %d step(s)", reason, self.steps, extra={"timings": self.run.timings})
         # Only now is the turn acknowledged: the finish chunk follows the commit, never precedes it.
         self.sink.finish(reason, dict(self.usage))
         if self.env.budget is not None and not self.live.agent.message_buffer_autoclear:
@@ -300,14 +341,17 @@ class Turn:
         except Exception as store_exc:  # noqa: BLE001 - the upstream's error is still what the client hears
             log.error("turn %s: could not save the failed turn: %r", self.run.id, store_exc)
             self.env.memory.forget(self.live.id)
-        status = exc.status if exc.status in (400, 401, 403, 404, 408, 409, 413, 422, 429) else 502
+        status = exc.client_status
         code = exc.code or "upstream_error"
+        self.env.metrics.upstream_errors.labels(str(exc.status), code).inc()
+        self.env.metrics.turns.labels("failed").inc()
         self.sink.error(APIError(status, f"upstream model error: {exc.message}", code=code,
                                  headers=exc.headers or None))
 
     async def _crash(self, exc: BaseException, *, saving: bool = True) -> None:
         """Something inside the turn raised: keep none of its messages, fail its run, and tell the client."""
         log.error("turn %s of %s failed", self.run.id, self.live.id, exc_info=exc)
+        self.env.metrics.turns.labels("failed").inc()
         self.unsaved = []
         # The live agent already holds this turn's messages: drop it so the next turn reloads the store's truth.
         self.env.memory.forget(self.live.id)
@@ -327,6 +371,7 @@ class Turn:
             self._add("assistant", partial, metadata={"interrupted": True, "reason": "client_disconnected"})
         self.run.status = "cancelled"
         self.run.stop_reason = "cancelled"
+        self.env.metrics.turns.labels("cancelled").inc()
         try:
             await self._finish_run()
         except Exception:  # noqa: BLE001 - a failed save must not hide the cancellation
@@ -356,16 +401,24 @@ def request_tools(env: TurnEnv, live: LiveAgent, request: ChatRequest) -> list[d
     return [*tools, *request.tools] if request.tools else tools
 
 
-def request_head(env: TurnEnv, live: LiveAgent, request: ChatRequest) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def request_head(env: TurnEnv, live: LiveAgent, request: ChatRequest,
+                 first_step: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Everything of an upstream request but its messages: model, stream flags, sampling, tools."""
     agent = live.agent
     head: dict[str, Any] = {"model": upstream_model(agent.model, env.upstream.base_url), "stream": True,
                             "stream_options": {"include_usage": True}}
     head.update(agent.llm_params)
+    # One token limit, named as the request named it (reasoning models refuse `max_tokens`).
+    if "max_completion_tokens" in request.sampling:
+        head.pop("max_tokens", None)
+    elif "max_tokens" in request.sampling:
+        head.pop("max_completion_tokens", None)
     head.update(request.sampling)
+    head.update(request.forwarded)
     tools = request_tools(env, live, request)
     if tools:
         head["tools"] = tools
-        if request.tool_choice is not None and request.tools:
+        # `tool_choice` shapes the turn's first step; repeating it would make "required" loop to max_steps.
+        if request.tool_choice is not None and first_step:
             head["tool_choice"] = request.tool_choice
     return head, tools

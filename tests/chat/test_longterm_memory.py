@@ -11,7 +11,7 @@ import httpx
 
 from helpers import agent_calls, create_agent, sdk, sim_headers, system_of
 from memory.duckdb_store import DuckDBStore
-from memory.longterm import LongTermMemory, RecallRecord
+from memory.longterm import LanceLongTermMemory, RecallRecord
 from memory.models import Changes, Message, new_id
 
 ARCHIVAL = ["archival_memory_insert", "archival_memory_search"]
@@ -173,7 +173,7 @@ def test_start_up_repairs_an_index_left_behind_by_a_crash(make_server, tmp_path)
                                                   ("assistant", "noted the passport number")])]
         await store.commit(Changes(messages=lost))
         await store.close()
-        longterm = LongTermMemory(f"{data_dir}/lance")
+        longterm = LanceLongTermMemory(f"{data_dir}/lance")
         await longterm.open()
         longterm.enqueue_messages([RecallRecord(id=new_id("message"), agent_id=agent, role="user",
                                                 text="a message the store never saw",

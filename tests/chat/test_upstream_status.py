@@ -25,11 +25,6 @@ BEFORE_THE_ANSWER = [
 ]
 
 
-# The agent route's status comes from Turn._fail in proxy/chat/turn.py, which the durability work owns: until it
-# reads `status = exc.client_status`, these fail. Delete this marker with that one-line change.
-AWAITS_TURN_FAIL_MAPPING = pytest.mark.xfail(strict=True, reason="Turn._fail does not use exc.client_status yet")
-
-
 @pytest.fixture
 def slow_upstream_server(make_server: Any) -> Any:
     return make_server(upstream_timeout=0.5)
@@ -48,7 +43,6 @@ def _error(response: httpx.Response, status: int) -> dict[str, Any]:
     return error
 
 
-@AWAITS_TURN_FAIL_MAPPING
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 def test_agent_route_status_before_the_answer(slow_upstream_server: Any, stream: bool) -> None:
     base_url = slow_upstream_server.base_url
@@ -84,7 +78,7 @@ def test_passthrough_json_body_failing_midway_is_a_gateway_error(slow_upstream_s
     assert error["code"] == code
 
 
-@pytest.mark.parametrize("route", [pytest.param("agent", marks=AWAITS_TURN_FAIL_MAPPING), "passthrough"])
+@pytest.mark.parametrize("route", ["agent", "passthrough"])
 def test_stall_mid_stream_is_an_in_band_timeout(slow_upstream_server: Any, route: str) -> None:
     base_url = slow_upstream_server.base_url
     model = create_agent(base_url) if route == "agent" else "gpt-4o-mini"
@@ -98,7 +92,6 @@ def test_stall_mid_stream_is_an_in_band_timeout(slow_upstream_server: Any, route
     assert any(e.get("choices") for e in events[:-2])  # it did stream before stalling
 
 
-@AWAITS_TURN_FAIL_MAPPING
 def test_agent_route_json_turn_stalling_midway_is_504(slow_upstream_server: Any) -> None:
     agent = create_agent(slow_upstream_server.base_url)
     failure = {"stall_after_chunks": 3, "reply_tokens": 20, **STALL}

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from memory.longterm import Embedder, EmbeddingError, LongTermMemory
+from memory.longterm import Embedder, EmbeddingError, LanceLongTermMemory
 from memory.models import new_id
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -59,16 +59,16 @@ def make_embedder() -> type[HashEmbedder]:
 
 
 @pytest.fixture
-async def lt(tmp_path: Any, embedder: HashEmbedder) -> AsyncIterator[LongTermMemory]:
-    memory = LongTermMemory(str(tmp_path / "lance"), embedder)
+async def lt(tmp_path: Any, embedder: HashEmbedder) -> AsyncIterator[LanceLongTermMemory]:
+    memory = LanceLongTermMemory(str(tmp_path / "lance"), embedder)
     await memory.open()
     yield memory
     await memory.close()
 
 
 @pytest.fixture
-async def lt_text_only(tmp_path: Any) -> AsyncIterator[LongTermMemory]:
-    memory = LongTermMemory(str(tmp_path / "lance-fts"), None)
+async def lt_text_only(tmp_path: Any) -> AsyncIterator[LanceLongTermMemory]:
+    memory = LanceLongTermMemory(str(tmp_path / "lance-fts"), None)
     await memory.open()
     yield memory
     await memory.close()

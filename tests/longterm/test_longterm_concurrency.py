@@ -6,12 +6,12 @@ import asyncio
 from datetime import datetime, timezone
 from typing import Any
 
-from memory.longterm import LongTermMemory, RecallRecord
+from memory.longterm import LanceLongTermMemory, RecallRecord
 from memory.models import new_id
 
 
 async def test_writes_and_searches_during_background_optimize(tmp_path: Any, embedder: Any) -> None:
-    lt = LongTermMemory(str(tmp_path / "busy"), embedder, recall_interval=0.01, optimize_interval=0.05)
+    lt = LanceLongTermMemory(str(tmp_path / "busy"), embedder, recall_interval=0.01, optimize_interval=0.05)
     await lt.open()
     lt.start_background()
     agent_id = new_id("agent")

@@ -17,12 +17,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from memory.longterm import EmbeddingError, HttpEmbedder, LongTermMemory, RecallRecord
+from memory.longterm import EmbeddingError, HttpEmbedder, LanceLongTermMemory, RecallRecord
 from memory.models import new_id
 
 
 async def test_failed_embedding_still_stores_and_embed_pending_fixes_it(
-    lt: LongTermMemory, embedder: Any, agent_id: str
+    lt: LanceLongTermMemory, embedder: Any, agent_id: str
 ) -> None:
     embedder.down = True
     [p] = await lt.add_passages(agent_id, [("the ferry leaves at seven", ["travel"])])
@@ -37,7 +37,7 @@ async def test_failed_embedding_still_stores_and_embed_pending_fixes_it(
     assert await lt.embed_pending() == 0
 
 
-async def test_vector_size_learned_after_a_failed_first_write(lt: LongTermMemory, embedder: Any, agent_id: str) -> None:
+async def test_vector_size_learned_after_a_failed_first_write(lt: LanceLongTermMemory, embedder: Any, agent_id: str) -> None:
     embedder.down = True
     await lt.add_passages(agent_id, [("first passage written while the embedder was down", [])])
     now = datetime.now(timezone.utc)
@@ -54,11 +54,11 @@ async def test_vector_size_learned_after_a_failed_first_write(lt: LongTermMemory
 async def test_text_only_store_gains_vectors_when_an_embedder_arrives(tmp_path: Any, embedder: Any) -> None:
     agent_id = new_id("agent")
     path = str(tmp_path / "upgrade")
-    plain = LongTermMemory(path, None)
+    plain = LanceLongTermMemory(path, None)
     await plain.open()
     await plain.add_passages(agent_id, [("kept before embeddings existed", [])])
     await plain.close()
-    upgraded = LongTermMemory(path, embedder)
+    upgraded = LanceLongTermMemory(path, embedder)
     await upgraded.open()
     try:
         assert (await upgraded.search_passages(agent_id, "kept before"))[0].search_mode == "fts"
@@ -83,7 +83,7 @@ class SlowEmbedder:
 async def test_slow_embedder_does_not_delay_recall(tmp_path: Any, embedder: Any, agent_id: str) -> None:
     slow = SlowEmbedder(embedder, delay=0.3)
     path = str(tmp_path / "slow")
-    lt = LongTermMemory(path, slow, recall_embed_timeout=0.1, reembed_interval=0.2)  # type: ignore[arg-type]
+    lt = LanceLongTermMemory(path, slow, recall_embed_timeout=0.1, reembed_interval=0.2)  # type: ignore[arg-type]
     await lt.open()
     lt.start_background()
     try:
@@ -181,7 +181,7 @@ async def test_http_embedder_unreachable_raises_embedding_error() -> None:
 
 async def test_long_term_memory_over_http_embedder(tmp_path: Any, embedding_server: EmbeddingServer) -> None:
     embedder = HttpEmbedder(embedding_server.base_url + "/", "k", "embed-small")
-    lt = LongTermMemory(str(tmp_path / "http"), embedder)
+    lt = LanceLongTermMemory(str(tmp_path / "http"), embedder)
     await lt.open()
     try:
         agent_id = new_id("agent")
@@ -200,12 +200,12 @@ async def test_changed_vector_size_falls_back_to_text(
     tmp_path: Any, embedder: Any, make_embedder: Any, agent_id: str
 ) -> None:
     path = str(tmp_path / "resized")
-    first = LongTermMemory(path, embedder)
+    first = LanceLongTermMemory(path, embedder)
     await first.open()
     await first.add_passages(agent_id, [("written with the 32-dimension model", [])])
     await first.close()
     smaller = make_embedder(dim=16)
-    second = LongTermMemory(path, smaller)
+    second = LanceLongTermMemory(path, smaller)
     await second.open()
     try:
         await second.add_passages(agent_id, [("written with the 16-dimension model", [])])

@@ -19,9 +19,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from memory.duckdb_store import DuckDBStore, MissingBlockError, open_store
+from memory.duckdb_store import DuckDBStore, open_store
 from memory.migrations import MIGRATIONS, SchemaTooNewError, apply_migrations
 from memory.models import Agent, Block, Changes, Message, Run, new_id
+from memory.store import Conflict, NotFound
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
@@ -110,14 +111,15 @@ async def test_create_agent_is_atomic(store: DuckDBStore) -> None:
     await store.create_block(existing)
     clash = replace(existing, label="other")  # same id: the insert must fail
     agent = make_agent(block_ids=[clash.id])
-    with pytest.raises(duckdb.ConstraintException):
+    with pytest.raises(Conflict):
         await store.create_agent(agent, [make_block("human"), clash])
     assert await store.get_agent(agent.id) is None
     assert await store.list_blocks() == [existing]
 
     dangling = make_agent(block_ids=["block-nope"])
-    with pytest.raises(MissingBlockError):
+    with pytest.raises(NotFound) as missing:
         await store.create_agent(dangling, [])
+    assert (missing.value.kind, missing.value.ident) == ("block", "block-nope")
     assert await store.count_agents() == 0
 
 
@@ -178,12 +180,14 @@ async def test_update_agent_overwrites_row_and_attachments(store: DuckDBStore) -
     assert await store.agents_for_block(human.id) == []
     assert await store.get_block(human.id) == human  # detaching does not delete
 
-    with pytest.raises(MissingBlockError):
+    with pytest.raises(NotFound, match="block-nope"):
         await store.update_agent(replace(changed, name="x", block_ids=["block-nope"]))
     assert await store.get_agent(agent.id) == changed  # the failed update left nothing behind
 
-    with pytest.raises(LookupError):
-        await store.update_agent(make_agent("ghost"))
+    ghost = make_agent("ghost")
+    with pytest.raises(NotFound) as gone:
+        await store.update_agent(ghost)
+    assert (gone.value.kind, gone.value.ident) == ("agent", ghost.id)
     assert await store.count_agents() == 1
 
 
@@ -409,22 +413,48 @@ async def test_migrations_apply_once(tmp_path: Path) -> None:
         await db.close()
     con = duckdb.connect(path)
     try:
-        assert [row[0] for row in con.execute("SELECT version FROM schema_migrations").fetchall()] == [1]
+        assert [row[0] for row in con.execute("SELECT version FROM schema_migrations").fetchall()] == [1, 2, 3]
         assert apply_migrations(con) == []
 
-        broken = [*MIGRATIONS, (2, "CREATE TABLE half (x INTEGER); SELECT no_such_column FROM half")]
+        broken = [*MIGRATIONS, (99, "CREATE TABLE half (x INTEGER); SELECT no_such_column FROM half")]
         with pytest.raises(duckdb.Error):
             apply_migrations(con, broken)
         tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         assert "half" not in tables  # the failed migration rolled back entirely
 
-        assert apply_migrations(con, [*MIGRATIONS, (2, "CREATE TABLE extra (x INTEGER)")]) == [2]
+        assert apply_migrations(con, [*MIGRATIONS, (99, "CREATE TABLE extra (x INTEGER)")]) == [99]
         with pytest.raises(SchemaTooNewError):
             apply_migrations(con)
         with pytest.raises(ValueError):
-            apply_migrations(con, [(2, ""), (1, "")])
+            apply_migrations(con, [(99, ""), (1, "")])
     finally:
         con.close()
+
+
+async def test_migrations_renumber_duplicate_seqs_then_make_them_unique(tmp_path: Path) -> None:
+    path = str(tmp_path / "v1.duckdb")
+    twice, clean = make_agent("twice"), make_agent("clean")
+    # Written by a version without the rule: two messages share seq 2, in creation order b then a.
+    rows = [(twice.id, "message-b", 2, at(2)), (twice.id, "message-a", 2, at(3)), (twice.id, "message-c", 1, at(1)),
+            (twice.id, "message-d", 3, at(4)), (clean.id, "message-e", 5, at(5)), (clean.id, "message-f", 9, at(6))]
+    con = duckdb.connect(path)
+    try:
+        assert apply_migrations(con, MIGRATIONS[:1]) == [1]
+        for agent_id, message_id, seq, created in rows:
+            con.execute("INSERT INTO messages VALUES (?, ?, ?, 'user', 'x', NULL, NULL, NULL, NULL, true, '{}', ?)",
+                        [message_id, agent_id, seq, created])
+    finally:
+        con.close()
+    db = DuckDBStore(path)
+    await db.open()
+    try:
+        assert [(m.id, m.seq) for m in await db.list_messages(twice.id)] == \
+            [("message-c", 1), ("message-b", 2), ("message-a", 3), ("message-d", 4)]
+        assert [(m.id, m.seq) for m in await db.list_messages(clean.id)] == [("message-e", 5), ("message-f", 9)]
+        with pytest.raises(Conflict):
+            await db.commit(Changes(messages=[make_message(clean.id, 9)]))
+    finally:
+        await db.close()
 
 
 async def test_in_memory_store_and_closed_store() -> None:
@@ -610,6 +640,6 @@ async def test_insert_only_changes_insert_and_refuse_duplicates(store: DuckDBSto
     assert [m.id for m in stored] == [m.id for m in first]
     assert [m.in_context for m in stored] == [False, True]  # an eviction in the same Changes still applies
     assert (await store.get_run(run.id)).status == "completed"
-    with pytest.raises(duckdb.ConstraintException):
+    with pytest.raises(Conflict):
         await store.commit(Changes(messages=[first[1]], insert_only=True))
     assert len(await store.list_messages(agent.id, limit=None)) == 2

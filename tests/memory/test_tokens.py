@@ -148,7 +148,7 @@ def test_count_message_tolerates_odd_shapes(counter: TokenCounter) -> None:
     # Dict arguments (some clients send them unserialized) and unknown part types must not raise.
     msg: dict[str, Any] = {
         "role": "assistant",
-        "content": [{"type": "input_audio", "input_audio": {"data": "..."}}, "bare string"],
+        "content": [{"type": "video_frame", "video_frame": {"data": "..."}}, "bare string"],
         "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": {"a": 1}}}],
     }
     expected = TOKENS_PER_MESSAGE + tok("assistant") + tok("bare string") + TOKENS_PER_TOOL_CALL + tok("f") + tok('{"a":1}')
@@ -320,3 +320,14 @@ def test_normalize_model_name() -> None:
     assert normalize_model_name(" OpenRouter/OpenAI/GPT-4o ") == "gpt-4o"
     assert normalize_model_name("eu.meta.llama3-2-1b-instruct-v1:0") == "llama3-2-1b-instruct-v1:0"
     assert normalize_model_name("gpt-4.1") == "gpt-4.1"
+
+
+def test_audio_and_file_parts_are_estimated_by_their_decoded_size(counter: TokenCounter) -> None:
+    import base64
+
+    ten_seconds = base64.b64encode(b"\0" * 320_000).decode()  # 16 kHz, 16-bit mono
+    audio = {"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": ten_seconds, "format": "wav"}}]}
+    pdf = {"role": "user", "content": [{"type": "file", "file": {"file_data": base64.b64encode(b"x" * 4000).decode()}}]}
+    framing = counter.count_message({"role": "user", "content": [{"type": "text", "text": ""}]})
+    assert counter.count_message(audio) - framing == 100
+    assert counter.count_message(pdf) - framing == 1000

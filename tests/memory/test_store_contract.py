@@ -1,0 +1,209 @@
+"""The `Store` contract every backend keeps: its error types, unique message seqs, paged id scans.
+
+Written against the interface only. A backend joins by adding one entry to BACKENDS: a function that
+opens a fresh database in a temp dir and returns a maker of handles on it (each handle is a separate
+writer, as another process would be).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from memory.duckdb_store import DuckDBStore
+from memory.models import Agent, Block, Changes, Message, Run, new_id
+from memory.paging import id_pages
+from memory.store import Conflict, NotFound, Store, StoreError
+
+OpenHandle = Callable[[], Awaitable[Store]]
+
+
+def duckdb_backend(tmp_path: Path) -> OpenHandle:
+    path = str(tmp_path / "contract.duckdb")
+
+    async def open_handle() -> Store:
+        store = DuckDBStore(path)
+        await store.open()
+        return store
+
+    return open_handle
+
+
+BACKENDS: dict[str, Callable[[Path], OpenHandle]] = {"duckdb": duckdb_backend}
+
+
+@dataclass
+class Backend:
+    open_handle: OpenHandle
+    handles: list[Store]
+
+    async def writer(self) -> Store:
+        """Another handle on the same database: a second, independent writer."""
+        store = await self.open_handle()
+        self.handles.append(store)
+        return store
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    under_test = Backend(BACKENDS[request.param](tmp_path), [])
+    yield under_test
+    for store in reversed(under_test.handles):
+        await store.close()
+
+
+@pytest.fixture
+async def store(backend: Backend) -> Store:
+    return await backend.writer()
+
+
+def message(agent_id: str, seq: int, **kw: object) -> Message:
+    values: dict[str, object] = {"role": "user", "content": f"m{seq}"}
+    values.update(kw)
+    return Message(id=new_id("message"), agent_id=agent_id, seq=seq, **values)  # type: ignore[arg-type]
+
+
+async def new_agent(store: Store, **kw: object) -> Agent:
+    agent = Agent(id=new_id("agent"), name="a", **kw)  # type: ignore[arg-type]
+    await store.create_agent(agent, [])
+    return agent
+
+
+# --- errors ---------------------------------------------------------------------------------
+async def test_a_missing_block_is_named_not_reported_as_a_missing_agent(store: Store) -> None:
+    ghost_block = new_id("block")
+    with pytest.raises(NotFound) as created:
+        await store.create_agent(Agent(id=new_id("agent"), name="a", block_ids=[ghost_block]), [])
+    assert (created.value.kind, created.value.ident) == ("block", ghost_block)
+    assert await store.count_agents() == 0
+
+    agent = await new_agent(store)
+    with pytest.raises(NotFound) as updated:
+        await store.update_agent(replace(agent, name="renamed", block_ids=[ghost_block]))
+    assert (updated.value.kind, updated.value.ident) == ("block", ghost_block)
+    assert await store.get_agent(agent.id) == agent  # the failed update changed nothing
+
+
+async def test_updating_a_deleted_agent_is_not_found(store: Store) -> None:
+    agent = await new_agent(store)
+    assert await store.delete_agent(agent.id)
+    with pytest.raises(NotFound) as gone:
+        await store.update_agent(agent)
+    assert (gone.value.kind, gone.value.ident) == ("agent", agent.id)
+    assert await store.get_agent(agent.id) is None  # no resurrection
+
+
+async def test_taken_ids_conflict(store: Store) -> None:
+    block = Block(id=new_id("block"), label="persona")
+    await store.create_block(block)
+    with pytest.raises(Conflict):
+        await store.create_block(replace(block, label="other"))
+    agent = await new_agent(store)
+    with pytest.raises(Conflict):
+        await store.create_agent(replace(agent, name="twin"), [])
+    first = message(agent.id, 1)
+    await store.commit(Changes(messages=[first], insert_only=True))
+    with pytest.raises(Conflict):
+        await store.commit(Changes(messages=[replace(first, content="again")], insert_only=True))
+    assert [m.content for m in await store.list_messages(agent.id)] == ["m1"]
+
+
+async def test_every_store_error_shares_one_base() -> None:
+    assert issubclass(NotFound, StoreError) and issubclass(Conflict, StoreError)
+    assert not issubclass(NotFound, LookupError)  # a caller's `except LookupError` must not swallow it
+
+
+# --- message seq ----------------------------------------------------------------------------
+async def test_a_seq_is_held_by_one_message_per_agent(store: Store) -> None:
+    agent, other = await new_agent(store), await new_agent(store)
+    await store.commit(Changes(messages=[message(agent.id, 1), message(agent.id, 2)]))
+    await store.commit(Changes(messages=[message(other.id, 1)]))  # seqs are per agent
+
+    run = Run(id=new_id("run"), agent_id=agent.id)
+    with pytest.raises(Conflict):
+        await store.commit(Changes(messages=[message(agent.id, 3), message(agent.id, 2)], runs=[run]))
+    assert [m.seq for m in await store.list_messages(agent.id)] == [1, 2]
+    assert await store.get_run(run.id) is None  # the whole commit failed
+
+    with pytest.raises(Conflict):
+        await store.commit(Changes(messages=[message(agent.id, 5), message(agent.id, 5)], insert_only=True))
+    assert await store.max_message_seq(agent.id) == 2
+
+
+async def test_rewriting_a_message_keeps_its_seq_without_conflict(store: Store) -> None:
+    agent = await new_agent(store)
+    first = message(agent.id, 1)
+    await store.commit(Changes(messages=[first]))
+    await store.commit(Changes(messages=[replace(first, content="edited", in_context=False)]))
+    assert [(m.id, m.content) for m in await store.list_messages(agent.id)] == [(first.id, "edited")]
+
+
+async def test_two_writers_never_store_the_same_seq(backend: Backend, store: Store) -> None:
+    other = await backend.writer()
+    agent = await new_agent(store)
+    for seq in range(1, 21):
+        # Both believe `seq` is next, as two processes with their own caches would.
+        outcomes = await asyncio.gather(
+            store.commit(Changes(messages=[message(agent.id, seq, content="left")], insert_only=True)),
+            other.commit(Changes(messages=[message(agent.id, seq, content="right")], insert_only=True)),
+            return_exceptions=True,
+        )
+        assert sum(outcome is None for outcome in outcomes) == 1, outcomes
+        assert all(outcome is None or isinstance(outcome, Conflict) for outcome in outcomes), outcomes
+    stored = await other.list_messages(agent.id, limit=None)
+    assert [m.seq for m in stored] == list(range(1, 21))
+
+
+async def test_a_conflicting_commit_fails_alone_among_concurrent_ones(store: Store) -> None:
+    agents = [await new_agent(store) for _ in range(8)]
+    for agent in agents:
+        await store.commit(Changes(messages=[message(agent.id, 1)]))
+    clash = Changes(messages=[message(agents[0].id, 1, content="duplicate")])
+    good = [Changes(messages=[message(agent.id, 2)]) for agent in agents]
+    outcomes = await asyncio.gather(*(store.commit(c) for c in [*good[:4], clash, *good[4:]]),
+                                    return_exceptions=True)
+    assert isinstance(outcomes[4], Conflict)
+    assert [o for i, o in enumerate(outcomes) if i != 4] == [None] * 8
+    for agent in agents:
+        assert [m.seq for m in await store.list_messages(agent.id)] == [1, 2]
+    assert "duplicate" not in {m.content for m in await store.list_messages(agents[0].id)}
+
+
+# --- paged id scans -------------------------------------------------------------------------
+async def test_agent_ids_come_in_ascending_keyset_pages(store: Store) -> None:
+    ids = sorted([(await new_agent(store)).id for _ in range(7)])
+    assert await store.agent_ids() == ids
+    assert await store.agent_ids(limit=3) == ids[:3]
+    assert await store.agent_ids(after=ids[2], limit=3) == ids[3:6]
+    assert await store.agent_ids(after=ids[-1]) == []
+    assert await store.agent_ids(after="agent-0") == ids  # a cursor need not exist
+    assert [page async for page in id_pages(lambda a, n: store.agent_ids(after=a, limit=n), 3)] == \
+        [ids[:3], ids[3:6], ids[6:]]
+
+
+async def test_recall_candidates_filter_and_page(store: Store) -> None:
+    agent = await new_agent(store)
+    kept = [
+        message(agent.id, 1, role="user", content="hello"),
+        message(agent.id, 2, role="assistant", content="hi"),
+        message(agent.id, 3, role="tool", name="weather", content="sunny"),
+        message(agent.id, 4, role="tool", name=None, content="unnamed result"),
+    ]
+    skipped = [
+        message(agent.id, 5, role="tool", name="memory_insert", content="echo"),
+        message(agent.id, 6, role="assistant", content=None),
+        message(agent.id, 7, role="assistant", content=""),
+        message(agent.id, 8, role="system", content="summary"),
+    ]
+    await store.commit(Changes(messages=kept + skipped))
+    wanted = sorted(m.id for m in kept)
+    assert await store.recall_candidate_ids(["memory_insert"]) == wanted
+    pages = [page async for page in id_pages(
+        lambda a, n: store.recall_candidate_ids(["memory_insert"], after=a, limit=n), 2)]
+    assert pages == [wanted[:2], wanted[2:]]
+    assert await store.recall_candidate_ids([], after=wanted[-1]) == sorted(
+        i for i in (m.id for m in kept + skipped[:1]) if i > wanted[-1])
