@@ -189,3 +189,15 @@ def test_auth_exemption_is_by_exact_path(make_server: Callable[..., Any]) -> Non
             assert json.loads(body)["error"]["code"] == "invalid_api_key"
     authed = httpx.get(server.base_url + "/v1/agents/", headers={"Authorization": "Bearer secret"})
     assert authed.status_code == 200
+
+
+def test_bad_dates_name_their_own_field(http: httpx.Client, create_agent: Callable[..., Any],
+                                        expect_error: Callable[..., Any]) -> None:
+    agent = create_agent()
+    for field in ("start_date", "end_date"):
+        for value in ({}, 5, "not a date"):
+            body = {"agent_id": agent["id"], "query": "q", field: value}
+            assert expect_error(http.post("/v1/agents/messages/search", json=body), 422)["param"] == field
+    for field in ("start_datetime", "end_datetime"):
+        response = http.get(f"/v1/agents/{agent['id']}/archival-memory/search", params={"query": "q", field: "x"})
+        assert expect_error(response, 422)["param"] == field
