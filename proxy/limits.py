@@ -47,6 +47,7 @@ def check_text(value: str, field: str, max_chars: int = MAX_TEXT_CHARS) -> str:
 
 
 def check_int(value: int, field: str, low: int = 0, high: int = MAX_INT) -> int:
+    """`value` if it lies in [low, high]; the default bound is what a BIGINT column and orjson can hold."""
     if not low <= value <= high:
         raise unprocessable(f"{field!r} must be between {low} and {high}", param=field)
     return value
