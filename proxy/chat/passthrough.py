@@ -21,7 +21,7 @@ async def forward_chat(upstream: Upstream, raw_body: bytes, extra_headers: dict[
         response = await upstream.open_chat_stream(raw_body, headers)
     except UpstreamError as exc:
         metrics.upstream_errors.labels(str(exc.status), exc.code or "upstream_error").inc()
-        raise APIError(exc.status, exc.message, code=exc.code) from None
+        raise APIError(exc.client_status, exc.message, code=exc.code) from None
     relayed = await relay_response(response)
     relayed.headers["Server-Timing"] = server_timing(received, sent, time.perf_counter())
     return relayed
