@@ -41,7 +41,8 @@ def test_python_sdk_streamed_client_tool_round_trip_with_usage(server, sim_reque
         extra_headers=headers))), agent, usage=True)
     assert second["finish"] == "stop" and second["text"] == ANSWER
     agent_runs = runs(server.base_url, agent)
-    assert [r["stop_reason"] for r in agent_runs] == ["tool_calls", "end_turn"]
+    # Runs speak Letta's StopReasonType: a pause for client tools is `requires_approval`.
+    assert [r["stop_reason"] for r in agent_runs] == ["requires_approval", "end_turn"]
     for seen, run in zip((first, second), agent_runs):
         assert seen["usage"] == {k: run["usage"][k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
     calls = upstream_agent_calls(sim_requests())
