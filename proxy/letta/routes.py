@@ -11,7 +11,7 @@ from starlette.responses import Response, StreamingResponse
 
 from proxy import logs
 from proxy.api.lookup import require_agent, runtime
-from proxy.api.protocol import run_json
+from proxy.api.protocol import letta_messages, run_json
 from proxy.api.routes import both
 from proxy.chat.protocol import KEEPALIVE
 from proxy.chat.serving import SSE_HEADERS, Launched
@@ -20,7 +20,8 @@ from proxy.http import json_response, read_json
 from proxy.letta.encoder import LettaSink, LettaStreamSink
 from proxy.letta.protocol import LettaRequest, parse_letta_request
 
-_SCOPE = "letta:"  # a Letta request never replays a chat-completions turn into the wrong encoder
+_SCOPE = "letta:"
+_RECENT = 500  # a Letta request never replays a chat-completions turn into the wrong encoder
 
 
 async def _start(request: Request, sink_type: type[LettaSink], *, stream: bool,
@@ -50,7 +51,24 @@ async def send_message(request: Request) -> Response:
         failure = sink.failure or APIError(500, "the agent's turn stopped without an answer; send the request again",
                                            code="internal_error")
         return failure.response()
+    stored = await _stored(request, sink)
+    if stored is not None:
+        sink.messages = stored
     return _stamped(json_response(sink.response()), sink)
+
+
+async def _stored(request: Request, sink: LettaSink) -> list[dict[str, Any]] | None:
+    """The turn's messages as stored, so their ids and dates are the ones `GET .../messages` shows later."""
+    rt = runtime(request)
+    agent_id = request.path_params["agent_id"]
+    await rt.memory.settled(agent_id)
+    # A turn is at most a few messages per step: the newest few hundred always hold it whole.
+    recent = await rt.store.list_messages(agent_id, limit=_RECENT, ascending=False)
+    mine = [m for m in reversed(recent) if m.run_id == sink.run_id and m.role != "user"]
+    if not mine or len(recent) == _RECENT and recent[-1].run_id == sink.run_id:
+        return None  # longer than the window read (or not found): the encoder's own messages stand
+    out = [part for message in mine for part in letta_messages(message)]
+    return [m for m in out if sink.types is None or m["message_type"] in sink.types]
 
 
 async def stream_message(request: Request) -> Response:

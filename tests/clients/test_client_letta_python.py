@@ -113,6 +113,7 @@ def test_messages_create_shows_server_tools_then_history_matches(server: Any, cl
     history = list(client.agents.messages.list(agent.id, order="asc", limit=2))  # pages of two
     assert [m.message_type for m in history] == ["user_message", *kinds]
     assert history[2].tool_call.tool_call_id == call.tool_call.tool_call_id
+    assert [m.id for m in history[1:]] == [m.id for m in response.messages]  # the stored messages themselves
     assert [r.id for r in client.runs.list(agent_id=agent.id)] == [run_id]
 
     compacted = client.agents.messages.compact(agent.id)
