@@ -217,7 +217,8 @@ def letta_messages(message: Message) -> list[dict[str, Any]]:
     if message.role == "system":
         return [{**base, "message_type": "system_message", "content": message.content or ""}]
     if message.role == "tool":
-        failed = bool(message.metadata.get("is_error")) or message.metadata.get("status") == "error"
+        meta = message.metadata  # the turn marks a failed tool call {"error": true}; Letta imports say is_error
+        failed = bool(meta.get("is_error") or meta.get("error")) or meta.get("status") == "error"
         return [{**base, "message_type": "tool_return_message", "tool_return": message.content or "",
                  "status": "error" if failed else "success", "tool_call_id": message.tool_call_id or "",
                  "stdout": None, "stderr": None}]

@@ -111,7 +111,8 @@ async def modify_tool(request: Request) -> Response:
     source = fields.get("source_code", record.source_code)
     given = fields.get("json_schema")
     if given is None and "source_code" not in fields:
-        given = record.json_schema  # a description or tag change keeps the schema it had
+        # A description or tag change keeps the schema it had; a new description replaces the old one.
+        given = {k: v for k, v in record.json_schema.items() if k != "description" or "description" not in fields}
     schema = _schema(source, given, fields.get("description"))
     if schema["name"] != record.name:
         raise APIError(400, f"a tool's name cannot change (it is {record.name!r}); create a new tool instead",
