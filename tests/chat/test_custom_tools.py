@@ -142,3 +142,16 @@ def test_a_looping_tool_is_stopped_and_other_turns_go_on(make_server, sim_reques
     results = [m for m in _history(srv.base_url, stuck) if m["message_type"] == "tool_return_message"]
     assert results[0]["tool_return"] == "Error: the tool `spin` timed out after 3 seconds and was stopped"
     assert results[0]["status"] == "error"
+
+
+def test_custom_tools_and_tool_variables_survive_a_restart(make_server, sim_requests) -> None:
+    srv = make_server()
+    tool = _tool(srv.base_url, FORECAST.replace("forecast(", "forecast_kept("))
+    agent = create_agent(srv.base_url, tools=[tool["name"]], secrets={"WEATHER_API_KEY": SECRET})
+    data_dir = srv.settings.data_dir
+    srv.stop()
+    again = make_server(data_dir=data_dir)
+    assert httpx.get(f"{again.base_url}/v1/tools/{tool['id']}").json() == tool
+    script = [{"tool_calls": [{"name": "forecast_kept", "arguments": {"city": "Porto"}}]}, {"reply": "ok"}]
+    assert _chat(again.base_url, agent, script).choices[0].message.content == "ok"
+    assert agent_calls(sim_requests)[-1]["messages"][-1]["content"] == "Porto: sunny for 1 day(s), key ending 9876"
