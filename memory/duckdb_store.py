@@ -18,6 +18,7 @@ from memory.duckdb_rows import (
     ID_IN_LIST,
     MESSAGES,
     RUNS,
+    TOOLS,
     Row,
     agent_from_row,
     agent_row,
@@ -26,9 +27,11 @@ from memory.duckdb_rows import (
     block_row,
     message_from_row,
     run_from_row,
+    tool_from_row,
+    tool_row,
 )
 from memory.migrations import apply_migrations
-from memory.models import Agent, Block, Changes, Message, Run
+from memory.models import Agent, Block, Changes, Message, Run, Tool
 from memory.store import ID_PAGE_SIZE, NotFound, Store
 
 T = TypeVar("T")
@@ -39,7 +42,7 @@ _AGENT_BLOCK_IDS = "(SELECT list(block_id ORDER BY position) FROM agent_blocks W
 
 
 class DuckDBStore(Store):
-    """Agents, blocks, messages and runs in one DuckDB file.
+    """Agents, blocks, messages, runs and custom tools in one DuckDB file.
 
     DuckDB connections are not thread-safe, so the one connection lives on one worker thread and
     every query is handed to it; the event loop never blocks on the database.
@@ -337,6 +340,33 @@ class DuckDBStore(Store):
         )
         rows = await self._run(lambda con: con.execute(sql, params).fetchall())
         return [run_from_row(row) for row in rows]
+
+    # --- custom tools -----------------------------------------------------------------------
+    async def create_tool(self, tool: Tool) -> None:
+        values = tool_row(tool)
+        await self._run(lambda con: con.execute(TOOLS.insert_sql, values))
+
+    async def get_tool(self, tool_id: str) -> Tool | None:
+        sql = f"SELECT {TOOLS.select_list} FROM tools WHERE id = ?"
+        row = await self._run(lambda con: con.execute(sql, [tool_id]).fetchone())
+        return None if row is None else tool_from_row(row)
+
+    async def list_tools(self) -> list[Tool]:
+        sql = f"SELECT {TOOLS.select_list} FROM tools ORDER BY created_at, id"
+        rows = await self._run(lambda con: con.execute(sql).fetchall())
+        return [tool_from_row(row) for row in rows]
+
+    async def update_tool(self, tool: Tool) -> None:
+        values = tool_row(tool)
+
+        def work(con: duckdb.DuckDBPyConnection) -> None:
+            if _scalar(con, TOOLS.update_by_id_sql, [*values[1:], values[0]]) == 0:
+                raise NotFound("tool", tool.id)
+
+        await self._run(work)
+
+    async def delete_tool(self, tool_id: str) -> bool:
+        return await self._run(lambda con: _scalar(con, "DELETE FROM tools WHERE id = ?", [tool_id]) > 0)
 
     # --- writes -----------------------------------------------------------------------------
     async def commit(self, changes: Changes) -> None:

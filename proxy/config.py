@@ -49,6 +49,9 @@ OPTIONS: tuple[Option, ...] = (
            "seconds between SSE keep-alive comments while nothing else is sent"),
     Option("context_window", "MEMPROXY_CONTEXT_WINDOW", 128000, int,
            "tokens of context for models the built-in table does not know (agents may set their own)"),
+    Option("tool_timeout", "MEMPROXY_TOOL_TIMEOUT", 30.0, float,
+           "seconds one custom tool call may run in the sandbox before it is killed"),
+    Option("tool_memory_mb", "MEMPROXY_TOOL_MEMORY_MB", 512, int, "address-space limit of one custom tool call, MiB"),
     Option("log_level", "MEMPROXY_LOG_LEVEL", "info", str, "debug | info | warning | error"),
     Option("log_format", "MEMPROXY_LOG_FORMAT", "text", str,
            "text | json (one object per line with request, agent and run ids; never content or secrets)"),
@@ -74,6 +77,8 @@ class Settings:
     upstream_timeout: float = 120.0
     keepalive_interval: float = 2.0
     context_window: int = 128000
+    tool_timeout: float = 30.0
+    tool_memory_mb: int = 512
     log_level: str = "info"
     log_format: str = "text"
     insecure: bool = False

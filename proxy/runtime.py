@@ -28,7 +28,8 @@ class Runtime:
     backend: Backend
     longterm: LongTermMemory | None = None  # opened by start_services, once the upstream URL is final
     turns: Any = None  # proxy.chat.serving.TurnRunner
-    registry: Any = None  # tools.registry.ToolRegistry
+    registry: Any = None  # tools.registry.ToolRegistry, the one registry of the server
+    sandbox: Any = None  # tools.sandbox.Sandbox, where custom tools run
     budget: Any = None  # memory.compaction.ContextBudget
     reconciliation: dict[str, Any] = field(default_factory=dict)  # what start-up repaired in the search index
     metrics: Metrics = field(default_factory=Metrics)
@@ -51,8 +52,18 @@ class Runtime:
             await asyncio.gather(*list(self.background), return_exceptions=True)
 
 
+def _restrict(data_dir: str) -> None:
+    """Make the data dir private (0700): it holds conversations and tool secrets, and sandboxed tools run as others."""
+    try:
+        if os.stat(data_dir).st_uid == os.geteuid():
+            os.chmod(data_dir, 0o700)
+    except OSError as exc:
+        log.warning("could not make the data directory private: %s", exc)
+
+
 async def open_runtime(settings: Settings) -> Runtime:
     os.makedirs(settings.data_dir, exist_ok=True)
+    _restrict(settings.data_dir)
     backend = select_backend(BackendConfig(data_dir=settings.data_dir))
     store = backend.store()
     await store.open()

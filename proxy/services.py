@@ -14,15 +14,20 @@ from proxy.chat.serving import TurnRunner
 from proxy.chat.turn import TurnEnv
 from proxy.coordination import agent_locks
 from proxy.runtime import Runtime
-from tools.registry import default_registry
+from tools.custom import SourceError, custom_tool
+from tools.registry import ToolRegistry, default_registry
+from tools.sandbox import Sandbox, SandboxLimits
 
 log = logging.getLogger("memproxy")
 
 
 async def start_services(rt: Runtime) -> None:
     settings = rt.settings
-    rt.registry = default_registry()
-    skip = frozenset(rt.registry.names())  # our own tools' results are echoes, not worth finding
+    rt.sandbox = Sandbox(SandboxLimits(timeout=settings.tool_timeout, memory_mb=settings.tool_memory_mb),
+                         private=(settings.data_dir,))
+    rt.registry = await build_registry(rt)
+    # Built-in tools' results are echoes of memory, not worth finding; custom tools' results are new facts.
+    skip = frozenset(tool.name for tool in rt.registry.tools() if tool.kind == "builtin")
     longterm = await _open_longterm(rt, skip)
 
     async def summarize(body: dict) -> str:
@@ -38,6 +43,20 @@ async def start_services(rt: Runtime) -> None:
     rt.metrics.sample(lambda: _cache_families(rt))
     rt.turns = TurnRunner(env, lock_timeout=settings.agent_lock_timeout, keepalive=settings.keepalive_interval,
                           locks=agent_locks(settings.redis_url), max_inline_bytes=settings.max_inline_bytes)
+
+
+async def build_registry(rt: Runtime) -> ToolRegistry:
+    """The one registry of the server: the built-in tools, then every stored custom tool."""
+    registry = default_registry()
+    for record in await rt.store.list_tools():
+        if record.name in registry:
+            log.warning("custom tool %s (%s) is shadowed by a built-in tool and not loaded", record.name, record.id)
+            continue
+        try:
+            registry.add(custom_tool(record, rt.sandbox))
+        except (SourceError, KeyError) as exc:
+            log.warning("custom tool %s (%s) could not be loaded: %s", record.name, record.id, exc)
+    return registry
 
 
 async def _open_longterm(rt: Runtime, skip: frozenset[str]) -> LongTermMemory:
