@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from memory.agents import AgentMemory
+from memory.datadir import open_private_dir, release_private_dir
 from memory.duckdb_store import DuckDBStore
 from memory.store import Store
 from proxy.config import Settings
@@ -48,17 +49,24 @@ class Runtime:
 
 
 async def open_runtime(settings: Settings) -> Runtime:
-    os.makedirs(settings.data_dir, exist_ok=True)
+    open_private_dir(settings.data_dir)
     store = DuckDBStore(os.path.join(settings.data_dir, "memproxy.duckdb"))
-    await store.open()
+    try:
+        await store.open()
+    except BaseException:
+        release_private_dir()
+        raise
     upstream = Upstream(settings.upstream_url or "", settings.upstream_api_key, timeout=settings.upstream_timeout)
     memory = AgentMemory(store)
     return Runtime(settings=settings, store=store, memory=memory, upstream=upstream)
 
 
 async def close_runtime(rt: Runtime) -> None:
-    await rt.drain()
-    await rt.upstream.close()
-    if rt.longterm is not None:
-        await rt.longterm.close()
-    await rt.store.close()
+    try:
+        await rt.drain()
+        await rt.upstream.close()
+        if rt.longterm is not None:
+            await rt.longterm.close()
+        await rt.store.close()
+    finally:
+        release_private_dir()
