@@ -48,8 +48,9 @@ class DuckDBStore(Store):
     every query is handed to it; the event loop never blocks on the database.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, memory_limit: str | None = None) -> None:
         self.path = path
+        self.memory_limit = memory_limit  # DuckDB's own default is 80% of RAM
         self._executor: ThreadPoolExecutor | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
         self._group = GroupCommit()
@@ -86,6 +87,9 @@ class DuckDBStore(Store):
             con.execute("SET threads = 1")
             # Naive datetimes a caller passes are then read as UTC, never as the host's zone.
             con.execute("SET TimeZone = 'UTC'")
+            if self.memory_limit:
+                # The buffer pool keeps every block it has read or written until this limit; the rest is re-read.
+                con.execute("SET memory_limit = ?", [self.memory_limit])
             apply_migrations(con)
         except BaseException:
             con.close()

@@ -46,6 +46,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("context_window", "MEMPROXY_CONTEXT_WINDOW", 128000, int,
            "tokens of context for models the built-in table does not know (agents may set their own)"),
     Option("log_level", "MEMPROXY_LOG_LEVEL", "info", str, "debug | info | warning | error"),
+    Option("duckdb_memory_limit", "MEMPROXY_DUCKDB_MEMORY_LIMIT", "256MB", str,
+           "most memory DuckDB's buffer pool keeps (e.g. 512MB, 2GB); blocks beyond it are re-read from disk"),
+    Option("search_cache_mb", "MEMPROXY_SEARCH_CACHE_MB", 32, int,
+           "MiB of LanceDB index and metadata cache for recall and archival search"),
+    Option("search_optimize_interval", "MEMPROXY_SEARCH_OPTIMIZE_INTERVAL", 10.0, float,
+           "seconds between compactions of the search tables while they are written (each one holds memory)"),
+    Option("agent_cache_size", "MEMPROXY_AGENT_CACHE_SIZE", 20000, int,
+           "agents kept loaded in memory (least recently used are dropped, and reloaded on their next request)"),
+    Option("malloc_trim_interval", "MEMPROXY_MALLOC_TRIM_INTERVAL", 30.0, float,
+           "seconds between returning freed native memory to the OS (glibc malloc_trim); 0 = never"),
 )
 
 
@@ -67,6 +77,11 @@ class Settings:
     keepalive_interval: float = 2.0
     context_window: int = 128000
     log_level: str = "info"
+    duckdb_memory_limit: str = "256MB"
+    search_cache_mb: int = 32
+    search_optimize_interval: float = 10.0
+    agent_cache_size: int = 20000
+    malloc_trim_interval: float = 30.0
     insecure: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 

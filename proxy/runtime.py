@@ -28,6 +28,7 @@ class Runtime:
     turns: Any = None  # proxy.chat.serving.TurnRunner
     registry: Any = None  # tools.registry.ToolRegistry
     budget: Any = None  # memory.compaction.ContextBudget
+    heap_trimmer: asyncio.Task[None] | None = None  # memory.native_heap.trim_every
     reconciliation: dict[str, Any] = field(default_factory=dict)  # what start-up repaired in the search index
     background: set[asyncio.Task[Any]] = field(default_factory=set)
 
@@ -50,14 +51,14 @@ class Runtime:
 
 async def open_runtime(settings: Settings) -> Runtime:
     open_private_dir(settings.data_dir)
-    store = DuckDBStore(os.path.join(settings.data_dir, "memproxy.duckdb"))
+    store = DuckDBStore(os.path.join(settings.data_dir, "memproxy.duckdb"), memory_limit=settings.duckdb_memory_limit)
     try:
         await store.open()
     except BaseException:
         release_private_dir()
         raise
     upstream = Upstream(settings.upstream_url or "", settings.upstream_api_key, timeout=settings.upstream_timeout)
-    memory = AgentMemory(store)
+    memory = AgentMemory(store, capacity=settings.agent_cache_size)
     return Runtime(settings=settings, store=store, memory=memory, upstream=upstream)
 
 

@@ -12,6 +12,7 @@ from memory.recall import index_messages, reconcile
 from proxy.chat.serving import TurnRunner
 from proxy.chat.turn import TurnEnv
 from proxy.coordination import agent_locks
+from memory.native_heap import trim_every
 from proxy.runtime import Runtime
 from tools.registry import default_registry
 
@@ -34,6 +35,8 @@ async def start_services(rt: Runtime) -> None:
     env = TurnEnv(memory=rt.memory, upstream=rt.upstream, registry=rt.registry, longterm=rt.longterm,
                   max_steps=settings.max_steps, spawn=rt.spawn, budget=rt.budget,
                   on_messages=lambda messages: index_messages(rt.longterm, messages, skip))
+    rt.heap_trimmer = asyncio.get_running_loop().create_task(trim_every(settings.malloc_trim_interval),
+                                                             name="malloc-trim")
     rt.turns = TurnRunner(env, lock_timeout=settings.agent_lock_timeout, keepalive=settings.keepalive_interval,
                           locks=agent_locks(settings.redis_url))
 
@@ -46,7 +49,9 @@ async def _open_longterm(rt: Runtime, skip: frozenset[str]) -> None:
                                 client=rt.upstream.client)
     else:
         log.info("no MEMPROXY_EMBEDDING_MODEL: recall and archival search are full-text only")
-    rt.longterm = LongTermMemory(os.path.join(settings.data_dir, "lance"), embedder)
+    rt.longterm = LongTermMemory(os.path.join(settings.data_dir, "lance"), embedder,
+                                 cache_bytes=settings.search_cache_mb * 1024 * 1024,
+                                 optimize_interval=settings.search_optimize_interval)
     await rt.longterm.open()
     rt.memory.archival = rt.longterm
     rt.longterm.start_background()
@@ -68,5 +73,8 @@ async def _repair_index(rt: Runtime, skip: frozenset[str]) -> None:
 
 
 async def stop_services(rt: Runtime) -> None:
+    if rt.heap_trimmer is not None:
+        rt.heap_trimmer.cancel()
+        await asyncio.gather(rt.heap_trimmer, return_exceptions=True)
     if rt.turns is not None:
         await rt.turns.locks.close()
