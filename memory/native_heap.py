@@ -3,7 +3,9 @@
 DuckDB, LanceDB (its Rust threads) and Arrow allocate through glibc's malloc, which keeps freed
 chunks in per-thread arenas for reuse; with many threads freeing each other's memory the arenas
 fragment and RSS only ratchets up. `malloc_trim(0)` releases every free page of every arena.
-Elsewhere than glibc (musl, macOS) there is nothing to call and this is a no-op.
+`limit_arenas` caps how many arenas there are (glibc's default is 8 per core), so freed memory is
+found again by the next allocation instead of sitting in an arena no thread uses. Elsewhere than
+glibc (musl, macOS) there is nothing to call and both are no-ops.
 """
 
 from __future__ import annotations
@@ -12,24 +14,37 @@ import asyncio
 import ctypes
 import ctypes.util
 import logging
+import os
 
 log = logging.getLogger("memproxy")
 
 
-def _load_trim() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
-    name = ctypes.util.find_library("c")
-    if not name:
+M_ARENA_MAX = -8  # mallopt parameter number, from glibc's malloc.h
+ARENAS = 2
+
+
+def _load(name: str, argtypes: list[type]) -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    library = ctypes.util.find_library("c")
+    if not library:
         return None
     try:
-        trim = ctypes.CDLL(name).malloc_trim
+        function = getattr(ctypes.CDLL(library), name)
     except (OSError, AttributeError):
         return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    return trim
+    function.argtypes = argtypes
+    function.restype = ctypes.c_int
+    return function
 
 
-_MALLOC_TRIM = _load_trim()
+_MALLOC_TRIM = _load("malloc_trim", [ctypes.c_size_t])
+_MALLOPT = _load("mallopt", [ctypes.c_int, ctypes.c_int])
+
+
+def limit_arenas(arenas: int = ARENAS) -> bool:
+    """Cap glibc's malloc arenas, unless MALLOC_ARENA_MAX says otherwise; call before threads start."""
+    if _MALLOPT is None or os.environ.get("MALLOC_ARENA_MAX"):
+        return False
+    return bool(_MALLOPT(M_ARENA_MAX, arenas))
 
 
 def available() -> bool:

@@ -73,7 +73,10 @@ def serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from memory.native_heap import limit_arenas
     from proxy.app import build_app
+
+    limit_arenas()  # before DuckDB's and LanceDB's threads exist: they would each get an arena
 
     uvicorn.run(build_app(settings), host=settings.host, port=settings.port, log_level="warning",
                 access_log=False, loop=_loop(), http=_http(), timeout_graceful_shutdown=5)

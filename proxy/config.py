@@ -48,7 +48,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("log_level", "MEMPROXY_LOG_LEVEL", "info", str, "debug | info | warning | error"),
     Option("duckdb_memory_limit", "MEMPROXY_DUCKDB_MEMORY_LIMIT", "256MB", str,
            "most memory DuckDB's buffer pool keeps (e.g. 512MB, 2GB); blocks beyond it are re-read from disk"),
-    Option("search_cache_mb", "MEMPROXY_SEARCH_CACHE_MB", 32, int,
+    Option("search_cache_mb", "MEMPROXY_SEARCH_CACHE_MB", 16, int,
            "MiB of LanceDB index and metadata cache for recall and archival search"),
     Option("search_optimize_interval", "MEMPROXY_SEARCH_OPTIMIZE_INTERVAL", 10.0, float,
            "seconds between compactions of the search tables while they are written (each one holds memory)"),
@@ -78,7 +78,7 @@ class Settings:
     context_window: int = 128000
     log_level: str = "info"
     duckdb_memory_limit: str = "256MB"
-    search_cache_mb: int = 32
+    search_cache_mb: int = 16
     search_optimize_interval: float = 10.0
     agent_cache_size: int = 20000
     malloc_trim_interval: float = 30.0
