@@ -8,11 +8,11 @@ import os
 
 from memory.compaction import ContextBudget
 from memory.longterm import HttpEmbedder, LongTermMemory
+from memory.native_heap import trim_every
 from memory.recall import index_messages, reconcile
 from proxy.chat.serving import TurnRunner
 from proxy.chat.turn import TurnEnv
 from proxy.coordination import agent_locks
-from memory.native_heap import trim_every
 from proxy.runtime import Runtime
 from tools.registry import default_registry
 
