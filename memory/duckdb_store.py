@@ -48,8 +48,9 @@ class DuckDBStore(Store):
     every query is handed to it; the event loop never blocks on the database.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, memory_limit: str | None = None) -> None:
         self.path = path
+        self.memory_limit = memory_limit  # DuckDB's own default is 80% of RAM
         self._executor: ThreadPoolExecutor | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
         self._group = GroupCommit()
@@ -86,6 +87,11 @@ class DuckDBStore(Store):
             con.execute("SET threads = 1")
             # Naive datetimes a caller passes are then read as UTC, never as the host's zone.
             con.execute("SET TimeZone = 'UTC'")
+            # Rows written since the last checkpoint stay in memory until it; checkpoint every 4 MB of WAL (not 16).
+            con.execute("SET checkpoint_threshold = '4MB'")
+            if self.memory_limit:
+                # The buffer pool keeps every block it has read or written until this limit; the rest is re-read.
+                con.execute("SET memory_limit = ?", [self.memory_limit])
             apply_migrations(con)
         except BaseException:
             con.close()
@@ -390,9 +396,9 @@ class DuckDBStore(Store):
         return self._group.transactions
 
 
-def open_store(data_dir: str) -> DuckDBStore:
+def open_store(data_dir: str, *, memory_limit: str | None = None) -> DuckDBStore:
     """A (not yet opened) store at `<data_dir>/memproxy.duckdb`."""
-    return DuckDBStore(os.path.join(data_dir, DATABASE_FILE))
+    return DuckDBStore(os.path.join(data_dir, DATABASE_FILE), memory_limit=memory_limit)
 
 
 def _scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> Any:

@@ -9,6 +9,7 @@ from typing import Any, Iterator
 from memory.compaction import ContextBudget
 from proxy.metrics import counter_family
 from memory.longterm import HttpEmbedder, LongTermMemory
+from memory.native_heap import trim_every
 from memory.recall import index_messages, reconcile
 from proxy.chat.serving import TurnRunner
 from proxy.chat.turn import TurnEnv
@@ -41,6 +42,8 @@ async def start_services(rt: Runtime) -> None:
                   max_steps=settings.max_steps, spawn=rt.spawn, budget=rt.budget,
                   on_messages=lambda messages: index_messages(longterm, messages, skip), metrics=rt.metrics)
     rt.metrics.sample(lambda: _cache_families(rt))
+    rt.heap_trimmer = asyncio.get_running_loop().create_task(trim_every(settings.malloc_trim_interval),
+                                                             name="malloc-trim")
     rt.turns = TurnRunner(env, lock_timeout=settings.agent_lock_timeout, keepalive=settings.keepalive_interval,
                           locks=agent_locks(settings.redis_url), max_inline_bytes=settings.max_inline_bytes)
 
@@ -91,6 +94,9 @@ async def _repair_index(rt: Runtime, longterm: LongTermMemory, skip: frozenset[s
 
 
 async def stop_services(rt: Runtime) -> None:
+    if rt.heap_trimmer is not None:
+        rt.heap_trimmer.cancel()
+        await asyncio.gather(rt.heap_trimmer, return_exceptions=True)
     if rt.turns is not None:
         await rt.turns.locks.close()
 
