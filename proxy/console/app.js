@@ -27,6 +27,8 @@ function askForKey(err) {
   const dialog = $("key-dialog");
   const form = $("key-form");
   form.querySelector("[data-role=error]").textContent = key.get() ? errorText(err) : "";
+  // Escape would close the dialog and leave the waiting call hanging: a key is required here.
+  dialog.oncancel = (event) => event.preventDefault();
   if (!dialog.open) dialog.showModal();
   if (!waitingForKey) {
     waitingForKey = new Promise((resolve) => {

@@ -74,23 +74,31 @@ const SEGMENTS = [
   ["tools", "tool definitions", (c) => c.num_tokens_functions_definitions],
 ];
 
+function stackedBar(id, parts, whole, label) {
+  const bar = h("div", { class: "stacked", id, role: "img", "aria-label": label });
+  for (const [cls, name, n] of parts) {
+    if (n <= 0) continue;
+    const seg = h("div", { class: `seg ${cls}`, title: `${name}: ${n} tokens`, dataset: { segment: cls } });
+    seg.style.width = `${Math.max(0.3, (n / Math.max(1, whole)) * 100)}%`;
+    bar.append(seg);
+  }
+  return bar;
+}
+
 export async function contextPanel(root, agent, { withKey }) {
   const c = await withKey(() => call("GET", `/v1/agents/${encodeURIComponent(agent.id)}/context`));
   const max = c.context_window_size_max;
   const parts = SEGMENTS.map(([cls, label, pick]) => [cls, label, pick(c) || 0]);
   const used = parts.reduce((sum, [, , n]) => sum + n, 0);
-  const bar = h("div", { class: "stacked", id: "context-bar", role: "img",
-    "aria-label": `context window: ${used} of ${max} tokens` });
-  for (const [cls, label, n] of parts) {
-    if (n <= 0) continue;
-    const seg = h("div", { class: `seg ${cls}`, title: `${label}: ${n} tokens`, dataset: { segment: cls } });
-    seg.style.width = `${Math.max(0.3, (n / max) * 100)}%`;
-    bar.append(seg);
-  }
+  // The window to scale (small agents fill a sliver of it), then what the used part is made of.
+  const bar = stackedBar("context-bar", parts, max, `context window: ${used} of ${max} tokens`);
+  const mix = stackedBar("context-parts", parts, used, "what the used part of the window holds");
   const percent = ((c.context_window_size_current / max) * 100).toFixed(1);
   clear(root,
     h("h2", {}, `Context window: ${c.context_window_size_current} of ${max} tokens (${percent}%)`),
     bar,
+    h("h3", {}, "What the used part holds"),
+    mix,
     legend(parts.map(([cls, label, n]) => [cls, `${label}: ${n}`])),
     h("dl", { class: "facts" },
       h("dt", {}, "messages in context"), h("dd", {}, c.num_messages),

@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 
+from helpers import create_agent
+
 # One turn the simulator scripts: a memory tool step (slow enough for keep-alives), then a streamed reply.
 TOOL_TURN = "I like green tea [[sim:" + json.dumps({
     "script": [{"tool_calls": [{"name": "memory_insert", "arguments": {"label": "human", "new_str": "Likes green tea."}}]},
@@ -61,6 +63,8 @@ def test_agent_memory_chat_runs_context_history_search(make_server, page, screen
     page.click(".tabs a:has-text('Chat')")
     page.fill(".chat-form textarea", TOOL_TURN)
     page.click(".chat-form button[type=submit]")
+    page.locator("#working.active").wait_for()  # keep-alives while the tool step runs
+    screenshot("03a-chat-working")
     page.wait_for_function("() => { const t = document.querySelector('.assistant_message.streaming .msg-text');"
                            " return t && t.textContent.length > 0 && !t.textContent.includes('Ada.'); }")
     done = page.locator(".chat-log .assistant_message", has_text="Noted: you like green tea, Ada.").last
@@ -85,14 +89,21 @@ def test_agent_memory_chat_runs_context_history_search(make_server, page, screen
     assert page.locator("#timings-chart line.ttft").count() == 2
     screenshot("04-runs")
 
-    # Context: the stacked bar has its parts, in the API's numbers.
+    # Context: both stacked bars show every part, in the API's numbers (no summary yet: see the next test).
     page.click(".tabs a:has-text('Context')")
-    page.wait_for_selector("#context-bar")
+    page.wait_for_selector("#context-parts")
+    context = httpx.get(f"{base}/v1/agents/{agent_id}/context", timeout=10).json()
+    assert page.locator("#context-bar .seg[data-segment=summary]").count() == 0
     for part in ("system", "blocks", "messages", "tools"):
         assert page.locator(f"#context-bar .seg[data-segment={part}]").count() == 1, part
-    context = httpx.get(f"{base}/v1/agents/{agent_id}/context", timeout=10).json()
     heading = page.locator("#panel-context h2").inner_text()
-    assert f"of {context['context_window_size_max']} tokens" in heading
+    assert f"{context['context_window_size_current']} of {context['context_window_size_max']} tokens" in heading
+    whole = page.locator("#context-parts").bounding_box()["width"]
+    shown = page.locator("#context-parts .seg[data-segment=tools]").bounding_box()["width"] / whole
+    used = sum(context[k] for k in ("num_tokens_system", "num_tokens_external_memory_summary", "num_tokens_core_memory",
+                                    "num_tokens_summary_memory", "num_tokens_messages",
+                                    "num_tokens_functions_definitions"))
+    assert abs(shown - context["num_tokens_functions_definitions"] / used) < 0.02
     screenshot("05-context")
 
     # History: six stored messages, five to a page, then the older one, then back.
@@ -160,3 +171,25 @@ def test_with_api_keys_the_console_asks_for_a_key(make_server, page, screenshot)
     dialog.wait_for(state="visible")
     assert page.evaluate("sessionStorage.getItem('memproxy.apiKey')") is None
     httpx.delete(f"{base}/v1/agents/{agent_id}", headers=headers, timeout=10)
+
+
+def test_context_shows_the_summary_after_a_compaction(make_server, page, screenshot) -> None:
+    srv = make_server()
+    base = srv.base_url
+    agent_id = create_agent(base, name="compacted")
+    with httpx.Client(base_url=base, timeout=30) as http:
+        for n in range(4):
+            turn = http.post("/v1/chat/completions",
+                             json={"model": agent_id, "messages": [{"role": "user", "content": f"fact {n}: tea"}]})
+            assert turn.status_code == 200, turn.text
+        assert http.post(f"/v1/agents/{agent_id}/summarize").status_code == 204
+        context = http.get(f"/v1/agents/{agent_id}/context").json()
+    assert context["num_tokens_summary_memory"] > 0
+    page.goto(f"{base}/console/#/agents/{agent_id}/context")
+    page.wait_for_selector("#context-parts .seg[data-segment=summary]")
+    legend = page.locator("#panel-context .legend").inner_text()
+    assert f"summary: {context['num_tokens_summary_memory']}" in legend
+    page.click("#panel-context details summary:has-text('Summary')")
+    assert context["summary_memory"] in page.locator("#panel-context details[open] pre").inner_text()
+    screenshot("10-context-summary")
+    httpx.delete(f"{base}/v1/agents/{agent_id}", timeout=10)
