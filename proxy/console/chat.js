@@ -84,14 +84,36 @@ async function runTurn(log, agent, base, text, withKey) {
   const steps = h("div", { class: "steps" });
   log.append(steps, working, bubble);
   let keepalives = 0;
+  let stepsSeen = 0;
+  let polling = false;
   const scroll = () => { log.scrollTop = log.scrollHeight; };
+  let running = null;
+  const describe = () => {
+    const parts = running ? [`step ${running.steps} of ${running.id.slice(0, 12)}…`] : [];
+    parts.push(`${keepalives} keep-alive${keepalives > 1 ? "s" : ""}`);
+    working.textContent = `working… (${parts.join(", ")})`;
+  };
+  // The run in flight is listed with its step count: poll it while keep-alives say tools or the model run.
+  const poll = async () => {
+    polling = true;
+    try {
+      const [run] = await call("GET", `/v1/runs/${query({ agent_id: agent.id, limit: 1 })}`);
+      running = run && run.status === "running" ? run : null;
+      if (running) stepsSeen = Math.max(stepsSeen, running.steps);
+      if (working.classList.contains("active")) describe();
+    } catch {
+      // the stream itself reports what matters; a missed poll only leaves the indicator plainer
+    }
+    polling = false;
+  };
   try {
     await withKey(async () => {
       for await (const event of streamTurn(agent.id, text)) {
         if (event.type === "keepalive") {
           keepalives += 1;
-          working.textContent = `working… (tools or model running, ${keepalives} keep-alive${keepalives > 1 ? "s" : ""})`;
           working.classList.add("active");
+          describe();
+          if (!polling) poll();
         } else if (event.type === "delta") {
           working.classList.remove("active");
           working.textContent = "";
@@ -105,10 +127,12 @@ async function runTurn(log, agent, base, text, withKey) {
       }
     });
     bubble.classList.remove("streaming");
-    bubble.dataset.keepalives = keepalives;  // how long tools ran, as seen by the client
+    bubble.dataset.keepalives = keepalives;  // what the indicator had to show, for whoever inspects the page
+    bubble.dataset.stepsSeen = stepsSeen;
     working.remove();
   } catch (err) {
     working.remove();
+    bubble.classList.remove("streaming");
     bubble.classList.add("failed");
     answer.append(h("p", { class: "error" }, errorText(err)));
   }

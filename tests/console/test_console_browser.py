@@ -14,7 +14,7 @@ from helpers import create_agent
 TOOL_TURN = "I like green tea [[sim:" + json.dumps({
     "script": [{"tool_calls": [{"name": "memory_insert", "arguments": {"label": "human", "new_str": "Likes green tea."}}]},
                {"reply": "Noted: you like green tea, Ada."}],
-    "ttft_ms": 350, "token_delay_ms": 40,
+    "ttft_ms": 500, "token_delay_ms": 40,
 }) + "]]"
 
 MEMORY_URL = re.compile(r"/console/?#/agents/agent-[0-9a-f-]+/memory$")
@@ -63,13 +63,15 @@ def test_agent_memory_chat_runs_context_history_search(make_server, page, screen
     page.click(".tabs a:has-text('Chat')")
     page.fill(".chat-form textarea", TOOL_TURN)
     page.click(".chat-form button[type=submit]")
-    page.locator("#working.active").wait_for()  # keep-alives while the tool step runs
+    # Keep-alives while the turn runs; the indicator names the running run's step, polled from /v1/runs.
+    page.locator("#working.active", has_text="step").wait_for()
     screenshot("03a-chat-working")
     page.wait_for_function("() => { const t = document.querySelector('.assistant_message.streaming .msg-text');"
                            " return t && t.textContent.length > 0 && !t.textContent.includes('Ada.'); }")
     done = page.locator(".chat-log .assistant_message", has_text="Noted: you like green tea, Ada.").last
     done.locator(".run-line").wait_for()
-    assert int(done.get_attribute("data-keepalives")) >= 1  # the "working…" indicator had something to show
+    assert int(done.get_attribute("data-keepalives")) >= 1
+    assert int(done.get_attribute("data-steps-seen")) >= 1
     assert "completed" in done.locator(".run-line").inner_text()
     page.locator(".chat-log .tool_call_message", has_text="memory_insert").wait_for()
     page.locator(".chat-log .tool_return_message", has_text="updated").wait_for()
@@ -162,6 +164,18 @@ def test_with_api_keys_the_console_asks_for_a_key(make_server, page, screenshot)
     screenshot("09-keyed-memory")
 
     agent_id = page.url.split("#/agents/")[1].split("/")[0]
+    # The stream is authorised too: a turn answers, and an upstream failure is shown in the pane.
+    page.click(".tabs a:has-text('Chat')")
+    page.fill(".chat-form textarea", 'hello [[sim:{"reply": "Hi with a key."}]]')
+    page.click(".chat-form button[type=submit]")
+    page.locator(".chat-log .assistant_message", has_text="Hi with a key.").locator(".run-line").wait_for()
+    page.fill(".chat-form textarea", 'again [[sim:{"fail_status": 503}]]')
+    page.click(".chat-form button[type=submit]")
+    failed = page.locator(".chat-log .assistant_message.failed .error")
+    failed.wait_for()
+    assert "upstream model error" in failed.inner_text()
+    assert page.locator(".chat-log .streaming").count() == 0
+    screenshot("09b-keyed-chat-error")
     # The key never leaves the session: a data call without it is still refused.
     assert httpx.get(f"{base}/v1/agents/{agent_id}", timeout=10).status_code == 401
     headers = {"Authorization": "Bearer console-secret"}
