@@ -50,7 +50,18 @@ export function query(params) {
   return text ? `?${text}` : "";
 }
 
-// One agent turn, streamed. Yields {type: "delta"|"keepalive"|"finish"|"usage"|"error"|"done", ...}.
+// `memproxy;dur=1.2, upstream;dur=300` as {memproxy: 1.2, upstream: 300} (milliseconds).
+export function serverTiming(header) {
+  const out = {};
+  for (const entry of (header || "").split(",")) {
+    const [name, ...params] = entry.trim().split(";");
+    const dur = params.map((p) => p.trim()).find((p) => p.startsWith("dur="));
+    if (name && dur) out[name] = Number(dur.slice(4));
+  }
+  return out;
+}
+
+// One agent turn, streamed. Yields {type: "start"|"delta"|"keepalive"|"finish"|"usage"|"error"|"done", ...}.
 export async function* streamTurn(agentId, text, signal) {
   const resp = await fetch("/v1/chat/completions", {
     method: "POST",
@@ -64,6 +75,7 @@ export async function* streamTurn(agentId, text, signal) {
     signal,
   });
   if (!resp.ok) throw await fail(resp);
+  yield { type: "start", runId: resp.headers.get("X-Memproxy-Run-Id"), timing: serverTiming(resp.headers.get("Server-Timing")) };
   const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   for (;;) {

@@ -39,16 +39,6 @@ export function messageView(m) {
     h("div", { class: "msg-text" }, messageText(m)));
 }
 
-// Stored messages after the newest user message, oldest first: the steps of the turn just finished.
-function lastTurn(newestFirst) {
-  const out = [];
-  for (const m of newestFirst) {
-    if (m.message_type === "user_message") break;
-    out.push(m);
-  }
-  return out.reverse();
-}
-
 export async function chatPanel(root, agent, { withKey }) {
   const base = `/v1/agents/${encodeURIComponent(agent.id)}`;
   const recent = await withKey(() => call("GET", `${base}/messages${query({ order: "desc", limit: 30 })}`));
@@ -88,6 +78,8 @@ async function runTurn(log, agent, base, text, withKey) {
   let polling = false;
   const scroll = () => { log.scrollTop = log.scrollHeight; };
   let running = null;
+  let runId = null;
+  let timing = {};
   const describe = () => {
     const parts = running ? [`step ${running.steps} of ${running.id.slice(0, 12)}…`] : [];
     parts.push(`${keepalives} keep-alive${keepalives > 1 ? "s" : ""}`);
@@ -97,7 +89,7 @@ async function runTurn(log, agent, base, text, withKey) {
   const poll = async () => {
     polling = true;
     try {
-      const [run] = await call("GET", `/v1/runs/${query({ agent_id: agent.id, limit: 1 })}`);
+      const run = runId ? await call("GET", `/v1/runs/${encodeURIComponent(runId)}`) : null;
       running = run && run.status === "running" ? run : null;
       if (running) stepsSeen = Math.max(stepsSeen, running.steps);
       if (working.classList.contains("active")) describe();
@@ -109,7 +101,9 @@ async function runTurn(log, agent, base, text, withKey) {
   try {
     await withKey(async () => {
       for await (const event of streamTurn(agent.id, text)) {
-        if (event.type === "keepalive") {
+        if (event.type === "start") {
+          ({ runId, timing } = event);
+        } else if (event.type === "keepalive") {
           keepalives += 1;
           working.classList.add("active");
           describe();
@@ -137,25 +131,26 @@ async function runTurn(log, agent, base, text, withKey) {
     answer.append(h("p", { class: "error" }, errorText(err)));
   }
   bubble.removeAttribute("id");
-  await showSteps(steps, bubble, agent, base, withKey);
+  await showSteps(steps, bubble, { base, runId, timing }, withKey);
   scroll();
 }
 
 // The OpenAI stream hides server tool calls; the stored history and the run show what happened.
-async function showSteps(steps, bubble, agent, base, withKey) {
+async function showSteps(steps, bubble, { base, runId, timing }, withKey) {
+  if (!runId) return;  // refused before a run began: the error is already shown
   try {
-    const [newest, runs] = await Promise.all([
+    const [newest, run] = await Promise.all([
       withKey(() => call("GET", `${base}/messages${query({ order: "desc", limit: 50 })}`)),
-      withKey(() => call("GET", `/v1/runs/${query({ agent_id: agent.id, limit: 1 })}`)),
+      withKey(() => call("GET", `/v1/runs/${encodeURIComponent(runId)}`)),
     ]);
-    const turn = lastTurn(newest).filter((m) => m.message_type.startsWith("tool_") || m.message_type === "reasoning_message");
+    const turn = newest.filter((m) => m.run_id === runId && (m.message_type.startsWith("tool_")
+      || m.message_type === "reasoning_message")).reverse();
     clear(steps, turn.map(messageView));
-    const run = runs[0];
-    if (run) {
-      const t = run.timings || {};
-      bubble.append(h("div", { class: "run-line" },
-        `${run.status} · ${run.stop_reason || ""} · ${run.steps} step${run.steps === 1 ? "" : "s"} · TTFT ${ms(t.ttft_ms)} · total ${ms(t.total_ms)}`));
-    }
+    const t = run.timings || {};
+    const own = timing.memproxy === undefined ? "" : ` · memproxy before upstream ${ms(timing.memproxy)}`;
+    bubble.append(h("div", { class: "run-line" },
+      `${run.status} · ${run.stop_reason || ""} · ${run.steps} step${run.steps === 1 ? "" : "s"}`
+      + ` · TTFT ${ms(t.ttft_ms)} · total ${ms(t.total_ms)}${own}`));
   } catch (err) {
     steps.append(h("p", { class: "error" }, `could not load the turn's steps: ${errorText(err)}`));
   }

@@ -39,11 +39,11 @@ def _read(name: str) -> bytes:
     return resources.files(__package__).joinpath(name).read_bytes()
 
 
-async def index(request: Request) -> Response:
+async def console_page(request: Request) -> Response:
     return Response(_read("index.html"), media_type="text/html; charset=utf-8", headers=_SECURITY_HEADERS)
 
 
-async def static_file(request: Request) -> Response:
+async def console_file(request: Request) -> Response:
     name: str = request.path_params["name"]
     media_type = STATIC_FILES.get(name)
     if media_type is None:
@@ -52,7 +52,7 @@ async def static_file(request: Request) -> Response:
 
 
 routes: list[Route] = [
-    Route("/console", index, methods=["GET", "HEAD"]),
-    Route("/console/", index, methods=["GET", "HEAD"]),
-    Route(STATIC_PREFIX + "{name}", static_file, methods=["GET", "HEAD"]),
+    Route("/console", console_page, methods=["GET", "HEAD"]),
+    Route("/console/", console_page, methods=["GET", "HEAD"]),
+    Route(STATIC_PREFIX + "{name}", console_file, methods=["GET", "HEAD"]),
 ]

@@ -72,7 +72,9 @@ def test_agent_memory_chat_runs_context_history_search(make_server, page, screen
     done.locator(".run-line").wait_for()
     assert int(done.get_attribute("data-keepalives")) >= 1
     assert int(done.get_attribute("data-steps-seen")) >= 1
-    assert "completed" in done.locator(".run-line").inner_text()
+    run_line = done.locator(".run-line").inner_text()
+    assert "completed" in run_line and "2 steps" in run_line
+    assert "memproxy before upstream" in run_line  # from the response's Server-Timing header
     page.locator(".chat-log .tool_call_message", has_text="memory_insert").wait_for()
     page.locator(".chat-log .tool_return_message", has_text="updated").wait_for()
     screenshot("03-chat")
