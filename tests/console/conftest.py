@@ -32,7 +32,7 @@ def _install_chromium() -> str | None:
         if CHROMIUM.exists():
             return None
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for command in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]):
+        for command in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
             try:
                 proc = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
             except (OSError, subprocess.TimeoutExpired) as exc:
