@@ -22,7 +22,7 @@ function status(text) {
   $("status").textContent = text;
 }
 
-// A 401 anywhere opens the key dialog; the call that failed is retried by whoever awaits `keyEntered`.
+// A 401 anywhere opens the key dialog; `withKey` retries the refused call once a key is entered.
 function askForKey(err) {
   const dialog = $("key-dialog");
   const form = $("key-form");

@@ -43,24 +43,32 @@ def _install_chromium() -> str | None:
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    """Headless chromium from the system (Playwright's own browser downloads are not used)."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("the console tests need the `playwright` package (pip install -e '.[test]')")
+def chromium() -> Path:
+    """Debian's chromium, installed once per session when missing (Playwright's own downloads are not used)."""
     if not CHROMIUM.exists():
         reason = _install_chromium()
         if reason:
             unavailable(reason)
+    return CHROMIUM
+
+
+# Module scope, not session: Playwright's sync API holds an event loop on the main thread while it
+# runs, which would break every asyncio test collected after these.
+@pytest.fixture(scope="module")
+def browser(chromium: Path) -> Iterator[Any]:
+    """Headless chromium driven by Playwright."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("the console tests need the `playwright` package (pip install -e '.[test]')")
     with sync_playwright() as pw:
         try:
-            chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+            launched = pw.chromium.launch(executable_path=str(chromium), headless=True,
                                           args=["--headless", "--no-sandbox"])
         except Exception as exc:  # noqa: BLE001 - any launch failure means no browser here
-            unavailable(f"chromium at {CHROMIUM} did not start: {exc}")
-        yield chromium
-        chromium.close()
+            unavailable(f"chromium at {chromium} did not start: {exc}")
+        yield launched
+        launched.close()
 
 
 @pytest.fixture
