@@ -5,15 +5,16 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from memory.longterm import LongTermMemory, RecallRecord
+from memory.longterm import RecallRecord
+from memory.longterm.index import LanceLongTermMemory
 from memory.models import new_id
 
 CAP = 256 * 1024
 
 
 async def test_cache_stays_under_its_cap_across_many_versions(tmp_path: Any) -> None:
-    capped = LongTermMemory(str(tmp_path / "capped"), None, cache_bytes=CAP)
-    free = LongTermMemory(str(tmp_path / "free"), None)  # LanceDB's defaults: gigabytes
+    capped = LanceLongTermMemory(str(tmp_path / "capped"), None, cache_bytes=CAP)
+    free = LanceLongTermMemory(str(tmp_path / "free"), None)  # LanceDB's defaults: gigabytes
     agent_id = new_id("agent")
     for lt in (capped, free):
         await lt.open()
