@@ -23,6 +23,9 @@ class BackendConfig:
     """The settings that choose and locate the backend, as plain values (memory/ never sees proxy's Settings)."""
 
     data_dir: str
+    duckdb_memory_limit: str | None = None  # DuckDB's buffer pool; None: DuckDB's default (80% of RAM)
+    search_cache_bytes: int | None = None  # LanceDB's index and metadata caches
+    search_optimize_interval: float = 10.0  # seconds between compactions of the search tables
 
 
 class Backend(ABC):
@@ -44,21 +47,23 @@ class EmbeddedBackend(Backend):
 
     name = "embedded"
 
-    def __init__(self, data_dir: str) -> None:
-        self.data_dir = data_dir
+    def __init__(self, config: BackendConfig) -> None:
+        self.config = config
 
     def store(self) -> Store:
         from memory.duckdb_store import open_store
 
-        return open_store(self.data_dir)
+        return open_store(self.config.data_dir, memory_limit=self.config.duckdb_memory_limit)
 
     def longterm(self, embedder: Embedder | None) -> LongTermMemory:
         # Imported here so a process on another backend never loads LanceDB.
         from memory.longterm.index import LanceLongTermMemory
 
-        return LanceLongTermMemory(os.path.join(self.data_dir, LANCE_DIR), embedder)
+        return LanceLongTermMemory(os.path.join(self.config.data_dir, LANCE_DIR), embedder,
+                                   cache_bytes=self.config.search_cache_bytes,
+                                   optimize_interval=self.config.search_optimize_interval)
 
 
 def select_backend(config: BackendConfig) -> Backend:
     """The backend `config` selects; today always the embedded one."""
-    return EmbeddedBackend(config.data_dir)
+    return EmbeddedBackend(config)

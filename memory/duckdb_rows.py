@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from memory.json_bounds import json_fault
-from memory.models import Agent, Block, Message, Run
+from memory.models import Agent, Block, Message, Run, Tool
 
 Row = tuple[Any, ...]
 log = logging.getLogger("memproxy")
@@ -72,7 +72,13 @@ AGENTS = Table("agents", (
     ("id", "VARCHAR"), ("name", "VARCHAR"), ("system", "VARCHAR"), ("description", "VARCHAR"),
     ("model", "VARCHAR"), ("embedding", "VARCHAR"), ("context_window_limit", "BIGINT"), ("tools", "VARCHAR"),
     ("tags", "VARCHAR"), ("metadata", "VARCHAR"), ("message_buffer_autoclear", "BOOLEAN"),
-    ("llm_params", "VARCHAR"), ("created_at", "TIMESTAMPTZ"), ("updated_at", "TIMESTAMPTZ"), ("timezone", "VARCHAR"),
+    ("llm_params", "VARCHAR"), ("created_at", "TIMESTAMPTZ"), ("updated_at", "TIMESTAMPTZ"), ("tool_env", "VARCHAR"),
+    ("timezone", "VARCHAR"),
+))
+TOOLS = Table("tools", (
+    ("id", "VARCHAR"), ("name", "VARCHAR"), ("source_code", "VARCHAR"), ("json_schema", "VARCHAR"),
+    ("description", "VARCHAR"), ("tags", "VARCHAR"), ("return_char_limit", "BIGINT"), ("metadata", "VARCHAR"),
+    ("created_at", "TIMESTAMPTZ"), ("updated_at", "TIMESTAMPTZ"),
 ))
 BLOCKS = Table("blocks", (
     ("id", "VARCHAR"), ("label", "VARCHAR"), ("value", "VARCHAR"), ("limit", "BIGINT"), ("description", "VARCHAR"),
@@ -128,20 +134,38 @@ def agent_row(agent: Agent) -> Row:
     return (
         agent.id, agent.name, agent.system, agent.description, agent.model, agent.embedding,
         agent.context_window_limit, _dump(agent.tools), _dump(agent.tags), _dump(agent.metadata),
-        agent.message_buffer_autoclear, _dump(agent.llm_params), agent.created_at, agent.updated_at, agent.timezone,
+        agent.message_buffer_autoclear, _dump(agent.llm_params), agent.created_at, agent.updated_at,
+        _dump(agent.tool_env), agent.timezone,
     )
 
 
 def agent_from_row(row: Row, block_ids: list[str] | None) -> Agent:
     (id_, name, system, description, model, embedding, context_window_limit, tools, tags, metadata,
-     autoclear, llm_params, created_at, updated_at, tz) = row
+     autoclear, llm_params, created_at, updated_at, tool_env, tz) = row
     return Agent(
         id=id_, name=name, system=system, description=description, model=model, embedding=embedding,
         context_window_limit=context_window_limit, tools=_field(id_, "tools", tools, list, list, str),
         tags=_field(id_, "tags", tags, list, list, str), metadata=_field(id_, "metadata", metadata, dict, dict),
         message_buffer_autoclear=autoclear, llm_params=_field(id_, "llm_params", llm_params, dict, dict),
-        block_ids=list(block_ids or []),
-        created_at=_utc(created_at), updated_at=_utc(updated_at), timezone=tz or "UTC",
+        block_ids=list(block_ids or []), created_at=_utc(created_at), updated_at=_utc(updated_at),
+        tool_env=_field(id_, "tool_env", tool_env, dict, dict), timezone=tz or "UTC",
+    )
+
+
+def tool_row(tool: Tool) -> Row:
+    return (
+        tool.id, tool.name, tool.source_code, _dump(tool.json_schema), tool.description, _dump(tool.tags),
+        tool.return_char_limit, _dump(tool.metadata), tool.created_at, tool.updated_at,
+    )
+
+
+def tool_from_row(row: Row) -> Tool:
+    id_, name, source_code, json_schema, description, tags, limit, metadata, created_at, updated_at = row
+    return Tool(
+        id=id_, name=name, source_code=source_code, json_schema=_field(id_, "json_schema", json_schema, dict, dict),
+        description=description, tags=_field(id_, "tags", tags, list, list, str), return_char_limit=limit,
+        metadata=_field(id_, "metadata", metadata, dict, dict),
+        created_at=_utc(created_at), updated_at=_utc(updated_at),
     )
 
 

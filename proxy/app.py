@@ -18,6 +18,8 @@ from proxy.api.routes import routes as management_routes
 from proxy.chat.forward import routes as forward_routes
 from proxy.chat.routes import routes as chat_routes
 from proxy.letta.routes import routes as letta_routes
+from proxy.console.routes import OPEN_PATHS as CONSOLE_PATHS
+from proxy.console.routes import routes as console_routes
 from proxy.config import Settings
 from memory.store import StoreError
 from proxy.errors import APIError, handle_api_error, handle_http_exception, handle_store_error, handle_unexpected
@@ -26,6 +28,8 @@ from proxy.metrics import Metrics, RequestMetrics, metrics_endpoint
 from proxy.runtime import Runtime, close_runtime, open_runtime
 
 log = logging.getLogger("memproxy")
+# Health, and the console's own files (code only: every data call they make needs the key).
+_OPEN_PATHS = frozenset({"/v1/health", "/v1/health/"}) | CONSOLE_PATHS
 
 
 def build_app(settings: Settings) -> Starlette:
@@ -56,8 +60,10 @@ def build_app(settings: Settings) -> Starlette:
 
     metrics = Metrics()
     app = Starlette(
-        routes=[*chat_routes, *letta_routes, *management_routes, *forward_routes, Route("/metrics", metrics_endpoint)],
-        middleware=[Middleware(RequestMetrics, metrics=metrics), Middleware(BearerAuth, keys=settings.api_keys)],
+        routes=[*chat_routes, *letta_routes, *management_routes, *console_routes, *forward_routes,
+                Route("/metrics", metrics_endpoint)],
+        middleware=[Middleware(RequestMetrics, metrics=metrics),
+                    Middleware(BearerAuth, keys=settings.api_keys, open_paths=_OPEN_PATHS)],
         exception_handlers={
             APIError: handle_api_error,
             HTTPException: handle_http_exception,

@@ -81,7 +81,10 @@ def serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from memory.native_heap import limit_arenas
     from proxy.app import build_app
+
+    limit_arenas()  # before DuckDB's and LanceDB's threads exist: they would each get an arena
 
     # log_config=None: uvicorn's loggers keep no handlers of their own and go through ours (text or JSON).
     config = uvicorn.Config(build_app(settings), log_level="warning", log_config=None, access_log=False,

@@ -10,6 +10,7 @@ from typing import Any
 
 from memory.agents import AgentMemory
 from memory.backends import Backend, BackendConfig, select_backend
+from memory.datadir import open_private_dir, release_private_dir
 from memory.longterm.api import LongTermMemory
 from memory.store import Store
 from proxy.config import Settings
@@ -28,8 +29,10 @@ class Runtime:
     backend: Backend
     longterm: LongTermMemory | None = None  # opened by start_services, once the upstream URL is final
     turns: Any = None  # proxy.chat.serving.TurnRunner
-    registry: Any = None  # tools.registry.ToolRegistry
+    registry: Any = None  # tools.registry.ToolRegistry, the one registry of the server
+    sandbox: Any = None  # tools.sandbox.Sandbox, where custom tools run
     budget: Any = None  # memory.compaction.ContextBudget
+    heap_trimmer: asyncio.Task[None] | None = None  # memory.native_heap.trim_every
     reconciliation: dict[str, Any] = field(default_factory=dict)  # what start-up repaired in the search index
     metrics: Metrics = field(default_factory=Metrics)
     background: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -52,19 +55,29 @@ class Runtime:
 
 
 async def open_runtime(settings: Settings) -> Runtime:
-    os.makedirs(settings.data_dir, exist_ok=True)
-    backend = select_backend(BackendConfig(data_dir=settings.data_dir))
+    open_private_dir(settings.data_dir)
+    backend = select_backend(BackendConfig(
+        data_dir=settings.data_dir, duckdb_memory_limit=settings.duckdb_memory_limit,
+        search_cache_bytes=settings.search_cache_mb * 1024 * 1024,
+        search_optimize_interval=settings.search_optimize_interval))
     store = backend.store()
-    await store.open()
+    try:
+        await store.open()
+    except BaseException:
+        release_private_dir()
+        raise
     upstream = Upstream(settings.upstream_url or "", settings.upstream_api_key, timeout=settings.upstream_timeout,
                         ca_bundle=settings.upstream_ca_bundle)
-    memory = AgentMemory(store)
+    memory = AgentMemory(store, capacity=settings.agent_cache_size)
     return Runtime(settings=settings, store=store, memory=memory, upstream=upstream, backend=backend)
 
 
 async def close_runtime(rt: Runtime) -> None:
-    await rt.drain()
-    await rt.upstream.close()
-    if rt.longterm is not None:
-        await rt.longterm.close()
-    await rt.store.close()
+    try:
+        await rt.drain()
+        await rt.upstream.close()
+        if rt.longterm is not None:
+            await rt.longterm.close()
+        await rt.store.close()
+    finally:
+        release_private_dir()

@@ -15,6 +15,7 @@ from proxy.limits import (MAX_BLOCK_LIMIT, MAX_CONTEXT_WINDOW, MAX_DESCRIPTION_C
 
 # OpenAI's rule for function names, which tool names become upstream.
 TOOL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 SAMPLING_FIELDS = ("temperature", "top_p", "frequency_penalty", "presence_penalty")
 _BLOCK_FIELDS = ("label", "value", "limit", "description", "read_only", "metadata")
 _MISSING: Any = object()
@@ -158,7 +159,7 @@ def check_timezone(zone: str) -> str:
 AGENT_FIELDS = frozenset({
     "name", "system", "model", "embedding", "description", "tags", "metadata", "message_buffer_autoclear",
     "context_window_limit", "llm_config", "embedding_config", "max_tokens", "tools", "tool_ids", "block_ids",
-    "timezone", *SAMPLING_FIELDS})
+    "timezone", "secrets", "tool_exec_environment_variables", *SAMPLING_FIELDS})
 CREATE_FIELDS = AGENT_FIELDS | {"memory_blocks", "include_base_tools", "initial_message_sequence"}
 _OFF_VALUES: tuple[Any, ...] = (None, False, [], {}, "")
 _ALSO_OFF = {"agent_type": "letta_v1_agent", "embedding_chunk_size": 300}
@@ -204,6 +205,7 @@ class AgentFields:
     tools: list[str] | None = None
     tool_ids: list[str] | None = None
     block_ids: list[str] | None = None
+    tool_env: dict[str, str] | None = None  # the agent's whole set of tool variables, replacing the old one
 
 
 def agent_fields(body: dict[str, Any]) -> AgentFields:
@@ -249,7 +251,26 @@ def agent_fields(body: dict[str, Any]) -> AgentFields:
         value = get_str_list(body, name)
         if value is not _MISSING and value is not None:
             setattr(out, name, list(dict.fromkeys(value)))
+    for name in ("secrets", "tool_exec_environment_variables"):  # Letta's new and old names for one thing
+        if body.get(name) is not None:
+            out.tool_env = _tool_env(body[name], name)
     return out
+
+
+def _tool_env(value: Any, name: str) -> dict[str, str]:
+    """{KEY: value}, or Letta's list of {key, value} objects."""
+    if isinstance(value, list):
+        if not all(isinstance(item, dict) and "key" in item for item in value):
+            raise unprocessable(f"{name!r} must be an object of KEY: value, or a list of {{key, value}}", param=name)
+        value = {item["key"]: item.get("value") for item in value}
+    if not isinstance(value, dict):
+        raise unprocessable(f"{name!r} must be an object of KEY: value", param=name)
+    for key, item in value.items():
+        if not ENV_NAME_PATTERN.match(str(key)) or key == "PATH":
+            raise unprocessable(f"{key!r} is not a usable environment variable name", param=name)
+        if not isinstance(item, str) or "\0" in item:
+            raise unprocessable(f"the value of {key!r} must be a string", param=name)
+    return dict(value)
 
 
 def _llm_config(body: dict[str, Any], out: AgentFields) -> None:

@@ -320,7 +320,7 @@ class Turn:
         try:
             await self._finish_run()
         except Exception as exc:  # noqa: BLE001 - not acknowledged: the client hears of it instead of the finish
-            await self._crash(exc, saving=False)
+            await self._crash(exc)  # tries to record the run as failed; if the store is down, the log says so
             return
         self.env.metrics.commit.observe(time.perf_counter() - t0)
         self.env.metrics.turns.labels("completed").inc()
@@ -353,7 +353,7 @@ class Turn:
         self.sink.error(APIError(status, f"upstream model error: {exc.message}", code=code,
                                  headers=exc.headers or None))
 
-    async def _crash(self, exc: BaseException, *, saving: bool = True) -> None:
+    async def _crash(self, exc: BaseException) -> None:
         """Something inside the turn raised: keep none of its messages, fail its run, and tell the client."""
         log.error("turn %s of %s failed", self.run.id, self.live.id, exc_info=exc)
         self.env.metrics.turns.labels("failed").inc()
@@ -362,11 +362,10 @@ class Turn:
         self.env.memory.forget(self.live.id)
         self.run.status, self.run.stop_reason = "failed", "error"
         self.run.error = f"internal error ({type(exc).__name__})"
-        if saving:
-            try:
-                await self._finish_run()
-            except Exception as store_exc:  # noqa: BLE001 - the client must hear of the first failure regardless
-                log.error("turn %s: could not save its failed run: %r", self.run.id, store_exc)
+        try:
+            await self._finish_run()
+        except Exception as store_exc:  # noqa: BLE001 - the client must hear of the first failure regardless
+            log.error("turn %s: could not save its failed run: %r", self.run.id, store_exc)
         self.sink.error(APIError(500, f"the agent's turn failed with an internal error and was not saved "
                                  f"(run {self.run.id}); send the request again", code="internal_error"))
 
