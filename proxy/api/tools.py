@@ -12,10 +12,10 @@ from memory.models import Tool, new_id, utcnow
 from memory.store import Conflict, NotFound
 from proxy.api.agents import state
 from proxy.api.bodies import _MISSING, get_dict, get_int, get_str, get_str_list
-from proxy.api.lookup import require_agent, runtime, save_agent
+from proxy.api.lookup import page_of, require_agent, runtime, save_agent
 from proxy.api.protocol import tool_json
 from proxy.errors import APIError, not_found, unprocessable
-from proxy.http import json_response, query_int, read_json
+from proxy.http import json_response, read_json
 from proxy.runtime import Runtime
 from tools.custom import SourceError, checked_schema, custom_tool
 from tools.registry import ServerTool
@@ -91,13 +91,8 @@ async def create_tool(request: Request) -> Response:
 async def list_tools(request: Request) -> Response:
     rt = runtime(request)
     name = request.query_params.get("name") or None
-    limit = query_int(request, "limit", 50)
-    after = request.query_params.get("after") or None
     tools = [t for t in rt.registry.tools() if name is None or t.name == name]
-    if after is not None:
-        ids = [t.id for t in tools]
-        tools = tools[ids.index(after) + 1:] if after in ids else []
-    return json_response([tool_json(t) for t in tools[:limit]])
+    return json_response([tool_json(t) for t in page_of(request, tools, "tool", lambda t: t.id, default_limit=50)])
 
 
 async def get_tool(request: Request) -> Response:
@@ -148,7 +143,8 @@ async def delete_tool(request: Request) -> Response:
 async def list_agent_tools(request: Request) -> Response:
     rt = runtime(request)
     live = await require_agent(request)
-    return json_response([tool_json(rt.registry.get(name), name) for name in live.agent.tools])
+    tools = [tool_json(rt.registry.get(name), name) for name in live.agent.tools]
+    return json_response(page_of(request, tools, "tool", lambda t: t["id"]))
 
 
 async def attach_tool(request: Request) -> Response:

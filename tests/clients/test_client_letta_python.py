@@ -76,6 +76,11 @@ def test_agents_blocks_and_models_validate_and_auto_paginate(client: Letta) -> N
     client.blocks.update(shared.id, value="We ship on Thursdays.")
     assert human.id != shared.id
 
+    agent_tools = [t.name for t in client.agents.tools.list(agents[0].id, limit=1)]  # pages of one tool
+    assert agent_tools == [t.name for t in got.tools] and len(agent_tools) > 1
+    everything = [t.id for t in client.tools.list(limit=2)]
+    assert len(everything) == len(set(everything)) and {t.id for t in got.tools} <= set(everything)
+
     models = client.models.list()
     assert [m.model for m in models] == ["sim-small", "sim-large"] and models[0].handle == "openai/sim-small"
     client.agents.delete(agents[2].id)
