@@ -132,3 +132,29 @@ def redis_url() -> str:
             pytest.fail(f"Redis is required under CI=true but {url} is unreachable: {exc}")
         pytest.skip(f"Redis not reachable at {url}: {exc}")
     return url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh database on the local PostgreSQL for this session (dropped at the end); tests take a schema each."""
+    import pg
+
+    admin_url = os.environ.get("MEMPROXY_TEST_POSTGRES_URL", pg.DEFAULT_ADMIN_URL)
+    try:
+        name, url = pg.create_database(admin_url)
+    except Exception as exc:  # noqa: BLE001 - any failure means the service is not there
+        if IN_CI:
+            pytest.fail(f"PostgreSQL is required under CI=true but {admin_url} is unusable: {exc}")
+        pytest.skip(f"PostgreSQL not reachable at {admin_url}: {exc}")
+    yield url
+    pg.drop_database(admin_url, name)
+
+
+@pytest.fixture
+async def postgres_schema_url(postgres_url: str) -> Any:
+    """A URL on an empty schema of the session database, dropped after the test."""
+    import pg
+
+    name, url = await pg.create_schema(postgres_url)
+    yield url
+    await pg.drop_schema(postgres_url, name)
