@@ -85,7 +85,55 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX runs_agent ON runs (agent_id, created_at, id);
         """,
     ),
+    (
+        2,
+        # Long-term memory. The tsvector is generated from the text, so full-text search can never lag
+        # a write; 'simple' keeps every word as written (no stemming, no stop words), like LanceDB's FTS.
+        """
+        CREATE TABLE passages (
+            id TEXT COLLATE "C" PRIMARY KEY,
+            agent_id TEXT COLLATE "C" NOT NULL,
+            text TEXT NOT NULL,
+            tags TEXT[] NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            metadata TEXT NOT NULL,
+            tsv tsvector GENERATED ALWAYS AS (to_tsvector('simple', text)) STORED
+        );
+        CREATE INDEX passages_agent_created ON passages (agent_id, created_at, id);
+        CREATE INDEX passages_tsv ON passages USING gin (tsv);
+        CREATE TABLE recall (
+            id TEXT COLLATE "C" PRIMARY KEY,
+            agent_id TEXT COLLATE "C" NOT NULL,
+            role TEXT NOT NULL,
+            text TEXT NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            tsv tsvector GENERATED ALWAYS AS (to_tsvector('simple', text)) STORED
+        );
+        CREATE INDEX recall_agent_created ON recall (agent_id, created_at);
+        CREATE INDEX recall_tsv ON recall USING gin (tsv);
+        """,
+    ),
 ]
+
+
+async def enable_vectors(con: asyncpg.Connection) -> bool:
+    """Create pgvector and the embedding columns if the server has the extension; False when it has not.
+
+    Not a numbered migration: whether it can run depends on the server, so it is tried at every start.
+    """
+    await con.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+    try:
+        try:
+            async with con.transaction():
+                await con.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        except asyncpg.PostgresError:
+            return False
+        async with con.transaction():
+            for table in ("passages", "recall"):
+                await con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS embedding vector")
+        return True
+    finally:
+        await con.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
 
 
 async def apply_migrations(con: asyncpg.Connection, migrations: list[tuple[int, str]] = MIGRATIONS) -> list[int]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 from typing import Sequence
 
+from memory.backends import BackendConfig, describe_backend
 from proxy import __version__
 from proxy.config import OPTIONS, Settings
 
@@ -45,7 +45,7 @@ def banner(settings: Settings) -> str:
     lines = [
         f"memproxy {__version__}",
         f"  listening   http://{settings.host}:{settings.port}/v1",
-        f"  data        {os.path.abspath(settings.data_dir)}",
+        f"  backend     {describe_backend(BackendConfig(settings.data_dir, settings.database_url))}",
         f"  upstream    {upstream}",
         f"  model       {settings.default_model} (default for new agents)",
         f"  embeddings  {settings.embedding_model or 'none: recall/archival search is full-text only'}",

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from memory.agents import AgentMemory
-from memory.backends import Backend, BackendConfig, select_backend
+from memory.backends import Backend, BackendConfig, describe_backend, select_backend
 from memory.longterm.api import LongTermMemory
 from memory.store import Store
 from proxy.config import Settings
@@ -49,9 +49,16 @@ class Runtime:
             await asyncio.gather(*list(self.background), return_exceptions=True)
 
 
+def backend_config(settings: Settings) -> BackendConfig:
+    return BackendConfig(data_dir=settings.data_dir, database_url=settings.database_url)
+
+
 async def open_runtime(settings: Settings) -> Runtime:
-    os.makedirs(settings.data_dir, exist_ok=True)
-    backend = select_backend(BackendConfig(data_dir=settings.data_dir))
+    config = backend_config(settings)
+    backend = select_backend(config)
+    if backend.name == "embedded":
+        os.makedirs(settings.data_dir, exist_ok=True)
+    log.info("storage backend: %s", describe_backend(config))
     store = backend.store()
     await store.open()
     upstream = Upstream(settings.upstream_url or "", settings.upstream_api_key, timeout=settings.upstream_timeout,

@@ -158,3 +158,22 @@ async def postgres_schema_url(postgres_url: str) -> Any:
     name, url = await pg.create_schema(postgres_url)
     yield url
     await pg.drop_schema(postgres_url, name)
+
+
+@pytest.fixture(scope="session")
+def pgvector_url() -> Iterator[str]:
+    """A database with pgvector on a PostgreSQL 16 the `pgserver` package runs in a temp dir (stopped at the end)."""
+    import pg
+
+    try:
+        server, admin_url = pg.start_pgvector_server()
+    except Exception as exc:  # noqa: BLE001 - not installed, or cannot run here
+        if IN_CI:
+            pytest.fail(f"pgserver (PostgreSQL with pgvector) is required under CI=true but did not start: {exc}")
+        pytest.skip(f"pgserver (PostgreSQL with pgvector) did not start: {exc}")
+    try:
+        _, url = pg.create_database(admin_url)
+        pg.run_blocking(pg.admin(url, "CREATE EXTENSION IF NOT EXISTS vector"))
+        yield url
+    finally:
+        pg.stop_pgvector_server(server)
