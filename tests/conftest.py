@@ -17,6 +17,29 @@ from proxy.app import build_app
 from proxy.config import Settings
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# MEMPROXY_TEST_BACKEND=postgres serves the `server` and `make_server` fixtures from PostgreSQL (a schema each).
+ON_POSTGRES = os.environ.get("MEMPROXY_TEST_BACKEND", "embedded") == "postgres"
+
+
+class PostgresSchemas:
+    """One fresh schema per data dir, so a server restarted on the same data dir finds its database again."""
+
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        self.request = request
+        self.by_data_dir: dict[str, tuple[str, str]] = {}
+
+    def url_for(self, data_dir: str) -> str:
+        import pg
+
+        if data_dir not in self.by_data_dir:
+            self.by_data_dir[data_dir] = pg.run_blocking(pg.create_schema(self.request.getfixturevalue("postgres_url")))
+        return self.by_data_dir[data_dir][1]
+
+    def drop_all(self) -> None:
+        import pg
+
+        for name, _ in self.by_data_dir.values():
+            pg.run_blocking(pg.drop_schema(self.request.getfixturevalue("postgres_url"), name))
 
 
 class ServerThread:
@@ -72,9 +95,11 @@ def sim_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def make_server(tmp_path_factory: pytest.TempPathFactory, sim_url: str) -> Iterator[Callable[..., ServerThread]]:
+def make_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                sim_url: str) -> Iterator[Callable[..., ServerThread]]:
     """Start servers with custom settings; every one is stopped at teardown."""
     started: list[ServerThread] = []
+    schemas = PostgresSchemas(request)
 
     def start(data_dir: str | None = None, **overrides: Any) -> ServerThread:
         values: dict[str, Any] = {
@@ -83,6 +108,8 @@ def make_server(tmp_path_factory: pytest.TempPathFactory, sim_url: str) -> Itera
             "upstream_url": sim_url,
         }
         values.update(overrides)
+        if ON_POSTGRES and "database_url" not in values:
+            values["database_url"] = schemas.url_for(values["data_dir"])
         server = ServerThread(Settings.load(values, environ={})).start()
         started.append(server)
         return server
@@ -90,16 +117,23 @@ def make_server(tmp_path_factory: pytest.TempPathFactory, sim_url: str) -> Itera
     yield start
     for server in started:
         server.stop()
+    schemas.drop_all()
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, sim_url: str) -> Iterator[ServerThread]:
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+           sim_url: str) -> Iterator[ServerThread]:
     """One shared server per test module; tests create their own agents."""
-    settings = Settings.load({"port": free_port(), "data_dir": str(tmp_path_factory.mktemp("data")),
-                              "upstream_url": sim_url}, environ={})
-    srv = ServerThread(settings).start()
+    values: dict[str, Any] = {"port": free_port(), "data_dir": str(tmp_path_factory.mktemp("data")),
+                              "upstream_url": sim_url}
+    schemas = PostgresSchemas(request)
+    if ON_POSTGRES:
+        values["database_url"] = schemas.url_for(values["data_dir"])
+    srv = ServerThread(Settings.load(values, environ={})).start()
+    assert srv.rt.backend.name == ("postgresql" if ON_POSTGRES else "embedded")
     yield srv
     srv.stop()
+    schemas.drop_all()
 
 
 @pytest.fixture
@@ -177,3 +211,17 @@ def pgvector_url() -> Iterator[str]:
         yield url
     finally:
         pg.stop_pgvector_server(server)
+
+
+@pytest.fixture
+def vector_database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """Under MEMPROXY_TEST_BACKEND=postgres, a fresh schema on the pgvector server; else None (embedded)."""
+    if not ON_POSTGRES:
+        yield None
+        return
+    import pg
+
+    database = request.getfixturevalue("pgvector_url")
+    name, url = pg.run_blocking(pg.create_schema(database))
+    yield url
+    pg.run_blocking(pg.drop_schema(database, name))
