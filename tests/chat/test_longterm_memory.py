@@ -129,7 +129,8 @@ def test_message_search_modes_and_scope(server) -> None:
     assert missing.status_code == 422 and missing.json()["error"]["param"] == "agent_id"
 
 
-def test_hybrid_search_with_upstream_embeddings(vector_database_url, make_server) -> None:  # servers stop first
+# vector_database_url comes first so its schema is dropped after the servers stop.
+def test_hybrid_search_with_upstream_embeddings(vector_database_url, make_server) -> None:
     # On PostgreSQL, the pgserver database: the local server has no pgvector.
     overrides = {"database_url": vector_database_url} if vector_database_url else {}
     srv = make_server(embedding_model="sim-embedding", **overrides)
