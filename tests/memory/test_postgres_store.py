@@ -50,12 +50,16 @@ async def test_two_processes_opening_at_once_migrate_once(postgres_schema_url: s
     finally:
         for con in connections:
             await con.close()
-    # Whole stores opening together on the now-current schema find nothing to do and work.
+
+
+async def test_two_stores_opening_a_fresh_database_at_once_both_work(postgres_schema_url: str) -> None:
     stores = [PostgresStore(postgres_schema_url) for _ in range(2)]
     await asyncio.gather(*(s.open() for s in stores))
     try:
         agent = await new_agent(stores[0])
         assert await stores[1].get_agent(agent.id) == agent
+        rows = await stores[0]._fetch("SELECT version, count(*) FROM schema_migrations GROUP BY version ORDER BY 1")
+        assert [tuple(r) for r in rows] == [(version, 1) for version, _ in MIGRATIONS]
     finally:
         for s in stores:
             await s.close()
