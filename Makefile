@@ -20,10 +20,10 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(MAKE) test-postgres
 
-# The agent-route, management-API, long-term, provider and coordination suites again, every server on PostgreSQL.
+# Every suite that starts memproxy servers, again with each server on PostgreSQL.
 test-postgres: $(STAMP)
-	MEMPROXY_TEST_BACKEND=postgres $(BIN)/python -m pytest tests/chat tests/api tests/providers \
-		tests/test_coordination.py tests/test_readme.py $(PYTEST_ARGS)
+	MEMPROXY_TEST_BACKEND=postgres $(BIN)/python -m pytest tests/chat tests/api tests/providers tests/clients \
+		tests/test_coordination.py tests/test_http1.py tests/test_upstream_tls.py tests/test_readme.py $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)
