@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from memory.backends import redact_url
 from memory.duckdb_rows import (
     AGENTS,
     BLOCKS,
@@ -23,7 +24,7 @@ from memory.models import Agent, Block, Changes, Message, Run
 from memory.postgres_commit import PgGroupCommit
 from memory.postgres_migrations import apply_migrations
 from memory.postgres_sql import bulk_insert_sql, insert_sql, select_list, store_error, update_by_id_sql
-from memory.store import ID_PAGE_SIZE, NotFound, Store
+from memory.store import ID_PAGE_SIZE, NotFound, Store, StoreError
 
 T = TypeVar("T")
 
@@ -44,7 +45,11 @@ class PostgresStore(Store):
     async def open(self) -> None:
         if self._pool is not None:
             return
-        pool = await asyncpg.create_pool(self.dsn, min_size=self._min_size, max_size=self._max_size)
+        try:
+            pool = await asyncpg.create_pool(self.dsn, min_size=self._min_size, max_size=self._max_size)
+        except (OSError, asyncpg.PostgresError) as exc:
+            # The URL is named without its password: this message ends up in the start-up log.
+            raise StoreError(f"cannot open the PostgreSQL database {redact_url(self.dsn)}: {exc}") from exc
         try:
             async with pool.acquire() as con:
                 await apply_migrations(con)

@@ -14,7 +14,7 @@ import pytest
 from memory.models import Agent, Changes, Message, Run, new_id
 from memory.postgres_migrations import MIGRATIONS, apply_migrations
 from memory.postgres_store import PostgresStore
-from memory.store import Conflict, SchemaTooNewError
+from memory.store import Conflict, SchemaTooNewError, StoreError
 
 
 @pytest.fixture
@@ -127,6 +127,13 @@ async def test_unserialisable_changes_fail_before_queueing(store: PostgresStore)
     with pytest.raises(TypeError):
         await store.commit(changes)
     assert await store.count_messages(agent.id) == 0
+
+
+async def test_an_unreachable_database_is_named_without_its_password() -> None:
+    with pytest.raises(StoreError) as failed:
+        # Port 1 on loopback refuses at once: nothing listens there.
+        await PostgresStore("postgresql://memproxy:s3cret-pw@127.0.0.1:1/nodb").open()
+    assert "postgresql://memproxy:***@127.0.0.1:1/nodb" in str(failed.value) and "s3cret" not in str(failed.value)
 
 
 async def test_a_closed_store_refuses_work(postgres_schema_url: str) -> None:
