@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import asyncio
 import signal
 import sys
@@ -11,7 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.harness import FULL, SMOKE, Harness
+from bench.harness import FULL, SMOKE, Harness, Scale
 from bench.suite import SuiteResult
 from bench.suites import SUITES
 
@@ -29,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--smoke", action="store_true", help="tiny counts: checks the harness, measures nothing")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results directory (default {DEFAULT_OUT})")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (data dirs and server logs)")
+    parser.add_argument("--soak-turns", type=int, default=None, help="soak: turns to run (default 20000; smoke 120)")
+    parser.add_argument("--soak-agents", type=int, default=None, help="soak: agents to spread them over (default 200)")
     parser.add_argument("--match", default="", help="compare: only figures whose key contains this")
     parser.add_argument("--all", dest="show_all", action="store_true", help="compare: include bookkeeping figures")
     return parser
@@ -46,11 +49,11 @@ async def _run_suites(h: Harness, names: list[str]) -> tuple[dict[str, SuiteResu
     return results, durations
 
 
-def run(names: list[str], smoke: bool, out: Path, keep: bool) -> int:
+def run(names: list[str], smoke: bool, out: Path, keep: bool, scale: Scale | None = None) -> int:
     from bench.report import write_run
 
     work = Path(tempfile.mkdtemp(prefix="memproxy-bench-"))
-    h = Harness(work_dir=work, scale=SMOKE if smoke else FULL)
+    h = Harness(work_dir=work, scale=scale or (SMOKE if smoke else FULL))
     stem = time.strftime("%Y%m%d-%H%M%S") + ("-smoke" if smoke else "") + ("" if names == list(SUITES) else
                                                                           "-" + "-".join(names))
     try:
@@ -88,7 +91,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(compare(args.files[0], args.files[1], match=args.match, show_all=args.show_all))
         return 0
     names = list(SUITES) if args.suite == "all" else [args.suite]
-    return run(names, args.smoke, args.out, args.keep)
+    return run(names, args.smoke, args.out, args.keep, _scale(args))
+
+
+def _scale(args: argparse.Namespace) -> Scale:
+    """The preset sizes, with the soak's turn and agent counts overridden when given (warm-up = 10% of turns)."""
+    scale = SMOKE if args.smoke else FULL
+    turns = args.soak_turns or scale.soak_turns
+    agents = args.soak_agents or scale.soak_agents
+    if (turns, agents) == (scale.soak_turns, scale.soak_agents):
+        return scale
+    return dataclasses.replace(scale, soak_turns=turns, soak_agents=agents, soak_warmup=max(1, turns // 10),
+                               soak_sample_every=max(1, min(scale.soak_sample_every, turns // 40)))
 
 
 if __name__ == "__main__":

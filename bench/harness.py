@@ -38,6 +38,10 @@ class Scale:
     scaling_rounds: int
     scaling_loaded_agents: int  # agents loaded into memproxy's cache at each agent-count point (RSS)
     toolstep_turns: int
+    soak_turns: int
+    soak_agents: int
+    soak_warmup: int  # turns before RSS must stay flat
+    soak_sample_every: int  # turns between RSS samples
     smoke: bool = False
 
 
@@ -53,6 +57,10 @@ FULL = Scale(
     scaling_rounds=60,
     scaling_loaded_agents=2_000,  # loading costs ~10 ms per agent: 10k would take minutes
     toolstep_turns=150,
+    soak_turns=20_000,
+    soak_agents=200,
+    soak_warmup=2_000,
+    soak_sample_every=250,
 )
 
 SMOKE = Scale(
@@ -67,6 +75,10 @@ SMOKE = Scale(
     scaling_rounds=5,
     scaling_loaded_agents=50,
     toolstep_turns=6,
+    soak_turns=120,
+    soak_agents=8,
+    soak_warmup=40,
+    soak_sample_every=20,
     smoke=True,
 )
 

@@ -40,6 +40,7 @@ class Result:
     error: str | None = None
     started: float = 0.0  # perf_counter at send
     tag: Any = None
+    server_ms: float | None = None  # memproxy's own time before the upstream call, from its Server-Timing header
 
     @property
     def ok(self) -> bool:
@@ -115,6 +116,7 @@ class Conn:
         status_line, _, header_block = head.partition(b"\r\n")
         result.status = int(status_line.split(b" ", 2)[1])
         headers = header_block.lower()
+        result.server_ms = _server_timing(headers)
         chunked = b"transfer-encoding: chunked" in headers
         closing = b"connection: close" in headers
         if not chunked:
@@ -171,6 +173,17 @@ class Conn:
             result.error = "stream ended without [DONE]"
         if closing:
             self.close()
+
+
+def _server_timing(headers: bytes) -> float | None:
+    """`memproxy;dur=X` of a Server-Timing header (lower-cased header block), if memproxy sent one."""
+    at = headers.find(b"memproxy;dur=")
+    if at < 0:
+        return None
+    end = at + 13
+    while end < len(headers) and headers[end:end + 1] in b"0123456789.":
+        end += 1
+    return float(headers[at + 13:end])
 
 
 def _content_length(headers: bytes) -> int | None:

@@ -50,15 +50,21 @@ def _select_list(columns: list[str], overrides: dict[str, str], alias: str) -> s
     return ", ".join(overrides.get(c, f'{alias}."{c}"') for c in columns)
 
 
-def clone_agents(data_dir: Path, template_id: str, count: int, messages: int, tag: str = "clone") -> list[str]:
-    """Insert `count` copies of the template (own blocks each) with `messages` stored messages apiece."""
+def clone_agents(data_dir: Path, template_id: str, count: int, messages: int, tag: str = "clone",
+                 *, autoclear: bool = False) -> list[str]:
+    """Insert `count` copies of the template (own blocks each) with `messages` stored messages apiece.
+
+    `autoclear` sets `message_buffer_autoclear`: such agents keep no conversation in context.
+    """
     con = duckdb.connect(str(data_dir / DATABASE_FILE))
     try:
         con.execute("BEGIN TRANSACTION")
         con.execute("CREATE OR REPLACE TEMP TABLE new_agents AS "
                     "SELECT 'agent-' || uuid()::VARCHAR AS id, i FROM range(?) t(i)", [count])
         agent_cols = _select_list(_columns(con, "agents"),
-                                  {"id": "n.id", "name": f"'{tag}-' || n.i::VARCHAR"}, "a")
+                                  {"id": "n.id", "name": f"'{tag}-' || n.i::VARCHAR",
+                                   "message_buffer_autoclear": "true" if autoclear else "a.message_buffer_autoclear"},
+                                  "a")
         con.execute(f"INSERT INTO agents SELECT {agent_cols} FROM agents a, new_agents n WHERE a.id = ?",
                     [template_id])
         con.execute("CREATE OR REPLACE TEMP TABLE new_blocks AS "

@@ -27,6 +27,7 @@ TARGETS = (
     Target("added TTFT growth, history 1k -> 100k (%)", "scaling.history_growth_pct", 20.0, absolute=True),
     Target("added TTFT growth, agents 10 -> 10k (%)", "scaling.agents_growth_pct", 20.0, absolute=True),
     Target("agent/direct requests/s at c=32", "throughput.levels.c32.agent_over_direct", 0.30, at_least=True),
+    Target("RSS growth after warm-up, soak (%)", "soak.growth_after_warmup_pct", 10.0),
 )
 
 

@@ -72,13 +72,17 @@ class AgentMemory:
         self._blocks: dict[str, Block] = {}
         self._block_users: dict[str, set[str]] = {}
         self._unsettled: dict[str, set[asyncio.Task[None]]] = {}
+        self.hits = 0  # `get` answered from the cache
+        self.loads = 0  # `get` had to read the store
 
     # --- loading ----------------------------------------------------------------------------
     async def get(self, agent_id: str) -> LiveAgent | None:
         live = self._agents.get(agent_id)
         if live is not None:
+            self.hits += 1
             self._agents.move_to_end(agent_id)
             return live
+        self.loads += 1
         pending = self._loading.get(agent_id)
         if pending is not None:
             return await asyncio.shield(pending)

@@ -25,6 +25,9 @@ class BackendConfig:
 
     data_dir: str
     database_url: str | None = None  # postgresql://...: the PostgreSQL backend; None: the embedded one
+    duckdb_memory_limit: str | None = None  # DuckDB's buffer pool; None: DuckDB's default (80% of RAM)
+    search_cache_bytes: int | None = None  # LanceDB's index and metadata caches
+    search_optimize_interval: float = 10.0  # seconds between compactions of the search tables
 
 
 class Backend(ABC):
@@ -46,19 +49,21 @@ class EmbeddedBackend(Backend):
 
     name = "embedded"
 
-    def __init__(self, data_dir: str) -> None:
-        self.data_dir = data_dir
+    def __init__(self, config: BackendConfig) -> None:
+        self.config = config
 
     def store(self) -> Store:
         from memory.duckdb_store import open_store
 
-        return open_store(self.data_dir)
+        return open_store(self.config.data_dir, memory_limit=self.config.duckdb_memory_limit)
 
     def longterm(self, embedder: Embedder | None) -> LongTermMemory:
         # Imported here so a process on another backend never loads LanceDB.
         from memory.longterm.index import LanceLongTermMemory
 
-        return LanceLongTermMemory(os.path.join(self.data_dir, LANCE_DIR), embedder)
+        return LanceLongTermMemory(os.path.join(self.config.data_dir, LANCE_DIR), embedder,
+                                   cache_bytes=self.config.search_cache_bytes,
+                                   optimize_interval=self.config.search_optimize_interval)
 
 
 class PostgresBackend(Backend):
@@ -92,7 +97,7 @@ def select_backend(config: BackendConfig) -> Backend:
         if not config.database_url.startswith(POSTGRES_SCHEMES):
             raise ValueError(f"database URL must start with postgresql://, not {redact_url(config.database_url)!r}")
         return PostgresBackend(config.database_url)
-    return EmbeddedBackend(config.data_dir)
+    return EmbeddedBackend(config)
 
 
 def redact_url(url: str) -> str:

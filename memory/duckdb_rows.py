@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property, lru_cache
@@ -9,9 +10,14 @@ from typing import Any
 
 import orjson
 
-from memory.models import Agent, Block, Message, Run
+from memory.json_bounds import json_fault
+from memory.models import Agent, Block, Message, Run, Tool
 
 Row = tuple[Any, ...]
+log = logging.getLogger("memproxy")
+
+# Stored JSON is encoded again inside responses a few levels down; orjson stops at 254 levels.
+MAX_STORED_JSON_DEPTH = 128
 
 # `list_contains(?, id)` is planned as a primary-key index scan; `id IN (SELECT unnest(?))` scans the table.
 ID_IN_LIST = "list_contains(?::VARCHAR[], id)"
@@ -66,7 +72,12 @@ AGENTS = Table("agents", (
     ("id", "VARCHAR"), ("name", "VARCHAR"), ("system", "VARCHAR"), ("description", "VARCHAR"),
     ("model", "VARCHAR"), ("embedding", "VARCHAR"), ("context_window_limit", "BIGINT"), ("tools", "VARCHAR"),
     ("tags", "VARCHAR"), ("metadata", "VARCHAR"), ("message_buffer_autoclear", "BOOLEAN"),
-    ("llm_params", "VARCHAR"), ("created_at", "TIMESTAMPTZ"), ("updated_at", "TIMESTAMPTZ"),
+    ("llm_params", "VARCHAR"), ("created_at", "TIMESTAMPTZ"), ("updated_at", "TIMESTAMPTZ"), ("tool_env", "VARCHAR"),
+))
+TOOLS = Table("tools", (
+    ("id", "VARCHAR"), ("name", "VARCHAR"), ("source_code", "VARCHAR"), ("json_schema", "VARCHAR"),
+    ("description", "VARCHAR"), ("tags", "VARCHAR"), ("return_char_limit", "BIGINT"), ("metadata", "VARCHAR"),
+    ("created_at", "TIMESTAMPTZ"), ("updated_at", "TIMESTAMPTZ"),
 ))
 BLOCKS = Table("blocks", (
     ("id", "VARCHAR"), ("label", "VARCHAR"), ("value", "VARCHAR"), ("limit", "BIGINT"), ("description", "VARCHAR"),
@@ -88,8 +99,30 @@ def _dump(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _load(text: str | None) -> Any:
-    return None if text is None else orjson.loads(text)
+def _field(row_id: Any, column: str, text: str | None, kind: type, default: Any, items: type | None = None) -> Any:
+    """A JSON column decoded, or a fresh `default()` (logged, without content) when a reader could not use it.
+
+    A row planted or written by an older version must never turn a whole listing into a 500.
+    """
+    if text is None:
+        return default()
+    try:
+        value = orjson.loads(text)
+        fault = None
+    except orjson.JSONDecodeError:
+        value, fault = None, "is not valid JSON"
+    if fault is None and not isinstance(value, kind):
+        fault = f"is not a JSON {kind.__name__}"
+    if fault is None and items is not None and not all(isinstance(item, items) for item in value):
+        fault = f"holds items that are not {items.__name__}"
+    # Counting brackets is C speed; only a value with that many containers can be too deep.
+    if fault is None and text.count("{") + text.count("[") > MAX_STORED_JSON_DEPTH:
+        fault = json_fault(value, MAX_STORED_JSON_DEPTH, nul=False)
+    if fault is None:
+        return value
+    fallback = default()
+    log.warning("stored row %s: column %s %s; read as %r instead", row_id, column, fault, fallback)
+    return fallback
 
 
 def _utc(naive: datetime) -> datetime:
@@ -101,16 +134,36 @@ def agent_row(agent: Agent) -> Row:
         agent.id, agent.name, agent.system, agent.description, agent.model, agent.embedding,
         agent.context_window_limit, _dump(agent.tools), _dump(agent.tags), _dump(agent.metadata),
         agent.message_buffer_autoclear, _dump(agent.llm_params), agent.created_at, agent.updated_at,
+        _dump(agent.tool_env),
     )
 
 
 def agent_from_row(row: Row, block_ids: list[str] | None) -> Agent:
     (id_, name, system, description, model, embedding, context_window_limit, tools, tags, metadata,
-     autoclear, llm_params, created_at, updated_at) = row
+     autoclear, llm_params, created_at, updated_at, tool_env) = row
     return Agent(
         id=id_, name=name, system=system, description=description, model=model, embedding=embedding,
-        context_window_limit=context_window_limit, tools=_load(tools), tags=_load(tags), metadata=_load(metadata),
-        message_buffer_autoclear=autoclear, llm_params=_load(llm_params), block_ids=list(block_ids or []),
+        context_window_limit=context_window_limit, tools=_field(id_, "tools", tools, list, list, str),
+        tags=_field(id_, "tags", tags, list, list, str), metadata=_field(id_, "metadata", metadata, dict, dict),
+        message_buffer_autoclear=autoclear, llm_params=_field(id_, "llm_params", llm_params, dict, dict),
+        block_ids=list(block_ids or []), created_at=_utc(created_at), updated_at=_utc(updated_at),
+        tool_env=_field(id_, "tool_env", tool_env, dict, dict),
+    )
+
+
+def tool_row(tool: Tool) -> Row:
+    return (
+        tool.id, tool.name, tool.source_code, _dump(tool.json_schema), tool.description, _dump(tool.tags),
+        tool.return_char_limit, _dump(tool.metadata), tool.created_at, tool.updated_at,
+    )
+
+
+def tool_from_row(row: Row) -> Tool:
+    id_, name, source_code, json_schema, description, tags, limit, metadata, created_at, updated_at = row
+    return Tool(
+        id=id_, name=name, source_code=source_code, json_schema=_field(id_, "json_schema", json_schema, dict, dict),
+        description=description, tags=_field(id_, "tags", tags, list, list, str), return_char_limit=limit,
+        metadata=_field(id_, "metadata", metadata, dict, dict),
         created_at=_utc(created_at), updated_at=_utc(updated_at),
     )
 
@@ -126,7 +179,8 @@ def block_from_row(row: Row) -> Block:
     id_, label, value, limit, description, read_only, metadata, created_at, updated_at = row
     return Block(
         id=id_, label=label, value=value, limit=limit, description=description, read_only=read_only,
-        metadata=_load(metadata), created_at=_utc(created_at), updated_at=_utc(updated_at),
+        metadata=_field(id_, "metadata", metadata, dict, dict), created_at=_utc(created_at),
+        updated_at=_utc(updated_at),
     )
 
 
@@ -142,8 +196,9 @@ def message_from_row(row: Row) -> Message:
     (id_, agent_id, seq, role, content, tool_calls, tool_call_id, name, run_id, in_context, metadata,
      created_at) = row
     return Message(
-        id=id_, agent_id=agent_id, seq=seq, role=role, content=content, tool_calls=_load(tool_calls),
-        tool_call_id=tool_call_id, name=name, run_id=run_id, in_context=in_context, metadata=_load(metadata),
+        id=id_, agent_id=agent_id, seq=seq, role=role, content=content,
+        tool_calls=_field(id_, "tool_calls", tool_calls, list, lambda: None, dict), tool_call_id=tool_call_id, name=name,
+        run_id=run_id, in_context=in_context, metadata=_field(id_, "metadata", metadata, dict, dict),
         created_at=_utc(created_at),
     )
 
@@ -158,8 +213,9 @@ def run_row(run: Run) -> Row:
 def run_from_row(row: Row) -> Run:
     (id_, agent_id, status, stop_reason, steps, usage, timings, error, metadata, created_at, completed_at) = row
     return Run(
-        id=id_, agent_id=agent_id, status=status, stop_reason=stop_reason, steps=steps, usage=_load(usage),
-        timings=_load(timings), error=error, metadata=_load(metadata),
+        id=id_, agent_id=agent_id, status=status, stop_reason=stop_reason, steps=steps,
+        usage=_field(id_, "usage", usage, dict, dict), timings=_field(id_, "timings", timings, dict, dict),
+        error=error, metadata=_field(id_, "metadata", metadata, dict, dict),
         created_at=_utc(created_at), completed_at=None if completed_at is None else _utc(completed_at),
     )
 

@@ -18,6 +18,7 @@ from memory.duckdb_rows import (
     ID_IN_LIST,
     MESSAGES,
     RUNS,
+    TOOLS,
     Row,
     agent_from_row,
     agent_row,
@@ -26,9 +27,11 @@ from memory.duckdb_rows import (
     block_row,
     message_from_row,
     run_from_row,
+    tool_from_row,
+    tool_row,
 )
 from memory.migrations import apply_migrations
-from memory.models import Agent, Block, Changes, Message, Run
+from memory.models import Agent, Block, Changes, Message, Run, Tool
 from memory.store import ID_PAGE_SIZE, NotFound, Store
 
 T = TypeVar("T")
@@ -39,14 +42,15 @@ _AGENT_BLOCK_IDS = "(SELECT list(block_id ORDER BY position) FROM agent_blocks W
 
 
 class DuckDBStore(Store):
-    """Agents, blocks, messages and runs in one DuckDB file.
+    """Agents, blocks, messages, runs and custom tools in one DuckDB file.
 
     DuckDB connections are not thread-safe, so the one connection lives on one worker thread and
     every query is handed to it; the event loop never blocks on the database.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, memory_limit: str | None = None) -> None:
         self.path = path
+        self.memory_limit = memory_limit  # DuckDB's own default is 80% of RAM
         self._executor: ThreadPoolExecutor | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
         self._group = GroupCommit()
@@ -83,6 +87,11 @@ class DuckDBStore(Store):
             con.execute("SET threads = 1")
             # Naive datetimes a caller passes are then read as UTC, never as the host's zone.
             con.execute("SET TimeZone = 'UTC'")
+            # Rows written since the last checkpoint stay in memory until it; checkpoint every 4 MB of WAL (not 16).
+            con.execute("SET checkpoint_threshold = '4MB'")
+            if self.memory_limit:
+                # The buffer pool keeps every block it has read or written until this limit; the rest is re-read.
+                con.execute("SET memory_limit = ?", [self.memory_limit])
             apply_migrations(con)
         except BaseException:
             con.close()
@@ -338,6 +347,33 @@ class DuckDBStore(Store):
         rows = await self._run(lambda con: con.execute(sql, params).fetchall())
         return [run_from_row(row) for row in rows]
 
+    # --- custom tools -----------------------------------------------------------------------
+    async def create_tool(self, tool: Tool) -> None:
+        values = tool_row(tool)
+        await self._run(lambda con: con.execute(TOOLS.insert_sql, values))
+
+    async def get_tool(self, tool_id: str) -> Tool | None:
+        sql = f"SELECT {TOOLS.select_list} FROM tools WHERE id = ?"
+        row = await self._run(lambda con: con.execute(sql, [tool_id]).fetchone())
+        return None if row is None else tool_from_row(row)
+
+    async def list_tools(self) -> list[Tool]:
+        sql = f"SELECT {TOOLS.select_list} FROM tools ORDER BY created_at, id"
+        rows = await self._run(lambda con: con.execute(sql).fetchall())
+        return [tool_from_row(row) for row in rows]
+
+    async def update_tool(self, tool: Tool) -> None:
+        values = tool_row(tool)
+
+        def work(con: duckdb.DuckDBPyConnection) -> None:
+            if _scalar(con, TOOLS.update_by_id_sql, [*values[1:], values[0]]) == 0:
+                raise NotFound("tool", tool.id)
+
+        await self._run(work)
+
+    async def delete_tool(self, tool_id: str) -> bool:
+        return await self._run(lambda con: _scalar(con, "DELETE FROM tools WHERE id = ?", [tool_id]) > 0)
+
     # --- writes -----------------------------------------------------------------------------
     async def commit(self, changes: Changes) -> None:
         if not changes:
@@ -360,9 +396,9 @@ class DuckDBStore(Store):
         return self._group.transactions
 
 
-def open_store(data_dir: str) -> DuckDBStore:
+def open_store(data_dir: str, *, memory_limit: str | None = None) -> DuckDBStore:
     """A (not yet opened) store at `<data_dir>/memproxy.duckdb`."""
-    return DuckDBStore(os.path.join(data_dir, DATABASE_FILE))
+    return DuckDBStore(os.path.join(data_dir, DATABASE_FILE), memory_limit=memory_limit)
 
 
 def _scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> Any:

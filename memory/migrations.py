@@ -96,6 +96,26 @@ MIGRATIONS: list[tuple[int, str]] = [
     ),
     # Its own transaction: DuckDB's index build would still see the rows as they were before the UPDATE.
     (3, "CREATE UNIQUE INDEX messages_agent_seq ON messages (agent_id, seq);"),
+    (
+        4,
+        # Custom tools, and each agent's tool environment variables (a JSON object, '{}' for none).
+        """
+        CREATE TABLE tools (
+            id VARCHAR PRIMARY KEY,
+            name VARCHAR NOT NULL,
+            source_code VARCHAR NOT NULL,
+            json_schema VARCHAR NOT NULL,
+            description VARCHAR NOT NULL,
+            tags VARCHAR NOT NULL,
+            return_char_limit BIGINT NOT NULL,
+            metadata VARCHAR NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL
+        );
+        CREATE UNIQUE INDEX tools_name ON tools (name);
+        ALTER TABLE agents ADD COLUMN tool_env VARCHAR DEFAULT '{}';
+        """,
+    ),
 ]
 
 

@@ -1,4 +1,4 @@
-"""The persistent records: agents, blocks, messages, runs. Plain dataclasses, no I/O."""
+"""The persistent records: agents, blocks, messages, runs, custom tools. Plain dataclasses, no I/O."""
 
 from __future__ import annotations
 
@@ -75,6 +75,24 @@ class Agent:
     llm_params: dict[str, Any] = field(default_factory=dict)
     # Ordered ids of the attached blocks; the blocks themselves live in the blocks table.
     block_ids: list[str] = field(default_factory=list)
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+    # Environment variables (API keys) for this agent's custom tools; never shown in full by the API.
+    tool_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Tool:
+    """A custom tool: one Python function run in the sandbox, offered to the model by its JSON schema."""
+
+    id: str
+    name: str
+    source_code: str
+    json_schema: dict[str, Any]  # the OpenAI function object: {name, description, parameters}
+    description: str = ""
+    tags: list[str] = field(default_factory=list)
+    return_char_limit: int = 50000
+    metadata: dict[str, Any] = field(default_factory=dict)
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
 

@@ -113,6 +113,26 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX recall_tsv ON recall USING gin (tsv);
         """,
     ),
+    (
+        3,
+        # Custom tools, and each agent's tool environment variables (a JSON object, '{}' for none).
+        """
+        CREATE TABLE tools (
+            id TEXT COLLATE "C" PRIMARY KEY,
+            name TEXT NOT NULL,
+            source_code TEXT NOT NULL,
+            json_schema TEXT NOT NULL,
+            description TEXT NOT NULL,
+            tags TEXT NOT NULL,
+            return_char_limit BIGINT NOT NULL,
+            metadata TEXT NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL
+        );
+        CREATE UNIQUE INDEX tools_name ON tools (name);
+        ALTER TABLE agents ADD COLUMN tool_env TEXT NOT NULL DEFAULT '{}';
+        """,
+    ),
 ]
 
 

@@ -13,14 +13,17 @@ from memory.duckdb_rows import (
     BLOCKS,
     MESSAGES,
     RUNS,
+    TOOLS,
     agent_from_row,
     agent_row,
     block_from_row,
     block_row,
     message_from_row,
     run_from_row,
+    tool_from_row,
+    tool_row,
 )
-from memory.models import Agent, Block, Changes, Message, Run
+from memory.models import Agent, Block, Changes, Message, Run, Tool
 from memory.postgres_commit import PgGroupCommit
 from memory.postgres_migrations import apply_migrations
 from memory.postgres_sql import bulk_insert_sql, insert_sql, select_list, store_error, update_by_id_sql
@@ -268,6 +271,27 @@ class PostgresStore(Store):
             query.where("agent_id = {}", agent_id)
         sql, args = query.page("runs", before=before, after=after, limit=limit, descending=True)
         return [run_from_row(tuple(row)) for row in await self._fetch(sql, *args)]
+
+    # --- custom tools -----------------------------------------------------------------------
+    async def create_tool(self, tool: Tool) -> None:
+        values = tool_row(tool)
+        await self._run(lambda con: con.execute(insert_sql(TOOLS), *values))
+
+    async def get_tool(self, tool_id: str) -> Tool | None:
+        row = await self._fetchrow(f"SELECT {select_list(TOOLS)} FROM tools WHERE id = $1", tool_id)
+        return None if row is None else tool_from_row(tuple(row))
+
+    async def list_tools(self) -> list[Tool]:
+        rows = await self._fetch(f"SELECT {select_list(TOOLS)} FROM tools ORDER BY created_at, id")
+        return [tool_from_row(tuple(row)) for row in rows]
+
+    async def update_tool(self, tool: Tool) -> None:
+        values = tool_row(tool)
+        if await self._run(lambda con: con.execute(update_by_id_sql(TOOLS), *values)) == "UPDATE 0":
+            raise NotFound("tool", tool.id)
+
+    async def delete_tool(self, tool_id: str) -> bool:
+        return await self._run(lambda con: con.execute("DELETE FROM tools WHERE id = $1", tool_id)) != "DELETE 0"
 
     # --- writes -----------------------------------------------------------------------------
     async def commit(self, changes: Changes) -> None:

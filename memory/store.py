@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from memory.models import Agent, Block, Changes, Message, Run
+from memory.models import Agent, Block, Changes, Message, Run, Tool
 
 # Each page of a keyset scan costs about a scan of the table in DuckDB and LanceDB: few, large pages.
 ID_PAGE_SIZE = 50_000
@@ -42,7 +42,7 @@ class SchemaTooNewError(StoreError):
 
 
 class Store(ABC):
-    """Persistent agents, blocks, messages and runs."""
+    """Persistent agents, blocks, messages, runs and custom tools."""
 
     @abstractmethod
     async def open(self) -> None:
@@ -164,6 +164,27 @@ class Store(ABC):
         self, *, agent_id: str | None = None, before: str | None = None, after: str | None = None, limit: int | None = 50
     ) -> list[Run]:
         """Runs, newest first; cursors are run ids."""
+
+    # --- custom tools -----------------------------------------------------------------------
+    @abstractmethod
+    async def create_tool(self, tool: Tool) -> None:
+        """Insert a custom tool; Conflict if its id or name is taken."""
+
+    @abstractmethod
+    async def get_tool(self, tool_id: str) -> Tool | None:
+        """One custom tool, or None."""
+
+    @abstractmethod
+    async def list_tools(self) -> list[Tool]:
+        """Every custom tool, ordered by creation time (there are few; the registry loads them all at start)."""
+
+    @abstractmethod
+    async def update_tool(self, tool: Tool) -> None:
+        """Overwrite the tool row; NotFound if it is gone, Conflict if its new name is taken."""
+
+    @abstractmethod
+    async def delete_tool(self, tool_id: str) -> bool:
+        """Delete the tool row (detaching it from agents is the caller's job); False if there was none."""
 
     # --- writes -----------------------------------------------------------------------------
     @abstractmethod

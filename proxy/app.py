@@ -12,17 +12,23 @@ from typing import Any, AsyncIterator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.routing import Route
 
 from proxy.api.routes import routes as management_routes
 from proxy.chat.forward import routes as forward_routes
 from proxy.chat.routes import routes as chat_routes
+from proxy.console.routes import OPEN_PATHS as CONSOLE_PATHS
+from proxy.console.routes import routes as console_routes
 from proxy.config import Settings
 from memory.store import StoreError
 from proxy.errors import APIError, handle_api_error, handle_http_exception, handle_store_error, handle_unexpected
 from proxy.http import BearerAuth
+from proxy.metrics import Metrics, RequestMetrics, metrics_endpoint
 from proxy.runtime import Runtime, close_runtime, open_runtime
 
 log = logging.getLogger("memproxy")
+# Health, and the console's own files (code only: every data call they make needs the key).
+_OPEN_PATHS = frozenset({"/v1/health", "/v1/health/"}) | CONSOLE_PATHS
 
 
 def build_app(settings: Settings) -> Starlette:
@@ -31,6 +37,7 @@ def build_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         rt = await open_runtime(settings)
+        rt.metrics = metrics
         sim_server = None
         if settings.uses_simulator:
             sim_server, base_url = await _start_embedded_simulator()
@@ -50,9 +57,11 @@ def build_app(settings: Settings) -> Starlette:
             if sim_server is not None:
                 sim_server.should_exit = True
 
+    metrics = Metrics()
     app = Starlette(
-        routes=[*chat_routes, *management_routes, *forward_routes],
-        middleware=[Middleware(BearerAuth, keys=settings.api_keys)],
+        routes=[*chat_routes, *management_routes, *console_routes, *forward_routes, Route("/metrics", metrics_endpoint)],
+        middleware=[Middleware(RequestMetrics, metrics=metrics),
+                    Middleware(BearerAuth, keys=settings.api_keys, open_paths=_OPEN_PATHS)],
         exception_handlers={
             APIError: handle_api_error,
             HTTPException: handle_http_exception,
@@ -62,6 +71,7 @@ def build_app(settings: Settings) -> Starlette:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.metrics = metrics
     return app
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from typing import Sequence
 
 from memory.backends import BackendConfig, describe_backend
 from proxy import __version__
 from proxy.config import OPTIONS, Settings
+from proxy.logs import configure_logging
+from proxy.preflight import Refused, claim_data_dir, claim_port
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,17 +67,36 @@ def serve(args: argparse.Namespace) -> int:
               "(anyone on the network could read every agent's memory); set keys or pass --insecure",
               file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # httpx logs every request at INFO: one line per upstream call is noise, and costs time on the hot path.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
+    if settings.log_format not in ("text", "json"):
+        print(f"memproxy: MEMPROXY_LOG_FORMAT must be text or json, not {settings.log_format!r}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        # One server per embedded data dir; on PostgreSQL there are no files to guard.
+        held = None if settings.database_url else claim_data_dir(settings.data_dir)
+        sock = claim_port(settings.host, settings.port)
+    except Refused as exc:
+        print(f"memproxy: {exc}", file=sys.stderr)
+        return 1
     print(banner(settings), flush=True)
 
     import uvicorn
 
+    from memory.native_heap import limit_arenas
     from proxy.app import build_app
 
-    uvicorn.run(build_app(settings), host=settings.host, port=settings.port, log_level="warning",
-                access_log=False, loop=_loop(), http=_http(), timeout_graceful_shutdown=5)
+    limit_arenas()  # before DuckDB's and LanceDB's threads exist: they would each get an arena
+
+    # log_config=None: uvicorn's loggers keep no handlers of their own and go through ours (text or JSON).
+    config = uvicorn.Config(build_app(settings), log_level="warning", log_config=None, access_log=False,
+                            loop=_loop(), http=_http(), timeout_graceful_shutdown=5)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the SIGINT it shut down for; the shutdown itself is done
+    finally:
+        if held is not None:
+            held.close()
     return 0
 
 

@@ -51,7 +51,22 @@ OPTIONS: tuple[Option, ...] = (
            "seconds between SSE keep-alive comments while nothing else is sent"),
     Option("context_window", "MEMPROXY_CONTEXT_WINDOW", 128000, int,
            "tokens of context for models the built-in table does not know (agents may set their own)"),
+    Option("tool_timeout", "MEMPROXY_TOOL_TIMEOUT", 30.0, float,
+           "seconds one custom tool call may run in the sandbox before it is killed"),
+    Option("tool_memory_mb", "MEMPROXY_TOOL_MEMORY_MB", 512, int, "address-space limit of one custom tool call, MiB"),
     Option("log_level", "MEMPROXY_LOG_LEVEL", "info", str, "debug | info | warning | error"),
+    Option("log_format", "MEMPROXY_LOG_FORMAT", "text", str,
+           "text | json (one object per line with request, agent and run ids; never content or secrets)"),
+    Option("duckdb_memory_limit", "MEMPROXY_DUCKDB_MEMORY_LIMIT", "256MB", str,
+           "most memory DuckDB's buffer pool keeps (e.g. 512MB, 2GB); blocks beyond it are re-read from disk"),
+    Option("search_cache_mb", "MEMPROXY_SEARCH_CACHE_MB", 16, int,
+           "MiB of LanceDB index and metadata cache for recall and archival search"),
+    Option("search_optimize_interval", "MEMPROXY_SEARCH_OPTIMIZE_INTERVAL", 10.0, float,
+           "seconds between compactions of the search tables while they are written (each one holds memory)"),
+    Option("agent_cache_size", "MEMPROXY_AGENT_CACHE_SIZE", 20000, int,
+           "agents kept loaded in memory (least recently used are dropped, and reloaded on their next request)"),
+    Option("malloc_trim_interval", "MEMPROXY_MALLOC_TRIM_INTERVAL", 30.0, float,
+           "seconds between returning freed native memory to the OS (glibc malloc_trim); 0 = never"),
 )
 
 
@@ -75,7 +90,15 @@ class Settings:
     upstream_timeout: float = 120.0
     keepalive_interval: float = 2.0
     context_window: int = 128000
+    tool_timeout: float = 30.0
+    tool_memory_mb: int = 512
     log_level: str = "info"
+    log_format: str = "text"
+    duckdb_memory_limit: str = "256MB"
+    search_cache_mb: int = 16
+    search_optimize_interval: float = 10.0
+    agent_cache_size: int = 20000
+    malloc_trim_interval: float = 30.0
     insecure: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 

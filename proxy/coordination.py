@@ -32,25 +32,43 @@ class AgentLocks(Protocol):
 
 
 class LocalAgentLocks:
-    """An asyncio.Lock per agent: FIFO for waiters in this process."""
+    """An asyncio.Lock per agent: FIFO for waiters in this process.
+
+    A lock lives only while someone holds or waits for it, so the map never outgrows the agents in flight.
+    """
 
     def __init__(self) -> None:
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # agent -> (lock, [holders + waiters])
 
     async def acquire(self, agent_id: str, timeout: float) -> Release:
-        lock = self._locks.get(agent_id)
-        if lock is None:
-            lock = self._locks[agent_id] = asyncio.Lock()
+        entry = self._locks.get(agent_id)
+        if entry is None:
+            entry = self._locks[agent_id] = (asyncio.Lock(), [0])
+        lock, users = entry
+        users[0] += 1
         try:
             async with asyncio.timeout(timeout):
                 await lock.acquire()
         except TimeoutError:
+            self._leave(agent_id, users)
             raise LockTimeout(agent_id) from None
+        except BaseException:  # cancelled while waiting
+            self._leave(agent_id, users)
+            raise
 
         async def release() -> None:
             lock.release()
+            self._leave(agent_id, users)
 
         return release
+
+    def _leave(self, agent_id: str, users: list[int]) -> None:
+        users[0] -= 1
+        if users[0] == 0 and self._locks.get(agent_id, (None, None))[1] is users:
+            del self._locks[agent_id]
+
+    def __len__(self) -> int:
+        return len(self._locks)
 
     async def close(self) -> None:
         return None

@@ -83,4 +83,6 @@ async def handle_store_error(request: Request, exc: Exception) -> Response:
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     # The traceback stays in the server log; the client gets a plain message.
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return APIError(500, "internal server error", code="internal_error").response()
+    # Starlette re-raises after this response and the server then drops the connection: say so, so the
+    # client opens a new one instead of failing its next request on this one.
+    return APIError(500, "internal server error", code="internal_error", headers={"Connection": "close"}).response()

@@ -56,13 +56,15 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
 class BearerAuth:
     """ASGI middleware: every route but health needs `Authorization: Bearer <key>` when keys are set."""
 
-    def __init__(self, app: ASGIApp, keys: tuple[str, ...], open_prefixes: tuple[str, ...] = ("/v1/health",)) -> None:
+    def __init__(self, app: ASGIApp, keys: tuple[str, ...],
+                 open_paths: frozenset[str] = frozenset({"/v1/health", "/v1/health/"})) -> None:
         self.app = app
         self.keys = tuple(k.encode() for k in keys)
-        self.open_prefixes = open_prefixes
+        # Exact paths only: a prefix would also open `/v1/healthz` and `/v1/health%2F..%2Fagents/`.
+        self.open_paths = open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys or scope["path"].startswith(self.open_prefixes):
+        if scope["type"] != "http" or not self.keys or scope["path"] in self.open_paths:
             await self.app(scope, receive, send)
             return
         presented = b""

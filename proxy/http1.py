@@ -24,6 +24,10 @@ class ConnectFailed(Exception):
     """No connection could be made (nothing was sent)."""
 
 
+class ConnectTimeout(ConnectFailed):
+    """The connection was not made within the connect timeout."""
+
+
 class ReadTimeout(Exception):
     """The upstream sent nothing for longer than the read timeout."""
 
@@ -197,7 +201,7 @@ class Http1Pool:
                     self.host, self.port, ssl=self._ssl, server_hostname=self.host if self.tls else None,
                     limit=READ_SIZE)
         except TimeoutError:
-            raise ConnectFailed("connecting to the upstream timed out") from None
+            raise ConnectTimeout("connecting to the upstream timed out") from None
         except ssl.SSLCertVerificationError as exc:
             raise ConnectFailed(f"the upstream's TLS certificate was rejected: {exc.verify_message}") from None
         except ssl.SSLError as exc:

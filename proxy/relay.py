@@ -44,7 +44,7 @@ async def read_all(response: Any) -> bytes:
     except (httpx.TimeoutException, ReadTimeout):
         raise APIError(504, "the upstream model timed out while sending its answer", code="upstream_timeout") from None
     except (httpx.HTTPError, StreamCut) as exc:
-        raise APIError(502, f"the upstream's answer was cut off: {exc or type(exc).__name__}",
+        raise APIError(502, f"the upstream's answer was cut off: {str(exc) or type(exc).__name__}",
                        code="upstream_stream_cut") from None
     finally:
         await response.aclose()
@@ -54,7 +54,11 @@ async def relay_stream(response: Any) -> AsyncIterator[bytes]:
     try:
         async for piece in response.aiter_bytes():
             yield piece
-    except (httpx.HTTPError, StreamCut, ReadTimeout):
+    except (httpx.TimeoutException, ReadTimeout):
+        # The upstream stalled: say so in-band, with the status an agent turn's stall gets (504).
+        err = APIError(504, "the upstream model timed out mid-stream", code="upstream_timeout")
+        yield b"data: " + orjson.dumps(err.body()) + b"\n\ndata: [DONE]\n\n"
+    except (httpx.HTTPError, StreamCut):
         # The upstream cut the stream: say so in-band, as an agent turn would.
         err = APIError(502, "the upstream stream ended unexpectedly", code="upstream_stream_cut")
         yield b"data: " + orjson.dumps(err.body()) + b"\n\ndata: [DONE]\n\n"

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from memory.agents import AgentMemory
 from memory.backends import Backend, BackendConfig, describe_backend, select_backend
+from memory.datadir import open_private_dir, release_private_dir
 from memory.longterm.api import LongTermMemory
 from memory.store import Store
 from proxy.config import Settings
+from proxy.metrics import Metrics
 from proxy.upstream import Upstream
 
 log = logging.getLogger("memproxy")
@@ -27,9 +28,13 @@ class Runtime:
     backend: Backend
     longterm: LongTermMemory | None = None  # opened by start_services, once the upstream URL is final
     turns: Any = None  # proxy.chat.serving.TurnRunner
-    registry: Any = None  # tools.registry.ToolRegistry
+    registry: Any = None  # tools.registry.ToolRegistry, the one registry of the server
+    sandbox: Any = None  # tools.sandbox.Sandbox, where custom tools run
     budget: Any = None  # memory.compaction.ContextBudget
+    heap_trimmer: asyncio.Task[None] | None = None  # memory.native_heap.trim_every
     reconciliation: dict[str, Any] = field(default_factory=dict)  # what start-up repaired in the search index
+    metrics: Metrics = field(default_factory=Metrics)
+    private_dir: bool = False  # holds the data dir's private umask (the embedded backend), released at close
     background: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def spawn(self, coro: Any, name: str | None = None) -> asyncio.Task[Any]:
@@ -50,26 +55,41 @@ class Runtime:
 
 
 def backend_config(settings: Settings) -> BackendConfig:
-    return BackendConfig(data_dir=settings.data_dir, database_url=settings.database_url)
+    return BackendConfig(
+        data_dir=settings.data_dir, database_url=settings.database_url,
+        duckdb_memory_limit=settings.duckdb_memory_limit, search_cache_bytes=settings.search_cache_mb * 1024 * 1024,
+        search_optimize_interval=settings.search_optimize_interval)
 
 
 async def open_runtime(settings: Settings) -> Runtime:
     config = backend_config(settings)
     backend = select_backend(config)
-    if backend.name == "embedded":
-        os.makedirs(settings.data_dir, exist_ok=True)
+    # Only the embedded backend keeps files: on PostgreSQL the data dir is neither made nor locked down.
+    private_dir = backend.name == "embedded"
+    if private_dir:
+        open_private_dir(settings.data_dir)
     log.info("storage backend: %s", describe_backend(config))
     store = backend.store()
-    await store.open()
+    try:
+        await store.open()
+    except BaseException:
+        if private_dir:
+            release_private_dir()
+        raise
     upstream = Upstream(settings.upstream_url or "", settings.upstream_api_key, timeout=settings.upstream_timeout,
                         ca_bundle=settings.upstream_ca_bundle)
-    memory = AgentMemory(store)
-    return Runtime(settings=settings, store=store, memory=memory, upstream=upstream, backend=backend)
+    memory = AgentMemory(store, capacity=settings.agent_cache_size)
+    return Runtime(settings=settings, store=store, memory=memory, upstream=upstream, backend=backend,
+                   private_dir=private_dir)
 
 
 async def close_runtime(rt: Runtime) -> None:
-    await rt.drain()
-    await rt.upstream.close()
-    if rt.longterm is not None:
-        await rt.longterm.close()
-    await rt.store.close()
+    try:
+        await rt.drain()
+        await rt.upstream.close()
+        if rt.longterm is not None:
+            await rt.longterm.close()
+        await rt.store.close()
+    finally:
+        if rt.private_dir:
+            release_private_dir()

@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any, Iterator
 
 from memory.compaction import ContextBudget
+from proxy.metrics import counter_family
 from memory.longterm import HttpEmbedder, LongTermMemory
+from memory.native_heap import trim_every
 from memory.recall import index_messages, reconcile
 from proxy.chat.serving import TurnRunner
 from proxy.chat.turn import TurnEnv
 from proxy.coordination import agent_locks
 from proxy.runtime import Runtime
-from tools.registry import default_registry
+from tools.custom import SourceError, custom_tool
+from tools.registry import ToolRegistry, default_registry
+from tools.sandbox import Sandbox, SandboxLimits
 
 log = logging.getLogger("memproxy")
 
 
 async def start_services(rt: Runtime) -> None:
     settings = rt.settings
-    rt.registry = default_registry()
-    skip = frozenset(rt.registry.names())  # our own tools' results are echoes, not worth finding
+    rt.sandbox = Sandbox(SandboxLimits(timeout=settings.tool_timeout, memory_mb=settings.tool_memory_mb),
+                         private=(settings.data_dir,))
+    rt.registry = await build_registry(rt)
+    # Built-in tools' results are echoes of memory, not worth finding; custom tools' results are new facts.
+    skip = frozenset(tool.name for tool in rt.registry.tools() if tool.kind == "builtin")
     longterm = await _open_longterm(rt, skip)
 
     async def summarize(body: dict) -> str:
@@ -32,9 +40,26 @@ async def start_services(rt: Runtime) -> None:
     await asyncio.to_thread(rt.budget.counter.load)
     env = TurnEnv(memory=rt.memory, upstream=rt.upstream, registry=rt.registry, longterm=longterm,
                   max_steps=settings.max_steps, spawn=rt.spawn, budget=rt.budget,
-                  on_messages=lambda messages: index_messages(longterm, messages, skip))
+                  on_messages=lambda messages: index_messages(longterm, messages, skip), metrics=rt.metrics)
+    rt.metrics.sample(lambda: _cache_families(rt))
+    rt.heap_trimmer = asyncio.get_running_loop().create_task(trim_every(settings.malloc_trim_interval),
+                                                             name="malloc-trim")
     rt.turns = TurnRunner(env, lock_timeout=settings.agent_lock_timeout, keepalive=settings.keepalive_interval,
                           locks=agent_locks(settings.redis_url), max_inline_bytes=settings.max_inline_bytes)
+
+
+async def build_registry(rt: Runtime) -> ToolRegistry:
+    """The one registry of the server: the built-in tools, then every stored custom tool."""
+    registry = default_registry()
+    for record in await rt.store.list_tools():
+        if record.name in registry:
+            log.warning("custom tool %s (%s) is shadowed by a built-in tool and not loaded", record.name, record.id)
+            continue
+        try:
+            registry.add(custom_tool(record, rt.sandbox))
+        except (SourceError, KeyError) as exc:
+            log.warning("custom tool %s (%s) could not be loaded: %s", record.name, record.id, exc)
+    return registry
 
 
 async def _open_longterm(rt: Runtime, skip: frozenset[str]) -> LongTermMemory:
@@ -71,5 +96,15 @@ async def _repair_index(rt: Runtime, longterm: LongTermMemory, skip: frozenset[s
 
 
 async def stop_services(rt: Runtime) -> None:
+    if rt.heap_trimmer is not None:
+        rt.heap_trimmer.cancel()
+        await asyncio.gather(rt.heap_trimmer, return_exceptions=True)
     if rt.turns is not None:
         await rt.turns.locks.close()
+
+
+def _cache_families(rt: Runtime) -> Iterator[Any]:
+    yield counter_family("memproxy_agent_cache_hits", "agent turns and reads served from the live cache",
+                         rt.memory.hits)
+    yield counter_family("memproxy_agent_cache_loads", "agents loaded from the store into the live cache",
+                         rt.memory.loads)

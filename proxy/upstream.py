@@ -12,9 +12,13 @@ from typing import Any, AsyncIterator, Iterator
 import httpx
 import orjson
 
-from proxy.http1 import ConnectFailed, Http1Pool, ReadTimeout, StreamCut
+from proxy.http1 import ConnectFailed, ConnectTimeout, Http1Pool, ReadTimeout, StreamCut
 
 log = logging.getLogger("memproxy.upstream")
+
+
+# Upstream statuses a client can act on (fix the request, back off, retry later); other failures are 502.
+CLIENT_STATUSES = frozenset({400, 401, 403, 404, 408, 409, 413, 422, 429, 503, 504})
 
 
 class UpstreamError(Exception):
@@ -29,6 +33,11 @@ class UpstreamError(Exception):
         self.type = type
         self.param = param
         self.headers = headers or {}
+
+    @property
+    def client_status(self) -> int:
+        """What the client hears: the upstream's own status when it means something to the client, else 502."""
+        return self.status if self.status in CLIENT_STATUSES else 502
 
     @property
     def context_overflow(self) -> bool:
@@ -129,7 +138,7 @@ class Upstream:
         except (httpx.TimeoutException, ReadTimeout):
             raise UpstreamError(504, "the upstream model timed out mid-stream", code="upstream_timeout") from None
         except (httpx.HTTPError, StreamCut) as exc:
-            raise UpstreamError(502, f"the upstream stream failed: {type(exc).__name__}",
+            raise UpstreamError(502, f"the upstream stream failed: {_reason(exc)}",
                                 code="upstream_stream_cut") from None
         finally:
             await response.aclose()
@@ -184,10 +193,11 @@ class Upstream:
 def _unreachable_as_upstream_error() -> Iterator[None]:
     try:
         yield
-    except (httpx.TimeoutException, ReadTimeout):
-        raise UpstreamError(504, "the upstream model timed out", code="upstream_timeout") from None
+    except (httpx.TimeoutException, ReadTimeout, ConnectTimeout) as exc:
+        raise UpstreamError(504, f"the upstream model timed out: {_reason(exc)}",
+                            code="upstream_timeout") from None
     except (httpx.HTTPError, ConnectFailed, StreamCut) as exc:
-        cause = str(exc) or type(exc).__name__  # the certificate problem or refused port, not a class name
+        cause = _reason(exc)  # the certificate problem or refused port, not a class name
         log.warning("could not reach the upstream model: %s", cause)
         raise UpstreamError(502, f"could not reach the upstream model: {cause}", code="upstream_unreachable") from None
 
@@ -209,6 +219,11 @@ def upstream_ssl_context(ca_bundle: str | None = None) -> ssl.SSLContext:
     if cafile or capath:
         return ssl.create_default_context(cafile=cafile, capath=capath)
     return ssl.create_default_context()
+
+
+def _reason(exc: BaseException) -> str:
+    """The underlying cause in words (httpx's timeouts often carry no message: then the class name)."""
+    return str(exc) or type(exc).__name__
 
 
 def _json_headers(extra: dict[str, str] | None) -> dict[str, str]:

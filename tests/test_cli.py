@@ -121,3 +121,63 @@ def test_serve_on_postgres_names_the_backend_and_never_prints_the_password(postg
     assert "backend     postgresql postgresql://postgres:***@127.0.0.1:5432/" in output
     assert "s3cret" not in output
     assert not (tmp_path / ".memproxy").exists()  # nothing written to a data dir
+
+
+def _start(port: int, data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([*MEMPROXY, "serve", "--port", str(port), "--data-dir", str(data_dir), *extra],
+                            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v1/health/").status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("memproxy did not start")
+
+
+def test_a_taken_port_or_data_dir_is_one_plain_sentence(tmp_path) -> None:
+    port = free_port()
+    first = _start(port, tmp_path / "a")
+    try:
+        taken = run("serve", "--port", str(port), "--data-dir", str(tmp_path / "b"))
+        assert taken.returncode == 1 and "Traceback" not in taken.stderr
+        assert taken.stderr.strip().splitlines() == [taken.stderr.strip()]
+        assert f"port {port} on 127.0.0.1 is already in use by python" in taken.stderr
+        assert f"(pid {first.pid})" in taken.stderr
+        held = run("serve", "--port", str(free_port()), "--data-dir", str(tmp_path / "a"))
+        assert held.returncode == 1 and "Traceback" not in held.stderr
+        assert held.stderr.strip() == (f"memproxy: the data dir {tmp_path / 'a'} is already in use by memproxy "
+                                       f"process {first.pid}; stop it or choose another with --data-dir")
+        assert "listening" not in held.stdout + taken.stdout  # no banner before the refusal
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=30)
+
+
+def test_json_logs_are_one_object_per_line_with_ids_and_no_content(tmp_path) -> None:
+    import json
+
+    port = free_port()
+    proc = _start(port, tmp_path / "d", env={"MEMPROXY_LOG_FORMAT": "json", "MEMPROXY_LOG_LEVEL": "debug"})
+    try:
+        base = f"http://127.0.0.1:{port}"
+        agent = httpx.post(base + "/v1/agents/", json={"name": "logs"}).json()["id"]
+        reply = httpx.post(base + "/v1/chat/completions", headers={"X-Request-Id": "req-trace-1"},
+                           json={"model": agent, "messages": [{"role": "user", "content": "PRIVATE-WORDS-42"}],
+                                 "metadata": {"crm": "PRIVATE-META"}})
+        assert reply.status_code == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    not_json = [line for line in err.splitlines() if line.strip() and not line.startswith("{")]
+    assert not not_json, not_json[:5]
+    lines = [json.loads(line) for line in err.splitlines() if line.strip()]
+    assert lines and all({"ts", "level", "logger", "message"} <= set(line) for line in lines)
+    [turn] = [line for line in lines if line["message"].startswith("turn finished")]
+    assert turn["request_id"] == "req-trace-1" and turn["agent_id"] == agent and turn["run_id"].startswith("run-")
+    assert turn["timings"]["total_ms"] > 0
+    assert "PRIVATE-WORDS-42" not in err and "PRIVATE-META" not in err

@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from helpers import create_agent, sdk, sim_headers
-from proxy.coordination import LockTimeout, RedisAgentLocks
+from proxy.coordination import LocalAgentLocks, LockTimeout, RedisAgentLocks
 
 
 async def test_second_holder_waits_then_gets_the_lock(redis_url: str) -> None:
@@ -54,3 +54,32 @@ def test_server_with_redis_serialises_turns(make_server, redis_url: str) -> None
                                          extra_headers=sim_headers(reply="hello from redis-locked turn"))
     assert out.choices[0].message.content == "hello from redis-locked turn"
     assert redis.Redis.from_url(redis_url).get("memproxy:turn:" + agent) is None  # released after the turn
+
+
+async def test_local_locks_keep_no_entry_for_agents_not_in_a_turn() -> None:
+    locks = LocalAgentLocks()
+    agents = [f"agent-00000000-0000-4000-8000-{i:012d}" for i in range(50)]
+    for agent in agents:
+        release = await locks.acquire(agent, timeout=1)
+        await release()
+    assert len(locks) == 0  # one lock per agent ever seen would grow with every new agent
+
+    holder = await locks.acquire(agents[0], timeout=1)
+    waiter = asyncio.create_task(locks.acquire(agents[0], timeout=5))
+    await asyncio.sleep(0.05)
+    with pytest.raises(LockTimeout):
+        await locks.acquire(agents[0], timeout=0.05)  # a waiter that gives up leaves the others in place
+    assert len(locks) == 1
+    await holder()
+    release_waiter = await asyncio.wait_for(waiter, 5)  # still FIFO: the queued waiter gets it
+    assert len(locks) == 1
+    await release_waiter()
+    assert len(locks) == 0
+
+    holder = await locks.acquire(agents[1], timeout=1)
+    behind = asyncio.create_task(locks.acquire(agents[1], timeout=5))
+    await asyncio.sleep(0.05)
+    behind.cancel()  # a client that hangs up while waiting
+    await asyncio.gather(behind, return_exceptions=True)
+    await holder()
+    assert len(locks) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from pathlib import Path
@@ -68,9 +69,10 @@ def test_chat_embeddings_and_summaries_trust_the_configured_ca(vector_database_u
     assert hits["results"][0]["relevance"]["vector_rank"] == 1
     # Summaries (httpx): a forced compaction writes a summary made by the model, not the fallback.
     root = tls_sim.rsplit("/v1", 1)[0]
-    httpx.delete(root + "/sim/requests", verify=str(ca_path))
+    trusting = ssl.create_default_context(cafile=str(ca_path))
+    httpx.delete(root + "/sim/requests", verify=trusting)
     assert httpx.post(f"{srv.base_url}/v1/agents/{agent}/summarize", timeout=30).status_code == 204
-    received = httpx.get(root + "/sim/requests", verify=str(ca_path)).json()
+    received = httpx.get(root + "/sim/requests", verify=trusting).json()
     assert any("summar" in str(r.get("messages", "")).lower() for r in received)
 
 

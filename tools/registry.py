@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
+import jsonschema
 import orjson
 
 from memory.agents import AgentMemory, LiveAgent
@@ -14,6 +17,15 @@ from memory.longterm.api import LongTermMemory
 BASE_TOOLS: tuple[str, ...] = ("memory_insert", "memory_replace", "memory_rethink", "conversation_search")
 # Tools added when the agent asks for them (or, for archival, has an embedding model).
 ARCHIVAL_TOOLS: tuple[str, ...] = ("archival_memory_insert", "archival_memory_search")
+
+
+log = logging.getLogger("memproxy")
+_TOOL_NAMESPACE = uuid.UUID("6c1f6a52-3f0e-4d51-9d0a-6d656d70726f")
+
+
+def builtin_tool_id(name: str) -> str:
+    """A stable id per built-in tool name, the same on every agent and restart."""
+    return f"tool-{uuid.uuid5(_TOOL_NAMESPACE, name)}"
 
 
 class ToolError(Exception):
@@ -38,6 +50,13 @@ class ServerTool:
     description: str
     parameters: dict[str, Any]
     run: ToolFunction = field(compare=False)
+    id: str = ""  # built-in tools get a stable id from their name
+    kind: str = "builtin"  # builtin | custom (later: mcp)
+    record: Any = field(default=None, compare=False)  # the stored memory.models.Tool of a custom tool
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            object.__setattr__(self, "id", builtin_tool_id(self.name))
 
     def openai_schema(self) -> dict[str, Any]:
         return {"type": "function",
@@ -56,15 +75,29 @@ class ToolRegistry:
     def __init__(self, tools: list[ServerTool] | None = None) -> None:
         self._tools: dict[str, ServerTool] = {}
         self._schemas: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        self._validators: dict[str, Any] = {}
         for tool in tools or []:
             self.add(tool)
 
     def add(self, tool: ServerTool) -> None:
+        """Add or replace (by name) a tool."""
         self._tools[tool.name] = tool
         self._schemas.clear()
+        self._validators.pop(tool.name, None)
+
+    def remove(self, name: str) -> None:
+        self._tools.pop(name, None)
+        self._schemas.clear()
+        self._validators.pop(name, None)
 
     def get(self, name: str) -> ServerTool | None:
         return self._tools.get(name)
+
+    def by_id(self, tool_id: str) -> ServerTool | None:
+        return next((tool for tool in self._tools.values() if tool.id == tool_id), None)
+
+    def tools(self) -> list[ServerTool]:
+        return list(self._tools.values())
 
     def __contains__(self, name: object) -> bool:
         return name in self._tools
@@ -81,16 +114,34 @@ class ToolRegistry:
         return cached
 
     async def execute(self, ctx: ToolContext, name: str, arguments: str | dict[str, Any] | None) -> ToolOutcome:
+        """Run one call; every failure, a bug in the tool included, is an outcome the model reads."""
         tool = self._tools.get(name)
         if tool is None:
             return ToolOutcome(f"Error: no tool named {name!r} is available.", False)
         try:
-            args = _parse_arguments(arguments)
+            args = self._checked(tool, _parse_arguments(arguments))
             return ToolOutcome(await tool.run(ctx, args), True)
         except ToolError as exc:
             return ToolOutcome(f"Error: {exc}", False)
-        except TypeError as exc:
-            return ToolOutcome(f"Error: bad arguments for {name}: {exc}", False)
+        except Exception as exc:  # noqa: BLE001 - a bug in one tool must not fail the turn
+            log.exception("server tool %s raised", name)
+            return ToolOutcome(f"Error: the tool `{name}` failed: {type(exc).__name__}: {exc}", False)
+
+    def _checked(self, tool: ServerTool, args: dict[str, Any]) -> dict[str, Any]:
+        """The arguments the schema declares, validated; unknown ones (e.g. request_heartbeat) are dropped."""
+        properties = tool.parameters.get("properties")
+        if isinstance(properties, dict):
+            args = {key: value for key, value in args.items() if key in properties}
+        validator = self._validators.get(tool.name)
+        if validator is None:
+            validator = jsonschema.Draft202012Validator(tool.parameters)
+            self._validators[tool.name] = validator
+        error = jsonschema.exceptions.best_match(validator.iter_errors(args))
+        if error is not None:
+            where = "/".join(str(part) for part in error.absolute_path)
+            raise ToolError(f"bad arguments for `{tool.name}`: {where + ': ' if where else ''}{error.message}. "
+                            f"Call it again with arguments matching its schema.")
+        return args
 
 
 def _parse_arguments(arguments: str | dict[str, Any] | None) -> dict[str, Any]:
@@ -108,7 +159,7 @@ def _parse_arguments(arguments: str | dict[str, Any] | None) -> dict[str, Any]:
 
 
 def default_registry() -> ToolRegistry:
-    """Every built-in server tool."""
+    """Every built-in server tool; the server adds its custom tools to this once, at start-up."""
     from tools.memory_tools import MEMORY_TOOLS
 
     registry = ToolRegistry(list(MEMORY_TOOLS))
@@ -119,15 +170,3 @@ def default_registry() -> ToolRegistry:
     for tool in SEARCH_TOOLS:
         registry.add(tool)
     return registry
-
-
-_DEFAULT: ToolRegistry | None = None
-
-
-def tool_schema(name: str) -> dict[str, Any] | None:
-    """The OpenAI schema of a built-in tool, for the management API's tool listings."""
-    global _DEFAULT
-    if _DEFAULT is None:
-        _DEFAULT = default_registry()
-    tool = _DEFAULT.get(name)
-    return tool.openai_schema()["function"] if tool else None

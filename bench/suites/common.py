@@ -91,6 +91,8 @@ def path_figures(results: list[Result]) -> dict[str, Any]:
         "gap_ms": summary(g for r in ok for g in r.gaps_ms),
         "client_us_per_request": summary(r.client_us for r in ok),
         "content_events": summary(r.content_events for r in ok),  # same on every path, or a path is not honest
+        # What memproxy says it spent before calling the upstream (Server-Timing), beside the measured added TTFT.
+        "server_timing_ms": summary(r.server_ms for r in ok if r.server_ms is not None),
     }
 
 

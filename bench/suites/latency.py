@@ -92,7 +92,14 @@ def _tables(figures: dict[str, Any]) -> list[Table]:
     errors = [[f"{profile} {label}", *(phase[p]["errors"] for p in PATHS), phase["cpu"]["client_pct"],
                phase["cpu"]["sim_pct"], phase["cpu"]["memproxy_pct"]]
               for profile in PROFILES for label, phase in figures.get(profile, {}).items()]
+    reported = [[f"{profile} {label}", *(v for p in ("passthrough", "agent")
+                                        for v in (phase[p]["server_timing_ms"]["p50"],
+                                                  phase["added"][p]["ttft_ms"]["p50"]))]
+                for profile in PROFILES for label, phase in figures.get(profile, {}).items()]
     return [Table("Latency (ms; + = paired difference vs direct)", headers, rows),
+            Table("Server-Timing `memproxy;dur` p50 (memproxy's own time before the upstream call) beside the "
+                  "measured added TTFT p50 (ms)",
+                  ["phase", "pass Server-Timing", "+pass TTFT", "agent Server-Timing", "+agent TTFT"], reported),
             Table("Latency phases: errors and CPU (% of one core)",
                   ["phase", "direct err", "pass err", "agent err", "client CPU", "sim CPU", "memproxy CPU"], errors)]
 

@@ -31,6 +31,7 @@ from typing import Any
 import lancedb
 from lancedb.query import ColumnOrdering
 
+from memory import native_heap
 from memory.longterm import sql
 from memory.longterm.api import ID_PAGE_SIZE, LongTermMemory
 from memory.longterm.embedder import Embedder, EmbeddingError
@@ -72,6 +73,7 @@ class LanceLongTermMemory(LongTermMemory):
         write_embed_timeout: float = 10.0,
         recall_embed_timeout: float = 0.75,
         query_embed_timeout: float = 5.0,
+        cache_bytes: int | None = None,
     ) -> None:
         self.path = path
         self.embedder = embedder
@@ -80,6 +82,11 @@ class LanceLongTermMemory(LongTermMemory):
         self.write_embed_timeout = write_embed_timeout
         self.recall_embed_timeout = recall_embed_timeout  # short: a slow embedder must not delay recall
         self.query_embed_timeout = query_embed_timeout
+        # LanceDB caches index pages and file metadata per table version, and every write and compaction makes
+        # a version, so entries of dead versions pile up to the cap: 6 GiB + 1 GiB unless we give a smaller one.
+        index_bytes = None if cache_bytes is None else cache_bytes * 3 // 4
+        metadata_bytes = None if cache_bytes is None else cache_bytes - index_bytes  # type: ignore[operator]
+        self._session = lancedb.Session(index_cache_size_bytes=index_bytes, metadata_cache_size_bytes=metadata_bytes)
         self._db: Any = None
         self._passages: MemoryTable | None = None
         self._recall: MemoryTable | None = None
@@ -92,9 +99,14 @@ class LanceLongTermMemory(LongTermMemory):
         self._passage_writes = 0  # bumps on every passage write; a stats read spanning one is not cached
         self._last_warning = 0.0
 
+    @property
+    def cache_bytes(self) -> int:
+        """What LanceDB's index and metadata caches hold now."""
+        return int(self._session.size_bytes)
+
     # --- lifecycle --------------------------------------------------------------------------
     async def open(self) -> None:
-        self._db = await lancedb.connect_async(self.path)
+        self._db = await lancedb.connect_async(self.path, session=self._session)
         names = set((await self._db.list_tables()).tables)
         self._passages = MemoryTable(self._db, "passages", PASSAGE_SCHEMA)
         self._recall = MemoryTable(self._db, "recall", RECALL_SCHEMA)
@@ -391,12 +403,17 @@ class LanceLongTermMemory(LongTermMemory):
         while True:
             await asyncio.sleep(min(1.0, self.optimize_interval))
             now = time.monotonic()
+            optimized = False
             for table in (self._passages, self._recall):
                 if table.writes_since_optimize and now - table.last_optimize >= self.optimize_interval:
                     try:
-                        await table.optimize()
+                        optimized = await table.optimize() or optimized
                     except Exception:
                         log.exception("optimizing %s failed", table.name)
+            if optimized:
+                # A compaction's buffers (tens of MB on a big table) are freed by LanceDB's threads into their
+                # own malloc arenas, which keep them; hand those pages back at once rather than at the next trim.
+                await asyncio.to_thread(native_heap.trim)
             if self._maybe_unembedded and now - last_reembed >= self.reembed_interval:
                 last_reembed = now
                 try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
-from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -15,11 +14,11 @@ from memory.agents import LiveAgent
 from memory.models import Agent, Block, new_id
 from proxy.api.bodies import AgentFields, agent_fields, get_bool, memory_blocks, unique_labels
 from proxy.api.lookup import conflict, is_id, page, require_agent, require_block, runtime, save_agent
-from proxy.api.protocol import agent_json, tool_id
-from proxy.errors import not_found
+from proxy.api.protocol import agent_json, mask_secret
+from proxy.errors import APIError, not_found
 from proxy.http import json_response, query_bool, read_json
 from proxy.runtime import Runtime
-from tools.registry import ARCHIVAL_TOOLS, BASE_TOOLS, default_registry
+from tools.registry import ARCHIVAL_TOOLS, BASE_TOOLS, ToolRegistry
 
 DEFAULT_SYSTEM = (
     "You are a helpful assistant with a persistent, self-editing memory. The memory blocks below hold "
@@ -43,27 +42,37 @@ def public_endpoint(rt: Runtime) -> str | None:
 
 
 def state(rt: Runtime, live: LiveAgent) -> dict[str, Any]:
-    return agent_json(live, public_endpoint(rt))
+    return agent_json(live, public_endpoint(rt), rt.registry)
 
 
-@lru_cache(maxsize=1)
-def _builtin_tool_names() -> tuple[str, ...]:
-    return tuple(dict.fromkeys([*BASE_TOOLS, *ARCHIVAL_TOOLS, *default_registry().names()]))
+def unknown_tool(what: str, param: str) -> APIError:
+    return APIError(400, f"no tool {what} exists; create it with POST /v1/tools/ first", param=param,
+                    code="tool_not_found")
 
 
-def resolve_tools(fields: AgentFields, current: list[str]) -> list[str] | None:
-    """The tool names a body asks for (`tools` by name, `tool_ids` by id), or None when it names none."""
+def resolve_tools(fields: AgentFields, registry: ToolRegistry) -> list[str] | None:
+    """The tool names a body asks for (`tools` by name, `tool_ids` by id), or None when it names none.
+
+    Every one must exist in the registry: an agent offered a tool nobody can run is a 400, not a surprise later.
+    """
     if fields.tools is None and fields.tool_ids is None:
         return None
     names = list(fields.tools or [])
-    if fields.tool_ids:
-        by_id = {tool_id(name): name for name in (*_builtin_tool_names(), *current)}
-        for ident in fields.tool_ids:
-            name = by_id.get(ident)
-            if name is None:
-                raise not_found("tool", ident)
-            names.append(name)
+    for name in names:
+        if name not in registry:
+            raise unknown_tool(f"named {name!r}", "tools")
+    for ident in fields.tool_ids or []:
+        tool = registry.by_id(ident)
+        if tool is None:
+            raise unknown_tool(f"with id {ident!r}", "tool_ids")
+        names.append(tool.name)
     return list(dict.fromkeys(names))
+
+
+def merged_env(given: dict[str, str], current: dict[str, str]) -> dict[str, str]:
+    """The new variable set; a value sent back exactly as the API masked it keeps the stored secret."""
+    return {key: current[key] if key in current and value == mask_secret(current[key]) else value
+            for key, value in given.items()}
 
 
 async def attached_blocks(rt: Runtime, block_ids: list[str]) -> list[Block]:
@@ -76,7 +85,7 @@ async def create_agent(request: Request) -> Response:
     fields = agent_fields(body)
     blocks = memory_blocks(body)
     include_base = get_bool(body, "include_base_tools")
-    tools = resolve_tools(fields, []) or []
+    tools = resolve_tools(fields, rt.registry) or []
     if include_base is not False:
         tools = list(dict.fromkeys([*BASE_TOOLS, *tools]))
     attached = await attached_blocks(rt, fields.block_ids or [])
@@ -91,7 +100,7 @@ async def create_agent(request: Request) -> Response:
     if include_base is not False and values.get("embedding"):
         # Archival search is only as good as its vectors: agents with an embedding model get the tools by default.
         tools = list(dict.fromkeys([*tools, *ARCHIVAL_TOOLS]))
-    agent = Agent(id=new_id("agent"), tools=tools, llm_params=fields.llm_params,
+    agent = Agent(id=new_id("agent"), tools=tools, llm_params=fields.llm_params, tool_env=fields.tool_env or {},
                   block_ids=[b.id for b in blocks] + [b.id for b in attached], **values)
     live = await rt.memory.create_agent(agent, blocks)
     return json_response(state(rt, live))
@@ -132,9 +141,11 @@ async def modify_agent(request: Request) -> Response:
     changes: dict[str, Any] = dict(fields.values)
     if fields.llm_params:
         changes["llm_params"] = {**live.agent.llm_params, **fields.llm_params}
-    tools = resolve_tools(fields, live.agent.tools)
+    tools = resolve_tools(fields, rt.registry)
     if tools is not None:
         changes["tools"] = tools
+    if fields.tool_env is not None:
+        changes["tool_env"] = merged_env(fields.tool_env, live.agent.tool_env)
     if fields.block_ids is not None:
         blocks = await attached_blocks(rt, fields.block_ids)
         labels = [b.label for b in blocks]

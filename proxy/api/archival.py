@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from memory.longterm import LongTermMemory, Passage, RecallRecord, SearchHit
 from memory.longterm.format import archival_results
+from memory.longterm.timefilter import parse_range
 from proxy.api.bodies import get_int, get_str, get_str_list, or_default
 from proxy.api.lookup import is_id, require_agent, runtime
 from proxy.api.protocol import embedding_config_json, iso
@@ -26,6 +27,15 @@ def passage_json(passage: Passage, embedding_config: dict[str, Any]) -> dict[str
         "created_by_id": None, "last_updated_by_id": None,
         "embedding": None, "embedding_config": embedding_config,
     }
+
+
+def check_dates(start: Any, end: Any, names: tuple[str, str]) -> None:
+    """422 naming the bound that does not parse (the search itself reports a start after the end)."""
+    for value, name, is_end in ((start, names[0], False), (end, names[1], True)):
+        try:
+            parse_range(None, value) if is_end else parse_range(value, None)
+        except ValueError as exc:
+            raise APIError(422, f"bad date filter: {exc}", param=name) from None
 
 
 def _longterm(request: Request) -> LongTermMemory:
@@ -81,6 +91,7 @@ async def search_passages(request: Request) -> Response:
     mode = q.get("tag_match_mode") or "any"
     if mode not in ("any", "all"):
         raise APIError(422, "`tag_match_mode` must be `any` or `all`", param="tag_match_mode")
+    check_dates(q.get("start_datetime"), q.get("end_datetime"), ("start_datetime", "end_datetime"))
     try:
         hits = await _longterm(request).search_passages(
             live.id, query, tags=q.getlist("tags") or None, tag_match_mode=mode,
@@ -108,6 +119,7 @@ async def search_messages(request: Request) -> Response:
     if roles and not set(roles) <= {"user", "assistant", "tool"}:
         raise APIError(422, "`roles` may only hold user, assistant, tool", param="roles")
     limit = or_default(get_int(body, "limit", nullable=True), 10)
+    check_dates(body.get("start_date"), body.get("end_date"), ("start_date", "end_date"))
     try:
         hits = await _longterm(request).search_recall(
             live.id, query, roles=roles or None, limit=min(limit, 100), start=body.get("start_date"),

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timezone
 from typing import Any
 
 from memory.agents import LiveAgent
 from memory.models import DEFAULT_DESCRIPTIONS, Agent, Block, Message, Run
 from memory.tokens import context_window_for
-from tools.registry import tool_schema
+from tools.registry import ServerTool, ToolRegistry, builtin_tool_id
 
 AGENT_TYPE = "letta_v1_agent"
 # Letta reports a dimension even for models it cannot query; 1536 is OpenAI's small-model size.
 DEFAULT_EMBEDDING_DIM = 1536
 DEFAULT_EMBEDDING_CHUNK_SIZE = 300
-_TOOL_NAMESPACE = uuid.UUID("6c1f6a52-3f0e-4d51-9d0a-6d656d70726f")
 _MEMORY_EDIT_TOOLS = frozenset({"memory_insert", "memory_replace", "memory_rethink", "memory_apply_patch",
                                 "core_memory_append", "core_memory_replace"})
 
@@ -54,37 +52,53 @@ def block_json(block: Block) -> dict[str, Any]:
     }
 
 
-def tool_id(name: str) -> str:
-    """A stable id per tool name, so the same tool has the same id on every agent and restart."""
-    return f"tool-{uuid.uuid5(_TOOL_NAMESPACE, name)}"
-
-
-def tool_json(name: str) -> dict[str, Any]:
-    schema = tool_schema(name)
-    if schema is None:
+def tool_json(tool: ServerTool | None, name: str = "") -> dict[str, Any]:
+    """Letta's Tool; `tool` None is a name an agent holds that no longer exists (shown, never offered)."""
+    record = tool.record if tool is not None else None
+    if tool is None:
         kind = "custom"
-        schema = {"name": name, "description": "", "parameters": {"type": "object", "properties": {}}}
+        schema: dict[str, Any] = {"name": name, "description": "", "parameters": {"type": "object", "properties": {}}}
     else:
-        kind = "letta_memory_core" if name in _MEMORY_EDIT_TOOLS else "letta_core"
+        name = tool.name
+        schema = tool.openai_schema()["function"]
+        if tool.kind == "custom":
+            kind = "custom"
+        else:
+            kind = "letta_memory_core" if name in _MEMORY_EDIT_TOOLS else "letta_core"
     return {
-        "id": tool_id(name),
+        "id": tool.id if tool is not None else builtin_tool_id(name),
         "name": name,
         "description": schema.get("description", ""),
         "tool_type": kind,
         "source_type": "python",
         "json_schema": schema,
         "args_json_schema": None,
-        "tags": [kind],
-        "return_char_limit": 50000,
-        "source_code": None,
+        "tags": list(record.tags) if record is not None else [kind],
+        "return_char_limit": record.return_char_limit if record is not None else 50000,
+        "source_code": record.source_code if record is not None else None,
         "pip_requirements": None,
         "npm_requirements": None,
         "default_requires_approval": None,
         "enable_parallel_execution": False,
-        "metadata": {},
+        "metadata": dict(record.metadata) if record is not None else {},
         "created_by_id": None,
         "last_updated_by_id": None,
+        "created_at": iso(record.created_at) if record is not None else None,
+        "updated_at": iso(record.updated_at) if record is not None else None,
     }
+
+
+def mask_secret(value: str) -> str:
+    """Enough of a secret to recognise it, never enough to use it: "sk-...abcd", or "****" when short."""
+    return f"{value[:3]}...{value[-4:]}" if len(value) >= 16 else "****"
+
+
+def tool_env_json(agent: Agent) -> list[dict[str, Any]]:
+    """Letta's AgentEnvironmentVariable list, values masked."""
+    return [{"id": None, "key": key, "value": mask_secret(value), "description": None, "value_enc": None,
+             "agent_id": agent.id, "created_by_id": None, "last_updated_by_id": None,
+             "created_at": None, "updated_at": None}
+            for key, value in sorted(agent.tool_env.items())]
 
 
 def model_handle(model: str) -> str:
@@ -135,9 +149,10 @@ def embedding_config_json(agent: Agent, endpoint: str | None) -> dict[str, Any]:
     }
 
 
-def agent_json(live: LiveAgent, endpoint: str | None = None) -> dict[str, Any]:
+def agent_json(live: LiveAgent, endpoint: str | None = None, registry: ToolRegistry | None = None) -> dict[str, Any]:
     """The AgentState of a live agent (message_ids are its in-context messages)."""
     agent = live.agent
+    lookup = registry.get if registry is not None else (lambda name: None)
     blocks = [block_json(b) for b in live.blocks]
     return {
         "id": agent.id,
@@ -158,7 +173,7 @@ def agent_json(live: LiveAgent, endpoint: str | None = None) -> dict[str, Any]:
         "response_format": None,
         "memory": {"agent_type": AGENT_TYPE, "blocks": blocks, "file_blocks": [], "prompt_template": ""},
         "blocks": blocks,
-        "tools": [tool_json(name) for name in agent.tools],
+        "tools": [tool_json(lookup(name), name) for name in agent.tools],
         "tool_rules": [],
         "sources": [],
         "tags": list(agent.tags),
@@ -168,8 +183,8 @@ def agent_json(live: LiveAgent, endpoint: str | None = None) -> dict[str, Any]:
         "enable_sleeptime": False,
         "identity_ids": [],
         "identities": [],
-        "tool_exec_environment_variables": [],
-        "secrets": [],
+        "tool_exec_environment_variables": tool_env_json(agent),
+        "secrets": tool_env_json(agent),
         "multi_agent_group": None,
         "managed_group": None,
         "last_run_completion": None,
@@ -202,7 +217,8 @@ def letta_messages(message: Message) -> list[dict[str, Any]]:
     if message.role == "system":
         return [{**base, "message_type": "system_message", "content": message.content or ""}]
     if message.role == "tool":
-        failed = bool(message.metadata.get("is_error")) or message.metadata.get("status") == "error"
+        meta = message.metadata  # the turn marks a failed tool call {"error": true}; Letta imports say is_error
+        failed = bool(meta.get("is_error") or meta.get("error")) or meta.get("status") == "error"
         return [{**base, "message_type": "tool_return_message", "tool_return": message.content or "",
                  "status": "error" if failed else "success", "tool_call_id": message.tool_call_id or "",
                  "stdout": None, "stderr": None}]

@@ -1,4 +1,4 @@
-"""The Letta-compatible management API: agents, blocks, messages, runs, health, models."""
+"""The Letta-compatible management API: agents, blocks, tools, messages, runs, health, models."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from proxy.api import agents, archival, blocks, context, core_memory, messages, runs
+from proxy.api import agents, archival, blocks, context, core_memory, messages, runs, tools
 from proxy.api.health import health
 from proxy.api.models import list_models
 
@@ -32,6 +32,14 @@ routes: list[Route] = [
     *both(_AGENT, agents.get_agent, "GET"),
     *both(_AGENT, agents.modify_agent, "PATCH"),
     *both(_AGENT, agents.delete_agent, "DELETE"),
+    *both(_AGENT + "/tools", tools.list_agent_tools, "GET"),
+    *both(_AGENT + "/tools/attach/{tool_id}", tools.attach_tool, "PATCH"),
+    *both(_AGENT + "/tools/detach/{tool_id}", tools.detach_tool, "PATCH"),
+    *both("/v1/tools", tools.create_tool, "POST"),
+    *both("/v1/tools", tools.list_tools, "GET"),
+    *both("/v1/tools/{tool_id}", tools.get_tool, "GET"),
+    *both("/v1/tools/{tool_id}", tools.modify_tool, "PATCH"),
+    *both("/v1/tools/{tool_id}", tools.delete_tool, "DELETE"),
     *both(_CORE, core_memory.list_agent_blocks, "GET"),
     *both(_CORE + "/attach/{block_id}", core_memory.attach_block, "PATCH"),
     *both(_CORE + "/detach/{block_id}", core_memory.detach_block, "PATCH"),

@@ -8,8 +8,10 @@ from typing import Any
 
 import orjson
 
+from memory.json_bounds import json_fault
 from memory.models import new_id
 from proxy.errors import APIError
+from proxy.limits import MAX_BODY_DEPTH
 
 # Request fields that override the agent's sampling defaults for one request.
 SAMPLING_FIELDS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed",
@@ -43,10 +45,15 @@ class ChatRequest:
     legacy_functions: bool = False
     # X-Sim-* headers ride along to the upstream so the simulator can be scripted through memproxy.
     upstream_headers: dict[str, str] = field(default_factory=dict)
+    received_at: float = field(default_factory=time.perf_counter)  # when memproxy began on the request
 
 
 def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
     """Validate the parts of the body we act on; unknown fields are ignored, never echoed."""
+    # The body is re-encoded upstream and its messages stored: it must nest shallowly enough to encode again.
+    fault = json_fault(body, MAX_BODY_DEPTH, nul=False)
+    if fault is not None:
+        raise APIError(400, f"the request body {fault}", code="body_too_deep")
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise APIError(400, "`model` is required and must be a string", param="model", code="missing_model")
@@ -57,6 +64,7 @@ def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise APIError(400, f"messages[{i}] must be an object with a `role`", param=f"messages[{i}]",
                            code="invalid_messages")
+        _check_message_fields(message, i)
     n = body.get("n")
     if n is not None and n != 1:
         raise APIError(400, "`n` must be 1 for agent models: an agent has one history", param="n",
@@ -80,7 +88,10 @@ def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
     tool_choice = body.get("tool_choice")
     if tool_choice is None and body.get("function_call") is not None:
         fc = body["function_call"]
-        tool_choice = fc if isinstance(fc, str) else {"type": "function", "function": {"name": fc.get("name")}}
+        if not isinstance(fc, str) and not (isinstance(fc, dict) and isinstance(fc.get("name"), str)):
+            raise APIError(400, "`function_call` must be a string or an object with a `name`",
+                           param="function_call", code="invalid_tools")
+        tool_choice = fc if isinstance(fc, str) else {"type": "function", "function": {"name": fc["name"]}}
     sampling = {k: body[k] for k in SAMPLING_FIELDS if body.get(k) is not None}
     forwarded = {k: body[k] for k in FORWARDED_FIELDS if body.get(k) is not None}
     # `metadata` labels stored completions upstream; without `store` it only carries client data (Vapi's
@@ -107,6 +118,25 @@ def _openai_metadata(value: Any) -> bool:
     return (isinstance(value, dict) and 0 < len(value) <= 16
             and all(isinstance(k, str) and len(k) <= 64 and isinstance(v, str) and len(v) <= 512
                     for k, v in value.items()))
+
+
+# The message fields a turn reads, and the JSON types each may have (None: absent or null).
+_MESSAGE_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "content": (str, list), "name": (str,), "tool_call_id": (str,), "tool_calls": (list,), "function_call": (dict,),
+}
+
+
+def _check_message_fields(message: dict[str, Any], i: int) -> None:
+    for name, types in _MESSAGE_FIELD_TYPES.items():
+        value = message.get(name)
+        if value is not None and not isinstance(value, types):
+            kinds = " or ".join({str: "a string", list: "an array", dict: "an object"}[t] for t in types)
+            raise APIError(400, f"messages[{i}].{name} must be {kinds}", param=f"messages[{i}].{name}",
+                           code="invalid_messages")
+    for call in message.get("tool_calls") or ():
+        if not isinstance(call, dict) or not isinstance(call.get("function", {}), dict):
+            raise APIError(400, f"messages[{i}].tool_calls must hold tool call objects",
+                           param=f"messages[{i}].tool_calls", code="invalid_messages")
 
 
 class ChunkEncoder:

@@ -48,6 +48,7 @@ class TurnRecord:
         self.expires: float | None = None  # set when the turn finishes
         self.events: list[tuple[str, tuple[Any, ...]]] = []
         self.done = False
+        self.run_id: str | None = None  # the run of the turn being recorded
         self._changed: asyncio.Future[None] | None = None
 
     def add(self, name: str, args: tuple[Any, ...]) -> None:
@@ -117,11 +118,17 @@ class RecordingSink:
 
 
 class RecentTurns:
-    """The last few turns per agent, by key."""
+    """The last few turns per agent, by key, for the most recently active agents.
 
-    def __init__(self, per_agent: int = 16) -> None:
+    Bounded twice: `per_agent` records per agent, and `max_agents` agents (the least recently active
+    one's records go first). Finished records past their replay window are dropped whenever the agent
+    starts another turn, so an agent that is only sent fresh messages keeps none.
+    """
+
+    def __init__(self, per_agent: int = 16, max_agents: int = 4096) -> None:
         self.per_agent = per_agent
-        self._by_agent: dict[str, OrderedDict[str, TurnRecord]] = {}
+        self.max_agents = max_agents
+        self._by_agent: OrderedDict[str, OrderedDict[str, TurnRecord]] = OrderedDict()
 
     def find(self, agent_id: str, key: str) -> TurnRecord | None:
         records = self._by_agent.get(agent_id)
@@ -138,15 +145,28 @@ class RecentTurns:
         return record
 
     def start(self, agent_id: str, key: str, ttl: float) -> TurnRecord:
-        records = self._by_agent.setdefault(agent_id, OrderedDict())
+        records = self._by_agent.get(agent_id)
+        if records is None:
+            records = self._by_agent[agent_id] = OrderedDict()
+        else:
+            self._by_agent.move_to_end(agent_id)
+            now = time.monotonic()
+            for old in [k for k, r in records.items() if r.expires is not None and r.expires < now]:
+                del records[old]
         record = records[key] = TurnRecord(key, ttl)
         records.move_to_end(key)
         while len(records) > self.per_agent:
             records.popitem(last=False)
+        while len(self._by_agent) > self.max_agents:
+            self._by_agent.popitem(last=False)
         return record
 
     def forget_agent(self, agent_id: str) -> None:
         self._by_agent.pop(agent_id, None)
+
+    def __len__(self) -> int:
+        """Records held, over all agents."""
+        return sum(len(records) for records in self._by_agent.values())
 
 
 async def replay(record: TurnRecord, sink: Any) -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from memory.models import new_id
+from proxy import logs
 from proxy.chat.passthrough import forward_chat
 from proxy.chat.protocol import parse_chat_request
 from proxy.errors import APIError
@@ -13,6 +17,8 @@ from proxy.http import parse_json_object, read_body
 
 
 async def chat_completions(request: Request) -> Response:
+    received = time.perf_counter()
+    logs.request_id.set(request.headers.get("x-request-id") or new_id("req"))
     rt = request.app.state.rt
     raw = await read_body(request)
     body = parse_json_object(raw)
@@ -20,8 +26,10 @@ async def chat_completions(request: Request) -> Response:
     forwarded = {k: v for k, v in request.headers.items() if k.startswith("x-sim-")}
     if isinstance(model, str) and model.startswith("agent-"):
         body["model"] = model
+        logs.agent_id.set(model)
         chat = parse_chat_request(body)
         chat.upstream_headers = forwarded
+        chat.received_at = received
         live = await rt.memory.get(model)
         if live is None:
             raise APIError(404, f"The model `{model}` does not exist: no agent has that id", param="model",
@@ -29,7 +37,7 @@ async def chat_completions(request: Request) -> Response:
         return await rt.turns.serve(live, chat, request)
     if not isinstance(model, str) or not model:
         raise APIError(400, "`model` is required and must be a string", param="model", code="missing_model")
-    return await forward_chat(rt.upstream, raw, forwarded)
+    return await forward_chat(rt.upstream, raw, forwarded, received, rt.metrics)
 
 
 routes = [

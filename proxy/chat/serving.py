@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any, AsyncIterator
 
 from starlette.requests import Request
@@ -20,6 +21,7 @@ from proxy.chat.said import ModelOutput
 from proxy.chat.turn import Turn, TurnEnv
 from proxy.errors import APIError
 from proxy.http import json_response
+from proxy.metrics import server_timing
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -33,6 +35,7 @@ class StreamSink:
         self.started = False
         self.ended = False
         self.spoke = False  # content or a tool call was sent: a disconnect now is a barge-in
+        self.spoke_at: float | None = None  # when the first content arrived from the turn
 
     def accepted(self) -> None:
         if not self.started:
@@ -40,18 +43,21 @@ class StreamSink:
             self.queue.put_nowait(self.encoder.role())
 
     def content(self, text: str) -> None:
-        self.spoke = True
+        if not self.spoke:
+            self.spoke, self.spoke_at = True, time.perf_counter()
         self.queue.put_nowait(self.encoder.content(text))
 
     def relay(self, delta: dict[str, Any], logprobs: Any) -> None:
-        self.spoke = True
+        if not self.spoke:
+            self.spoke, self.spoke_at = True, time.perf_counter()
         self.queue.put_nowait(self.encoder.relay(delta, logprobs))
 
     def fingerprint(self, value: str) -> None:
         self.encoder.fingerprint(value)
 
     def tool_call_start(self, index: int, call_id: str, name: str) -> None:
-        self.spoke = True
+        if not self.spoke:
+            self.spoke, self.spoke_at = True, time.perf_counter()
         self.queue.put_nowait(self.encoder.tool_call_start(index, call_id, name))
 
     def tool_call_arguments(self, index: int, fragment: str) -> None:
@@ -174,7 +180,9 @@ class TurnRunner:
         if clash:
             raise APIError(400, f"client tools clash with the agent's server tools: {', '.join(clash)}",
                            param="tools", code="tool_name_conflict")
+        waited = time.perf_counter()
         release = await self._acquire(live.id)
+        self.env.metrics.lock_wait.observe(time.perf_counter() - waited)
         record = self.recent.find(live.id, key)
         if record is not None:  # the same request finished while we waited for the lock
             await release()
@@ -183,43 +191,49 @@ class TurnRunner:
         encoder = ChunkEncoder(chat.model, chat.include_usage, chat.legacy_functions)
         sink: StreamSink | CollectSink = StreamSink(encoder) if chat.stream else CollectSink()
         turn = Turn(self.env, live, chat, new_input, RecordingSink(sink, record), client_tools)
+        record.run_id = turn.run.id
         task = self.env.spawn(self._run_locked(turn, release, record), name=f"turn-{live.id}")
-        return await self._respond(task, sink, encoder, request, owner=True)
+        return await self._respond(task, sink, encoder, request, owner=True, timing=_TurnTiming(chat, turn))
 
     async def _respond_with_replay(self, record: Any, chat: ChatRequest, request: Request | None) -> Response:
         encoder = ChunkEncoder(chat.model, chat.include_usage, chat.legacy_functions)
         sink: StreamSink | CollectSink = StreamSink(encoder) if chat.stream else CollectSink()
         task = self.env.spawn(replay(record, sink), name="turn-replay")
-        return await self._respond(task, sink, encoder, request, owner=False)
+        return await self._respond(task, sink, encoder, request, owner=False, timing=_TurnTiming(chat, None, record))
 
     async def _respond(self, task: asyncio.Task[None], sink: StreamSink | CollectSink, encoder: ChunkEncoder,
-                       request: Request | None, owner: bool) -> Response:
+                       request: Request | None, owner: bool, timing: _TurnTiming) -> Response:
         task.add_done_callback(lambda _: _end_unanswered(sink))
         if isinstance(sink, CollectSink):
             await asyncio.wait([task])  # not cancelled with this request: the turn finishes for a retry
             _end_unanswered(sink)
             if sink.failure is not None:
-                return sink.failure.response()
+                return timing.stamp(sink.failure.response())
             content = "".join(sink.parts)
             calls = [sink.calls[i] for i in sorted(sink.calls)]
             if sink.system_fingerprint is not None:
                 encoder.fingerprint(sink.system_fingerprint)
             empty = None if calls or sink.said.refusal else content  # "" for an empty answer, null beside calls
-            return json_response(completion_object(encoder, content or empty, calls or None, sink.reason or "stop",
-                                                   sink.usage, sink.said.message_fields(), sink.said.logprobs))
-        return await self._stream(task, sink, request, owner)
+            if timing.before_upstream is not None:
+                self.env.metrics.added_ttft.labels("agent").observe(timing.before_upstream)
+            return timing.stamp(json_response(completion_object(
+                encoder, content or empty, calls or None, sink.reason or "stop", sink.usage,
+                sink.said.message_fields(), sink.said.logprobs)))
+        return await self._stream(task, sink, request, owner, timing)
 
     async def _run_locked(self, turn: Turn, release: Release, record: Any) -> None:
         self.active[turn.run.id] = turn.run
+        self.env.metrics.turns_in_flight.inc()
         try:
             await turn.execute()
         finally:
+            self.env.metrics.turns_in_flight.dec()
             record.close()
             await release()
             self.active.pop(turn.run.id, None)
 
     async def _stream(self, task: asyncio.Task[None], sink: StreamSink, request: Request | None,
-                      owner: bool) -> Response:
+                      owner: bool, timing: _TurnTiming) -> Response:
         # Wait briefly for the upstream to accept, so an upstream refusal becomes a real HTTP status.
         first: bytes | APIError | None
         try:
@@ -228,17 +242,17 @@ class TurnRunner:
             sink.accepted()
             first = await sink.queue.get()
         if isinstance(first, APIError):
-            return first.response()
+            return timing.stamp(first.response())
         if request is not None and await request.is_disconnected():
             # Gone before hearing a word (a voice client about to retry): the turn finishes for the retry.
             if not owner:
                 task.cancel()
             return Response(status_code=499)
-        return StreamingResponse(self._events(first, task, sink, owner), media_type="text/event-stream",
-                                 headers=SSE_HEADERS)
+        return timing.stamp(StreamingResponse(self._events(first, task, sink, owner, timing),
+                                              media_type="text/event-stream", headers=SSE_HEADERS))
 
     async def _events(self, first: bytes | None, task: asyncio.Task[None], sink: StreamSink,
-                      owner: bool) -> AsyncIterator[bytes]:
+                      owner: bool, timing: _TurnTiming) -> AsyncIterator[bytes]:
         queue = sink.queue
         heard = False
         try:
@@ -257,6 +271,10 @@ class TurnRunner:
                         pending.append(item)
                 if pending:
                     spoke = sink.spoke
+                    if spoke and not heard and sink.spoke_at is not None and timing.before_upstream is not None:
+                        # Added TTFT: our time before the upstream call, plus from its first token to this write.
+                        added = timing.before_upstream + time.perf_counter() - sink.spoke_at
+                        self.env.metrics.added_ttft.labels("agent").observe(added)
                     yield pending[0] if len(pending) == 1 else b"".join(pending)
                     heard = heard or spoke
                     pending = []
@@ -284,3 +302,33 @@ def _end_unanswered(sink: StreamSink | CollectSink) -> None:
     if not sink.ended:
         sink.error(APIError(500, "the agent's turn stopped without an answer; send the request again",
                             code="internal_error"))
+
+
+class _TurnTiming:
+    """The run id and `Server-Timing` of an agent response (a replay has no upstream call of its own)."""
+
+    __slots__ = ("chat", "turn", "record")
+
+    def __init__(self, chat: ChatRequest, turn: Turn | None, record: Any = None) -> None:
+        self.chat, self.turn, self.record = chat, turn, record
+
+    @property
+    def before_upstream(self) -> float | None:
+        sent = self.turn.sent_at if self.turn is not None else None
+        return None if sent is None else sent - self.chat.received_at
+
+    def stamp(self, response: Response) -> Response:
+        turn = self.turn
+        run_id = turn.run.id if turn is not None else getattr(self.record, "run_id", None)
+        if run_id:
+            response.headers["X-Memproxy-Run-Id"] = run_id
+        if turn is None or turn.sent_at is None or self.chat.stream:
+            # A stream's headers go out with its first chunk: our time until the upstream call, then the upstream's.
+            sent, answered = (turn.sent_at, turn.answered_at) if turn is not None else (None, None)
+            response.headers["Server-Timing"] = server_timing(self.chat.received_at, sent, answered)
+        else:
+            # A whole answer: everything but the upstream calls was ours (tools and the commit included).
+            total = (time.perf_counter() - self.chat.received_at) * 1000
+            upstream = turn.upstream_s * 1000
+            response.headers["Server-Timing"] = f"memproxy;dur={total - upstream:.3f}, upstream;dur={upstream:.3f}"
+        return response

@@ -14,7 +14,9 @@ from memory.models import Changes, Message, Run, new_id, utcnow
 from proxy.chat.new_input import NewInput, already_held, pending_client_calls
 from proxy.chat.protocol import RELAYED_DELTA_FIELDS, ChatRequest
 from proxy.chat.said import ModelOutput, add_usage, chunk_usage
+from proxy import logs
 from proxy.errors import APIError
+from proxy.metrics import Metrics
 from proxy.upstream import UpstreamError
 from tools.registry import ToolContext
 
@@ -58,6 +60,7 @@ class TurnEnv:
     spawn: Any
     budget: Any = None  # memory.compaction.ContextBudget
     on_messages: Any = None  # callback(list[Message]) after messages are committed (recall indexing)
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 def upstream_model(handle: str, upstream_url: str) -> str:
@@ -80,6 +83,8 @@ class Turn:
         self.usage: dict[str, Any] = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
         self.steps = 0
         self.started = time.perf_counter()
+        self.sent_at: float | None = None  # the first upstream request went out
+        self.answered_at: float | None = None  # ...and its first chunk came back
         self.ttft_ms: float | None = None
         self.upstream_s = 0.0
         self.tool_s = 0.0
@@ -101,6 +106,7 @@ class Turn:
 
     # --- the loop ---------------------------------------------------------------------------
     async def execute(self) -> None:
+        logs.run_id.set(self.run.id)
         reason = "stop"
         try:
             self._take_input()
@@ -185,9 +191,17 @@ class Turn:
         said = ModelOutput()
         wants_logprobs = self.request.logprobs
         t0 = time.perf_counter()
+        if self.sent_at is None:
+            self.sent_at = t0
+        first = True
         try:
             stream = self.env.upstream.stream_chat(body, self.request.upstream_headers or None)
             async for chunk in stream:
+                if first:
+                    first = False
+                    now = time.perf_counter()
+                    self.answered_at = self.answered_at or now
+                    self.env.metrics.upstream_ttft.observe(now - t0)
                 self._accept()
                 usage = chunk_usage(chunk)
                 if usage:
@@ -263,7 +277,9 @@ class Turn:
             outcome = await self.env.registry.execute(ctx, call.name, "".join(call.arguments))
             self._add("tool", outcome.text, tool_call_id=call.id, name=call.name,
                       metadata=None if outcome.ok else {"error": True})
-        self.tool_s += time.perf_counter() - t0
+        elapsed = time.perf_counter() - t0
+        self.tool_s += elapsed
+        self.env.metrics.tool_step.observe(elapsed)
 
     def _tools(self) -> list[dict[str, Any]]:
         return request_tools(self.env, self.live, self.request)
@@ -295,11 +311,16 @@ class Turn:
             reason, reason)
         if reason == "length" and self.steps < self.env.max_steps:
             self.run.stop_reason = "max_tokens"
+        t0 = time.perf_counter()
         try:
             await self._finish_run()
         except Exception as exc:  # noqa: BLE001 - not acknowledged: the client hears of it instead of the finish
-            await self._crash(exc, saving=False)
+            await self._crash(exc)  # tries to record the run as failed; if the store is down, the log says so
             return
+        self.env.metrics.commit.observe(time.perf_counter() - t0)
+        self.env.metrics.turns.labels("completed").inc()
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("turn finished: %s after %d step(s)", reason, self.steps, extra={"timings": self.run.timings})
         # Only now is the turn acknowledged: the finish chunk follows the commit, never precedes it.
         self.sink.finish(reason, dict(self.usage))
         if self.env.budget is not None and not self.live.agent.message_buffer_autoclear:
@@ -320,24 +341,26 @@ class Turn:
         except Exception as store_exc:  # noqa: BLE001 - the upstream's error is still what the client hears
             log.error("turn %s: could not save the failed turn: %r", self.run.id, store_exc)
             self.env.memory.forget(self.live.id)
-        status = exc.status if exc.status in (400, 401, 403, 404, 408, 409, 413, 422, 429) else 502
+        status = exc.client_status
         code = exc.code or "upstream_error"
+        self.env.metrics.upstream_errors.labels(str(exc.status), code).inc()
+        self.env.metrics.turns.labels("failed").inc()
         self.sink.error(APIError(status, f"upstream model error: {exc.message}", code=code,
                                  headers=exc.headers or None))
 
-    async def _crash(self, exc: BaseException, *, saving: bool = True) -> None:
+    async def _crash(self, exc: BaseException) -> None:
         """Something inside the turn raised: keep none of its messages, fail its run, and tell the client."""
         log.error("turn %s of %s failed", self.run.id, self.live.id, exc_info=exc)
+        self.env.metrics.turns.labels("failed").inc()
         self.unsaved = []
         # The live agent already holds this turn's messages: drop it so the next turn reloads the store's truth.
         self.env.memory.forget(self.live.id)
         self.run.status, self.run.stop_reason = "failed", "error"
         self.run.error = f"internal error ({type(exc).__name__})"
-        if saving:
-            try:
-                await self._finish_run()
-            except Exception as store_exc:  # noqa: BLE001 - the client must hear of the first failure regardless
-                log.error("turn %s: could not save its failed run: %r", self.run.id, store_exc)
+        try:
+            await self._finish_run()
+        except Exception as store_exc:  # noqa: BLE001 - the client must hear of the first failure regardless
+            log.error("turn %s: could not save its failed run: %r", self.run.id, store_exc)
         self.sink.error(APIError(500, f"the agent's turn failed with an internal error and was not saved "
                                  f"(run {self.run.id}); send the request again", code="internal_error"))
 
@@ -347,6 +370,7 @@ class Turn:
             self._add("assistant", partial, metadata={"interrupted": True, "reason": "client_disconnected"})
         self.run.status = "cancelled"
         self.run.stop_reason = "cancelled"
+        self.env.metrics.turns.labels("cancelled").inc()
         try:
             await self._finish_run()
         except Exception:  # noqa: BLE001 - a failed save must not hide the cancellation

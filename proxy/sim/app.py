@@ -172,7 +172,7 @@ class SimApp:
         """Apply a stall and/or an error status; True when the response has been sent."""
         if failure is None:
             return False
-        if failure.stall_s > 0:
+        if failure.stall_s > 0 and failure.stall_after is None:
             await asyncio.sleep(failure.stall_s)
         if not failure.status:
             return False
@@ -184,13 +184,18 @@ class SimApp:
         return True
 
     async def _send_json_result(self, send: Send, body: bytes, failure: Failure | None) -> None:
-        if failure is None or failure.after_chunks is None:
+        if failure is None or (failure.after_chunks is None and failure.stall_after is None):
             await _send_bytes(send, 200, body)
             return
-        # A non-streamed body is cut halfway, so the client sees a truncated response.
+        # A non-streamed body stalls and/or is cut halfway, so the client sees a truncated response.
+        half = len(body) // 2
         await send({"type": "http.response.start", "status": 200, "headers": [_JSON_TYPE]})
-        await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
-        raise StreamCut("injected cut of a JSON response")
+        await send({"type": "http.response.body", "body": body[:half], "more_body": True})
+        if failure.stall_after is not None:
+            await asyncio.sleep(failure.stall_s)
+        if failure.after_chunks is not None:
+            raise StreamCut("injected cut of a JSON response")
+        await send({"type": "http.response.body", "body": body[half:], "more_body": False})
 
     async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = await _read_json(receive)
@@ -227,7 +232,9 @@ class SimApp:
             stream_options = body.get("stream_options")
             include_usage = isinstance(stream_options, dict) and bool(stream_options.get("include_usage"))
             encoder = ChunkEncoder(completion_id, created, model, include_usage)
-            await self._stream(send, encode_stream(plan, encoder, include_usage), delta_count(plan), plan, cut_after)
+            stall = (failure.stall_after, failure.stall_s) if failure and failure.stall_after is not None else None
+            await self._stream(send, encode_stream(plan, encoder, include_usage), delta_count(plan), plan, cut_after,
+                               stall)
             return
         wait = plan.ttft_s + plan.token_delay_s * max(0, delta_count(plan) - 1)
         if wait > 0:
@@ -235,10 +242,11 @@ class SimApp:
         await self._send_json_result(send, completion_body(plan, completion_id, created, model), failure)
 
     async def _stream(
-        self, send: Send, events: list[bytes], last_delta: int, plan: ReplyPlan, cut_after: int | None
+        self, send: Send, events: list[bytes], last_delta: int, plan: ReplyPlan, cut_after: int | None,
+        stall: tuple[int, float] | None = None,
     ) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
-        if cut_after is None and plan.ttft_s <= 0 and plan.token_delay_s <= 0:
+        if cut_after is None and stall is None and plan.ttft_s <= 0 and plan.token_delay_s <= 0:
             # Zero-delay fast path: the whole stream in one write.
             await send({"type": "http.response.body", "body": b"".join(events), "more_body": False})
             return
@@ -246,6 +254,8 @@ class SimApp:
             await asyncio.sleep(plan.ttft_s)
         delay = plan.token_delay_s
         for i, event in enumerate(events):
+            if stall is not None and i == stall[0]:
+                await asyncio.sleep(stall[1])
             if i == cut_after:
                 raise StreamCut(f"injected cut after {cut_after} chunks")
             if delay > 0 and 1 < i <= last_delta:

@@ -79,13 +79,14 @@ OPTION_PARSERS: dict[str, Callable[[Any], Any]] = {
     "fail_status": _as_status,
     "fail_after_chunks": _as_count,
     "stall_ms": _as_float,
+    "stall_after_chunks": _as_count,
     "fail_times": _as_count,
     "retry_after": _as_float,
     "key": str,
     "max_context_tokens": _as_count,
 }
 
-FAILURE_OPTIONS = ("fail_status", "fail_after_chunks", "stall_ms")
+FAILURE_OPTIONS = ("fail_status", "fail_after_chunks", "stall_ms", "stall_after_chunks")
 
 _HEADER_PREFIX = b"x-sim-"
 

@@ -60,6 +60,7 @@ class Failure:
     after_chunks: int | None
     stall_s: float
     retry_after_s: float | None
+    stall_after: int | None = None  # stall mid-body (after this many chunks) instead of before the response
 
 
 class FailureBudget:
@@ -84,6 +85,7 @@ class FailureBudget:
             after_chunks=options.get("fail_after_chunks"),
             stall_s=options.get("stall_ms", 0.0) / 1000.0,
             retry_after_s=options.get("retry_after", 1.0 if options.get("fail_status") == 429 else None),
+            stall_after=options.get("stall_after_chunks"),
         )
 
     def clear(self) -> None:

@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import uvicorn
 
@@ -14,10 +15,15 @@ from proxy.sim.app import build_sim_app
 from proxy.sim.config import SimConfig
 
 
-def uvicorn_config(config: SimConfig, host: str, port: int) -> uvicorn.Config:
-    """uvicorn settings for the simulator: the fastest loop and parser installed, quiet logs."""
+def uvicorn_config(config: SimConfig, host: str, port: int, wrap: Callable[[Any], Any] | None = None
+                   ) -> uvicorn.Config:
+    """uvicorn settings for the simulator: the fastest loop and parser installed, quiet logs.
+
+    `wrap` puts an ASGI middleware around the simulator (tests use it to watch requests go by).
+    """
+    app = build_sim_app(config)
     return uvicorn.Config(
-        build_sim_app(config),
+        wrap(app) if wrap is not None else app,
         host=host,
         port=port,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
@@ -44,7 +50,7 @@ def _base_url(host: str, port: int) -> str:
 
 
 def run_sim_in_thread(
-    config: SimConfig | None = None, host: str = "127.0.0.1", port: int = 0
+    config: SimConfig | None = None, host: str = "127.0.0.1", port: int = 0, wrap: Callable[[Any], Any] | None = None
 ) -> tuple[str, Callable[[], None]]:
     """Start the simulator on a daemon thread; returns its `/v1` base URL and an idempotent stop function.
 
@@ -56,7 +62,7 @@ def run_sim_in_thread(
     sock.bind((host, port))
     sock.listen(2048)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn_config(config or SimConfig(), host, port))
+    server = uvicorn.Server(uvicorn_config(config or SimConfig(), host, port, wrap))
     failure: list[BaseException] = []
 
     def run() -> None:

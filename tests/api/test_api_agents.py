@@ -111,7 +111,7 @@ def test_modify_tools_and_blocks(http: httpx.Client, create_agent: Callable[...,
     assert [t["name"] for t in response.json()["tools"]] == ["memory_insert"]
     response = http.patch(f"/v1/agents/{agent['id']}", json={"tools": ["conversation_search"]})
     assert [t["name"] for t in response.json()["tools"]] == ["conversation_search"]
-    assert http.patch(f"/v1/agents/{agent['id']}", json={"tool_ids": [f"tool-{uuid.uuid4()}"]}).status_code == 404
+    assert http.patch(f"/v1/agents/{agent['id']}", json={"tool_ids": [f"tool-{uuid.uuid4()}"]}).status_code == 400
 
     first = http.post("/v1/blocks/", json={"label": "persona", "value": "p"}).json()
     second = http.post("/v1/blocks/", json={"label": "persona", "value": "q"}).json()

@@ -27,6 +27,8 @@ REQUIRED = [
     *(f"scaling.agents.a{n}.{k}" for n in (10, 50) for k in ("added_ttft_ms.p99", "rss_mb", "load_s")),
     "scaling.history_growth_pct", "scaling.agents_growth_pct",
     *(f"toolstep.{k}.p99" for k in ("tool_ms", "step_gap_ms", "overhead_tool_turn_ms", "client_added_e2e_ms")),
+    *(f"soak.rss_mb.{k}" for k in ("start", "warmup", "middle", "end", "max_after_warmup")),
+    "soak.growth_after_warmup_pct", "soak.flat", "soak.turns_per_s",
 ]
 
 
@@ -54,6 +56,9 @@ def test_smoke_run_produces_every_figure(tmp_path: Path) -> None:
     pngs = sorted(p.name for p in tmp_path.glob("*.png"))
     assert any(p.endswith("-latency-cdf.png") for p in pngs), pngs
     assert any(p.endswith("-scaling.png") for p in pngs), pngs
+    assert any(p.endswith("-soak.png") for p in pngs), pngs
+    assert doc["figures"]["soak"]["errors"] == 0 and doc["figures"]["soak"]["turns"] == 120
+    assert len(doc["samples"]["soak"]["rss_mb"]) == 1 + 120 // 20  # one RSS sample at start, then every 20 turns
     for png in tmp_path.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
 

@@ -111,3 +111,20 @@ def test_a_new_turn_with_the_same_words_is_not_a_retry(server) -> None:
                   {"role": "user", "content": "yes"}]
     client.chat.completions.create(model=agent, messages=transcript)
     assert user_messages(server.base_url, agent) == ["yes", "yes"]
+
+
+def test_recorded_turns_are_bounded_per_agent_and_across_agents() -> None:
+    from proxy.chat.retries import RecentTurns
+
+    recent = RecentTurns(per_agent=4, max_agents=3)
+    for n in range(10):  # bare messages: replayable only while in flight (ttl 0)
+        record = recent.start("agent-a", f"body:{n}", 0.0)
+        record.add("finish", ("stop", {}))
+    assert len(recent) == 1  # finished, expired records go when the agent starts its next turn
+    kept = recent.start("agent-a", "key:k", 600.0)
+    kept.add("finish", ("stop", {}))
+    assert recent.find("agent-a", "key:k") is kept  # an idempotency key replays for ten minutes
+    for agent in ("agent-b", "agent-c", "agent-d"):
+        recent.start(agent, "key:k", 600.0)
+    assert recent.find("agent-a", "key:k") is None  # least recently active agent dropped past max_agents
+    assert recent.find("agent-d", "key:k") is not None and len(recent) == 3

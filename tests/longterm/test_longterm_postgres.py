@@ -57,6 +57,6 @@ async def test_rows_live_in_the_database_with_a_generated_tsvector(plain: Postgr
         assert await con.fetchval("SELECT tsv::text FROM recall WHERE agent_id = $1", agent_id) == \
             "'numbers':2 'quarterly':1"
         versions = [r[0] for r in await con.fetch("SELECT version FROM schema_migrations ORDER BY version")]
-        assert versions == [1, 2]
+        assert versions == [1, 2, 3]
     finally:
         await con.close()

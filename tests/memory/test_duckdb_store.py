@@ -439,7 +439,7 @@ async def test_migrations_apply_once(tmp_path: Path) -> None:
         await db.close()
     con = duckdb.connect(path)
     try:
-        assert [row[0] for row in con.execute("SELECT version FROM schema_migrations").fetchall()] == [1, 2, 3]
+        assert [row[0] for row in con.execute("SELECT version FROM schema_migrations").fetchall()] == [v for v, _ in MIGRATIONS]
         assert apply_migrations(con) == []
 
         broken = [*MIGRATIONS, (99, "CREATE TABLE half (x INTEGER); SELECT no_such_column FROM half")]
@@ -669,3 +669,20 @@ async def test_insert_only_changes_insert_and_refuse_duplicates(store: Store) ->
     with pytest.raises(Conflict):
         await store.commit(Changes(messages=[first[1]], insert_only=True))
     assert len(await store.list_messages(agent.id, limit=None)) == 2
+
+
+async def test_buffer_pool_and_checkpoint_are_bounded(tmp_path: Path) -> None:
+    def settings(con: duckdb.DuckDBPyConnection) -> tuple[str, str]:
+        row = con.execute("SELECT current_setting('memory_limit'), current_setting('checkpoint_threshold')").fetchone()
+        return row  # type: ignore[return-value]
+
+    bounded = DuckDBStore(str(tmp_path / "a.duckdb"), memory_limit="96MB")
+    await bounded.open()
+    try:
+        limit, checkpoint = await bounded._run(settings)
+        assert (limit, checkpoint) == ("91.5 MiB", "3.8 MiB")  # 96 MB and 4 MB, as DuckDB prints them
+    finally:
+        await bounded.close()
+    with pytest.raises(duckdb.Error):  # a typo in the setting stops start-up instead of running unbounded
+        broken = DuckDBStore(str(tmp_path / "b.duckdb"), memory_limit="lots")
+        await broken.open()

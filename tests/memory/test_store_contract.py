@@ -16,7 +16,7 @@ import pg
 import pytest
 
 from memory.duckdb_store import DuckDBStore
-from memory.models import Agent, Block, Changes, Message, Run, new_id
+from memory.models import Agent, Block, Changes, Message, Run, Tool, new_id
 from memory.paging import id_pages
 from memory.postgres_store import PostgresStore
 from memory.store import Conflict, NotFound, Store, StoreError
@@ -226,3 +226,46 @@ async def test_recall_candidates_filter_and_page(store: Store) -> None:
     assert pages == [wanted[:2], wanted[2:]]
     assert await store.recall_candidate_ids([], after=wanted[-1]) == sorted(
         i for i in (m.id for m in kept + skipped[:1]) if i > wanted[-1])
+
+
+def _tool(name: str) -> Tool:
+    schema = {"name": name, "description": "d", "parameters": {"type": "object", "properties": {}}}
+    return Tool(id=new_id("tool"), name=name, source_code=f"def {name}():\n    return 1\n", json_schema=schema,
+                description="d", tags=["x"], metadata={"k": 1})
+
+
+async def test_custom_tools_round_trip_and_keep_names_unique(store: Store) -> None:
+    first, second = _tool("first_tool"), _tool("second_tool")
+    await store.create_tool(first)
+    await store.create_tool(second)
+    assert [t.id for t in await store.list_tools()] == [first.id, second.id]
+    got = await store.get_tool(first.id)
+    assert got is not None and (got.name, got.json_schema, got.tags, got.metadata) == (
+        "first_tool", first.json_schema, ["x"], {"k": 1})
+    with pytest.raises(Conflict):
+        await store.create_tool(replace(_tool("first_tool")))
+    with pytest.raises(Conflict):
+        await store.create_tool(replace(second, name="third_tool"))
+
+    await store.update_tool(replace(first, source_code="def first_tool():\n    return 2\n", description="new"))
+    got = await store.get_tool(first.id)
+    assert got is not None and got.description == "new" and "return 2" in got.source_code
+    with pytest.raises(Conflict):
+        await store.update_tool(replace(first, name="second_tool"))
+    with pytest.raises(NotFound):
+        await store.update_tool(_tool("never_created"))
+
+    assert await store.delete_tool(first.id) is True
+    assert await store.delete_tool(first.id) is False
+    assert await store.get_tool(first.id) is None
+    assert [t.name for t in await store.list_tools()] == ["second_tool"]
+
+
+async def test_an_agents_tool_environment_persists(store: Store) -> None:
+    agent = Agent(id=new_id("agent"), name="env", tool_env={"API_KEY": "sk-secret"})
+    await store.create_agent(agent, [])
+    got = await store.get_agent(agent.id)
+    assert got is not None and got.tool_env == {"API_KEY": "sk-secret"}
+    await store.update_agent(replace(got, tool_env={}))
+    listed = await store.list_agents()
+    assert [a.tool_env for a in listed] == [{}]

@@ -103,6 +103,38 @@ def test_stall_triggers_client_timeout(sim_url: str) -> None:
             sdk.chat.completions.create(model="m", messages=user("x"), extra_body={"sim": {"stall_ms": 400}})
 
 
+def test_stall_after_chunks_pauses_a_stream_midway(sim_url: str) -> None:
+    body = {"model": "m", "messages": user("x"), "stream": True,
+            "sim": {"stall_after_chunks": 2, "stall_ms": 3000, "reply_tokens": 10}}
+    received = b""
+    with httpx.Client(timeout=httpx.Timeout(10, read=0.2)) as http, pytest.raises(httpx.ReadTimeout):
+        with http.stream("POST", sim_url + "/chat/completions", json=body) as resp:
+            assert resp.status_code == 200
+            for piece in resp.iter_bytes():
+                received += piece
+    assert received.count(b"data: ") == 2
+
+
+def test_stall_after_chunks_pauses_a_json_body_midway(sim_url: str) -> None:
+    body = {"model": "m", "messages": user("x"), "sim": {"stall_after_chunks": 1, "stall_ms": 3000}}
+    with httpx.Client(timeout=httpx.Timeout(10, read=0.2)) as http, pytest.raises(httpx.ReadTimeout):
+        with http.stream("POST", sim_url + "/chat/completions", json=body) as resp:
+            assert resp.status_code == 200
+            resp.read()
+
+
+def test_stall_after_chunks_then_carries_on(http: httpx.Client) -> None:
+    for stream in (False, True):
+        body = {"model": "m", "messages": user("carry on"), "stream": stream,
+                "sim": {"stall_after_chunks": 1, "stall_ms": 20}}
+        resp = http.post("/v1/chat/completions", json=body)
+        assert resp.status_code == 200
+        if stream:
+            assert resp.text.endswith("data: [DONE]\n\n") and "Echo:" in resp.text
+        else:
+            assert resp.json()["choices"][0]["message"]["content"].startswith("Echo: carry on")
+
+
 def test_embeddings_fail_status(client: openai.OpenAI) -> None:
     with pytest.raises(openai.InternalServerError):
         client.embeddings.create(model="e", input="x", extra_headers={"X-Sim-Fail-Status": "500"})

@@ -1,0 +1,68 @@
+"""Give freed native memory back to the OS.
+
+DuckDB, LanceDB (its Rust threads) and Arrow allocate through glibc's malloc, which keeps freed
+chunks in per-thread arenas for reuse; with many threads freeing each other's memory the arenas
+fragment and RSS only ratchets up. `malloc_trim(0)` releases every free page of every arena.
+`limit_arenas` caps how many arenas there are (glibc's default is 8 per core), so freed memory is
+found again by the next allocation instead of sitting in an arena no thread uses. Elsewhere than
+glibc (musl, macOS) there is nothing to call and both are no-ops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import logging
+import os
+
+log = logging.getLogger("memproxy")
+
+
+M_ARENA_MAX = -8  # mallopt parameter number, from glibc's malloc.h
+ARENAS = 2
+
+
+def _load(name: str, argtypes: list[type]) -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    library = ctypes.util.find_library("c")
+    if not library:
+        return None
+    try:
+        function = getattr(ctypes.CDLL(library), name)
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = argtypes
+    function.restype = ctypes.c_int
+    return function
+
+
+_MALLOC_TRIM = _load("malloc_trim", [ctypes.c_size_t])
+_MALLOPT = _load("mallopt", [ctypes.c_int, ctypes.c_int])
+
+
+def limit_arenas(arenas: int = ARENAS) -> bool:
+    """Cap glibc's malloc arenas, unless MALLOC_ARENA_MAX says otherwise; call before threads start."""
+    if _MALLOPT is None or os.environ.get("MALLOC_ARENA_MAX"):
+        return False
+    return bool(_MALLOPT(M_ARENA_MAX, arenas))
+
+
+def available() -> bool:
+    return _MALLOC_TRIM is not None
+
+
+def trim() -> bool:
+    """Release free heap pages to the OS; True if any were released."""
+    return bool(_MALLOC_TRIM(0)) if _MALLOC_TRIM is not None else False
+
+
+async def trim_every(interval: float) -> None:
+    """Background loop: trim on a worker thread (it holds arena locks for a few ms, never on the event loop)."""
+    if _MALLOC_TRIM is None or interval <= 0:
+        return
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(trim)
+        except Exception:  # noqa: BLE001 - a failed trim costs memory, never a request
+            log.exception("malloc_trim failed")

@@ -1,0 +1,169 @@
+"""Tools (Letta's `/v1/tools` and an agent's `/tools`): custom Python tools created, changed, attached."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from memory.models import Tool, new_id, utcnow
+from memory.store import Conflict, NotFound
+from proxy.api.agents import state
+from proxy.api.bodies import _MISSING, get_dict, get_int, get_str, get_str_list
+from proxy.api.lookup import require_agent, runtime, save_agent
+from proxy.api.protocol import tool_json
+from proxy.errors import APIError, not_found, unprocessable
+from proxy.http import json_response, query_int, read_json
+from proxy.runtime import Runtime
+from tools.custom import SourceError, checked_schema, custom_tool
+from tools.registry import ServerTool
+
+_UNSUPPORTED = ("args_json_schema", "pip_requirements", "npm_requirements")
+
+
+def _require_tool(rt: Runtime, tool_id: str) -> ServerTool:
+    tool = rt.registry.by_id(tool_id)
+    if tool is None:
+        raise not_found("tool", tool_id)
+    return tool
+
+
+def _custom(tool: ServerTool) -> Tool:
+    if tool.kind != "custom":
+        raise APIError(400, f"{tool.name!r} is a built-in tool and cannot be changed or deleted",
+                       code="builtin_tool")
+    return tool.record
+
+
+def _fields(body: dict[str, Any]) -> dict[str, Any]:
+    """The ToolCreate/ToolUpdate fields a body sets, type-checked (null = not given)."""
+    for name in _UNSUPPORTED:
+        if body.get(name):
+            raise unprocessable(f"{name!r} is not supported by memproxy", param=name)
+    source_type = get_str(body, "source_type", nullable=True)
+    if source_type not in (_MISSING, None, "python"):
+        raise unprocessable("only source_type 'python' is supported", param="source_type")
+    out: dict[str, Any] = {}
+    for name, value in (("source_code", get_str(body, "source_code", nullable=True)),
+                        ("description", get_str(body, "description", nullable=True)),
+                        ("tags", get_str_list(body, "tags")),
+                        ("json_schema", get_dict(body, "json_schema")),
+                        ("metadata", get_dict(body, "metadata")),
+                        ("return_char_limit", get_int(body, "return_char_limit", nullable=True))):
+        if value is not _MISSING and value is not None:
+            out[name] = value
+    return out
+
+
+def _schema(source: str, given: dict[str, Any] | None, description: str | None) -> dict[str, Any]:
+    try:
+        schema = checked_schema(source, given)
+    except SourceError as exc:
+        raise APIError(400, str(exc), param="json_schema" if given else "source_code", code="invalid_tool") from None
+    if description is not None and not (given and given.get("description")):
+        schema["description"] = description
+    return schema
+
+
+async def create_tool(request: Request) -> Response:
+    rt = runtime(request)
+    fields = _fields(await read_json(request))
+    if "source_code" not in fields:
+        raise unprocessable("'source_code' is required: one Python function", param="source_code")
+    schema = _schema(fields["source_code"], fields.get("json_schema"), fields.get("description"))
+    name = schema["name"]
+    if name in rt.registry:
+        raise APIError(409, f"a tool named {name!r} already exists", param="source_code", code="conflict")
+    record = Tool(id=new_id("tool"), name=name, source_code=fields["source_code"], json_schema=schema,
+                  description=schema["description"], tags=list(dict.fromkeys(fields.get("tags", []))),
+                  return_char_limit=fields.get("return_char_limit", 50000), metadata=fields.get("metadata", {}))
+    try:
+        await rt.store.create_tool(record)
+    except Conflict:
+        raise APIError(409, f"a tool named {name!r} already exists", param="source_code", code="conflict") from None
+    tool = custom_tool(record, rt.sandbox)
+    rt.registry.add(tool)
+    return json_response(tool_json(tool))
+
+
+async def list_tools(request: Request) -> Response:
+    rt = runtime(request)
+    name = request.query_params.get("name") or None
+    limit = query_int(request, "limit", 50)
+    after = request.query_params.get("after") or None
+    tools = [t for t in rt.registry.tools() if name is None or t.name == name]
+    if after is not None:
+        ids = [t.id for t in tools]
+        tools = tools[ids.index(after) + 1:] if after in ids else []
+    return json_response([tool_json(t) for t in tools[:limit]])
+
+
+async def get_tool(request: Request) -> Response:
+    return json_response(tool_json(_require_tool(runtime(request), request.path_params["tool_id"])))
+
+
+async def modify_tool(request: Request) -> Response:
+    rt = runtime(request)
+    record = _custom(_require_tool(rt, request.path_params["tool_id"]))
+    fields = _fields(await read_json(request))
+    source = fields.get("source_code", record.source_code)
+    given = fields.get("json_schema")
+    if given is None and "source_code" not in fields:
+        # A description or tag change keeps the schema it had; a new description replaces the old one.
+        given = {k: v for k, v in record.json_schema.items() if k != "description" or "description" not in fields}
+    schema = _schema(source, given, fields.get("description"))
+    if schema["name"] != record.name:
+        raise APIError(400, f"a tool's name cannot change (it is {record.name!r}); create a new tool instead",
+                       param="source_code", code="invalid_tool")
+    updated = replace(record, source_code=source, json_schema=schema, description=schema["description"],
+                      tags=list(dict.fromkeys(fields.get("tags", record.tags))),
+                      return_char_limit=fields.get("return_char_limit", record.return_char_limit),
+                      metadata=fields.get("metadata", record.metadata), updated_at=utcnow())
+    try:
+        await rt.store.update_tool(updated)
+    except NotFound:
+        raise not_found("tool", record.id) from None
+    tool = custom_tool(updated, rt.sandbox)
+    rt.registry.add(tool)
+    return json_response(tool_json(tool))
+
+
+async def delete_tool(request: Request) -> Response:
+    rt = runtime(request)
+    record = _custom(_require_tool(rt, request.path_params["tool_id"]))
+    # Detached from every agent first: an agent never holds a name that no longer exists.
+    for agent in await rt.store.list_agents(limit=None):
+        if record.name in agent.tools:
+            live = await rt.memory.get(agent.id)
+            if live is not None:
+                await save_agent(rt.memory, replace(live.agent, tools=[n for n in live.agent.tools
+                                                                       if n != record.name]))
+    await rt.store.delete_tool(record.id)
+    rt.registry.remove(record.name)
+    return json_response({"id": record.id, "deleted": True, "message": f"Tool id={record.id} successfully deleted"})
+
+
+async def list_agent_tools(request: Request) -> Response:
+    rt = runtime(request)
+    live = await require_agent(request)
+    return json_response([tool_json(rt.registry.get(name), name) for name in live.agent.tools])
+
+
+async def attach_tool(request: Request) -> Response:
+    rt = runtime(request)
+    live = await require_agent(request)
+    tool = _require_tool(rt, request.path_params["tool_id"])
+    if tool.name not in live.agent.tools:
+        live = await save_agent(rt.memory, replace(live.agent, tools=[*live.agent.tools, tool.name]))
+    return json_response(state(rt, live))
+
+
+async def detach_tool(request: Request) -> Response:
+    rt = runtime(request)
+    live = await require_agent(request)
+    tool = _require_tool(rt, request.path_params["tool_id"])
+    if tool.name in live.agent.tools:
+        live = await save_agent(rt.memory, replace(live.agent, tools=[n for n in live.agent.tools if n != tool.name]))
+    return json_response(state(rt, live))

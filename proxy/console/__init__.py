@@ -1,0 +1,1 @@
+"""The built-in web console: static files served from the package at `/console`, no build step, no CDN."""

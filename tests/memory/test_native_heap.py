@@ -1,0 +1,64 @@
+"""Native heap hygiene: malloc_trim and the arena cap are reachable on glibc and harmless elsewhere."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from memory import native_heap
+
+GLIBC = platform.libc_ver()[0] == "glibc"
+
+
+# Run in a fresh interpreter: the test process's own heap (its free chunks, its raised mmap threshold)
+# would decide where the blocks land.
+TRIM_PROBE = """
+import ctypes
+from memory import native_heap
+
+def rss():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+blocks = [libc.malloc(64 * 1024) for _ in range(480)]  # 30 MB of heap chunks, below the mmap threshold
+for block in blocks:
+    ctypes.memset(block, 1, 64 * 1024)
+pin = libc.malloc(64)
+for block in blocks:
+    libc.free(block)
+freed = rss()
+print(native_heap.trim(), freed - rss())
+"""
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc only")
+def test_trim_gives_freed_memory_back() -> None:
+    out = subprocess.run([sys.executable, "-c", TRIM_PROBE], capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr
+    released, released_kb = out.stdout.split()
+    assert released == "True" and int(released_kb) > 16 * 1024  # freed but resident pages left the process
+
+
+def test_arena_cap_defers_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert native_heap.limit_arenas() is False  # the operator's own setting wins
+
+
+async def test_trim_loop_stops_when_cancelled_and_does_nothing_when_disabled() -> None:
+    await asyncio.wait_for(native_heap.trim_every(0), 1)  # 0 = never: returns at once
+    loop = asyncio.create_task(native_heap.trim_every(0.01))
+    await asyncio.sleep(0.05)
+    assert not loop.done()
+    loop.cancel()
+    await asyncio.gather(loop, return_exceptions=True)
+    assert loop.cancelled()
