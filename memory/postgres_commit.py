@@ -16,7 +16,7 @@ import asyncpg
 
 from memory.duckdb_rows import BLOCKS, MESSAGES, RUNS, Row, Table, as_columns, block_row, message_row, run_row
 from memory.models import Changes
-from memory.postgres_sql import bulk_insert_sql, store_error
+from memory.postgres_sql import bulk_insert_sql, row_safe, store_error
 
 _IN_CONTEXT = [name for name, _ in MESSAGES.columns].index("in_context")
 
@@ -36,11 +36,11 @@ class _PendingCommit:
 def _pending(changes: Changes) -> _PendingCommit:
     evicted = set(changes.evict_message_ids)
     # A message both written and evicted by one Changes ends out of context, as in the DuckDB store.
-    messages = [message_row(m, m.in_context and m.id not in evicted) for m in changes.messages]
+    messages = [row_safe(message_row(m, m.in_context and m.id not in evicted)) for m in changes.messages]
     return _PendingCommit(
-        blocks=[block_row(block) for block in changes.blocks],
+        blocks=[row_safe(block_row(block)) for block in changes.blocks],
         messages=messages,
-        runs=[run_row(run) for run in changes.runs],
+        runs=[row_safe(run_row(run)) for run in changes.runs],
         evict_ids=list(changes.evict_message_ids),
         insert_only=changes.insert_only,
         done=asyncio.get_running_loop().create_future(),

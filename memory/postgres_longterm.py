@@ -31,6 +31,7 @@ from memory.longterm.records import Passage, RecallRecord, SearchHit
 from memory.longterm.timefilter import TimeBound, parse_range
 from memory.models import new_id
 from memory.postgres_migrations import apply_migrations, enable_vectors
+from memory.postgres_sql import text_safe
 from memory.postgres_search import Where, ensure_hnsw, search, time_range, vector_literal
 
 log = logging.getLogger("memproxy.longterm")
@@ -292,7 +293,7 @@ class PostgresLongTermMemory(LongTermMemory):
     async def _insert(self, table: str, names: str, select: str, arrays: str, aliases: str,
                       columns: list[list[Any]], vectors: list[list[float]] | None, *, upsert: bool) -> None:
         """One INSERT ... SELECT FROM unnest for every row, the embedding too when there is one."""
-        args: list[Any] = list(columns)
+        args: list[Any] = [text_safe(column) for column in columns]
         if self.vectors_available:
             names += ", embedding"
             select += ", u.embedding::vector"

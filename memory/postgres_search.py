@@ -16,6 +16,7 @@ import asyncpg
 
 from memory.longterm.fusion import MAX_RESULTS, MODES, candidate_count, fuse
 from memory.longterm.records import SearchHit
+from memory.postgres_sql import text_safe
 
 # plainto_tsquery ANDs the words; OR them, so a passage sharing any word is a candidate (BM25-like recall).
 _ANY_WORD = "replace(plainto_tsquery('simple', {})::text, '&', '|')::tsquery"
@@ -33,11 +34,11 @@ class Where:
     def add(self, condition: str, *args: Any) -> Where:
         numbers = [f"${len(self.args) + i}" for i in range(1, len(args) + 1)]
         self.conditions.append(condition.format(*numbers))
-        self.args.extend(args)
+        self.args.extend(text_safe(a) for a in args)
         return self
 
     def param(self, value: Any) -> str:
-        self.args.append(value)
+        self.args.append(text_safe(value))
         return f"${len(self.args)}"
 
     def copy(self) -> Where:

@@ -7,6 +7,7 @@ timestamps as instants, so a row means the same thing in either database.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import asyncpg
 
@@ -50,6 +51,22 @@ def update_by_id_sql(table: Table) -> str:
     """Overwrite every column but `id`; parameters in column order, the id first."""
     sets = ", ".join(f"{_quote(n)} = ${i}" for i, (n, _) in enumerate(table.columns, start=1) if n != "id")
     return f"UPDATE {table.name} SET {sets} WHERE id = $1"
+
+
+NUL_STAND_IN = "\ufffd"
+
+
+def text_safe(value: Any) -> Any:
+    """`value` with NUL characters replaced by U+FFFD: PostgreSQL text cannot hold NUL, and a write must not fail."""
+    if isinstance(value, str):
+        return value.replace("\x00", NUL_STAND_IN) if "\x00" in value else value
+    if isinstance(value, list):
+        return [text_safe(v) for v in value]
+    return value
+
+
+def row_safe(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(text_safe(v) for v in row)
 
 
 # A duplicate key, or a lost race with another writer (which PostgreSQL may report as either of the others).

@@ -26,7 +26,15 @@ from memory.duckdb_rows import (
 from memory.models import Agent, Block, Changes, Message, Run, Tool
 from memory.postgres_commit import PgGroupCommit
 from memory.postgres_migrations import apply_migrations
-from memory.postgres_sql import bulk_insert_sql, insert_sql, select_list, store_error, update_by_id_sql
+from memory.postgres_sql import (
+    bulk_insert_sql,
+    insert_sql,
+    row_safe,
+    select_list,
+    store_error,
+    text_safe,
+    update_by_id_sql,
+)
 from memory.store import ID_PAGE_SIZE, NotFound, Store, StoreError
 
 T = TypeVar("T")
@@ -99,8 +107,8 @@ class PostgresStore(Store):
 
     # --- agents -----------------------------------------------------------------------------
     async def create_agent(self, agent: Agent, new_blocks: list[Block]) -> None:
-        values = agent_row(agent)
-        block_rows = [block_row(block) for block in new_blocks]
+        values = row_safe(agent_row(agent))
+        block_rows = [row_safe(block_row(block)) for block in new_blocks]
         block_ids = list(agent.block_ids)
 
         async def work(con: asyncpg.Connection) -> None:
@@ -136,7 +144,7 @@ class PostgresStore(Store):
         return [agent_from_row(tuple(row)[:-1], row[-1]) for row in await self._fetch(sql, *args)]
 
     async def update_agent(self, agent: Agent) -> None:
-        values = agent_row(agent)
+        values = row_safe(agent_row(agent))
         block_ids = list(agent.block_ids)
 
         async def work(con: asyncpg.Connection) -> None:
@@ -170,7 +178,7 @@ class PostgresStore(Store):
 
     # --- blocks -----------------------------------------------------------------------------
     async def create_block(self, block: Block) -> None:
-        values = block_row(block)
+        values = row_safe(block_row(block))
         await self._run(lambda con: con.execute(insert_sql(BLOCKS), *values))
 
     async def get_block(self, block_id: str) -> Block | None:
@@ -274,7 +282,7 @@ class PostgresStore(Store):
 
     # --- custom tools -----------------------------------------------------------------------
     async def create_tool(self, tool: Tool) -> None:
-        values = tool_row(tool)
+        values = row_safe(tool_row(tool))
         await self._run(lambda con: con.execute(insert_sql(TOOLS), *values))
 
     async def get_tool(self, tool_id: str) -> Tool | None:
@@ -286,7 +294,7 @@ class PostgresStore(Store):
         return [tool_from_row(tuple(row)) for row in rows]
 
     async def update_tool(self, tool: Tool) -> None:
-        values = tool_row(tool)
+        values = row_safe(tool_row(tool))
         if await self._run(lambda con: con.execute(update_by_id_sql(TOOLS), *values)) == "UPDATE 0":
             raise NotFound("tool", tool.id)
 
@@ -331,7 +339,7 @@ class _Query:
     def where(self, condition: str, *args: Any) -> None:
         numbers = [f"${len(self.args) + i}" for i in range(1, len(args) + 1)]
         self.conditions.append(condition.format(*numbers))
-        self.args.extend(args)
+        self.args.extend(text_safe(a) for a in args)
 
     def ordered(self, order: str, limit: int | None) -> tuple[str, list[Any]]:
         clause = f" WHERE {' AND '.join(self.conditions)}" if self.conditions else ""

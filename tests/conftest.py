@@ -12,13 +12,11 @@ import httpx
 import pytest
 import uvicorn
 
-from helpers import free_port
+from helpers import ON_POSTGRES, free_port
 from proxy.app import build_app
 from proxy.config import Settings
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
-# MEMPROXY_TEST_BACKEND=postgres serves the `server` and `make_server` fixtures from PostgreSQL (a schema each).
-ON_POSTGRES = os.environ.get("MEMPROXY_TEST_BACKEND", "embedded") == "postgres"
 
 
 class PostgresSchemas:

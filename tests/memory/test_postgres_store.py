@@ -145,3 +145,14 @@ async def test_a_closed_store_refuses_work(postgres_schema_url: str) -> None:
     await db.close()  # closing twice is harmless
     with pytest.raises(RuntimeError):
         await db.commit(Changes(evict_message_ids=["message-x"]))
+
+
+async def test_a_nul_character_is_stored_as_a_replacement_character(store: PostgresStore) -> None:
+    agent = Agent(id=new_id("agent"), name="nul\x00name")
+    await store.create_agent(agent, [])
+    changes = turn(agent.id, 1)
+    changes.messages[0].content = "before\x00after"
+    await store.commit(changes)  # PostgreSQL text cannot hold NUL: the write must still succeed
+    assert (await store.list_messages(agent.id))[0].content == "before\ufffdafter"
+    assert (await store.get_agent(agent.id)).name == "nul\ufffdname"  # type: ignore[union-attr]
+    assert [a.id for a in await store.list_agents(name="nul\x00name")] == [agent.id]
