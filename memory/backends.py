@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 from memory.longterm.api import LongTermMemory
 from memory.longterm.embedder import Embedder
@@ -23,6 +24,7 @@ class BackendConfig:
     """The settings that choose and locate the backend, as plain values (memory/ never sees proxy's Settings)."""
 
     data_dir: str
+    database_url: str | None = None  # postgresql://...: the PostgreSQL backend; None: the embedded one
     duckdb_memory_limit: str | None = None  # DuckDB's buffer pool; None: DuckDB's default (80% of RAM)
     search_cache_bytes: int | None = None  # LanceDB's index and metadata caches
     search_optimize_interval: float = 10.0  # seconds between compactions of the search tables
@@ -64,6 +66,52 @@ class EmbeddedBackend(Backend):
                                    optimize_interval=self.config.search_optimize_interval)
 
 
+class PostgresBackend(Backend):
+    """PostgreSQL for everything: any number of memproxy processes may share the database."""
+
+    name = "postgresql"
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+
+    def store(self) -> Store:
+        from memory.postgres_store import PostgresStore
+
+        return PostgresStore(self.database_url)
+
+    def longterm(self, embedder: Embedder | None) -> LongTermMemory:
+        from memory.postgres_longterm import PostgresLongTermMemory
+
+        return PostgresLongTermMemory(self.database_url, embedder)
+
+    def __repr__(self) -> str:
+        return f"PostgresBackend({redact_url(self.database_url)!r})"
+
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
 def select_backend(config: BackendConfig) -> Backend:
-    """The backend `config` selects; today always the embedded one."""
+    """PostgreSQL when a database URL is set, else the embedded default in the data dir."""
+    if config.database_url:
+        if not config.database_url.startswith(POSTGRES_SCHEMES):
+            raise ValueError(f"database URL must start with postgresql://, not {redact_url(config.database_url)!r}")
+        return PostgresBackend(config.database_url)
     return EmbeddedBackend(config)
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ***, fit for logs and banners."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+
+
+def describe_backend(config: BackendConfig) -> str:
+    """One line naming the backend and where its data lives, without secrets (for the banner)."""
+    if config.database_url:
+        return f"postgresql {redact_url(config.database_url)}"
+    return f"embedded (DuckDB + LanceDB in {os.path.abspath(config.data_dir)})"

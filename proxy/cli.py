@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from typing import Sequence
 
+from memory.backends import BackendConfig, describe_backend
 from proxy import __version__
 from proxy.config import OPTIONS, Settings
 from proxy.logs import configure_logging
@@ -46,7 +46,7 @@ def banner(settings: Settings) -> str:
     lines = [
         f"memproxy {__version__}",
         f"  listening   http://{settings.host}:{settings.port}/v1",
-        f"  data        {os.path.abspath(settings.data_dir)}",
+        f"  backend     {describe_backend(BackendConfig(settings.data_dir, settings.database_url))}",
         f"  upstream    {upstream}",
         f"  model       {settings.default_model} (default for new agents)",
         f"  embeddings  {settings.embedding_model or 'none: recall/archival search is full-text only'}",
@@ -72,7 +72,8 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     configure_logging(settings.log_level, settings.log_format)
     try:
-        held = claim_data_dir(settings.data_dir)
+        # One server per embedded data dir; on PostgreSQL there are no files to guard.
+        held = None if settings.database_url else claim_data_dir(settings.data_dir)
         sock = claim_port(settings.host, settings.port)
     except Refused as exc:
         print(f"memproxy: {exc}", file=sys.stderr)
@@ -94,7 +95,8 @@ def serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass  # uvicorn re-raises the SIGINT it shut down for; the shutdown itself is done
     finally:
-        held.close()
+        if held is not None:
+            held.close()
     return 0
 
 

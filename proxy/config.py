@@ -28,6 +28,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("host", "MEMPROXY_HOST", "127.0.0.1", str, "bind address"),
     Option("port", "MEMPROXY_PORT", 8283, int, "bind port (8283 is Letta's, for drop-in use)"),
     Option("data_dir", "MEMPROXY_DATA_DIR", "./.memproxy", str, "directory for the DuckDB file and LanceDB tables"),
+    Option("database_url", "MEMPROXY_DATABASE_URL", None, str,
+           "postgresql://user:pass@host:5432/db for the PostgreSQL backend; unset = embedded DuckDB + LanceDB"),
     Option("upstream_url", "MEMPROXY_UPSTREAM_URL", None, str,
            "OpenAI-compatible base URL ending in /v1; unset = the built-in simulator"),
     Option("upstream_api_key", "MEMPROXY_UPSTREAM_API_KEY", None, str, "key sent upstream (default $OPENAI_API_KEY)"),
@@ -73,6 +75,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8283
     data_dir: str = "./.memproxy"
+    database_url: str | None = field(default=None, repr=False)  # may hold a password: never in a repr or log
     upstream_url: str | None = None
     upstream_api_key: str | None = None
     upstream_ca_bundle: str | None = None

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from memory.agents import AgentMemory
-from memory.backends import Backend, BackendConfig, select_backend
+from memory.backends import Backend, BackendConfig, describe_backend, select_backend
 from memory.datadir import open_private_dir, release_private_dir
 from memory.longterm.api import LongTermMemory
 from memory.store import Store
@@ -35,6 +34,7 @@ class Runtime:
     heap_trimmer: asyncio.Task[None] | None = None  # memory.native_heap.trim_every
     reconciliation: dict[str, Any] = field(default_factory=dict)  # what start-up repaired in the search index
     metrics: Metrics = field(default_factory=Metrics)
+    private_dir: bool = False  # holds the data dir's private umask (the embedded backend), released at close
     background: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def spawn(self, coro: Any, name: str | None = None) -> asyncio.Task[Any]:
@@ -54,22 +54,33 @@ class Runtime:
             await asyncio.gather(*list(self.background), return_exceptions=True)
 
 
+def backend_config(settings: Settings) -> BackendConfig:
+    return BackendConfig(
+        data_dir=settings.data_dir, database_url=settings.database_url,
+        duckdb_memory_limit=settings.duckdb_memory_limit, search_cache_bytes=settings.search_cache_mb * 1024 * 1024,
+        search_optimize_interval=settings.search_optimize_interval)
+
+
 async def open_runtime(settings: Settings) -> Runtime:
-    open_private_dir(settings.data_dir)
-    backend = select_backend(BackendConfig(
-        data_dir=settings.data_dir, duckdb_memory_limit=settings.duckdb_memory_limit,
-        search_cache_bytes=settings.search_cache_mb * 1024 * 1024,
-        search_optimize_interval=settings.search_optimize_interval))
+    config = backend_config(settings)
+    backend = select_backend(config)
+    # Only the embedded backend keeps files: on PostgreSQL the data dir is neither made nor locked down.
+    private_dir = backend.name == "embedded"
+    if private_dir:
+        open_private_dir(settings.data_dir)
+    log.info("storage backend: %s", describe_backend(config))
     store = backend.store()
     try:
         await store.open()
     except BaseException:
-        release_private_dir()
+        if private_dir:
+            release_private_dir()
         raise
     upstream = Upstream(settings.upstream_url or "", settings.upstream_api_key, timeout=settings.upstream_timeout,
                         ca_bundle=settings.upstream_ca_bundle)
     memory = AgentMemory(store, capacity=settings.agent_cache_size)
-    return Runtime(settings=settings, store=store, memory=memory, upstream=upstream, backend=backend)
+    return Runtime(settings=settings, store=store, memory=memory, upstream=upstream, backend=backend,
+                   private_dir=private_dir)
 
 
 async def close_runtime(rt: Runtime) -> None:
@@ -80,4 +91,5 @@ async def close_runtime(rt: Runtime) -> None:
             await rt.longterm.close()
         await rt.store.close()
     finally:
-        release_private_dir()
+        if rt.private_dir:
+            release_private_dir()

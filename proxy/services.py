@@ -72,6 +72,8 @@ async def _open_longterm(rt: Runtime, skip: frozenset[str]) -> LongTermMemory:
         log.info("no MEMPROXY_EMBEDDING_MODEL: recall and archival search are full-text only")
     longterm = rt.backend.longterm(embedder)
     await longterm.open()
+    if embedder is not None and not longterm.vector_search:
+        log.warning("the database has no pgvector extension: recall and archival search are full-text only")
     rt.longterm = longterm
     rt.memory.archival = longterm
     longterm.start_background()

@@ -12,11 +12,32 @@ import httpx
 import pytest
 import uvicorn
 
-from helpers import free_port
+from helpers import ON_POSTGRES, free_port
 from proxy.app import build_app
 from proxy.config import Settings
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+class PostgresSchemas:
+    """One fresh schema per data dir, so a server restarted on the same data dir finds its database again."""
+
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        self.request = request
+        self.by_data_dir: dict[str, tuple[str, str]] = {}
+
+    def url_for(self, data_dir: str) -> str:
+        import pg
+
+        if data_dir not in self.by_data_dir:
+            self.by_data_dir[data_dir] = pg.run_blocking(pg.create_schema(self.request.getfixturevalue("postgres_url")))
+        return self.by_data_dir[data_dir][1]
+
+    def drop_all(self) -> None:
+        import pg
+
+        for name, _ in self.by_data_dir.values():
+            pg.run_blocking(pg.drop_schema(self.request.getfixturevalue("postgres_url"), name))
 
 
 class ServerThread:
@@ -72,9 +93,11 @@ def sim_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def make_server(tmp_path_factory: pytest.TempPathFactory, sim_url: str) -> Iterator[Callable[..., ServerThread]]:
+def make_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                sim_url: str) -> Iterator[Callable[..., ServerThread]]:
     """Start servers with custom settings; every one is stopped at teardown."""
     started: list[ServerThread] = []
+    schemas = PostgresSchemas(request)
 
     def start(data_dir: str | None = None, **overrides: Any) -> ServerThread:
         values: dict[str, Any] = {
@@ -83,6 +106,8 @@ def make_server(tmp_path_factory: pytest.TempPathFactory, sim_url: str) -> Itera
             "upstream_url": sim_url,
         }
         values.update(overrides)
+        if ON_POSTGRES and "database_url" not in values:
+            values["database_url"] = schemas.url_for(values["data_dir"])
         server = ServerThread(Settings.load(values, environ={})).start()
         started.append(server)
         return server
@@ -90,16 +115,23 @@ def make_server(tmp_path_factory: pytest.TempPathFactory, sim_url: str) -> Itera
     yield start
     for server in started:
         server.stop()
+    schemas.drop_all()
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, sim_url: str) -> Iterator[ServerThread]:
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+           sim_url: str) -> Iterator[ServerThread]:
     """One shared server per test module; tests create their own agents."""
-    settings = Settings.load({"port": free_port(), "data_dir": str(tmp_path_factory.mktemp("data")),
-                              "upstream_url": sim_url}, environ={})
-    srv = ServerThread(settings).start()
+    values: dict[str, Any] = {"port": free_port(), "data_dir": str(tmp_path_factory.mktemp("data")),
+                              "upstream_url": sim_url}
+    schemas = PostgresSchemas(request)
+    if ON_POSTGRES:
+        values["database_url"] = schemas.url_for(values["data_dir"])
+    srv = ServerThread(Settings.load(values, environ={})).start()
+    assert srv.rt.backend.name == ("postgresql" if ON_POSTGRES else "embedded")
     yield srv
     srv.stop()
+    schemas.drop_all()
 
 
 @pytest.fixture
@@ -132,3 +164,62 @@ def redis_url() -> str:
             pytest.fail(f"Redis is required under CI=true but {url} is unreachable: {exc}")
         pytest.skip(f"Redis not reachable at {url}: {exc}")
     return url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh database on the local PostgreSQL for this session (dropped at the end); tests take a schema each."""
+    import pg
+
+    admin_url = os.environ.get("MEMPROXY_TEST_POSTGRES_URL", pg.DEFAULT_ADMIN_URL)
+    try:
+        name, url = pg.create_database(admin_url)
+    except Exception as exc:  # noqa: BLE001 - any failure means the service is not there
+        if IN_CI:
+            pytest.fail(f"PostgreSQL is required under CI=true but {admin_url} is unusable: {exc}")
+        pytest.skip(f"PostgreSQL not reachable at {admin_url}: {exc}")
+    yield url
+    pg.drop_database(admin_url, name)
+
+
+@pytest.fixture
+async def postgres_schema_url(postgres_url: str) -> Any:
+    """A URL on an empty schema of the session database, dropped after the test."""
+    import pg
+
+    name, url = await pg.create_schema(postgres_url)
+    yield url
+    await pg.drop_schema(postgres_url, name)
+
+
+@pytest.fixture(scope="session")
+def pgvector_url() -> Iterator[str]:
+    """A database with pgvector on a PostgreSQL 16 the `pgserver` package runs in a temp dir (stopped at the end)."""
+    import pg
+
+    try:
+        server, admin_url = pg.start_pgvector_server()
+    except Exception as exc:  # noqa: BLE001 - not installed, or cannot run here
+        if IN_CI:
+            pytest.fail(f"pgserver (PostgreSQL with pgvector) is required under CI=true but did not start: {exc}")
+        pytest.skip(f"pgserver (PostgreSQL with pgvector) did not start: {exc}")
+    try:
+        _, url = pg.create_database(admin_url)
+        pg.run_blocking(pg.admin(url, "CREATE EXTENSION IF NOT EXISTS vector"))
+        yield url
+    finally:
+        pg.stop_pgvector_server(server)
+
+
+@pytest.fixture
+def vector_database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """Under MEMPROXY_TEST_BACKEND=postgres, a fresh schema on the pgvector server; else None (embedded)."""
+    if not ON_POSTGRES:
+        yield None
+        return
+    import pg
+
+    database = request.getfixturevalue("pgvector_url")
+    name, url = pg.run_blocking(pg.create_schema(database))
+    yield url
+    pg.run_blocking(pg.drop_schema(database, name))

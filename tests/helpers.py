@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 from typing import Any
 
 import httpx
 import openai
+
+# MEMPROXY_TEST_BACKEND=postgres serves the `server` and `make_server` fixtures from PostgreSQL (a schema each).
+ON_POSTGRES = os.environ.get("MEMPROXY_TEST_BACKEND", "embedded") == "postgres"
 
 
 def create_agent(base_url: str, **extra: Any) -> str:

@@ -88,6 +88,41 @@ def test_sim_command_serves_alone() -> None:
         proc.communicate(timeout=20)
 
 
+def test_serve_on_postgres_names_the_backend_and_never_prints_the_password(postgres_schema_url: str,
+                                                                            tmp_path: Path) -> None:
+    # The local server trusts every connection, so any password is accepted: a real one to look for.
+    url = postgres_schema_url.replace("postgresql://postgres@", "postgresql://postgres:s3cret-pw@")
+    assert "s3cret-pw" in url
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMPROXY_") and k != "OPENAI_API_KEY"}
+    env["MEMPROXY_DATABASE_URL"] = url
+    proc = subprocess.Popen([*MEMPROXY, "serve", "--port", str(port), "--log-level", "debug",
+                             "--embedding-model", "sim-embed"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        health: dict[str, object] = {}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not health:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/v1/health/").json()
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        agent = httpx.post(f"http://127.0.0.1:{port}/v1/agents/", json={"name": "pg"}).json()["id"]
+        reply = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions",
+                           json={"model": agent, "messages": [{"role": "user", "content": "hello there"}]})
+        assert reply.status_code == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=30)
+    assert health["backend"] == "postgresql"
+    # The local server has no pgvector: full-text only, said in /v1/health/ and once in the log.
+    assert health["search"] == "full-text" and "pgvector" in str(health["search_note"])
+    assert output.count("no pgvector extension") == 1
+    assert "backend     postgresql postgresql://postgres:***@127.0.0.1:5432/" in output
+    assert "s3cret" not in output
+    assert not (tmp_path / ".memproxy").exists()  # nothing written to a data dir
+
+
 def _start(port: int, data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     proc = subprocess.Popen([*MEMPROXY, "serve", "--port", str(port), "--data-dir", str(data_dir), *extra],
                             env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
-from helpers import create_agent
+from helpers import ON_POSTGRES, create_agent
 
 
+@pytest.mark.skipif(ON_POSTGRES, reason="DuckDB's and LanceDB's memory bounds: the embedded backend only")
 def test_memory_bounds_reach_the_runtime(make_server) -> None:
     server = make_server(agent_cache_size=3, duckdb_memory_limit="96MB", search_cache_mb=1,
                          search_optimize_interval=7.0, malloc_trim_interval=60.0)

@@ -48,9 +48,13 @@ def tls_sim(private_ca: tuple[trustme.CA, Path], tmp_path_factory: pytest.TempPa
     thread.join(timeout=10)
 
 
-def test_chat_embeddings_and_summaries_trust_the_configured_ca(make_server, tls_sim, private_ca) -> None:
+# vector_database_url (pgvector under MEMPROXY_TEST_BACKEND=postgres) comes first: its schema outlives the server.
+def test_chat_embeddings_and_summaries_trust_the_configured_ca(vector_database_url, make_server, tls_sim,
+                                                               private_ca) -> None:
     _, ca_path = private_ca
-    srv = make_server(upstream_url=tls_sim, upstream_ca_bundle=str(ca_path), embedding_model="sim-embedding")
+    overrides = {"database_url": vector_database_url} if vector_database_url else {}
+    srv = make_server(upstream_url=tls_sim, upstream_ca_bundle=str(ca_path), embedding_model="sim-embedding",
+                      **overrides)
     agent = create_agent(srv.base_url)
     client = sdk(srv.base_url)
     for turn in range(4):  # the streamed chat call (memproxy's own HTTP/1.1 client)

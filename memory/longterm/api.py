@@ -21,6 +21,11 @@ ID_PAGE_SIZE = 50_000  # as memory.store.ID_PAGE_SIZE: each page may cost a scan
 class LongTermMemory(ABC):
     """Archival passages and the searchable copy of every agent's messages."""
 
+    @property
+    def vector_search(self) -> bool:
+        """Whether searches can rank by vector: an embedder, and a database that can hold vectors."""
+        return getattr(self, "embedder", None) is not None
+
     # --- lifecycle --------------------------------------------------------------------------
     @abstractmethod
     async def open(self) -> None:

@@ -9,30 +9,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from lancedb.query import ColumnOrdering
 
+from memory.longterm.fusion import MAX_RESULTS, MODES, RRF_K, Ranked, candidate_count, fuse
 from memory.longterm.records import SearchHit
 from memory.longterm.tables import VECTOR, MemoryTable
 
-RRF_K = 60  # the usual reciprocal-rank-fusion constant: score = sum 1 / (RRF_K + rank)
-MODES = ("hybrid", "vector", "fts")
-MAX_RESULTS = 1000  # upper bound on top_k so one call cannot pull a whole table through fusion
-
-
-@dataclass
-class Ranked:
-    row: dict[str, Any]
-    rrf_score: float
-    vector_rank: int | None
-    fts_rank: int | None
-
-
-def candidate_count(top_k: int) -> int:
-    """How many candidates each side contributes before fusion."""
-    return max(top_k * 4, 20)
+__all__ = ["MAX_RESULTS", "MODES", "RRF_K", "Ranked", "fuse", "hybrid", "search_table"]
 
 
 async def vector_candidates(
@@ -56,22 +41,6 @@ async def text_candidates(
     # `_score` is selected explicitly: LanceDB warns when an FTS projection leaves it out.
     query = table.table.query().nearest_to_text(text, columns="text").where(where).select(columns + ["_score"])
     return (await query.limit(limit).to_arrow()).to_pylist()
-
-
-def fuse(vector_rows: list[dict[str, Any]], text_rows: list[dict[str, Any]], top_k: int) -> list[Ranked]:
-    """Reciprocal rank fusion; ties go to the newer row, then the id, so results are deterministic."""
-    fused: dict[str, Ranked] = {}
-    for rank, row in enumerate(vector_rows, start=1):
-        fused[row["id"]] = Ranked(row, 1.0 / (RRF_K + rank), rank, None)
-    for rank, row in enumerate(text_rows, start=1):
-        hit = fused.get(row["id"])
-        if hit is None:
-            fused[row["id"]] = Ranked(row, 1.0 / (RRF_K + rank), None, rank)
-        elif hit.fts_rank is None:
-            hit.rrf_score += 1.0 / (RRF_K + rank)
-            hit.fts_rank = rank
-    ordered = sorted(fused.values(), key=lambda h: (-h.rrf_score, -_ts(h.row), h.row["id"]))
-    return ordered[:top_k]
 
 
 async def hybrid(
@@ -121,7 +90,3 @@ async def search_table(
 async def _nothing() -> list[dict[str, Any]]:
     return []
 
-
-def _ts(row: dict[str, Any]) -> float:
-    created = row.get("created_at")
-    return created.timestamp() if created is not None else 0.0

@@ -11,6 +11,10 @@ from proxy.http import json_response
 
 async def health(request: Request) -> Response:
     rt = request.app.state.rt
-    search = "hybrid" if rt.settings.embedding_model else "full-text"
-    return json_response({"version": __version__, "status": "ok", "search": search,
-                          "index_repaired_at_start": rt.reconciliation})
+    longterm = rt.longterm
+    vectors = longterm.vector_search if longterm is not None else bool(rt.settings.embedding_model)
+    body = {"version": __version__, "status": "ok", "backend": rt.backend.name,
+            "search": "hybrid" if vectors else "full-text", "index_repaired_at_start": rt.reconciliation}
+    if rt.settings.embedding_model and not vectors:
+        body["search_note"] = "the database has no pgvector extension: search is full-text only"
+    return json_response(body)

@@ -1,4 +1,4 @@
-"""Recall and archival memory through the agent's tools and the REST endpoints, on a real LanceDB."""
+"""Recall and archival memory through the agent's tools and the REST endpoints, on the configured backend."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from typing import Any
 import httpx
 
 from helpers import agent_calls, create_agent, sdk, sim_headers, system_of
-from memory.duckdb_store import DuckDBStore
-from memory.longterm import LanceLongTermMemory, RecallRecord
+from memory.backends import select_backend
+from memory.longterm import RecallRecord
 from memory.models import Changes, Message, new_id
+from proxy.runtime import backend_config
 
 ARCHIVAL = ["archival_memory_insert", "archival_memory_search"]
 
@@ -128,8 +129,11 @@ def test_message_search_modes_and_scope(server) -> None:
     assert missing.status_code == 422 and missing.json()["error"]["param"] == "agent_id"
 
 
-def test_hybrid_search_with_upstream_embeddings(make_server) -> None:
-    srv = make_server(embedding_model="sim-embedding")
+# vector_database_url comes first so its schema is dropped after the servers stop.
+def test_hybrid_search_with_upstream_embeddings(vector_database_url, make_server) -> None:
+    # On PostgreSQL, the pgserver database: the local server has no pgvector.
+    overrides = {"database_url": vector_database_url} if vector_database_url else {}
+    srv = make_server(embedding_model="sim-embedding", **overrides)
     assert httpx.get(srv.base_url + "/v1/health/").json()["search"] == "hybrid"
     agent = create_agent(srv.base_url)
     state = httpx.get(f"{srv.base_url}/v1/agents/{agent}").json()
@@ -163,9 +167,10 @@ def test_start_up_repairs_an_index_left_behind_by_a_crash(make_server, tmp_path)
     srv.stop()
 
     async def crash_state() -> None:
-        # The state a crash between the DuckDB commit and the index write leaves behind: messages stored
+        # The state a crash between the store's commit and the index write leaves behind: messages stored
         # but never indexed, plus index rows whose message or agent no longer exists.
-        store = DuckDBStore(f"{data_dir}/memproxy.duckdb")
+        backend = select_backend(backend_config(srv.settings))
+        store = backend.store()
         await store.open()
         seq = await store.max_message_seq(agent)
         lost = [Message(id=new_id("message"), agent_id=agent, seq=seq + i + 1, role=role, content=text)
@@ -173,7 +178,7 @@ def test_start_up_repairs_an_index_left_behind_by_a_crash(make_server, tmp_path)
                                                   ("assistant", "noted the passport number")])]
         await store.commit(Changes(messages=lost))
         await store.close()
-        longterm = LanceLongTermMemory(f"{data_dir}/lance")
+        longterm = backend.longterm(None)
         await longterm.open()
         longterm.enqueue_messages([RecallRecord(id=new_id("message"), agent_id=agent, role="user",
                                                 text="a message the store never saw",

@@ -8,9 +8,11 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pg
 import pytest
 
-from memory.longterm import Embedder, EmbeddingError, LanceLongTermMemory
+from memory.longterm import Embedder, EmbeddingError, LanceLongTermMemory, LongTermMemory
+from memory.postgres_longterm import PostgresLongTermMemory
 from memory.models import new_id
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -59,19 +61,42 @@ def make_embedder() -> type[HashEmbedder]:
 
 
 @pytest.fixture
-async def lt(tmp_path: Any, embedder: HashEmbedder) -> AsyncIterator[LanceLongTermMemory]:
+async def lance_lt(tmp_path: Any, embedder: HashEmbedder) -> AsyncIterator[LanceLongTermMemory]:
+    """LanceDB's own implementation, for tests of its internals (optimize, fragments, vector size)."""
     memory = LanceLongTermMemory(str(tmp_path / "lance"), embedder)
     await memory.open()
     yield memory
     await memory.close()
 
 
-@pytest.fixture
-async def lt_text_only(tmp_path: Any) -> AsyncIterator[LanceLongTermMemory]:
-    memory = LanceLongTermMemory(str(tmp_path / "lance-fts"), None)
+async def _open(request: pytest.FixtureRequest, tmp_path: Any, embedder: Embedder | None,
+                ) -> AsyncIterator[LongTermMemory]:
+    """Every backend's long-term memory: LanceDB, and PostgreSQL (with pgvector when it has an embedder)."""
+    schema = database = None
+    if request.param == "lance":
+        memory: LongTermMemory = LanceLongTermMemory(str(tmp_path / "lance"), embedder)
+    else:
+        database = request.getfixturevalue("pgvector_url" if request.param == "pgvector" else "postgres_url")
+        schema, url = await pg.create_schema(database)
+        memory = PostgresLongTermMemory(url, embedder)
     await memory.open()
     yield memory
     await memory.close()
+    if schema is not None and database is not None:
+        await pg.drop_schema(database, schema)
+
+
+@pytest.fixture(params=["lance", "pgvector"])
+async def lt(request: pytest.FixtureRequest, tmp_path: Any, embedder: HashEmbedder) -> AsyncIterator[LongTermMemory]:
+    async for memory in _open(request, tmp_path, embedder):
+        yield memory
+
+
+@pytest.fixture(params=["lance", "postgres"])
+async def lt_text_only(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[LongTermMemory]:
+    """Without an embedder; on PostgreSQL, the local server without pgvector."""
+    async for memory in _open(request, tmp_path, None):
+        yield memory
 
 
 @pytest.fixture

@@ -17,12 +17,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from memory.longterm.api import LongTermMemory
 from memory.longterm import EmbeddingError, HttpEmbedder, LanceLongTermMemory, RecallRecord
 from memory.models import new_id
 
 
 async def test_failed_embedding_still_stores_and_embed_pending_fixes_it(
-    lt: LanceLongTermMemory, embedder: Any, agent_id: str
+    lt: LongTermMemory, embedder: Any, agent_id: str
 ) -> None:
     embedder.down = True
     [p] = await lt.add_passages(agent_id, [("the ferry leaves at seven", ["travel"])])
@@ -37,7 +38,8 @@ async def test_failed_embedding_still_stores_and_embed_pending_fixes_it(
     assert await lt.embed_pending() == 0
 
 
-async def test_vector_size_learned_after_a_failed_first_write(lt: LanceLongTermMemory, embedder: Any, agent_id: str) -> None:
+async def test_vector_size_learned_after_a_failed_first_write(lance_lt: LongTermMemory, embedder: Any, agent_id: str) -> None:
+    lt = lance_lt  # LanceDB internals below
     embedder.down = True
     await lt.add_passages(agent_id, [("first passage written while the embedder was down", [])])
     now = datetime.now(timezone.utc)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
+from memory.longterm.api import LongTermMemory
 from memory.longterm import LanceLongTermMemory, RecallRecord
 from memory.longterm.format import archival_results, format_archival_search, format_conversation_search
 from memory.longterm.records import Passage, SearchHit
@@ -48,7 +49,7 @@ def test_conversation_format_matches_letta_shape() -> None:
     assert item["timestamp"] == "2025-03-10T21:00:00+09:00" and item["relevance"] == {"search_mode": "recent"}
 
 
-async def test_formatting_real_search_results(lt: LanceLongTermMemory) -> None:
+async def test_formatting_real_search_results(lt: LongTermMemory) -> None:
     agent_id = new_id("agent")
     await lt.add_passages(agent_id, [("the lighthouse keeper feeds the cats", ["lighthouse"])])
     data = json.loads(format_archival_search(await lt.search_passages(agent_id, "lighthouse cats")))

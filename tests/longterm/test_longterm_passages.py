@@ -4,6 +4,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
+from memory.longterm.api import LongTermMemory
 from memory.longterm import LanceLongTermMemory
 from memory.models import new_id
 
@@ -18,12 +19,12 @@ FACTS = [
 ]
 
 
-async def seed(lt: LanceLongTermMemory, agent_id: str) -> dict[str, str]:
+async def seed(lt: LongTermMemory, agent_id: str) -> dict[str, str]:
     passages = await lt.add_passages(agent_id, FACTS)
     return {p.text: p.id for p in passages}
 
 
-async def test_insert_then_search_in_every_mode(lt: LanceLongTermMemory, agent_id: str) -> None:
+async def test_insert_then_search_in_every_mode(lt: LongTermMemory, agent_id: str) -> None:
     ids = await seed(lt, agent_id)
     target = ids["Nexus-6 replicants have a four-year lifespan"]
     for mode in ("hybrid", "vector", "fts"):
@@ -33,7 +34,7 @@ async def test_insert_then_search_in_every_mode(lt: LanceLongTermMemory, agent_i
         assert hits[0].search_mode == mode
 
 
-async def test_hybrid_hits_carry_both_ranks_and_rrf(lt: LanceLongTermMemory, agent_id: str) -> None:
+async def test_hybrid_hits_carry_both_ranks_and_rrf(lt: LongTermMemory, agent_id: str) -> None:
     await seed(lt, agent_id)
     hits = await lt.search_passages(agent_id, "Voight-Kampff test", top_k=3)
     top = hits[0]
@@ -49,7 +50,7 @@ async def test_hybrid_hits_carry_both_ranks_and_rrf(lt: LanceLongTermMemory, age
     assert text_only[0].rrf_score == pytest.approx(1 / 61)
 
 
-async def test_tag_filters_any_and_all(lt: LanceLongTermMemory, agent_id: str) -> None:
+async def test_tag_filters_any_and_all(lt: LongTermMemory, agent_id: str) -> None:
     await seed(lt, agent_id)
     any_hits = await lt.search_passages(agent_id, "replicants", tags=["technical", "company"], top_k=10)
     assert {h.record.text for h in any_hits} >= {FACTS[1][0], FACTS[2][0]}
@@ -63,7 +64,7 @@ async def test_tag_filters_any_and_all(lt: LanceLongTermMemory, agent_id: str) -
         await lt.search_passages(agent_id, "x", tags=["a"], tag_match_mode="some")
 
 
-async def test_tags_with_quotes_are_literal(lt: LanceLongTermMemory, agent_id: str) -> None:
+async def test_tags_with_quotes_are_literal(lt: LongTermMemory, agent_id: str) -> None:
     await lt.add_passages(agent_id, [("quoted tag row", ["o'neil"]), ("other row", ["x') OR (1=1"])])
     hits = await lt.search_passages(agent_id, "row", tags=["o'neil"])
     assert [h.record.tags for h in hits] == [["o'neil"]]
@@ -71,7 +72,7 @@ async def test_tags_with_quotes_are_literal(lt: LanceLongTermMemory, agent_id: s
     assert hits == []
 
 
-async def test_date_ranges(lt: LanceLongTermMemory, agent_id: str) -> None:
+async def test_date_ranges(lt: LongTermMemory, agent_id: str) -> None:
     day = datetime(2025, 9, 29, tzinfo=UTC)
     await lt.add_passages(agent_id, [("meeting notes early morning", [])], created_at=day + timedelta(hours=1))
     late = day + timedelta(hours=23, minutes=59, seconds=30)
@@ -96,7 +97,7 @@ async def test_date_ranges(lt: LanceLongTermMemory, agent_id: str) -> None:
     assert await texts(end="2025-09-29", tz="America/New_York") == everything
 
 
-async def test_no_cross_agent_results(lt: LanceLongTermMemory) -> None:
+async def test_no_cross_agent_results(lt: LongTermMemory) -> None:
     alice, bob = new_id("agent"), new_id("agent")
     [a] = await lt.add_passages(alice, [("the secret launch code is tangerine", ["secret"])])
     [b] = await lt.add_passages(bob, [("the secret launch code is tangerine", ["secret"])])
@@ -112,7 +113,7 @@ async def test_no_cross_agent_results(lt: LanceLongTermMemory) -> None:
         await lt.search_passages(f"{alice}' OR agent_id != '", "secret")
 
 
-async def test_text_only_mode_without_embedder(lt_text_only: LanceLongTermMemory, agent_id: str) -> None:
+async def test_text_only_mode_without_embedder(lt_text_only: LongTermMemory, agent_id: str) -> None:
     await seed(lt_text_only, agent_id)
     for mode in ("hybrid", "vector", "fts"):
         hits = await lt_text_only.search_passages(agent_id, "emotional responses test", mode=mode)
@@ -120,7 +121,8 @@ async def test_text_only_mode_without_embedder(lt_text_only: LanceLongTermMemory
         assert hits[0].search_mode == "fts" and hits[0].vector_rank is None and hits[0].fts_rank == 1
 
 
-async def test_fresh_rows_are_found_before_the_index_absorbs_them(lt: LanceLongTermMemory, agent_id: str) -> None:
+async def test_fresh_rows_are_found_before_the_index_absorbs_them(lance_lt: LongTermMemory, agent_id: str) -> None:
+    lt = lance_lt  # LanceDB internals below
     await seed(lt, agent_id)
     await lt.optimize()
     [fresh] = await lt.add_passages(agent_id, [("a zeppelin appeared over the harbour", [])])
@@ -130,7 +132,7 @@ async def test_fresh_rows_are_found_before_the_index_absorbs_them(lt: LanceLongT
     assert [h.record.id for h in hits] == [fresh.id]  # ...and still found
 
 
-async def test_list_get_count_tags_delete(lt: LanceLongTermMemory, agent_id: str) -> None:
+async def test_list_get_count_tags_delete(lt: LongTermMemory, agent_id: str) -> None:
     base = datetime(2025, 1, 1, tzinfo=UTC)
     made = []
     for i in range(7):
@@ -159,7 +161,7 @@ async def test_list_get_count_tags_delete(lt: LanceLongTermMemory, agent_id: str
     assert await lt.passage_tags(agent_id) == ["t1", "t2"]
 
 
-async def test_paging_through_passages_with_equal_timestamps(lt: LanceLongTermMemory, agent_id: str) -> None:
+async def test_paging_through_passages_with_equal_timestamps(lt: LongTermMemory, agent_id: str) -> None:
     made = await lt.add_passages(agent_id, [(f"same instant {i}", []) for i in range(5)])
     expected = sorted(p.id for p in made)  # equal created_at: ordered by id
     seen: list[str] = []
@@ -174,13 +176,13 @@ async def test_paging_through_passages_with_equal_timestamps(lt: LanceLongTermMe
     assert [p.id for p in await lt.list_passages(agent_id, before=expected[3], limit=10)] == expected[:3]
 
 
-async def test_metadata_round_trips(lt: LanceLongTermMemory, agent_id: str) -> None:
+async def test_metadata_round_trips(lt: LongTermMemory, agent_id: str) -> None:
     [p] = await lt.add_passages(agent_id, [("with metadata", ["m"])], metadata={"source": "api", "n": 1})
     got = await lt.get_passage(agent_id, p.id)
     assert got is not None and got.metadata == {"source": "api", "n": 1}
 
 
-async def test_empty_query_returns_newest_matching(lt: LanceLongTermMemory, agent_id: str) -> None:
+async def test_empty_query_returns_newest_matching(lt: LongTermMemory, agent_id: str) -> None:
     base = datetime(2025, 1, 1, tzinfo=UTC)
     for i in range(3):
         await lt.add_passages(agent_id, [(f"entry {i}", ["x"])], created_at=base + timedelta(days=i))
@@ -189,7 +191,8 @@ async def test_empty_query_returns_newest_matching(lt: LanceLongTermMemory, agen
     assert hits[0].search_mode == "recent"
 
 
-async def test_many_batched_inserts_search_after_optimize(lt: LanceLongTermMemory, agent_id: str) -> None:
+async def test_many_batched_inserts_search_after_optimize(lance_lt: LongTermMemory, agent_id: str) -> None:
+    lt = lance_lt  # LanceDB internals below
     other = new_id("agent")
     for batch in range(20):
         items = [(f"routine log entry {batch}-{i} about weather and traffic", ["log"]) for i in range(100)]

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from memory.longterm.api import LongTermMemory
 from memory.longterm import LanceLongTermMemory, RecallRecord
 from memory.models import new_id
 
@@ -26,7 +27,7 @@ CHAT = [
 ]
 
 
-async def test_enqueue_then_flush_makes_messages_searchable(lt: LanceLongTermMemory, agent_id: str) -> None:
+async def test_enqueue_then_flush_makes_messages_searchable(lt: LongTermMemory, agent_id: str) -> None:
     records = [message(agent_id, role, text, i) for i, (role, text) in enumerate(CHAT)]
     lt.enqueue_messages(records)
     await lt.flush()
@@ -40,7 +41,7 @@ async def test_enqueue_then_flush_makes_messages_searchable(lt: LanceLongTermMem
     assert await lt.recall_ids(agent_id) == {r.id for r in records}
 
 
-async def test_searchable_within_a_second_without_flush(lt: LanceLongTermMemory, agent_id: str) -> None:
+async def test_searchable_within_a_second_without_flush(lt: LongTermMemory, agent_id: str) -> None:
     lt.start_background()
     # Warm the table up first so this measures the queue, not table creation.
     lt.enqueue_messages([message(agent_id, "user", "hello there")])
@@ -58,7 +59,7 @@ async def test_searchable_within_a_second_without_flush(lt: LanceLongTermMemory,
     assert found and elapsed < 1.0, elapsed
 
 
-async def test_roles_filter(lt: LanceLongTermMemory, agent_id: str) -> None:
+async def test_roles_filter(lt: LongTermMemory, agent_id: str) -> None:
     lt.enqueue_messages([message(agent_id, role, text, i) for i, (role, text) in enumerate(CHAT)])
     await lt.flush()
     hits = await lt.search_recall(agent_id, "Lisbon", roles=["assistant"])
@@ -72,7 +73,7 @@ async def test_roles_filter(lt: LanceLongTermMemory, agent_id: str) -> None:
         await lt.search_recall(agent_id, "Lisbon", roles=["user') OR ('1'='1"])
 
 
-async def test_recall_dates_and_limit(lt: LanceLongTermMemory, agent_id: str) -> None:
+async def test_recall_dates_and_limit(lt: LongTermMemory, agent_id: str) -> None:
     lt.enqueue_messages([message(agent_id, "user", f"daily standup note {d}", d * 24 * 60) for d in range(5)])
     await lt.flush()
     hits = await lt.search_recall(agent_id, "standup", start="2025-03-11", end="2025-03-12", limit=10)
@@ -83,7 +84,7 @@ async def test_recall_dates_and_limit(lt: LanceLongTermMemory, agent_id: str) ->
     assert [h.record.text for h in hits] == ["daily standup note 2", "daily standup note 1"]
 
 
-async def test_re_enqueueing_a_message_replaces_it(lt: LanceLongTermMemory, agent_id: str) -> None:
+async def test_re_enqueueing_a_message_replaces_it(lt: LongTermMemory, agent_id: str) -> None:
     record = message(agent_id, "assistant", "draft answer about volcanoes")
     lt.enqueue_messages([record])
     await lt.flush()
@@ -96,7 +97,7 @@ async def test_re_enqueueing_a_message_replaces_it(lt: LanceLongTermMemory, agen
     assert await lt.recall_ids(agent_id) == {record.id}
 
 
-async def test_no_cross_agent_recall(lt: LanceLongTermMemory) -> None:
+async def test_no_cross_agent_recall(lt: LongTermMemory) -> None:
     alice, bob = new_id("agent"), new_id("agent")
     a, b = message(alice, "user", "my password hint is pelican"), message(bob, "user", "my password hint is pelican")
     lt.enqueue_messages([a, b])
@@ -106,7 +107,7 @@ async def test_no_cross_agent_recall(lt: LanceLongTermMemory) -> None:
         assert [h.record.id for h in await lt.search_recall(bob, "password hint", mode=mode)] == [b.id]
 
 
-async def test_delete_recall_and_queued(lt: LanceLongTermMemory, agent_id: str) -> None:
+async def test_delete_recall_and_queued(lt: LongTermMemory, agent_id: str) -> None:
     written, queued, kept = (message(agent_id, "user", f"ephemeral line {i}", i) for i in range(3))
     lt.enqueue_messages([written, kept])
     await lt.flush()
@@ -117,7 +118,7 @@ async def test_delete_recall_and_queued(lt: LanceLongTermMemory, agent_id: str) 
     assert [h.record.id for h in await lt.search_recall(agent_id, "ephemeral line", mode="fts")] == [kept.id]
 
 
-async def test_delete_agent_drops_everything_of_that_agent_only(lt: LanceLongTermMemory) -> None:
+async def test_delete_agent_drops_everything_of_that_agent_only(lt: LongTermMemory) -> None:
     doomed, survivor = new_id("agent"), new_id("agent")
     for agent in (doomed, survivor):
         await lt.add_passages(agent, [("archived fact about comets", ["space"])])
@@ -153,14 +154,14 @@ async def test_close_writes_queued_messages(tmp_path: object, embedder: object, 
         await second.close()
 
 
-async def test_invalid_ids_are_rejected(lt: LanceLongTermMemory, agent_id: str) -> None:
+async def test_invalid_ids_are_rejected(lt: LongTermMemory, agent_id: str) -> None:
     with pytest.raises(ValueError):
         lt.enqueue_messages([RecallRecord("message-1", agent_id, "user", "x", BASE)])
     with pytest.raises(ValueError):
         await lt.add_passages("agent-' OR 1=1 --", [("x", [])])
 
 
-async def test_id_scans_come_in_ascending_keyset_pages(lt: LanceLongTermMemory) -> None:
+async def test_id_scans_come_in_ascending_keyset_pages(lt: LongTermMemory) -> None:
     assert await lt.agent_ids() == [] and await lt.recall_ids_all() == []  # no table yet
     agents = sorted(new_id("agent") for _ in range(5))
     records = [message(agent, "user", f"note {i}") for agent in agents for i in range(3)]

@@ -1,4 +1,8 @@
-"""DuckDBStore against a real DuckDB file: CRUD, ordering and cursors, group commit, atomicity, crash safety."""
+"""DuckDBStore against a real DuckDB file: CRUD, ordering and cursors, group commit, atomicity, crash safety.
+
+The CRUD, ordering and cursor tests take `store`, which is every backend (PostgreSQL too, on a fresh
+schema); the group-commit internals and crash tests are DuckDB's own and take `duck`.
+"""
 
 from __future__ import annotations
 
@@ -17,12 +21,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
+import pg
 import pytest
 
 from memory.duckdb_store import DuckDBStore, open_store
 from memory.migrations import MIGRATIONS, SchemaTooNewError, apply_migrations
 from memory.models import Agent, Block, Changes, Message, Run, new_id
-from memory.store import Conflict, NotFound
+from memory.postgres_store import PostgresStore
+from memory.store import Conflict, NotFound, Store
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
@@ -53,15 +59,35 @@ def turn(agent_id: str, first_seq: int, count: int = 2) -> Changes:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[DuckDBStore]:
+async def duck(tmp_path: Path) -> AsyncIterator[DuckDBStore]:
     db = DuckDBStore(str(tmp_path / "data" / "memproxy.duckdb"))
     await db.open()
     yield db
     await db.close()
 
 
-async def with_worker_blocked(db: DuckDBStore, *changes: Changes) -> list[BaseException | None]:
+@pytest.fixture(params=["duckdb", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "duckdb":
+        db: Store = DuckDBStore(str(tmp_path / "data" / "memproxy.duckdb"))
+        await db.open()
+        yield db
+        await db.close()
+        return
+    database = request.getfixturevalue("postgres_url")
+    schema, url = await pg.create_schema(database)
+    db = PostgresStore(url)
+    await db.open()
+    yield db
+    await db.close()
+    await pg.drop_schema(database, schema)
+
+
+async def with_worker_blocked(db: Store, *changes: Changes) -> list[BaseException | None]:
     """Commit all `changes` while the worker is held, so they are drained as one batch."""
+    if not isinstance(db, DuckDBStore):
+        # PostgresStore's drain task is created by the first commit, so it runs after every task has queued.
+        return list(await asyncio.gather(*(db.commit(c) for c in changes), return_exceptions=True))
     gate = threading.Event()
     assert db._executor is not None
     db._executor.submit(gate.wait)
@@ -72,7 +98,7 @@ async def with_worker_blocked(db: DuckDBStore, *changes: Changes) -> list[BaseEx
 
 
 # --- agents and blocks ----------------------------------------------------------------------
-async def test_create_and_get_agent_with_blocks(store: DuckDBStore) -> None:
+async def test_create_and_get_agent_with_blocks(store: Store) -> None:
     persona = make_block("persona", "I am helpful", limit=500, description="who", metadata={"k": [1, 2]})
     human = make_block("human", "Ana", read_only=True)
     agent = make_agent(
@@ -95,7 +121,7 @@ async def test_create_and_get_agent_with_blocks(store: DuckDBStore) -> None:
     assert (await store.get_agent(agent.id)) == agent
 
 
-async def test_timestamps_come_back_as_aware_utc(store: DuckDBStore) -> None:
+async def test_timestamps_come_back_as_aware_utc(store: Store) -> None:
     plus5 = timezone(timedelta(hours=5))
     block = make_block(created_at=datetime(2025, 6, 1, 12, 0, 0, 123456, tzinfo=plus5))
     await store.create_block(block)
@@ -106,7 +132,7 @@ async def test_timestamps_come_back_as_aware_utc(store: DuckDBStore) -> None:
     assert loaded.updated_at == block.updated_at
 
 
-async def test_create_agent_is_atomic(store: DuckDBStore) -> None:
+async def test_create_agent_is_atomic(store: Store) -> None:
     existing = make_block("persona")
     await store.create_block(existing)
     clash = replace(existing, label="other")  # same id: the insert must fail
@@ -123,7 +149,7 @@ async def test_create_agent_is_atomic(store: DuckDBStore) -> None:
     assert await store.count_agents() == 0
 
 
-async def test_list_agents_filters_order_and_cursors(store: DuckDBStore) -> None:
+async def test_list_agents_filters_order_and_cursors(store: Store) -> None:
     agents = [
         make_agent("alpha", tags=["a", "b"], created_at=at(1)),
         make_agent("beta", tags=["b"], created_at=at(2)),
@@ -157,7 +183,7 @@ async def test_list_agents_filters_order_and_cursors(store: DuckDBStore) -> None
     assert await store.list_agents(after="agent-unknown") == []
 
 
-async def test_list_agents_breaks_created_at_ties_by_id(store: DuckDBStore) -> None:
+async def test_list_agents_breaks_created_at_ties_by_id(store: Store) -> None:
     same = [Agent(id=f"agent-{c}", name=c, created_at=at(7)) for c in "cab"]
     for agent in same:
         await store.create_agent(agent, [])
@@ -166,7 +192,7 @@ async def test_list_agents_breaks_created_at_ties_by_id(store: DuckDBStore) -> N
     assert [a.id for a in await store.list_agents(before="agent-c", ascending=False)] == ["agent-b", "agent-a"]
 
 
-async def test_update_agent_overwrites_row_and_attachments(store: DuckDBStore) -> None:
+async def test_update_agent_overwrites_row_and_attachments(store: Store) -> None:
     persona, human = make_block("persona"), make_block("human")
     standalone = make_block("notes")
     await store.create_block(standalone)
@@ -191,7 +217,7 @@ async def test_update_agent_overwrites_row_and_attachments(store: DuckDBStore) -
     assert await store.count_agents() == 1
 
 
-async def test_shared_block_is_seen_by_every_agent(store: DuckDBStore) -> None:
+async def test_shared_block_is_seen_by_every_agent(store: Store) -> None:
     shared = make_block("org", "v1")
     await store.create_block(shared)
     own_a, own_b = make_block("persona"), make_block("persona")
@@ -219,7 +245,7 @@ async def test_shared_block_is_seen_by_every_agent(store: DuckDBStore) -> None:
     assert await store.get_block(own_b.id) is None
 
 
-async def test_delete_agent_removes_its_history_only(store: DuckDBStore) -> None:
+async def test_delete_agent_removes_its_history_only(store: Store) -> None:
     unattached = make_block("spare")
     await store.create_block(unattached)
     own = make_block("persona")
@@ -241,7 +267,7 @@ async def test_delete_agent_removes_its_history_only(store: DuckDBStore) -> None
     assert await store.count_agents() == 1
 
 
-async def test_delete_block_detaches_it_everywhere(store: DuckDBStore) -> None:
+async def test_delete_block_detaches_it_everywhere(store: Store) -> None:
     shared, other = make_block("org"), make_block("persona")
     await store.create_block(shared)
     a = make_agent("a", block_ids=[shared.id, other.id])
@@ -256,7 +282,7 @@ async def test_delete_block_detaches_it_everywhere(store: DuckDBStore) -> None:
     assert await store.agents_for_block(shared.id) == []
 
 
-async def test_list_blocks_label_and_cursors(store: DuckDBStore) -> None:
+async def test_list_blocks_label_and_cursors(store: Store) -> None:
     blocks = [make_block("human" if i % 2 else "persona", created_at=at(i)) for i in range(5)]
     for block in reversed(blocks):
         await store.create_block(block)
@@ -270,7 +296,7 @@ async def test_list_blocks_label_and_cursors(store: DuckDBStore) -> None:
 
 
 # --- messages -------------------------------------------------------------------------------
-async def test_messages_order_cursors_and_context(store: DuckDBStore) -> None:
+async def test_messages_order_cursors_and_context(store: Store) -> None:
     agent = make_agent()
     other = make_agent("other")
     await store.create_agent(agent, [])
@@ -310,7 +336,7 @@ async def test_messages_order_cursors_and_context(store: DuckDBStore) -> None:
     assert len(await store.list_messages(other.id, in_context_only=True)) == 1
 
 
-async def test_message_upsert_replaces_the_whole_row(store: DuckDBStore) -> None:
+async def test_message_upsert_replaces_the_whole_row(store: Store) -> None:
     agent = make_agent()
     await store.create_agent(agent, [])
     original = make_message(agent.id, 1, role="assistant", content=None, metadata={"pending": True})
@@ -324,7 +350,7 @@ async def test_message_upsert_replaces_the_whole_row(store: DuckDBStore) -> None
     assert await store.list_messages(agent.id) == [rewritten, tool]
 
 
-async def test_evictions(store: DuckDBStore) -> None:
+async def test_evictions(store: Store) -> None:
     agent = make_agent()
     await store.create_agent(agent, [])
     old = [make_message(agent.id, seq) for seq in (1, 2, 3)]
@@ -355,7 +381,7 @@ async def test_evictions(store: DuckDBStore) -> None:
 
 
 # --- runs -----------------------------------------------------------------------------------
-async def test_runs_upsert_get_and_list(store: DuckDBStore) -> None:
+async def test_runs_upsert_get_and_list(store: Store) -> None:
     a, b = make_agent("a"), make_agent("b")
     await store.create_agent(a, [])
     await store.create_agent(b, [])
@@ -472,27 +498,27 @@ async def test_in_memory_store_and_closed_store() -> None:
 
 
 # --- group commit and atomicity -------------------------------------------------------------
-async def test_group_commit_under_50_concurrent_commits(store: DuckDBStore) -> None:
+async def test_group_commit_under_50_concurrent_commits(duck: DuckDBStore) -> None:
     agents = [make_agent(f"a{i}") for i in range(50)]
     for agent in agents:
-        await store.create_agent(agent, [])
-    before = store.commit_transactions
+        await duck.create_agent(agent, [])
+    before = duck.commit_transactions
     batch = [turn(agent.id, 1) for agent in agents]
-    await asyncio.gather(*(store.commit(changes) for changes in batch))
-    assert store.commit_transactions - before < 50  # commits shared transactions
+    await asyncio.gather(*(duck.commit(changes) for changes in batch))
+    assert duck.commit_transactions - before < 50  # commits shared transactions
     for agent, changes in zip(agents, batch):
-        assert await store.list_messages(agent.id) == changes.messages
-        assert await store.list_runs(agent_id=agent.id) == changes.runs
+        assert await duck.list_messages(agent.id) == changes.messages
+        assert await duck.list_runs(agent_id=agent.id) == changes.runs
 
-    before = store.commit_transactions
-    outcomes = await with_worker_blocked(store, *(turn(agent.id, 10) for agent in agents))
+    before = duck.commit_transactions
+    outcomes = await with_worker_blocked(duck, *(turn(agent.id, 10) for agent in agents))
     assert outcomes == [None] * 50
-    assert store.commit_transactions - before == 1
+    assert duck.commit_transactions - before == 1
 
 
-async def test_bad_changes_fails_alone_and_leaves_nothing(store: DuckDBStore) -> None:
+async def test_bad_changes_fails_alone_and_leaves_nothing(duck: DuckDBStore) -> None:
     agent = make_agent()
-    await store.create_agent(agent, [])
+    await duck.create_agent(agent, [])
     good_before, good_after = turn(agent.id, 1), turn(agent.id, 20)
     null_role = turn(agent.id, 5, 3)
     null_role.messages[2].role = None  # type: ignore[assignment]  # NOT NULL violation on the last row
@@ -501,51 +527,51 @@ async def test_bad_changes_fails_alone_and_leaves_nothing(store: DuckDBStore) ->
     bad_run = turn(agent.id, 15, 3)  # its messages are written before its run fails
     bad_run.runs[0].status = None  # type: ignore[assignment]
 
-    before = store.commit_transactions
-    outcomes = await with_worker_blocked(store, good_before, null_role, bad_seq, bad_run, good_after)
-    assert store.commit_transactions - before == 2  # the batch failed, then each good one committed alone
+    before = duck.commit_transactions
+    outcomes = await with_worker_blocked(duck, good_before, null_role, bad_seq, bad_run, good_after)
+    assert duck.commit_transactions - before == 2  # the batch failed, then each good one committed alone
     assert outcomes[0] is None and outcomes[4] is None
     assert isinstance(outcomes[1], duckdb.ConstraintException)
     assert isinstance(outcomes[2], duckdb.Error)
     assert isinstance(outcomes[3], duckdb.ConstraintException)
 
-    stored = await store.list_messages(agent.id)
+    stored = await duck.list_messages(agent.id)
     assert stored == good_before.messages + good_after.messages
-    assert {r.id for r in await store.list_runs()} == {good_before.runs[0].id, good_after.runs[0].id}
-    assert await store.get_run(null_role.runs[0].id) is None
-    assert await store.get_run(bad_seq.runs[0].id) is None
+    assert {r.id for r in await duck.list_runs()} == {good_before.runs[0].id, good_after.runs[0].id}
+    assert await duck.get_run(null_role.runs[0].id) is None
+    assert await duck.get_run(bad_seq.runs[0].id) is None
 
     # Alone, a bad Changes raises to its caller and leaves nothing either.
     for bad in (null_role, bad_run):
         with pytest.raises(duckdb.ConstraintException):
-            await store.commit(bad)
-    assert await store.count_messages(agent.id) == 4
+            await duck.commit(bad)
+    assert await duck.count_messages(agent.id) == 4
 
 
-async def test_cancelled_commit_still_lands_once_queued(store: DuckDBStore) -> None:
+async def test_cancelled_commit_still_lands_once_queued(duck: DuckDBStore) -> None:
     agent = make_agent()
-    await store.create_agent(agent, [])
+    await duck.create_agent(agent, [])
     changes = turn(agent.id, 1)
     gate = threading.Event()
-    assert store._executor is not None
-    store._executor.submit(gate.wait)
-    task = asyncio.create_task(store.commit(changes))
+    assert duck._executor is not None
+    duck._executor.submit(gate.wait)
+    task = asyncio.create_task(duck.commit(changes))
     await asyncio.sleep(0)
     task.cancel()
     gate.set()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert await store.list_messages(agent.id) == changes.messages
+    assert await duck.list_messages(agent.id) == changes.messages
 
 
-async def test_unserialisable_changes_fail_before_queueing(store: DuckDBStore) -> None:
+async def test_unserialisable_changes_fail_before_queueing(duck: DuckDBStore) -> None:
     agent = make_agent()
-    await store.create_agent(agent, [])
+    await duck.create_agent(agent, [])
     changes = turn(agent.id, 1)
     changes.runs[0].metadata = {"x": object()}
     with pytest.raises(TypeError):
-        await store.commit(changes)
-    assert await store.count_messages(agent.id) == 0
+        await duck.commit(changes)
+    assert await duck.count_messages(agent.id) == 0
 
 
 CRASH_WRITER = textwrap.dedent(
@@ -630,7 +656,7 @@ async def test_sigkill_mid_write_leaves_only_whole_changes(tmp_path: Path) -> No
         acknowledged = len(runs)
 
 
-async def test_insert_only_changes_insert_and_refuse_duplicates(store: DuckDBStore) -> None:
+async def test_insert_only_changes_insert_and_refuse_duplicates(store: Store) -> None:
     agent = make_agent()
     await store.create_agent(agent, [])
     first = [make_message(agent.id, 1), make_message(agent.id, 2)]

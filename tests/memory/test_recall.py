@@ -1,4 +1,4 @@
-"""memory.recall.reconcile over a real DuckDB store and a real LanceDB index, walked in small pages."""
+"""memory.recall.reconcile over each backend's real store and index (DuckDB + LanceDB, PostgreSQL), in small pages."""
 
 from __future__ import annotations
 
@@ -6,27 +6,44 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pg
 import pytest
 
 from memory.duckdb_store import DuckDBStore
-from memory.longterm import LanceLongTermMemory, RecallRecord
+from memory.longterm import LanceLongTermMemory, LongTermMemory, RecallRecord
+from memory.postgres_longterm import PostgresLongTermMemory
+from memory.postgres_store import PostgresStore
+from memory.store import Store
 from memory.models import Agent, Changes, Message, new_id
 from memory.recall import reconcile, recall_record
 
 SKIP = frozenset({"memory_insert"})
 
 
+@pytest.fixture(params=["embedded", "postgres"])
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str | None]:
+    """None for the embedded backend (files in tmp_path), else a URL on a fresh PostgreSQL schema."""
+    if request.param == "embedded":
+        yield None
+        return
+    server = request.getfixturevalue("postgres_url")
+    schema, url = await pg.create_schema(server)
+    yield url
+    await pg.drop_schema(server, schema)
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[DuckDBStore]:
-    db = DuckDBStore(str(tmp_path / "memproxy.duckdb"))
+async def store(database: str | None, tmp_path: Path) -> AsyncIterator[Store]:
+    db: Store = DuckDBStore(str(tmp_path / "memproxy.duckdb")) if database is None else PostgresStore(database)
     await db.open()
     yield db
     await db.close()
 
 
 @pytest.fixture
-async def index(tmp_path: Path) -> AsyncIterator[LanceLongTermMemory]:
-    lt = LanceLongTermMemory(str(tmp_path / "lance"), None)
+async def index(database: str | None, tmp_path: Path) -> AsyncIterator[LongTermMemory]:
+    lt: LongTermMemory = (LanceLongTermMemory(str(tmp_path / "lance"), None) if database is None
+                          else PostgresLongTermMemory(database, None))
     await lt.open()
     yield lt
     await lt.close()
@@ -37,7 +54,7 @@ def stray(agent_id: str, text: str) -> RecallRecord:
                         created_at=datetime.now(timezone.utc))
 
 
-async def test_reconcile_in_pages_repairs_both_sides(store: DuckDBStore, index: LanceLongTermMemory) -> None:
+async def test_reconcile_in_pages_repairs_both_sides(store: Store, index: LongTermMemory) -> None:
     agents = [Agent(id=new_id("agent"), name=f"a{i}") for i in range(5)]
     messages: list[Message] = []
     for agent in agents:
@@ -68,7 +85,7 @@ async def test_reconcile_in_pages_repairs_both_sides(store: DuckDBStore, index: 
 
 
 async def test_a_row_indexed_while_the_scan_runs_is_not_taken_for_an_orphan(
-    store: DuckDBStore, index: LanceLongTermMemory
+    store: Store, index: LongTermMemory
 ) -> None:
     agent = Agent(id=new_id("agent"), name="busy")
     await store.create_agent(agent, [])
@@ -77,7 +94,7 @@ async def test_a_row_indexed_while_the_scan_runs_is_not_taken_for_an_orphan(
     index.enqueue_messages([recall_record(early, SKIP)])  # type: ignore[list-item]
     await index.flush()
 
-    class TurnDuringScan(DuckDBStore):
+    class TurnDuringScan(type(store)):  # type: ignore[misc]
         """The store as a live turn sees it: a message lands (stored, then indexed) after the first page."""
 
         late: Message | None = None
@@ -94,9 +111,9 @@ async def test_a_row_indexed_while_the_scan_runs_is_not_taken_for_an_orphan(
                 await index.flush()
             return page
 
-    path = store.path
+    where = store.path if isinstance(store, DuckDBStore) else store.dsn  # type: ignore[attr-defined]
     await store.close()
-    racing = TurnDuringScan(path)
+    racing = TurnDuringScan(where)
     await racing.open()
     try:
         report = await reconcile(racing, index, SKIP, page=2)

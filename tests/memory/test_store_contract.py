@@ -1,8 +1,8 @@
 """The `Store` contract every backend keeps: its error types, unique message seqs, paged id scans.
 
-Written against the interface only. A backend joins by adding one entry to BACKENDS: a function that
-opens a fresh database in a temp dir and returns a maker of handles on it (each handle is a separate
-writer, as another process would be).
+Written against the interface only, run against every backend in BACKENDS: the `backend` fixture
+opens a fresh database (a DuckDB file in a temp dir, a PostgreSQL schema) and gives a maker of
+handles on it (each handle is a separate writer, as another process would be).
 """
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import pg
 import pytest
 
 from memory.duckdb_store import DuckDBStore
 from memory.models import Agent, Block, Changes, Message, Run, Tool, new_id
 from memory.paging import id_pages
+from memory.postgres_store import PostgresStore
 from memory.store import Conflict, NotFound, Store, StoreError
 
 OpenHandle = Callable[[], Awaitable[Store]]
@@ -33,7 +35,16 @@ def duckdb_backend(tmp_path: Path) -> OpenHandle:
     return open_handle
 
 
-BACKENDS: dict[str, Callable[[Path], OpenHandle]] = {"duckdb": duckdb_backend}
+def postgres_backend(url: str) -> OpenHandle:
+    async def open_handle() -> Store:
+        store = PostgresStore(url)
+        await store.open()
+        return store
+
+    return open_handle
+
+
+BACKENDS = ("duckdb", "postgres")
 
 
 @dataclass
@@ -48,12 +59,20 @@ class Backend:
         return store
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+@pytest.fixture(params=BACKENDS)
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    under_test = Backend(BACKENDS[request.param](tmp_path), [])
+    schema = database = None
+    if request.param == "postgres":
+        database = request.getfixturevalue("postgres_url")
+        schema, url = await pg.create_schema(database)
+        under_test = Backend(postgres_backend(url), [])
+    else:
+        under_test = Backend(duckdb_backend(tmp_path), [])
     yield under_test
     for store in reversed(under_test.handles):
         await store.close()
+    if schema is not None and database is not None:
+        await pg.drop_schema(database, schema)
 
 
 @pytest.fixture

@@ -1,0 +1,122 @@
+"""Group commit for PostgresStore: concurrent `Changes` share one transaction, and one bad write fails alone.
+
+Each `Changes` of a batch runs inside its own savepoint, in arrival order: one that breaks a rule
+(a taken seq, a duplicate id) rolls back to its savepoint and fails alone, and the rest commit
+together. Only a failure of the COMMIT itself (the connection dropped) fails the whole batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from memory.duckdb_rows import BLOCKS, MESSAGES, RUNS, Row, Table, as_columns, block_row, message_row, run_row
+from memory.models import Changes
+from memory.postgres_sql import bulk_insert_sql, row_safe, store_error
+
+_IN_CONTEXT = [name for name, _ in MESSAGES.columns].index("in_context")
+
+
+@dataclass
+class _PendingCommit:
+    """One caller's `Changes`, already turned into rows (the caller may mutate its records afterwards)."""
+
+    blocks: list[Row]
+    messages: list[Row]
+    runs: list[Row]
+    evict_ids: list[str]
+    insert_only: bool
+    done: asyncio.Future[None]
+
+
+def _pending(changes: Changes) -> _PendingCommit:
+    evicted = set(changes.evict_message_ids)
+    # A message both written and evicted by one Changes ends out of context, as in the DuckDB store.
+    messages = [row_safe(message_row(m, m.in_context and m.id not in evicted)) for m in changes.messages]
+    return _PendingCommit(
+        blocks=[row_safe(block_row(block)) for block in changes.blocks],
+        messages=messages,
+        runs=[row_safe(run_row(run)) for run in changes.runs],
+        evict_ids=list(changes.evict_message_ids),
+        insert_only=changes.insert_only,
+        done=asyncio.get_running_loop().create_future(),
+    )
+
+
+class PgGroupCommit:
+    """Queued commits, written by one drain task at a time on one pooled connection."""
+
+    def __init__(self, acquire: Callable[[], Any]) -> None:
+        self._acquire = acquire  # pool.acquire
+        self._pending: list[_PendingCommit] = []
+        self._drainer: asyncio.Task[None] | None = None
+        # Transactions committed so far; fewer than the number of commits means batching happened.
+        self.transactions = 0
+
+    async def commit(self, changes: Changes) -> None:
+        pending = _pending(changes)
+        self._pending.append(pending)
+        if self._drainer is None or self._drainer.done():
+            # A task, not the caller: a cancelled caller must not abandon the others in its batch.
+            self._drainer = asyncio.get_running_loop().create_task(self._drain(), name="pg-group-commit")
+        await pending.done
+
+    async def close(self) -> None:
+        """Wait until everything queued is written."""
+        while self._drainer is not None and not self._drainer.done():
+            await asyncio.shield(self._drainer)
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                async with self._acquire() as con:
+                    outcomes = await self._apply(con, batch)
+            except Exception as exc:  # noqa: BLE001 - the connection failed: every caller in the batch hears it
+                outcomes = [store_error(exc)] * len(batch)
+            for pending, outcome in zip(batch, outcomes):
+                if pending.done.done():  # the caller was cancelled
+                    continue
+                if outcome is None:
+                    pending.done.set_result(None)
+                else:
+                    pending.done.set_exception(outcome)
+
+    async def _apply(self, con: asyncpg.Connection, batch: list[_PendingCommit]) -> list[BaseException | None]:
+        outcomes: list[BaseException | None] = []
+        async with con.transaction():
+            for pending in batch:
+                if len(batch) == 1:
+                    await _write(con, pending)
+                    outcomes.append(None)
+                    continue
+                try:
+                    async with con.transaction():  # a savepoint
+                        await _write(con, pending)
+                    outcomes.append(None)
+                except Exception as exc:  # noqa: BLE001 - rolled back to the savepoint, handed to that caller
+                    outcomes.append(store_error(exc))
+        self.transactions += 1
+        return outcomes
+
+
+async def _write(con: asyncpg.Connection, pending: _PendingCommit) -> None:
+    if pending.evict_ids:
+        await con.execute("UPDATE messages SET in_context = false WHERE id = ANY($1::text[]) AND in_context",
+                          pending.evict_ids)
+    await _rows(con, BLOCKS, pending.blocks, upsert=True)
+    await _rows(con, MESSAGES, pending.messages, upsert=not pending.insert_only)
+    await _rows(con, RUNS, pending.runs, upsert=not pending.insert_only)
+
+
+async def _rows(con: asyncpg.Connection, table: Table, rows: list[Row], *, upsert: bool) -> None:
+    if not rows:
+        return
+    if upsert:
+        # ON CONFLICT cannot touch one row twice in a statement, so a repeated id keeps its last version.
+        rows = list({row[0]: row for row in rows}.values())
+    await con.execute(bulk_insert_sql(table, upsert), *as_columns(rows))

@@ -1,0 +1,384 @@
+"""Long-term memory in PostgreSQL: archival passages and the recall index, in the store's database.
+
+Two tables beside the messages (see postgres_migrations): `passages`, and `recall`, the searchable
+copy of each message worth finding (keyed by message id). Each row's tsvector is a generated column,
+so full-text search sees a row the moment its write commits; with pgvector, an `embedding` column
+serves cosine search through per-size HNSW indexes. Without pgvector, search is full-text only.
+
+Recall rows arrive through the interface's `enqueue_messages`, after the turn's messages commit, and
+are written by the same write-behind queue as the LanceDB backend's (one INSERT per batch). The index
+is not written in the messages' transaction, because the interface hands it over only after the
+commit; a crash in between leaves a gap that start-up reconciliation (memory.recall) fills, in the
+same database. A row whose embedding failed is stored without a vector and re-embedded later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import asyncpg
+
+from memory.longterm import sql as ids
+from memory.longterm.api import ID_PAGE_SIZE, LongTermMemory
+from memory.longterm.embedder import Embedder, EmbeddingError
+from memory.longterm.recall_queue import RecallQueue
+from memory.longterm.records import Passage, RecallRecord, SearchHit
+from memory.longterm.timefilter import TimeBound, parse_range
+from memory.models import new_id
+from memory.postgres_migrations import apply_migrations, enable_vectors
+from memory.postgres_sql import text_safe
+from memory.postgres_search import Where, ensure_hnsw, search, time_range, vector_literal
+
+log = logging.getLogger("memproxy.longterm")
+
+_PASSAGE_COLUMNS = "id, agent_id, text, tags, created_at, metadata"
+_RECALL_COLUMNS = "id, agent_id, role, text, created_at"
+_REEMBED_BATCH = 256
+
+
+class PostgresLongTermMemory(LongTermMemory):
+    """Archival passages and the recall index for every agent, in PostgreSQL."""
+
+    def __init__(
+        self,
+        dsn: str,
+        embedder: Embedder | None = None,
+        *,
+        recall_interval: float = 0.5,
+        reembed_interval: float = 30.0,
+        write_embed_timeout: float = 10.0,
+        recall_embed_timeout: float = 0.75,
+        query_embed_timeout: float = 5.0,
+    ) -> None:
+        self.dsn = dsn
+        self.embedder = embedder
+        self.reembed_interval = reembed_interval
+        self.write_embed_timeout = write_embed_timeout
+        self.recall_embed_timeout = recall_embed_timeout  # short: a slow embedder must not delay recall
+        self.query_embed_timeout = query_embed_timeout
+        self.vectors_available = False  # pgvector could be created (known after open)
+        self._pool: asyncpg.Pool | None = None
+        self._queue = RecallQueue(self._write_recall, interval=recall_interval)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._indexed_dims: set[tuple[str, int]] = set()
+        self._maybe_unembedded = embedder is not None
+        self._last_warning = 0.0
+
+    @property
+    def vector_search(self) -> bool:
+        """Whether searches can rank by vector at all (an embedder, and pgvector on the server)."""
+        return self.embedder is not None and self.vectors_available
+
+    # --- lifecycle --------------------------------------------------------------------------
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=5)
+        try:
+            async with pool.acquire() as con:
+                await apply_migrations(con)
+                self.vectors_available = await enable_vectors(con)
+        except BaseException:
+            await pool.close()
+            raise
+        self._pool = pool
+
+    def start_background(self) -> None:
+        if self._tasks:
+            return
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._queue.run(), name="longterm-recall-writer")]
+        if self.vector_search:
+            self._tasks.append(loop.create_task(self._reembed_loop(), name="longterm-reembed"))
+
+    async def flush(self) -> None:
+        await self._queue.drain()
+
+    async def close(self) -> None:
+        pool = self._pool
+        if pool is None:
+            return
+        try:
+            await self.flush()
+        except Exception:
+            log.exception("could not write %d queued recall messages at shutdown", len(self._queue))
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        self._pool = None
+        await pool.close()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("PostgresLongTermMemory is not open")
+        return self._pool
+
+    # --- passages ---------------------------------------------------------------------------
+    async def add_passages(
+        self,
+        agent_id: str,
+        items: list[tuple[str, list[str]]],
+        created_at: datetime | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> list[Passage]:
+        ids.check_id(agent_id, "agent_id")
+        when = _utc(created_at) if created_at is not None else datetime.now(timezone.utc)
+        passages = [
+            Passage(new_id("passage"), agent_id, str(text or ""), list(dict.fromkeys(str(t) for t in tags or [])),
+                    when, dict(metadata or {}))
+            for text, tags in items
+        ]
+        if not passages:
+            return []
+        vectors = await self._embed([p.text for p in passages], self.write_embed_timeout)
+        columns = [[p.id for p in passages], [p.agent_id for p in passages], [p.text for p in passages],
+                   [json.dumps(p.tags) for p in passages], [p.created_at for p in passages],
+                   [json.dumps(p.metadata) for p in passages]]
+        await self._insert("passages", "id, agent_id, text, tags, created_at, metadata",
+                           "u.id, u.agent_id, u.text, ARRAY(SELECT json_array_elements_text(u.tags::json)),"
+                           " u.created_at, u.metadata",
+                           "$1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[]",
+                           "id, agent_id, text, tags, created_at, metadata", columns, vectors, upsert=False)
+        return passages
+
+    async def get_passage(self, agent_id: str, passage_id: str) -> Passage | None:
+        ids.check_id(passage_id, "passage_id")
+        row = await self.pool.fetchrow(
+            f"SELECT {_PASSAGE_COLUMNS} FROM passages WHERE agent_id = $1 AND id = $2", agent_id, passage_id)
+        return None if row is None else _passage(dict(row))
+
+    async def list_passages(
+        self,
+        agent_id: str,
+        after: str | None = None,
+        before: str | None = None,
+        limit: int | None = 100,
+        search: str | None = None,
+        ascending: bool = True,
+    ) -> list[Passage]:
+        where = Where().add("agent_id = {}", agent_id)
+        if search:
+            where.add("strpos(lower(text), {}) > 0", search.lower())
+        for cursor, is_after in ((after, True), (before, False)):
+            if cursor:
+                anchor = await self.get_passage(agent_id, cursor)
+                if anchor is None:
+                    return []
+                # In descending listings "after" means older.
+                op = ">" if is_after == ascending else "<"
+                where.add(f"(created_at, id) {op} ({{}}, {{}})", anchor.created_at, anchor.id)
+        # Paging backwards from `before` reads from the cursor outwards, then restores the order.
+        reverse = bool(before) and not after
+        order = "ASC" if ascending != reverse else "DESC"
+        cap = "ALL" if limit is None else str(max(0, min(int(limit), 100_000)))
+        rows = await self.pool.fetch(
+            f"SELECT {_PASSAGE_COLUMNS} FROM passages WHERE {where.sql}"
+            f" ORDER BY created_at {order}, id {order} LIMIT {cap}", *where.args)
+        passages = [_passage(dict(row)) for row in rows]
+        return passages[::-1] if reverse else passages
+
+    async def delete_passage(self, agent_id: str, passage_id: str) -> bool:
+        ids.check_id(passage_id, "passage_id")
+        done = await self.pool.execute("DELETE FROM passages WHERE agent_id = $1 AND id = $2", agent_id, passage_id)
+        return done != "DELETE 0"
+
+    async def count_passages(self, agent_id: str) -> int:
+        return int(await self.pool.fetchval("SELECT count(*) FROM passages WHERE agent_id = $1", agent_id))
+
+    async def passage_tags(self, agent_id: str) -> list[str]:
+        rows = await self.pool.fetch(
+            'SELECT DISTINCT tag COLLATE "C" FROM passages, unnest(tags) AS tag WHERE agent_id = $1 ORDER BY 1',
+            agent_id)
+        return [row[0] for row in rows]
+
+    async def search_passages(
+        self,
+        agent_id: str,
+        query: str,
+        *,
+        tags: list[str] | None = None,
+        tag_match_mode: str = "any",
+        top_k: int = 10,
+        start: TimeBound = None,
+        end: TimeBound = None,
+        mode: str = "hybrid",
+        tz: str = "UTC",
+    ) -> list[SearchHit]:
+        lower, upper = parse_range(start, end, tz)
+        where = Where().add("agent_id = {}", ids.check_id(agent_id, "agent_id"))
+        if tags:
+            if tag_match_mode not in ("any", "all"):
+                raise ValueError(f"tag_match_mode must be 'any' or 'all', not {tag_match_mode!r}")
+            where.add("tags && {}::text[]" if tag_match_mode == "any" else "tags @> {}::text[]",
+                      [str(t) for t in tags])
+        time_range(where, lower, upper)
+        return await search(self.pool, "passages", where, _PASSAGE_COLUMNS, query, top_k, mode, _passage,
+                            self._query_vector)
+
+    # --- recall -----------------------------------------------------------------------------
+    def enqueue_messages(self, records: list[RecallRecord], *, new: bool = False) -> None:
+        for record in records:
+            ids.check_id(record.id, "message id")
+            ids.check_id(record.agent_id, "agent_id")
+        self._queue.put(list(records))
+
+    async def search_recall(
+        self,
+        agent_id: str,
+        query: str,
+        *,
+        roles: list[str] | None = None,
+        limit: int = 10,
+        start: TimeBound = None,
+        end: TimeBound = None,
+        mode: str = "hybrid",
+        tz: str = "UTC",
+    ) -> list[SearchHit]:
+        lower, upper = parse_range(start, end, tz)
+        where = Where().add("agent_id = {}", ids.check_id(agent_id, "agent_id"))
+        if roles:
+            ids.roles_filter(roles)  # validates, as the LanceDB backend does
+            where.add("role = ANY({}::text[])", list(roles))
+        time_range(where, lower, upper)
+        return await search(self.pool, "recall", where, _RECALL_COLUMNS, query, limit, mode, _recall,
+                            self._query_vector)
+
+    async def recall_ids(self, agent_id: str) -> set[str]:
+        rows = await self.pool.fetch("SELECT id FROM recall WHERE agent_id = $1", agent_id)
+        return {row[0] for row in rows} | self._queue.pending_ids(agent_id)
+
+    async def recall_ids_all(self, *, after: str | None = None, limit: int = ID_PAGE_SIZE) -> list[str]:
+        rows = await self.pool.fetch("SELECT id FROM recall WHERE id > $1 ORDER BY id LIMIT $2", after or "", limit)
+        return [row[0] for row in rows]
+
+    async def delete_recall(self, ids_: list[str] | set[str]) -> None:
+        doomed = set(ids_)
+        if not doomed:
+            return
+        async with self._queue.lock:
+            self._queue.discard(lambda record: record.id not in doomed)
+            await self.pool.execute("DELETE FROM recall WHERE id = ANY($1::text[])", sorted(doomed))
+
+    async def delete_agent(self, agent_id: str) -> None:
+        async with self._queue.lock:
+            self._queue.discard(lambda record: record.agent_id != agent_id)
+            async with self.pool.acquire() as con, con.transaction():
+                await con.execute("DELETE FROM passages WHERE agent_id = $1", agent_id)
+                await con.execute("DELETE FROM recall WHERE agent_id = $1", agent_id)
+
+    async def agent_ids(self, *, after: str | None = None, limit: int = ID_PAGE_SIZE) -> list[str]:
+        rows = await self.pool.fetch(
+            "SELECT agent_id FROM (SELECT agent_id FROM passages WHERE agent_id > $1"
+            " UNION SELECT agent_id FROM recall WHERE agent_id > $1) AS a ORDER BY agent_id LIMIT $2",
+            after or "", limit)
+        return [row[0] for row in rows]
+
+    async def _write_recall(self, batch: list[RecallRecord]) -> None:
+        records = list({record.id: record for record in batch}.values())  # the last version of a message wins
+        vectors = await self._embed([r.text or "" for r in records], self.recall_embed_timeout)
+        columns = [[r.id for r in records], [r.agent_id for r in records], [r.role for r in records],
+                   [r.text or "" for r in records], [_utc(r.created_at) for r in records]]
+        await self._insert("recall", "id, agent_id, role, text, created_at", "u.id, u.agent_id, u.role, u.text,"
+                           " u.created_at", "$1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]",
+                           "id, agent_id, role, text, created_at", columns, vectors, upsert=True)
+
+    # --- shared write / embedding -------------------------------------------------------------
+    async def _insert(self, table: str, names: str, select: str, arrays: str, aliases: str,
+                      columns: list[list[Any]], vectors: list[list[float]] | None, *, upsert: bool) -> None:
+        """One INSERT ... SELECT FROM unnest for every row, the embedding too when there is one."""
+        args: list[Any] = [text_safe(column) for column in columns]
+        if self.vectors_available:
+            names += ", embedding"
+            select += ", u.embedding::vector"
+            arrays += f", ${len(args) + 1}::text[]"
+            aliases += ", embedding"
+            args.append([vector_literal(v) for v in vectors] if vectors else [None] * len(columns[0]))
+        sql = f"INSERT INTO {table} ({names}) SELECT {select} FROM unnest({arrays}) AS u({aliases})"
+        if upsert:
+            sets = ", ".join(f"{n.strip()} = EXCLUDED.{n.strip()}" for n in names.split(",") if n.strip() != "id")
+            sql += f" ON CONFLICT (id) DO UPDATE SET {sets}"
+        async with self.pool.acquire() as con:
+            if vectors and self.vectors_available and (table, len(vectors[0])) not in self._indexed_dims:
+                await ensure_hnsw(con, table, len(vectors[0]))
+                self._indexed_dims.add((table, len(vectors[0])))
+            await con.execute(sql, *args)
+        if self.embedder is not None and vectors is None:
+            self._maybe_unembedded = True
+
+    async def _embed(self, texts: list[str], timeout: float) -> list[list[float]] | None:
+        """Vectors for `texts`, or None (rows are then stored for full-text search and re-embedded later)."""
+        if not self.vector_search or not texts:
+            return None
+        try:
+            vectors = await asyncio.wait_for(self.embedder.embed(texts), timeout)  # type: ignore[union-attr]
+        except (EmbeddingError, asyncio.TimeoutError) as exc:
+            self._warn(f"embedding failed; full-text search only until it recovers: {exc!r}")
+            return None
+        if len(vectors) != len(texts) or len({len(v) for v in vectors}) != 1:
+            self._warn("embedder returned a wrong number or mix of vector sizes")
+            return None
+        return vectors
+
+    async def _query_vector(self, query: str) -> list[float] | None:
+        vectors = await self._embed([query], self.query_embed_timeout)
+        return vectors[0] if vectors else None
+
+    async def embed_pending(self) -> int:
+        """Give vectors to rows stored without one; returns how many were embedded."""
+        if not self.vector_search:
+            return 0
+        self._maybe_unembedded = False  # cleared first: a write failing meanwhile sets it again
+        done = 0
+        for table in ("passages", "recall"):
+            while True:
+                rows = await self.pool.fetch(
+                    f"SELECT id, text FROM {table} WHERE embedding IS NULL ORDER BY id LIMIT {_REEMBED_BATCH}")
+                if not rows:
+                    break
+                vectors = await self._embed([row[1] for row in rows], self.write_embed_timeout)
+                if vectors is None:
+                    self._maybe_unembedded = True
+                    return done
+                async with self.pool.acquire() as con:
+                    await ensure_hnsw(con, table, len(vectors[0]))
+                    await con.execute(
+                        f"UPDATE {table} SET embedding = u.v::vector FROM unnest($1::text[], $2::text[]) AS u(id, v)"
+                        f" WHERE {table}.id = u.id", [row[0] for row in rows], [vector_literal(v) for v in vectors])
+                done += len(rows)
+        return done
+
+    async def _reembed_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.reembed_interval)
+            if self._maybe_unembedded:
+                try:
+                    await self.embed_pending()
+                except Exception:
+                    log.exception("re-embedding failed")
+
+    def _warn(self, message: str) -> None:
+        # At most one warning per 30 s: a dead embedder would otherwise log on every write.
+        now = time.monotonic()
+        if now - self._last_warning >= 30.0:
+            self._last_warning = now
+            log.warning(message)
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def _passage(row: dict[str, Any]) -> Passage:
+    metadata = json.loads(row["metadata"]) if row.get("metadata") else {}
+    return Passage(row["id"], row["agent_id"], row["text"] or "", list(row["tags"] or []), row["created_at"], metadata)
+
+
+def _recall(row: dict[str, Any]) -> RecallRecord:
+    return RecallRecord(row["id"], row["agent_id"], row["role"] or "", row["text"] or "", row["created_at"])

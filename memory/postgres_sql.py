@@ -1,0 +1,82 @@
+"""SQL for PostgresStore built from the shared column lists, and asyncpg's errors as `Store` errors.
+
+The row <-> record mapping is the DuckDB store's (memory.duckdb_rows): both keep JSON as text and
+timestamps as instants, so a row means the same thing in either database.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import asyncpg
+
+from memory.duckdb_rows import Table
+from memory.store import Conflict
+
+_PG_TYPES = {"VARCHAR": "text", "BIGINT": "int8", "INTEGER": "int4", "BOOLEAN": "bool", "TIMESTAMPTZ": "timestamptz"}
+
+
+def _quote(name: str) -> str:
+    return f'"{name}"'
+
+
+@lru_cache(maxsize=None)
+def select_list(table: Table) -> str:
+    return ", ".join(_quote(name) for name, _ in table.columns)
+
+
+@lru_cache(maxsize=None)
+def insert_sql(table: Table) -> str:
+    """Insert one row given as $1..$n in column order."""
+    names = select_list(table)
+    params = ", ".join(f"${i}" for i in range(1, len(table.columns) + 1))
+    return f"INSERT INTO {table.name} ({names}) VALUES ({params})"
+
+
+@lru_cache(maxsize=None)
+def bulk_insert_sql(table: Table, upsert: bool) -> str:
+    """Insert many rows in one round trip, one array parameter per column; `upsert` overwrites rows by id."""
+    names = select_list(table)
+    arrays = ", ".join(f"${i}::{_PG_TYPES[t]}[]" for i, (_, t) in enumerate(table.columns, start=1))
+    sql = f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays})"
+    if upsert:
+        sets = ", ".join(f"{_quote(n)} = EXCLUDED.{_quote(n)}" for n, _ in table.columns if n != "id")
+        sql += f" ON CONFLICT (id) DO UPDATE SET {sets}"
+    return sql
+
+
+@lru_cache(maxsize=None)
+def update_by_id_sql(table: Table) -> str:
+    """Overwrite every column but `id`; parameters in column order, the id first."""
+    sets = ", ".join(f"{_quote(n)} = ${i}" for i, (n, _) in enumerate(table.columns, start=1) if n != "id")
+    return f"UPDATE {table.name} SET {sets} WHERE id = $1"
+
+
+NUL_STAND_IN = "\ufffd"
+
+
+def text_safe(value: Any) -> Any:
+    """`value` with NUL characters replaced by U+FFFD: PostgreSQL text cannot hold NUL, and a write must not fail."""
+    if isinstance(value, str):
+        return value.replace("\x00", NUL_STAND_IN) if "\x00" in value else value
+    if isinstance(value, list):
+        return [text_safe(v) for v in value]
+    return value
+
+
+def row_safe(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(text_safe(v) for v in row)
+
+
+# A duplicate key, or a lost race with another writer (which PostgreSQL may report as either of the others).
+_CONFLICTS = (asyncpg.UniqueViolationError, asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
+
+
+def store_error(exc: BaseException) -> BaseException:
+    """The interface error for `exc`: Conflict for a taken key or a lost race; anything else unchanged."""
+    if isinstance(exc, _CONFLICTS):
+        conflict = Conflict(str(exc))
+        conflict.__cause__ = exc
+        return conflict
+    return exc

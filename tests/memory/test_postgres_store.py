@@ -1,0 +1,158 @@
+"""PostgresStore's own behaviour: migrations under an advisory lock, group commit with savepoints.
+
+The behaviour every backend shares is in test_store_contract.py and test_duckdb_store.py (`store`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from memory.models import Agent, Changes, Message, Run, new_id
+from memory.postgres_migrations import MIGRATIONS, apply_migrations
+from memory.postgres_store import PostgresStore
+from memory.store import Conflict, SchemaTooNewError, StoreError
+
+
+@pytest.fixture
+async def store(postgres_schema_url: str) -> AsyncIterator[PostgresStore]:
+    db = PostgresStore(postgres_schema_url)
+    await db.open()
+    yield db
+    await db.close()
+
+
+def turn(agent_id: str, first_seq: int, count: int = 2) -> Changes:
+    run = Run(id=new_id("run"), agent_id=agent_id, status="completed")
+    messages = [Message(id=new_id("message"), agent_id=agent_id, seq=first_seq + i, role="user",
+                        content=f"m{first_seq + i}", run_id=run.id) for i in range(count)]
+    return Changes(messages=messages, runs=[run])
+
+
+async def new_agent(store: PostgresStore) -> Agent:
+    agent = Agent(id=new_id("agent"), name="a")
+    await store.create_agent(agent, [])
+    return agent
+
+
+async def test_two_processes_opening_at_once_migrate_once(postgres_schema_url: str) -> None:
+    connections = [await asyncpg.connect(postgres_schema_url) for _ in range(3)]
+    try:
+        applied = await asyncio.gather(*(apply_migrations(con) for con in connections))
+        versions = [version for version, _ in MIGRATIONS]
+        assert sorted(v for run in applied for v in run) == versions  # each version applied exactly once
+        assert sum(bool(run) for run in applied) == 1
+        rows = await connections[0].fetch("SELECT version FROM schema_migrations ORDER BY version")
+        assert [r[0] for r in rows] == versions
+    finally:
+        for con in connections:
+            await con.close()
+
+
+async def test_two_stores_opening_a_fresh_database_at_once_both_work(postgres_schema_url: str) -> None:
+    stores = [PostgresStore(postgres_schema_url) for _ in range(2)]
+    await asyncio.gather(*(s.open() for s in stores))
+    try:
+        agent = await new_agent(stores[0])
+        assert await stores[1].get_agent(agent.id) == agent
+        rows = await stores[0]._fetch("SELECT version, count(*) FROM schema_migrations GROUP BY version ORDER BY 1")
+        assert [tuple(r) for r in rows] == [(version, 1) for version, _ in MIGRATIONS]
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_a_schema_from_a_newer_memproxy_is_refused(postgres_schema_url: str) -> None:
+    con = await asyncpg.connect(postgres_schema_url)
+    try:
+        await apply_migrations(con)
+        await con.execute("INSERT INTO schema_migrations VALUES (9999, now())")
+    finally:
+        await con.close()
+    with pytest.raises(SchemaTooNewError):
+        await PostgresStore(postgres_schema_url).open()
+
+
+async def test_concurrent_commits_share_transactions(store: PostgresStore) -> None:
+    agents = [await new_agent(store) for _ in range(30)]
+    before = store.commit_transactions
+    batch = [turn(agent.id, 1) for agent in agents]
+    assert await asyncio.gather(*(store.commit(c) for c in batch)) == [None] * 30
+    assert store.commit_transactions - before < 30
+    for agent, changes in zip(agents, batch):
+        assert await store.list_messages(agent.id) == changes.messages
+        assert await store.list_runs(agent_id=agent.id) == changes.runs
+
+
+async def test_a_bad_changes_in_a_batch_fails_alone(store: PostgresStore) -> None:
+    agent = await new_agent(store)
+    good_before, good_after = turn(agent.id, 1), turn(agent.id, 20)
+    null_role = turn(agent.id, 5, 3)
+    null_role.messages[2].role = None  # type: ignore[assignment]  # NOT NULL violation on the last row
+    taken_seq = turn(agent.id, 2)  # seq 2 is taken by good_before, earlier in the same batch
+    bad_run = turn(agent.id, 15, 3)  # its messages are written before its run fails
+    bad_run.runs[0].status = None  # type: ignore[assignment]
+    before = store.commit_transactions
+    outcomes = await asyncio.gather(*(store.commit(c) for c in (good_before, null_role, taken_seq, bad_run,
+                                                                 good_after)), return_exceptions=True)
+    assert store.commit_transactions - before == 1  # one transaction, the bad ones rolled back to savepoints
+    assert outcomes[0] is None and outcomes[4] is None
+    assert isinstance(outcomes[1], asyncpg.NotNullViolationError)
+    assert isinstance(outcomes[2], Conflict)
+    assert isinstance(outcomes[3], asyncpg.NotNullViolationError)
+    assert await store.list_messages(agent.id) == good_before.messages + good_after.messages
+    assert {r.id for r in await store.list_runs()} == {good_before.runs[0].id, good_after.runs[0].id}
+
+
+async def test_a_cancelled_commit_still_lands_once_queued(store: PostgresStore) -> None:
+    agent = await new_agent(store)
+    changes = turn(agent.id, 1)
+    task = asyncio.create_task(store.commit(changes))
+    await asyncio.sleep(0)  # queued, and the drain task started
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await store.close()  # waits for the queue to be written
+    await store.open()
+    assert await store.list_messages(agent.id) == changes.messages
+
+
+async def test_unserialisable_changes_fail_before_queueing(store: PostgresStore) -> None:
+    agent = await new_agent(store)
+    changes = turn(agent.id, 1)
+    changes.runs[0].metadata = {"x": object()}
+    with pytest.raises(TypeError):
+        await store.commit(changes)
+    assert await store.count_messages(agent.id) == 0
+
+
+async def test_an_unreachable_database_is_named_without_its_password() -> None:
+    with pytest.raises(StoreError) as failed:
+        # Port 1 on loopback refuses at once: nothing listens there.
+        await PostgresStore("postgresql://memproxy:s3cret-pw@127.0.0.1:1/nodb").open()
+    assert "postgresql://memproxy:***@127.0.0.1:1/nodb" in str(failed.value) and "s3cret" not in str(failed.value)
+
+
+async def test_a_closed_store_refuses_work(postgres_schema_url: str) -> None:
+    db = PostgresStore(postgres_schema_url)
+    with pytest.raises(RuntimeError):
+        await db.get_agent("agent-x")
+    await db.open()
+    await db.close()
+    await db.close()  # closing twice is harmless
+    with pytest.raises(RuntimeError):
+        await db.commit(Changes(evict_message_ids=["message-x"]))
+
+
+async def test_a_nul_character_is_stored_as_a_replacement_character(store: PostgresStore) -> None:
+    agent = Agent(id=new_id("agent"), name="nul\x00name")
+    await store.create_agent(agent, [])
+    changes = turn(agent.id, 1)
+    changes.messages[0].content = "before\x00after"
+    await store.commit(changes)  # PostgreSQL text cannot hold NUL: the write must still succeed
+    assert (await store.list_messages(agent.id))[0].content == "before\ufffdafter"
+    assert (await store.get_agent(agent.id)).name == "nul\ufffdname"  # type: ignore[union-attr]
+    assert [a.id for a in await store.list_agents(name="nul\x00name")] == [agent.id]
