@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import random
+import time
 from pathlib import Path
 
 import pytest
@@ -38,11 +41,17 @@ async def test_an_endless_loop_is_killed_at_the_time_limit() -> None:
     result = await quick.run("def spin():\n    while True:\n        pass\n", "spin", {}, {})
     assert not result.ok and "timed out after 1 seconds" in result.text
     # A child that started children of its own: they go too.
+    marker = f"{300 + random.random() * 100:.6f}"  # this run's grandchild alone, whatever else is running here
     source = ("def fork_and_wait():\n    import subprocess, time\n"
-              "    subprocess.Popen(['sleep', '312.5'])\n    time.sleep(300)\n")
+              f"    subprocess.Popen(['sleep', '{marker}'])\n    time.sleep(300)\n")
     result = await quick.run(source, "fork_and_wait", {}, {})
     assert not result.ok and "timed out" in result.text
-    assert not [pid for pid in os.listdir("/proc") if pid.isdigit() and _cmdline(pid) == b"sleep\x00312.5\x00"]
+    wanted = b"sleep\x00" + marker.encode() + b"\x00"
+    # SIGKILL lands asynchronously: give the kernel a moment to finish the grandchild off.
+    deadline = time.monotonic() + 10
+    while [pid for pid in os.listdir("/proc") if pid.isdigit() and _cmdline(pid) == wanted]:
+        assert time.monotonic() < deadline, "the tool's own child outlived it"
+        await asyncio.sleep(0.05)
 
 
 def _cmdline(pid: str) -> bytes:
