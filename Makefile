@@ -29,7 +29,7 @@ test: $(TEST_STAMP)
 	$(MAKE) test-postgres
 
 # Every suite that starts memproxy servers, again with each server on PostgreSQL.
-test-postgres: $(STAMP)
+test-postgres: $(TEST_STAMP)
 	MEMPROXY_TEST_BACKEND=postgres $(BIN)/python -m pytest tests/chat tests/api tests/providers tests/clients \
 		tests/tools tests/test_coordination.py tests/test_http1.py tests/test_upstream_tls.py tests/test_readme.py \
 		tests/test_metrics.py tests/test_runtime.py $(PYTEST_ARGS)

@@ -15,7 +15,7 @@ from memory.models import Message
 from proxy.api.lookup import require_agent, runtime
 from proxy.chat.protocol import parse_chat_request
 from proxy.chat.new_input import split_new_input
-from proxy.chat.turn import request_head
+from proxy.chat.request_head import request_head
 from proxy.errors import APIError
 from proxy.http import json_response, read_json
 

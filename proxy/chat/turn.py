@@ -13,6 +13,7 @@ from memory.context import content_text, encode_messages, encode_request, media_
 from memory.models import Changes, Message, Run, new_id, utcnow
 from proxy.chat.new_input import NewInput, already_held, pending_client_calls
 from proxy.chat.protocol import RELAYED_DELTA_FIELDS, ChatRequest
+from proxy.chat.request_head import request_head, request_tools
 from proxy.chat.said import ModelOutput, add_usage, chunk_usage
 from proxy import logs
 from proxy.errors import APIError
@@ -64,13 +65,6 @@ class TurnEnv:
     budget: Any = None  # memory.compaction.ContextBudget
     on_messages: Any = None  # callback(list[Message]) after messages are committed (recall indexing)
     metrics: Metrics = field(default_factory=Metrics)
-
-
-def upstream_model(handle: str, upstream_url: str) -> str:
-    # Letta handles look like "openai/gpt-4o-mini"; OpenAI itself only knows the part after the slash.
-    if handle.startswith("openai/") and "api.openai.com" in upstream_url:
-        return handle.split("/", 1)[1]
-    return handle
 
 
 class Turn:
@@ -397,32 +391,3 @@ class Turn:
             self.live.id, Changes(messages=batch, runs=[self.run], evict_message_ids=evicted, insert_only=True),
             after=(lambda: on_messages(batch)) if on_messages and batch else None)
         prune_wire_cache(self.live)
-
-
-def request_tools(env: TurnEnv, live: LiveAgent, request: ChatRequest) -> list[dict[str, Any]]:
-    """The agent's server tools, then the client's own."""
-    tools = env.registry.schemas(tuple(live.agent.tools))
-    return [*tools, *request.tools] if request.tools else tools
-
-
-def request_head(env: TurnEnv, live: LiveAgent, request: ChatRequest,
-                 first_step: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Everything of an upstream request but its messages: model, stream flags, sampling, tools."""
-    agent = live.agent
-    head: dict[str, Any] = {"model": upstream_model(agent.model, env.upstream.base_url), "stream": True,
-                            "stream_options": {"include_usage": True}}
-    head.update(agent.llm_params)
-    # One token limit, named as the request named it (reasoning models refuse `max_tokens`).
-    if "max_completion_tokens" in request.sampling:
-        head.pop("max_tokens", None)
-    elif "max_tokens" in request.sampling:
-        head.pop("max_completion_tokens", None)
-    head.update(request.sampling)
-    head.update(request.forwarded)
-    tools = request_tools(env, live, request)
-    if tools:
-        head["tools"] = tools
-        # `tool_choice` shapes the turn's first step; repeating it would make "required" loop to max_steps.
-        if request.tool_choice is not None and first_step:
-            head["tool_choice"] = request.tool_choice
-    return head, tools
