@@ -133,6 +133,8 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE agents ADD COLUMN tool_env TEXT NOT NULL DEFAULT '{}';
         """,
     ),
+    # Letta's per-agent `timezone` (the embedded store's migration 5); earlier agents keep UTC dates.
+    (4, "ALTER TABLE agents ADD COLUMN timezone TEXT NOT NULL DEFAULT 'UTC';"),
 ]
 
 
