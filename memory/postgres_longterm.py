@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -25,7 +24,7 @@ import asyncpg
 
 from memory.longterm import sql as ids
 from memory.longterm.api import ID_PAGE_SIZE, LongTermMemory
-from memory.longterm.embedder import Embedder, EmbeddingError
+from memory.longterm.embedder import Embedder, RareWarning, embed_or_none
 from memory.longterm.recall_queue import RecallQueue
 from memory.longterm.records import Passage, RecallRecord, SearchHit
 from memory.longterm.timefilter import TimeBound, parse_range
@@ -67,7 +66,7 @@ class PostgresLongTermMemory(LongTermMemory):
         self._tasks: list[asyncio.Task[None]] = []
         self._indexed_dims: set[tuple[str, int]] = set()
         self._maybe_unembedded = embedder is not None
-        self._last_warning = 0.0
+        self._warn = RareWarning(log)
 
     @property
     def vector_search(self) -> bool:
@@ -316,15 +315,7 @@ class PostgresLongTermMemory(LongTermMemory):
         """Vectors for `texts`, or None (rows are then stored for full-text search and re-embedded later)."""
         if not self.vector_search or not texts:
             return None
-        try:
-            vectors = await asyncio.wait_for(self.embedder.embed(texts), timeout)  # type: ignore[union-attr]
-        except (EmbeddingError, asyncio.TimeoutError) as exc:
-            self._warn(f"embedding failed; full-text search only until it recovers: {exc!r}")
-            return None
-        if len(vectors) != len(texts) or len({len(v) for v in vectors}) != 1:
-            self._warn("embedder returned a wrong number or mix of vector sizes")
-            return None
-        return vectors
+        return await embed_or_none(self.embedder, texts, timeout, self._warn)  # type: ignore[arg-type]
 
     async def _query_vector(self, query: str) -> list[float] | None:
         vectors = await self._embed([query], self.query_embed_timeout)
@@ -362,13 +353,6 @@ class PostgresLongTermMemory(LongTermMemory):
                     await self.embed_pending()
                 except Exception:
                     log.exception("re-embedding failed")
-
-    def _warn(self, message: str) -> None:
-        # At most one warning per 30 s: a dead embedder would otherwise log on every write.
-        now = time.monotonic()
-        if now - self._last_warning >= 30.0:
-            self._last_warning = now
-            log.warning(message)
 
 
 def _utc(value: datetime) -> datetime:

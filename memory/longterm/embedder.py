@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
-from typing import Any
+import time
+from typing import Any, Callable
 
 import httpx
 
@@ -13,6 +16,39 @@ MAX_CHARS = 8000  # keeps one text under common 8k-token model limits so a long 
 
 class EmbeddingError(RuntimeError):
     """The embedding backend failed or answered something unusable."""
+
+
+class RareWarning:
+    """Logs a warning at most once per `every` seconds: a dead embedder would otherwise log on every write."""
+
+    def __init__(self, log: logging.Logger, every: float = 30.0) -> None:
+        self.log = log
+        self.every = every
+        self._last = 0.0
+
+    def __call__(self, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.every:
+            self._last = now
+            self.log.warning(message)
+
+
+async def embed_or_none(embedder: Embedder, texts: list[str], timeout: float,
+                        warn: Callable[[str], None]) -> list[list[float]] | None:
+    """Vectors for `texts`, or None when the embedder fails, is slow or answers unusably (said through `warn`).
+
+    Long-term memory never fails a write over a vector: the rows are stored for full-text search and
+    re-embedded later.
+    """
+    try:
+        vectors = await asyncio.wait_for(embedder.embed(texts), timeout)
+    except (EmbeddingError, asyncio.TimeoutError) as exc:
+        warn(f"embedding failed; full-text search only until it recovers: {exc!r}")
+        return None
+    if len(vectors) != len(texts) or len({len(v) for v in vectors}) != 1:
+        warn("embedder returned a wrong number or mix of vector sizes")
+        return None
+    return vectors
 
 
 class Embedder:

@@ -34,7 +34,7 @@ from lancedb.query import ColumnOrdering
 from memory import native_heap
 from memory.longterm import sql
 from memory.longterm.api import ID_PAGE_SIZE, LongTermMemory
-from memory.longterm.embedder import Embedder, EmbeddingError
+from memory.longterm.embedder import Embedder, RareWarning, embed_or_none
 from memory.longterm.recall_queue import RecallQueue
 from memory.longterm.records import Passage, RecallRecord, SearchHit
 from memory.longterm.reembed import Reembedder
@@ -94,10 +94,10 @@ class LanceLongTermMemory(LongTermMemory):
         self._replace_ids: set[str] = set()  # queued ids that may already be in the table
         self._tasks: list[asyncio.Task[None]] = []
         self._maybe_unembedded = embedder is not None  # rows from an earlier run may still lack vectors
+        self._warn = RareWarning(log)
         self._reembedder = Reembedder(embedder, write_embed_timeout, self._warn) if embedder is not None else None
         self._stats: dict[str, tuple[int, list[str]]] = {}
         self._passage_writes = 0  # bumps on every passage write; a stats read spanning one is not cached
-        self._last_warning = 0.0
 
     @property
     def cache_bytes(self) -> int:
@@ -370,15 +370,7 @@ class LanceLongTermMemory(LongTermMemory):
         """Vectors for `texts`, or None (rows are then stored for full-text search and re-embedded later)."""
         if self.embedder is None or not texts:
             return None
-        try:
-            vectors = await asyncio.wait_for(self.embedder.embed(texts), timeout)
-        except (EmbeddingError, asyncio.TimeoutError) as exc:
-            self._warn(f"embedding failed; full-text search only until it recovers: {exc!r}")
-            return None
-        if len(vectors) != len(texts) or len({len(v) for v in vectors}) != 1:
-            self._warn("embedder returned a wrong number or mix of vector sizes")
-            return None
-        return vectors
+        return await embed_or_none(self.embedder, texts, timeout, self._warn)
 
     async def _query_vector(self, table: MemoryTable, query: str) -> list[float] | None:
         if table.dim is None:
@@ -420,13 +412,6 @@ class LanceLongTermMemory(LongTermMemory):
                     await self.embed_pending()
                 except Exception:
                     log.exception("re-embedding failed")
-
-    def _warn(self, message: str) -> None:
-        # At most one warning per 30 s: a dead embedder would otherwise log on every write.
-        now = time.monotonic()
-        if now - self._last_warning >= 30.0:
-            self._last_warning = now
-            log.warning(message)
 
 
 def _unique(tags: list[str] | None) -> list[str]:
