@@ -43,6 +43,12 @@ class Metrics:
         self.upstream_errors = Counter("memproxy_upstream_errors", "upstream failures by status and code",
                                        ["status", "code"], registry=r)
         self.turns = Counter("memproxy_turns", "agent turns by how they ended", ["status"], registry=r)
+        # The children every turn touches, bound once rather than looked up by label on each request.
+        self.added_ttft_agent = self.added_ttft.labels("agent")
+        self.added_ttft_passthrough = self.added_ttft.labels("passthrough")
+        self.turns_completed = self.turns.labels("completed")
+        self.turns_failed = self.turns.labels("failed")
+        self.turns_cancelled = self.turns.labels("cancelled")
         self._sampled: list[Callable[[], Iterator[Any]]] = []
         r.register(_Sampled(self._sampled))
 

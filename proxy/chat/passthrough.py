@@ -16,7 +16,7 @@ async def forward_chat(upstream: Upstream, raw_body: bytes, extra_headers: dict[
                        metrics: Metrics) -> Response:
     headers = {"Content-Type": "application/json", "Accept-Encoding": "identity", **extra_headers}
     sent = time.perf_counter()
-    metrics.added_ttft.labels("passthrough").observe(sent - received)
+    metrics.added_ttft_passthrough.observe(sent - received)
     try:
         response = await upstream.open_chat_stream(raw_body, headers)
     except UpstreamError as exc:

@@ -265,7 +265,7 @@ class TurnRunner:
                 encoder.fingerprint(sink.system_fingerprint)
             empty = None if calls or sink.said.refusal else content  # "" for an empty answer, null beside calls
             if timing.before_upstream is not None:
-                self.env.metrics.added_ttft.labels("agent").observe(timing.before_upstream)
+                self.env.metrics.added_ttft_agent.observe(timing.before_upstream)
             return timing.stamp(json_response(completion_object(
                 encoder, content or empty, calls or None, sink.reason or "stop", sink.usage,
                 sink.said.message_fields(), sink.said.logprobs)))
@@ -325,7 +325,7 @@ class TurnRunner:
                     if spoke and not heard and sink.spoke_at is not None and timing.before_upstream is not None:
                         # Added TTFT: our time before the upstream call, plus from its first token to this write.
                         added = timing.before_upstream + time.perf_counter() - sink.spoke_at
-                        self.env.metrics.added_ttft.labels("agent").observe(added)
+                        self.env.metrics.added_ttft_agent.observe(added)
                     yield pending[0] if len(pending) == 1 else b"".join(pending)
                     heard = heard or spoke
                     pending = []

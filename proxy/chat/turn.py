@@ -317,7 +317,7 @@ class Turn:
             await self._crash(exc)  # tries to record the run as failed; if the store is down, the log says so
             return
         self.env.metrics.commit.observe(time.perf_counter() - t0)
-        self.env.metrics.turns.labels("completed").inc()
+        self.env.metrics.turns_completed.inc()
         if log.isEnabledFor(logging.DEBUG):
             log.debug("turn finished: %s after %d step(s)", reason, self.steps, extra={"timings": self.run.timings})
         # Only now is the turn acknowledged: the finish chunk follows the commit, never precedes it.
@@ -343,14 +343,14 @@ class Turn:
         status = exc.client_status
         code = exc.code or "upstream_error"
         self.env.metrics.upstream_errors.labels(str(exc.status), code).inc()
-        self.env.metrics.turns.labels("failed").inc()
+        self.env.metrics.turns_failed.inc()
         self.sink.error(APIError(status, f"upstream model error: {exc.message}", code=code,
                                  headers=exc.headers or None))
 
     async def _crash(self, exc: BaseException) -> None:
         """Something inside the turn raised: keep none of its messages, fail its run, and tell the client."""
         log.error("turn %s of %s failed", self.run.id, self.live.id, exc_info=exc)
-        self.env.metrics.turns.labels("failed").inc()
+        self.env.metrics.turns_failed.inc()
         self.unsaved = []
         # The live agent already holds this turn's messages: drop it so the next turn reloads the store's truth.
         self.env.memory.forget(self.live.id)
@@ -369,7 +369,7 @@ class Turn:
             self._add("assistant", partial, metadata={"interrupted": True, "reason": "client_disconnected"})
         self.run.status = "cancelled"
         self.run.stop_reason = "cancelled"
-        self.env.metrics.turns.labels("cancelled").inc()
+        self.env.metrics.turns_cancelled.inc()
         try:
             await self._finish_run()
         except Exception:  # noqa: BLE001 - a failed save must not hide the cancellation
