@@ -51,20 +51,23 @@ def _select_list(columns: list[str], overrides: dict[str, str], alias: str) -> s
 
 
 def clone_agents(data_dir: Path, template_id: str, count: int, messages: int, tag: str = "clone",
-                 *, autoclear: bool = False) -> list[str]:
+                 *, autoclear: bool = False, in_context: int = IN_CONTEXT,
+                 context_window: int | None = None) -> list[str]:
     """Insert `count` copies of the template (own blocks each) with `messages` stored messages apiece.
 
-    `autoclear` sets `message_buffer_autoclear`: such agents keep no conversation in context.
+    The last `in_context` of them are in context. `autoclear` sets `message_buffer_autoclear`: such agents
+    keep no conversation in context. `context_window` sets `context_window_limit`.
     """
+    overrides = {"message_buffer_autoclear": "true" if autoclear else "a.message_buffer_autoclear"}
+    if context_window is not None:
+        overrides["context_window_limit"] = str(int(context_window))
     con = duckdb.connect(str(data_dir / DATABASE_FILE))
     try:
         con.execute("BEGIN TRANSACTION")
         con.execute("CREATE OR REPLACE TEMP TABLE new_agents AS "
                     "SELECT 'agent-' || uuid()::VARCHAR AS id, i FROM range(?) t(i)", [count])
         agent_cols = _select_list(_columns(con, "agents"),
-                                  {"id": "n.id", "name": f"'{tag}-' || n.i::VARCHAR",
-                                   "message_buffer_autoclear": "true" if autoclear else "a.message_buffer_autoclear"},
-                                  "a")
+                                  {"id": "n.id", "name": f"'{tag}-' || n.i::VARCHAR", **overrides}, "a")
         con.execute(f"INSERT INTO agents SELECT {agent_cols} FROM agents a, new_agents n WHERE a.id = ?",
                     [template_id])
         con.execute("CREATE OR REPLACE TEMP TABLE new_blocks AS "
@@ -85,7 +88,7 @@ def clone_agents(data_dir: Path, template_id: str, count: int, messages: int, ta
                 "': pack light layers and a rain jacket; I will remind you about Miso''s sitter on Friday.' END, "
                 "NULL, NULL, NULL, NULL, s.i >= ? - ?, '{}', now() - to_seconds(? - s.i) "
                 "FROM new_agents n, range(?) s(i)",
-                [messages, IN_CONTEXT, messages, messages])
+                [messages, in_context, messages, messages])
         ids = [row[0] for row in con.execute("SELECT id FROM new_agents ORDER BY i").fetchall()]
         con.execute("COMMIT")
         con.execute("CHECKPOINT")

@@ -1,0 +1,123 @@
+"""Turn cost: memproxy's CPU per agent turn as the in-context history grows, and per passthrough request.
+
+For each in-context size (50, 500, 5,000 messages; a context window large enough that nothing is
+compacted), `AGENTS` agents are cloned with that many messages in context and loaded with one warm-up
+turn each. Then `CONCURRENCY` connections send zero-delay turns, each connection to its own agents in
+turn, `TURNS_PER_AGENT` per agent (the context grows by two messages a turn, so it stays near its size).
+CPU is memproxy's user + system time over the measured turns, all threads (event loop, store commit,
+recall indexing), from /proc: what a turn costs the machine, whatever the wall clock says. The same
+server then relays passthrough requests, measured the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from bench import seed
+from bench.harness import Harness
+from bench.loadgen import Conn, close_all, open_conns
+from bench.procs import cpu_seconds
+from bench.stats import summary
+from bench.suite import CpuMeter, SuiteResult, Table, bottleneck_note
+from bench.suites.common import agent_request, direct_request, warm_agents
+
+SIZES = (50, 500, 5_000)
+SMOKE_SIZES = (20, 200)
+AGENTS = 32
+TURNS_PER_AGENT = 12
+CONCURRENCY = 8
+PASSTHROUGH_REQUESTS = 1_000
+WINDOW = 4_000_000  # no compaction at any size here
+
+
+async def _turns(h: Harness, conns: list[Conn], agent_ids: list[str], turns_per_agent: int) -> dict[str, Any]:
+    """Send the turns; return memproxy CPU per turn and the client-side e2e."""
+    assert h.memproxy is not None and h.sim is not None
+    headers = h.profile("zero")
+    queues = [agent_ids[w::len(conns)] for w in range(len(conns))]
+    e2e: list[float] = []
+    errors = 0
+
+    async def worker(w: int) -> None:
+        nonlocal errors
+        for _ in range(turns_per_agent):
+            for agent in queues[w]:
+                result = await conns[w].send(agent_request(agent, headers), "agent")
+                errors += not result.ok
+                if result.ok:
+                    e2e.append(result.e2e_ms)
+
+    meter = CpuMeter({"memproxy": h.memproxy.pid, "simulator": h.sim.pid}).start()
+    cpu0 = cpu_seconds(h.memproxy.pid)
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(len(conns))))
+    wall = time.perf_counter() - t0
+    cpu = cpu_seconds(h.memproxy.pid) - cpu0
+    turns = len(agent_ids) * turns_per_agent
+    return {"turns": turns, "errors": errors, "cpu_ms_per_turn": 1000 * cpu / turns, "turns_per_s": turns / wall,
+            "e2e_ms": summary(e2e), "cpu": meter.stop()}
+
+
+async def _passthrough(h: Harness, conns: list[Conn], requests: int) -> dict[str, Any]:
+    assert h.memproxy is not None and h.sim is not None
+    request = direct_request(h.profile("zero"))
+    per_conn = max(1, requests // len(conns))
+    errors = 0
+
+    async def worker(conn: Conn) -> None:
+        nonlocal errors
+        for _ in range(per_conn):
+            errors += not (await conn.send(request, "passthrough")).ok
+
+    await asyncio.gather(*(worker(c) for c in conns))  # warm-up: connections, upstream pool
+    meter = CpuMeter({"memproxy": h.memproxy.pid, "simulator": h.sim.pid}).start()
+    cpu0 = cpu_seconds(h.memproxy.pid)
+    await asyncio.gather(*(worker(c) for c in conns))
+    cpu = cpu_seconds(h.memproxy.pid) - cpu0
+    sent = per_conn * len(conns)
+    return {"requests": sent, "errors": errors, "cpu_ms_per_request": 1000 * cpu / sent, "cpu": meter.stop()}
+
+
+async def run(h: Harness) -> SuiteResult:
+    sizes = SMOKE_SIZES if h.scale.smoke else SIZES
+    agents = 4 if h.scale.smoke else AGENTS
+    turns_per_agent = 2 if h.scale.smoke else TURNS_PER_AGENT
+    result = SuiteResult()
+    points: dict[str, Any] = {}
+    passthrough: dict[str, Any] = {}
+    for size in sizes:
+        data = h.new_data_dir(f"turncost{size}")
+        ids = seed.clone_agents(data, h.template_id, agents, size, tag=f"ctx{size}", in_context=size,
+                                context_window=WINDOW)
+        mp = h.start_memproxy(data)
+        errors = await warm_agents(h, ids)
+        conns = await open_conns(mp.port, min(CONCURRENCY, agents))
+        point = await _turns(h, conns, ids, turns_per_agent)
+        point["warmup_errors"] = errors
+        points[f"m{size}"] = point
+        h.log(f"turncost {size} in context: {point['cpu_ms_per_turn']:.3f} CPU-ms per turn, "
+              f"{point['turns_per_s']:.0f} turns/s, e2e p50 {point['e2e_ms']['p50']:.2f} ms")
+        if size == sizes[0]:
+            requests = 40 if h.scale.smoke else PASSTHROUGH_REQUESTS
+            passthrough = await _passthrough(h, conns, requests)
+            h.log(f"turncost passthrough: {passthrough['cpu_ms_per_request']:.3f} CPU-ms per request")
+        close_all(conns)
+        h.stop_memproxy()
+    base = points[f"m{sizes[0]}"]["cpu_ms_per_turn"]
+    result.figures = {"agent": points, "passthrough": passthrough}
+    rows = [[size, points[f"m{size}"]["turns"], f"{points[f'm{size}']['cpu_ms_per_turn']:.3f}",
+             f"{points[f'm{size}']['cpu_ms_per_turn'] / base:.2f}x", f"{points[f'm{size}']['turns_per_s']:.0f}",
+             f"{points[f'm{size}']['e2e_ms']['p50']:.2f}", points[f"m{size}"]["errors"]] for size in sizes]
+    result.tables.append(Table(f"CPU per agent turn (memproxy, all threads; concurrency {CONCURRENCY})",
+                               ["in context", "turns", "CPU ms/turn", f"vs {sizes[0]}", "turns/s", "e2e p50 ms",
+                                "errors"], rows))
+    result.tables.append(Table("CPU per passthrough request", ["requests", "CPU ms/request", "errors"],
+                               [[passthrough["requests"], f"{passthrough['cpu_ms_per_request']:.3f}",
+                                 passthrough["errors"]]]))
+    for size in sizes:
+        note = bottleneck_note(f"{size} in context", points[f"m{size}"]["cpu"])
+        if note:
+            result.notes.append(note)
+    return result
