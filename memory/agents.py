@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from typing import Any, Callable, Protocol
 
 from memory.compile import MemoryMetadata, compile_system_prompt
+from memory.incontext import InContext
 from memory.models import Agent, Block, Changes, Message, new_id, utcnow
 from memory.store import Store
 
@@ -43,6 +44,7 @@ class LiveAgent:
     archival_tags: tuple[str, ...] = ()
     prompt: str | None = None
     prompt_meta: MemoryMetadata | None = None
+    in_context: InContext = field(default_factory=InContext)  # wire bytes and tokens of `messages`
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -97,32 +97,15 @@ class ContextBudget:
             total += self.counter.count_message(instruction)
         return total
 
-    def message_tokens(self, message: Message, counts: dict[str, tuple[int, int]] | None = None) -> int:
-        """Tokens of one stored message, counted once (again only if it was cut short since)."""
-        size = len(message.content or "")
-        if counts is not None:
-            hit = counts.get(message.id)
-            if hit is not None and hit[0] == size:
-                return hit[1]
-        tokens = self.counter.count_message(wire_message(message))
-        if counts is not None:
-            counts[message.id] = (size, tokens)
-        return tokens
-
-    def counts_of(self, live: LiveAgent) -> dict[str, tuple[int, int]]:
-        """The agent's per-message token counts (id -> (content length, tokens)), pruned to what is in context."""
-        counts: dict[str, tuple[int, int]] | None = live.extra.get("token_counts")
-        if counts is None or len(counts) > 2 * len(live.messages) + 64:
-            keep = {m.id for m in live.messages}
-            counts = live.extra["token_counts"] = {k: v for k, v in (counts or {}).items() if k in keep}
-        return counts
+    def message_tokens(self, live: LiveAgent, message: Message) -> int:
+        """Tokens of one in-context message, counted once."""
+        return live.in_context.message_tokens(message, self.counter)
 
     def measure(self, live: LiveAgent, prompt: str, instructions: list[dict[str, Any]],
                 tools: list[dict[str, Any]]) -> Budget:
+        """What the next request costs: the fixed part plus the running total of the in-context messages."""
         estimate = self.fixed_tokens(live, prompt, instructions, tools)
-        counts = self.counts_of(live)
-        for message in live.messages:
-            estimate += self.message_tokens(message, counts)
+        estimate += live.in_context.tokens(live.messages, self.counter)
         window, reserve = self.window_of(live)
         return Budget(estimate, self.calibration(live).corrected(estimate), window, reserve)
 
@@ -178,10 +161,9 @@ class ContextBudget:
             ratio = self.calibration(live).ratio or 1.0
             window, reserve = self.window_of(live)
             fixed = self.fixed_tokens(live, prompt, instructions, tools)
-            counts = self.counts_of(live)
             if previous is not None:
-                fixed += self.message_tokens(previous, counts)
-            triples = [(m.id, wire_message(m), self.message_tokens(m, counts)) for m in body]
+                fixed += self.message_tokens(live, previous)
+            triples = [(m.id, wire_message(m), self.message_tokens(live, m)) for m in body]
             plan = plan_eviction(triples, fixed_tokens=fixed, window=int(window * margin / ratio),
                                  reserve=int(reserve / ratio), fraction=self.fraction if fraction is None else fraction,
                                  must_fit=must_fit)

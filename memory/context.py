@@ -1,18 +1,22 @@
 """Assemble what the upstream sees: system prompt, per-request instructions, history, new input.
 
-Stored messages are encoded to JSON once and the bytes cached, so a turn with a long history only
-encodes what is new.
+Stored messages are encoded to JSON once and the bytes kept with the agent (memory/incontext.py), so a
+turn with a long history only encodes what is new.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from memory.agents import LiveAgent
 from memory.models import Message
+from memory.tokens import TokenCounter, default_counter
+
+if TYPE_CHECKING:
+    from memory.agents import LiveAgent
+
 
 def content_text(content: Any) -> str:
     """The readable text of an OpenAI `content` value: a string or a list of parts."""
@@ -101,33 +105,16 @@ def wire_message(message: Message) -> dict[str, Any]:
     return out
 
 
-def _cached_bytes(live: LiveAgent, message: Message) -> bytes:
-    cache: dict[str, tuple[tuple[int, bool], bytes]] = live.extra.setdefault("wire", {})
-    # Stored messages only change by being cut short, so length + the interrupted flag identify a version.
-    stamp = (len(message.content or ""), bool(message.metadata.get("interrupted")))
-    entry = cache.get(message.id)
-    if entry is not None and entry[0] == stamp:
-        return entry[1]
-    encoded = orjson.dumps(wire_message(message))
-    cache[message.id] = (stamp, encoded)
-    return encoded
-
-
-def prune_wire_cache(live: LiveAgent) -> None:
-    """Forget encodings of messages no longer in context."""
-    cache: dict[str, Any] | None = live.extra.get("wire")
-    if cache and len(cache) > 2 * len(live.messages) + 16:
-        keep = {m.id for m in live.messages}
-        for key in [k for k in cache if k not in keep]:
-            del cache[key]
-
-
-def encode_messages(live: LiveAgent, system_prompt: str, instructions: list[dict[str, Any]]) -> bytes:
-    """The JSON array of `messages` for the next upstream call."""
-    parts = [orjson.dumps({"role": "system", "content": system_prompt})]
-    parts.extend(orjson.dumps(i) for i in instructions)
-    parts.extend(_cached_bytes(live, m) for m in live.messages)
-    return b"[" + b",".join(parts) + b"]"
+def encode_messages(live: LiveAgent, system_prompt: str, instructions: list[dict[str, Any]],
+                    counter: TokenCounter | None = None) -> bytes:
+    """The JSON array of `messages` for the next upstream call, from the agent's cached encodings."""
+    head = [b"[", orjson.dumps({"role": "system", "content": system_prompt})]
+    for instruction in instructions:
+        head += (b",", orjson.dumps(instruction))
+    joined = live.in_context.joined(live.messages, counter or default_counter())
+    if joined:
+        head.append(b",")
+    return b"".join((*head, joined, b"]"))
 
 
 def encode_request(head: dict[str, Any], messages_json: bytes) -> bytes:

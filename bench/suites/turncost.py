@@ -1,8 +1,9 @@
 """Turn cost: memproxy's CPU per agent turn as the in-context history grows, and per passthrough request.
 
 For each in-context size (50, 500, 5,000 messages; a context window large enough that nothing is
-compacted), `AGENTS` agents are cloned with that many messages in context and loaded with one warm-up
-turn each. Then `CONCURRENCY` connections send zero-delay turns, each connection to its own agents in
+compacted), `AGENTS` agents are cloned with 5,000 stored messages each, the last `size` of them in
+context, and loaded with one warm-up turn each: the store holds the same rows at every size, so only
+the in-context history differs. Then `CONCURRENCY` connections send zero-delay turns, each connection to its own agents in
 turn, `TURNS_PER_AGENT` per agent (the context grows by two messages a turn, so it stays near its size).
 CPU is memproxy's user + system time over the measured turns, all threads (event loop, store commit,
 recall indexing), from /proc: what a turn costs the machine, whatever the wall clock says. The same
@@ -89,10 +90,11 @@ async def run(h: Harness) -> SuiteResult:
     passthrough: dict[str, Any] = {}
     for size in sizes:
         data = h.new_data_dir(f"turncost{size}")
-        ids = seed.clone_agents(data, h.template_id, agents, size, tag=f"ctx{size}", in_context=size,
+        ids = seed.clone_agents(data, h.template_id, agents, max(sizes), tag=f"ctx{size}", in_context=size,
                                 context_window=WINDOW)
         mp = h.start_memproxy(data)
         errors = await warm_agents(h, ids)
+        h.log(f"turncost {size} in context: {agents} agents loaded and warm; measuring")
         conns = await open_conns(mp.port, min(CONCURRENCY, agents))
         point = await _turns(h, conns, ids, turns_per_agent)
         point["warmup_errors"] = errors

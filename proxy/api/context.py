@@ -45,11 +45,11 @@ async def context_window(request: Request) -> Response:
         "system_prompt": live.agent.system,
         "num_tokens_core_memory": counter.count_text(core),
         "core_memory": core,
-        "num_tokens_summary_memory": budget.message_tokens(summary, budget.counts_of(live)) if summary else 0,
+        "num_tokens_summary_memory": budget.message_tokens(live, summary) if summary else 0,
         "summary_memory": summary.metadata.get("summary") if summary else None,
         "num_tokens_functions_definitions": counter.count_tools(tools),
         "functions_definitions": tools,
-        "num_tokens_messages": sum(budget.message_tokens(m, budget.counts_of(live)) for m in history),
+        "num_tokens_messages": sum(budget.message_tokens(live, m) for m in history),
         "messages": [_letta_like(m) for m in history],
     })
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from memory.agents import LiveAgent
-from memory.context import content_text, encode_messages, encode_request, media_parts, prune_wire_cache
+from memory.context import content_text, encode_messages, encode_request, media_parts
 from memory.models import Changes, Message, Run, new_id, utcnow
 from proxy.chat.new_input import NewInput, already_held, pending_client_calls
 from proxy.chat.protocol import RELAYED_DELTA_FIELDS, ChatRequest
@@ -390,4 +390,3 @@ class Turn:
         await self.env.memory.commit_turn(
             self.live.id, Changes(messages=batch, runs=[self.run], evict_message_ids=evicted, insert_only=True),
             after=(lambda: on_messages(batch)) if on_messages and batch else None)
-        prune_wire_cache(self.live)

@@ -1,0 +1,94 @@
+"""An agent's in-context messages as the upstream sees them: wire bytes and tokens, kept as running totals.
+
+A turn used to walk the whole in-context list twice (once to count tokens, once to encode the request),
+so its cost grew with the agent's history. Stored messages never change once added, so each message is
+encoded and counted once, and the totals are extended with what is new: a turn costs O(new messages).
+`LiveAgent.messages` stays the list of record; anything but an append (eviction, a summary put first, a
+reset) is noticed here and the totals are rebuilt from the per-message entries, without re-encoding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import orjson
+
+from memory.context import wire_message
+from memory.models import Message
+from memory.tokens import TokenCounter
+
+
+class Entry:
+    """One message's upstream encoding and token count."""
+
+    __slots__ = ("wire", "tokens")
+
+    def __init__(self, wire: bytes, tokens: int) -> None:
+        self.wire = wire
+        self.tokens = tokens
+
+
+class InContext:
+    """Per-message entries plus the joined bytes and token total of the messages synced so far."""
+
+    __slots__ = ("_entries", "_joined", "_total", "_synced", "_first", "_last")
+
+    def __init__(self) -> None:
+        self._entries: dict[str, Entry] = {}
+        self._joined = bytearray()  # b",".join(wire) of messages[:_synced]
+        self._total = 0  # tokens of messages[:_synced]
+        self._synced = 0
+        self._first: Message | None = None  # messages[0] and messages[_synced - 1] when last synced: any change
+        self._last: Message | None = None  # to the list other than an append moves one of them
+
+    def entry(self, message: Message, counter: TokenCounter) -> Entry:
+        """The message's entry, made on first use."""
+        entry = self._entries.get(message.id)
+        if entry is None:
+            wire = wire_message(message)
+            entry = self._entries[message.id] = Entry(orjson.dumps(wire), counter.count_message(wire))
+        return entry
+
+    def sync(self, messages: Sequence[Message], counter: TokenCounter) -> None:
+        """Bring the totals up to `messages`: extend them with appended messages, or rebuild if reshaped."""
+        n = len(messages)
+        synced = self._synced
+        if synced and (n < synced or messages[0] is not self._first or messages[synced - 1] is not self._last):
+            self._rebuild(messages)
+            synced = 0
+        if synced == n:
+            return
+        joined = self._joined
+        for message in messages[synced:]:
+            entry = self.entry(message, counter)
+            if joined:
+                joined += b","
+            joined += entry.wire
+            self._total += entry.tokens
+        self._synced = n
+        self._first = messages[0]
+        self._last = messages[-1]
+
+    def _rebuild(self, messages: Sequence[Message]) -> None:
+        keep = {m.id for m in messages}
+        self._entries = {k: v for k, v in self._entries.items() if k in keep}
+        self._joined = bytearray()
+        self._total = 0
+        self._synced = 0
+        self._first = self._last = None
+
+    def tokens(self, messages: Sequence[Message], counter: TokenCounter) -> int:
+        """Tokens of all in-context messages (framing included, reply priming not)."""
+        self.sync(messages, counter)
+        return self._total
+
+    def joined(self, messages: Sequence[Message], counter: TokenCounter) -> bytes | bytearray:
+        """The in-context messages' JSON objects joined by commas (no brackets)."""
+        self.sync(messages, counter)
+        return self._joined
+
+    def message_tokens(self, message: Message, counter: TokenCounter) -> int:
+        return self.entry(message, counter).tokens
+
+    def __len__(self) -> int:
+        return len(self._entries)

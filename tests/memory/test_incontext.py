@@ -1,0 +1,104 @@
+"""The running totals behind every budget check and request body: each message encoded and counted once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from memory.agents import LiveAgent
+from memory.compaction import ContextBudget
+from memory.context import encode_messages, wire_message
+from memory.models import Agent, Message
+from memory.tokens import TokenCounter
+
+
+class SpyCounter(TokenCounter):
+    """The real counter, counting how often it is asked to count a message."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def count_message(self, msg: Any) -> int:
+        self.calls += 1
+        return super().count_message(msg)
+
+
+def budget_with(spy: SpyCounter) -> ContextBudget:
+    budget = ContextBudget(memory=None, summarize=None, spawn=None)  # type: ignore[arg-type]
+    budget.counter = spy
+    return budget
+
+
+def message(i: int, agent_id: str = "agent-00000000-0000-4000-8000-000000000001") -> Message:
+    return Message(id=f"message-{i}", agent_id=agent_id, seq=i, role="user" if i % 2 == 0 else "assistant",
+                   content=f"line number {i}")
+
+
+def live_with(n: int) -> LiveAgent:
+    agent = Agent(id="agent-00000000-0000-4000-8000-000000000001", name="a", context_window_limit=8000)
+    return LiveAgent(agent=agent, blocks=[], messages=[message(i) for i in range(n)], next_seq=n, recall_count=n)
+
+
+def from_scratch(live: LiveAgent, counter: TokenCounter) -> tuple[int, list[Any]]:
+    """What the totals must equal: every in-context message counted and encoded anew."""
+    wires = [wire_message(m) for m in live.messages]
+    return sum(counter.count_message(w) for w in wires), wires
+
+
+def test_each_message_is_counted_once_and_a_turn_counts_only_what_is_new() -> None:
+    spy = SpyCounter()
+    budget, live = budget_with(spy), live_with(20)
+    first = budget.measure(live, "system", [], [])
+    assert spy.calls == 20
+    assert budget.measure(live, "system", [], []).estimate == first.estimate and spy.calls == 20
+    live.messages.append(message(20))
+    grown = budget.measure(live, "system", [], [])
+    assert spy.calls == 21 and grown.estimate > first.estimate
+    encode_messages(live, "system", [], spy)
+    assert spy.calls == 21  # the request body reuses the same entries
+
+
+def test_totals_follow_appends_evictions_and_a_summary_put_first() -> None:
+    counter = TokenCounter()
+    budget, live = budget_with(SpyCounter()), live_with(30)
+    budget.counter = counter
+    checks = []
+
+    def check() -> None:
+        expected_tokens, wires = from_scratch(live, counter)
+        assert live.in_context.tokens(live.messages, counter) == expected_tokens
+        body = orjson.loads(encode_messages(live, "sys", [{"role": "system", "content": "x"}], counter))
+        assert body == [{"role": "system", "content": "sys"}, {"role": "system", "content": "x"}, *wires]
+        checks.append(len(live.messages))
+
+    check()
+    live.messages.append(message(30))
+    check()
+    live.messages = live.messages[10:]  # eviction of the oldest turns
+    check()
+    summary = Message(id="message-summary", agent_id=live.id, seq=99, role="system", content="summary so far")
+    live.messages.insert(0, summary)  # one in, one out: same length, new first message
+    del live.messages[1]
+    check()
+    live.messages = []  # reset
+    check()
+    live.messages.append(message(100))
+    check()
+    assert checks == [30, 31, 21, 21, 0, 1]
+
+
+def test_entries_of_messages_that_left_the_context_are_dropped() -> None:
+    counter = TokenCounter()
+    live = live_with(100)
+    live.in_context.tokens(live.messages, counter)
+    assert len(live.in_context) == 100
+    live.messages = live.messages[-10:]
+    live.in_context.tokens(live.messages, counter)
+    assert len(live.in_context) == 10
+
+
+def test_an_empty_context_encodes_to_the_system_prompt_alone() -> None:
+    live = live_with(0)
+    assert orjson.loads(encode_messages(live, "only", [])) == [{"role": "system", "content": "only"}]
