@@ -99,9 +99,9 @@ class McpConnection:
         self.restarts = 0  # stdio processes started again after an exit
         self._client: Client | None = None
         self._owner: asyncio.Task[None] | None = None
-        self._ready = asyncio.Event()
+        self._changed = asyncio.Event()  # set (and replaced) whenever the session comes or goes
+        self._gone = asyncio.Event()  # set when the current session ended or a call found it broken
         self._stop = asyncio.Event()
-        self._broken = asyncio.Event()
         self._closed = False
         self._failure = ""
 
@@ -112,23 +112,38 @@ class McpConnection:
     def start(self) -> None:
         """Start the owner task (a stdio server's supervisor runs from here until close)."""
         if self._owner is None or self._owner.done():
-            self._ready = asyncio.Event()
             self._owner = asyncio.get_running_loop().create_task(
                 self._supervise() if self.supervised else self._hold_once(), name=f"mcp-{self.server.id}")
 
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
     async def session(self) -> Client:
-        """The live session, connecting (or waiting for the supervisor to reconnect) if there is none."""
-        if self._closed:
-            raise McpUnavailable("the MCP server was removed")
-        if self._client is None:
-            self.start()
+        """The live session: connecting if there is none, or waiting for a restarting stdio server."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.connect_timeout
+        started = False
+        while True:
+            if self._closed:
+                raise McpUnavailable("the MCP server was removed")
+            client = self._client
+            if client is not None and not self._gone.is_set():
+                return client
+            if self._owner is None or self._owner.done():
+                if started:  # the connection this call asked for failed
+                    raise McpUnavailable(self._failure or "the MCP server is not connected")
+                self.start()
+                started = True
+            changed = self._changed
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                detail = f" ({self._failure})" if self._failure else ""
+                raise McpUnavailable(f"no connection to the MCP server within {self.connect_timeout:g} s{detail}")
             try:
-                await asyncio.wait_for(self._ready.wait(), self.connect_timeout)
+                await asyncio.wait_for(changed.wait(), remaining)
             except asyncio.TimeoutError:
-                raise McpUnavailable(f"no connection to the MCP server within {self.connect_timeout:g} s") from None
-        if self._client is None:
-            raise McpUnavailable(self._failure or "the MCP server is not connected")
-        return self._client
+                pass
 
     def scrub(self, text: str) -> str:
         """`text` with every secret of the server's record masked (error texts may echo headers or URLs)."""
@@ -138,7 +153,7 @@ class McpConnection:
 
     def broken(self) -> None:
         """A call failed in a way that says the session is gone: the next call reconnects."""
-        self._broken.set()
+        self._gone.set()
 
     async def list_tools(self, timeout: float) -> list[mcp_types.Tool]:
         async def work() -> list[mcp_types.Tool]:
@@ -177,6 +192,7 @@ class McpConnection:
     async def close(self) -> None:
         self._closed = True
         self._stop.set()
+        self._notify()
         owner = self._owner
         if owner is not None:
             try:
@@ -187,15 +203,14 @@ class McpConnection:
 
     # --- the owner task -----------------------------------------------------------------------
     async def _hold_once(self) -> None:
-        """Connect, hold the session until it breaks or the connection is closed."""
-        ended = asyncio.Event()
-        self._broken = asyncio.Event()
+        """Connect, hold the session until it ends, breaks, or the connection is closed."""
+        ended = self._gone = asyncio.Event()
         try:
             async with Client(_watched(_transport(self.server, self.connect_timeout), ended)) as client:
                 self._client = client
                 self._failure = ""
-                self._ready.set()
-                waits = [asyncio.ensure_future(e.wait()) for e in (ended, self._stop, self._broken)]
+                self._notify()
+                waits = [asyncio.ensure_future(e.wait()) for e in (ended, self._stop)]
                 try:
                     await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 finally:
@@ -206,7 +221,7 @@ class McpConnection:
             log.warning("MCP server %s (%s): %s", self.server.server_name, self.server.id, self._failure)
         finally:
             self._client = None
-            self._ready.set()  # wake waiters: they see no client and fail fast
+            self._notify()  # wake waiters: they see no session and wait for the next one, or fail
 
     async def _supervise(self) -> None:
         delay = BACKOFF_MIN
@@ -218,7 +233,6 @@ class McpConnection:
             delay = BACKOFF_MIN if time.monotonic() - started >= STABLE_AFTER else delay
             log.warning("MCP server %s (%s) exited; starting it again in %.1f s",
                         self.server.server_name, self.server.id, delay)
-            self._ready = asyncio.Event()
             try:
                 await asyncio.wait_for(self._stop.wait(), delay)
                 break

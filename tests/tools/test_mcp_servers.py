@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import httpx
@@ -159,3 +160,24 @@ def test_deleting_a_server_detaches_its_tools_and_stops_its_stdio_process(server
     assert "whoami" not in server.rt.registry
     assert "whoami" not in [t["name"] for t in httpx.get(f"{server.base_url}/v1/agents/{agent}/tools").json()]
     assert httpx.get(f"{server.base_url}/v1/tools/{tool.json()['id']}").status_code == 404
+
+
+def test_servers_and_registered_tools_survive_a_restart_and_stdio_processes_stop_with_memproxy(
+        make_server, tmp_path) -> None:
+    data_dir = str(tmp_path / "data")
+    srv = make_server(data_dir)
+    created = _register(srv.base_url, stdio_body("stdio-restart", MCP_TEST_VALUE="kept"))
+    tool = httpx.post(f"{srv.base_url}/v1/mcp-servers/{created['id']}/tools/whoami", timeout=30).json()
+    agent = create_agent(srv.base_url, tools=["whoami"])
+    first = srv.call(srv.rt.mcp.call(created["id"], "whoami", {}))
+    pid = int(first.split()[0].removeprefix("pid="))
+    srv.stop()
+    with pytest.raises(ProcessLookupError):  # stopped with memproxy (and reaped: not even a zombie is left)
+        os.kill(pid, 0)
+
+    again = make_server(data_dir, database_url=srv.settings.database_url)
+    assert _servers(again.base_url) == [created]
+    assert httpx.get(f"{again.base_url}/v1/tools/{tool['id']}").json()["tool_type"] == "external_mcp"
+    assert "whoami" in [t["name"] for t in httpx.get(f"{again.base_url}/v1/agents/{agent}/tools").json()]
+    second = again.call(again.rt.mcp.call(created["id"], "whoami", {}))
+    assert "value=kept" in second and int(second.split()[0].removeprefix("pid=")) != pid
