@@ -84,8 +84,8 @@ class McpServers:
         for server in await self.store.list_mcp_servers():
             self.add(server)
             for spec in server.tools:
-                if spec["name"] in self.registry and self.registry.get(spec["name"]).id != mcp_tool_id(
-                        server.id, spec["name"]):
+                taken = self.registry.get(spec["name"])
+                if taken is not None and taken.id != mcp_tool_id(server.id, spec["name"]):
                     log.warning("MCP tool %s of server %s is shadowed by another tool and not loaded",
                                 spec["name"], server.server_name)
                     continue
