@@ -145,9 +145,13 @@ def test_names_are_unique_and_a_tool_name_taken_by_another_tool_is_409(server, m
     assert add.kind == "mcp" and add.record["server_id"] == first["id"]
 
 
-def test_deleting_a_server_detaches_its_tools_and_stops_its_stdio_process(server) -> None:
-    created = _register(server.base_url, stdio_body("stdio-delete"))
-    assert created["type"] == "stdio" and created["command"] and created["env"] is None
+def test_deleting_a_server_detaches_its_tools_and_stops_its_stdio_process(
+        server, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret = "env-secret-0123456789-zyxw"
+    created = _register(server.base_url, stdio_body("stdio-delete", MCP_TEST_VALUE=secret))
+    assert created["type"] == "stdio" and created["command"] and created["env"]["MCP_TEST_VALUE"] != secret
+    assert secret[-8:] not in httpx.get(f"{server.base_url}/v1/mcp-servers/").text
     tool = httpx.post(f"{server.base_url}/v1/mcp-servers/{created['id']}/tools/whoami", timeout=30)
     assert tool.status_code == 200, tool.text
     agent = create_agent(server.base_url, tools=["whoami"])
@@ -160,6 +164,7 @@ def test_deleting_a_server_detaches_its_tools_and_stops_its_stdio_process(server
     assert "whoami" not in server.rt.registry
     assert "whoami" not in [t["name"] for t in httpx.get(f"{server.base_url}/v1/agents/{agent}/tools").json()]
     assert httpx.get(f"{server.base_url}/v1/tools/{tool.json()['id']}").status_code == 404
+    assert secret not in caplog.text and secret[-10:] not in caplog.text
 
 
 def test_servers_and_registered_tools_survive_a_restart_and_stdio_processes_stop_with_memproxy(
