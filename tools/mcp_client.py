@@ -231,7 +231,7 @@ class McpConnection:
             if self._stop.is_set():
                 break
             delay = BACKOFF_MIN if time.monotonic() - started >= STABLE_AFTER else delay
-            log.warning("MCP server %s (%s) exited; starting it again in %.1f s",
+            log.warning("MCP server %s (%s) is not running; starting it again in %.1f s",
                         self.server.server_name, self.server.id, delay)
             try:
                 await asyncio.wait_for(self._stop.wait(), delay)
