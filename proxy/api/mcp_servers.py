@@ -182,6 +182,21 @@ async def list_mcp_server_tools(request: Request) -> Response:
     return json_response([tool_json(rt.mcp.server_tool(server, spec)) for spec in specs])
 
 
+async def get_mcp_server_tool(request: Request) -> Response:
+    """One tool of the server by its id (Letta's Get Mcp Tool), asked of the server now."""
+    rt = runtime(request)
+    server = _require_server(rt, request.path_params["mcp_server_id"])
+    tool_id = request.path_params["tool_id"]
+    try:
+        specs = await rt.mcp.list_tools(server)
+    except McpUnavailable as exc:
+        raise _unavailable(exc) from None
+    spec = next((s for s in specs if mcp_tool_id(server.id, s["name"]) == tool_id), None)
+    if spec is None:
+        raise not_found(f"tool of MCP server {server.server_name!r}", tool_id)
+    return json_response(tool_json(rt.mcp.server_tool(server, spec)))
+
+
 async def register_mcp_tool(request: Request) -> Response:
     """Make one tool of the server a memproxy tool (Letta's add_mcp_tool), ready to attach to agents."""
     rt = runtime(request)

@@ -66,6 +66,7 @@ routes: list[Route] = [
     *both("/v1/mcp-servers/{mcp_server_id}", mcp_servers.get_mcp_server, "GET"),
     *both("/v1/mcp-servers/{mcp_server_id}", mcp_servers.delete_mcp_server, "DELETE"),
     *both("/v1/mcp-servers/{mcp_server_id}/tools", mcp_servers.list_mcp_server_tools, "GET"),
+    *both("/v1/mcp-servers/{mcp_server_id}/tools/{tool_id}", mcp_servers.get_mcp_server_tool, "GET"),
     *both("/v1/mcp-servers/{mcp_server_id}/tools/{tool_name}", mcp_servers.register_mcp_tool, "POST"),
     *both("/v1/runs", runs.list_runs, "GET"),
     *both("/v1/runs/{run_id}", runs.get_run, "GET"),

@@ -53,6 +53,10 @@ def test_a_streamable_http_server_is_registered_listed_and_its_secrets_are_never
     assert add["tool_type"] == "external_mcp" and add["description"] == "Add two integers."
     assert add["json_schema"]["parameters"]["required"] == ["a", "b"]
     assert add["metadata"] == {"mcp": {"server_id": created["id"], "server_name": "http-secrets"}}
+    one_tool = httpx.get(f"{server.base_url}/v1/mcp-servers/{created['id']}/tools/{add['id']}", timeout=30)
+    assert one_tool.status_code == 200 and one_tool.json() == add
+    missing = httpx.get(f"{server.base_url}/v1/mcp-servers/{created['id']}/tools/tool-nope", timeout=30)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
 
     # The headers reach the server: it answers with their lengths and last four characters.
     registered = httpx.post(f"{server.base_url}/v1/mcp-servers/{created['id']}/tools/auth_seen", timeout=30)
