@@ -109,7 +109,7 @@ async def run(h: Harness) -> SuiteResult:
         "overhead_plain_turn_ms": summary(plain_overhead),
         "client_e2e_plain_ms": summary(r.e2e_ms for r in results["plain"].values() if r.ok),
     }
-    plain_e2e = {k: r.e2e_ms for k, r in results["plain"].items() if r.ok}
+    plain_e2e: dict[Any, float | None] = {k: r.e2e_ms for k, r in results["plain"].items() if r.ok}
     for kind, (name, _) in CALLS.items():
         # The memory tool's figures keep their original names; the other kinds are prefixed.
         prefix = "" if kind == "memory" else f"{kind}_"
