@@ -19,7 +19,7 @@ from typing import Any, AsyncIterator
 import anyio
 import httpx2
 import mcp_types
-from mcp import Client, StdioServerParameters
+from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.sse import sse_client
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
@@ -186,7 +186,11 @@ class McpConnection:
         except McpUnavailable:
             raise
         except Exception as exc:  # noqa: BLE001 - transport failures take many shapes
-            self.broken()
+            # A remote session that failed is dropped (the next call reconnects) unless the server answered
+            # the request itself; a stdio session ends with its process, which the supervisor restarts.
+            answered = isinstance(exc, MCPError) and exc.code == mcp_types.INVALID_PARAMS
+            if not self.supervised and not answered:
+                self.broken()
             raise McpUnavailable(self.scrub(f"the MCP server failed while {what}: {_describe(exc)}")) from None
 
     async def close(self) -> None:
