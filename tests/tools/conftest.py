@@ -40,14 +40,15 @@ def start_mcp(transport: str) -> McpProcess:
     return McpProcess(process, f"http://127.0.0.1:{port}{path}")
 
 
-@pytest.fixture(scope="module")
+# One of each for the whole session: the servers are stateless, and each memproxy server has its own sessions.
+@pytest.fixture(scope="session")
 def mcp_http() -> Iterator[McpProcess]:
     proc = start_mcp("streamable-http")
     yield proc
     proc.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def mcp_sse() -> Iterator[McpProcess]:
     proc = start_mcp("sse")
     yield proc
