@@ -31,6 +31,7 @@ from memory.duckdb_rows import (
     tool_row,
 )
 from memory.migrations import apply_migrations
+from memory.mcp_servers import DUCKDB_MCP_SELECT, MCP_COLUMNS, McpServer, mcp_from_row, mcp_row
 from memory.models import Agent, Block, Changes, Message, Run, Tool
 from memory.store import ID_PAGE_SIZE, NotFound, Store
 
@@ -373,6 +374,30 @@ class DuckDBStore(Store):
 
     async def delete_tool(self, tool_id: str) -> bool:
         return await self._run(lambda con: _scalar(con, "DELETE FROM tools WHERE id = ?", [tool_id]) > 0)
+
+    # --- MCP servers ------------------------------------------------------------------------
+    async def create_mcp_server(self, server: McpServer) -> None:
+        values = list(mcp_row(server))
+        await self._run(lambda con: con.execute(f"INSERT INTO mcp_servers ({MCP_COLUMNS}) VALUES "
+                                                "(?, ?, ?, ?, ?, ?, ?)", values))
+
+    async def list_mcp_servers(self) -> list[McpServer]:
+        rows = await self._run(lambda con: con.execute(DUCKDB_MCP_SELECT).fetchall())
+        return [mcp_from_row(row) for row in rows]
+
+    async def update_mcp_server(self, server: McpServer) -> None:
+        id_, *values = mcp_row(server)
+        sql = "UPDATE mcp_servers SET server_name = ?, type = ?, config = ?, tools = ?, created_at = ?, " \
+              "updated_at = ? WHERE id = ?"
+
+        def work(con: duckdb.DuckDBPyConnection) -> None:
+            if _scalar(con, sql, [*values, id_]) == 0:
+                raise NotFound("mcp server", id_)
+
+        await self._run(work)
+
+    async def delete_mcp_server(self, server_id: str) -> bool:
+        return await self._run(lambda con: _scalar(con, "DELETE FROM mcp_servers WHERE id = ?", [server_id]) > 0)
 
     # --- writes -----------------------------------------------------------------------------
     async def commit(self, changes: Changes) -> None:

@@ -117,6 +117,22 @@ MIGRATIONS: list[tuple[int, str]] = [
         """,
     ),    # Letta's per-agent `timezone`; agents written before it keep seeing UTC dates.
     (5, "ALTER TABLE agents ADD COLUMN timezone VARCHAR NOT NULL DEFAULT 'UTC';"),
+    # MCP servers (memory/mcp_servers.py): transport config and registered tools as JSON.
+    (
+        6,
+        """
+        CREATE TABLE mcp_servers (
+            id VARCHAR PRIMARY KEY,
+            server_name VARCHAR NOT NULL,
+            type VARCHAR NOT NULL,
+            config VARCHAR NOT NULL,
+            tools VARCHAR NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL
+        );
+        CREATE UNIQUE INDEX mcp_servers_name ON mcp_servers (server_name);
+        """,
+    ),
 ]
 
 

@@ -135,6 +135,22 @@ MIGRATIONS: list[tuple[int, str]] = [
     ),
     # Letta's per-agent `timezone` (the embedded store's migration 5); earlier agents keep UTC dates.
     (4, "ALTER TABLE agents ADD COLUMN timezone TEXT NOT NULL DEFAULT 'UTC';"),
+    # MCP servers (memory/mcp_servers.py; the embedded store's migration 6).
+    (
+        5,
+        """
+        CREATE TABLE mcp_servers (
+            id TEXT COLLATE "C" PRIMARY KEY,
+            server_name TEXT NOT NULL,
+            type TEXT NOT NULL,
+            config TEXT NOT NULL,
+            tools TEXT NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL
+        );
+        CREATE UNIQUE INDEX mcp_servers_name ON mcp_servers (server_name);
+        """,
+    ),
 ]
 
 

@@ -23,6 +23,7 @@ from memory.duckdb_rows import (
     tool_from_row,
     tool_row,
 )
+from memory.mcp_servers import MCP_COLUMNS, McpServer, mcp_from_row, mcp_row
 from memory.models import Agent, Block, Changes, Message, Run, Tool
 from memory.postgres_commit import PgGroupCommit
 from memory.postgres_migrations import apply_migrations
@@ -300,6 +301,27 @@ class PostgresStore(Store):
 
     async def delete_tool(self, tool_id: str) -> bool:
         return await self._run(lambda con: con.execute("DELETE FROM tools WHERE id = $1", tool_id)) != "DELETE 0"
+
+    # --- MCP servers ------------------------------------------------------------------------
+    async def create_mcp_server(self, server: McpServer) -> None:
+        values = row_safe(mcp_row(server))
+        await self._run(lambda con: con.execute(f"INSERT INTO mcp_servers ({MCP_COLUMNS}) "
+                                                "VALUES ($1, $2, $3, $4, $5, $6, $7)", *values))
+
+    async def list_mcp_servers(self) -> list[McpServer]:
+        rows = await self._fetch(f"SELECT {MCP_COLUMNS} FROM mcp_servers ORDER BY created_at, id")
+        return [mcp_from_row(tuple(row)) for row in rows]
+
+    async def update_mcp_server(self, server: McpServer) -> None:
+        values = row_safe(mcp_row(server))
+        sql = ("UPDATE mcp_servers SET server_name = $2, type = $3, config = $4, tools = $5, created_at = $6, "
+               "updated_at = $7 WHERE id = $1")
+        if await self._run(lambda con: con.execute(sql, *values)) == "UPDATE 0":
+            raise NotFound("mcp server", server.id)
+
+    async def delete_mcp_server(self, server_id: str) -> bool:
+        status = await self._run(lambda con: con.execute("DELETE FROM mcp_servers WHERE id = $1", server_id))
+        return status != "DELETE 0"
 
     # --- writes -----------------------------------------------------------------------------
     async def commit(self, changes: Changes) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 from memory.models import Agent, Block, Changes, Message, Run, Tool
+from memory.mcp_servers import McpServer
 
 # Each page of a keyset scan costs about a scan of the table in DuckDB and LanceDB: few, large pages.
 ID_PAGE_SIZE = 50_000
@@ -185,6 +186,23 @@ class Store(ABC):
     @abstractmethod
     async def delete_tool(self, tool_id: str) -> bool:
         """Delete the tool row (detaching it from agents is the caller's job); False if there was none."""
+
+    # --- MCP servers (memory/mcp_servers.py) ---------------------------------------------------
+    @abstractmethod
+    async def create_mcp_server(self, server: McpServer) -> None:
+        """Insert an MCP server; Conflict if its id or server_name is taken."""
+
+    @abstractmethod
+    async def list_mcp_servers(self) -> list[McpServer]:
+        """Every MCP server, oldest first (there are few; the server loads them all at start)."""
+
+    @abstractmethod
+    async def update_mcp_server(self, server: McpServer) -> None:
+        """Overwrite the row; NotFound if it is gone."""
+
+    @abstractmethod
+    async def delete_mcp_server(self, server_id: str) -> bool:
+        """Delete the row; False if there was none."""
 
     # --- writes -----------------------------------------------------------------------------
     @abstractmethod

@@ -54,6 +54,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("tool_timeout", "MEMPROXY_TOOL_TIMEOUT", 30.0, float,
            "seconds one custom tool call may run in the sandbox before it is killed"),
     Option("tool_memory_mb", "MEMPROXY_TOOL_MEMORY_MB", 512, int, "address-space limit of one custom tool call, MiB"),
+    Option("mcp_timeout", "MEMPROXY_MCP_TIMEOUT", 30.0, float,
+           "seconds one MCP tool call (or tool listing) may take before it is a tool error"),
+    Option("mcp_connect_timeout", "MEMPROXY_MCP_CONNECT_TIMEOUT", 10.0, float,
+           "seconds to connect to an MCP server (or wait for a restarting stdio server) before giving up"),
     Option("log_level", "MEMPROXY_LOG_LEVEL", "info", str, "debug | info | warning | error"),
     Option("log_format", "MEMPROXY_LOG_FORMAT", "text", str,
            "text | json (one object per line with request, agent and run ids; never content or secrets)"),
@@ -92,6 +96,8 @@ class Settings:
     context_window: int = 128000
     tool_timeout: float = 30.0
     tool_memory_mb: int = 512
+    mcp_timeout: float = 30.0
+    mcp_connect_timeout: float = 10.0
     log_level: str = "info"
     log_format: str = "text"
     duckdb_memory_limit: str = "256MB"

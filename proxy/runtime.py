@@ -30,6 +30,7 @@ class Runtime:
     turns: Any = None  # proxy.chat.serving.TurnRunner
     registry: Any = None  # tools.registry.ToolRegistry, the one registry of the server
     sandbox: Any = None  # tools.sandbox.Sandbox, where custom tools run
+    mcp: Any = None  # tools.mcp.McpServers, the MCP servers and their pooled connections
     budget: Any = None  # memory.compaction.ContextBudget
     heap_trimmer: asyncio.Task[None] | None = None  # memory.native_heap.trim_every
     reconciliation: dict[str, Any] = field(default_factory=dict)  # what start-up repaired in the search index

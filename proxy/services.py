@@ -16,6 +16,7 @@ from proxy.chat.turn import TurnEnv
 from proxy.coordination import agent_locks
 from proxy.runtime import Runtime
 from tools.custom import SourceError, custom_tool
+from tools.mcp import McpServers
 from tools.registry import ToolRegistry, default_registry
 from tools.sandbox import Sandbox, SandboxLimits
 
@@ -27,6 +28,9 @@ async def start_services(rt: Runtime) -> None:
     rt.sandbox = Sandbox(SandboxLimits(timeout=settings.tool_timeout, memory_mb=settings.tool_memory_mb),
                          private=(settings.data_dir,))
     rt.registry = await build_registry(rt)
+    rt.mcp = McpServers(rt.store, rt.registry, call_timeout=settings.mcp_timeout,
+                        connect_timeout=settings.mcp_connect_timeout)
+    await rt.mcp.load()
     # Built-in tools' results are echoes of memory, not worth finding; custom tools' results are new facts.
     skip = frozenset(tool.name for tool in rt.registry.tools() if tool.kind == "builtin")
     longterm = await _open_longterm(rt, skip)
@@ -96,6 +100,8 @@ async def _repair_index(rt: Runtime, longterm: LongTermMemory, skip: frozenset[s
 
 
 async def stop_services(rt: Runtime) -> None:
+    if rt.mcp is not None:
+        await rt.mcp.close()  # stops the stdio servers memproxy started
     if rt.heap_trimmer is not None:
         rt.heap_trimmer.cancel()
         await asyncio.gather(rt.heap_trimmer, return_exceptions=True)

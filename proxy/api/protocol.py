@@ -54,7 +54,7 @@ def block_json(block: Block) -> dict[str, Any]:
 
 def tool_json(tool: ServerTool | None, name: str = "") -> dict[str, Any]:
     """Letta's Tool; `tool` None is a name an agent holds that no longer exists (shown, never offered)."""
-    record = tool.record if tool is not None else None
+    record = tool.record if tool is not None and tool.kind == "custom" else None
     if tool is None:
         kind = "custom"
         schema: dict[str, Any] = {"name": name, "description": "", "parameters": {"type": "object", "properties": {}}}
@@ -63,6 +63,8 @@ def tool_json(tool: ServerTool | None, name: str = "") -> dict[str, Any]:
         schema = tool.openai_schema()["function"]
         if tool.kind == "custom":
             kind = "custom"
+        elif tool.kind == "mcp":
+            kind = "external_mcp"
         else:
             kind = "letta_memory_core" if name in _MEMORY_EDIT_TOOLS else "letta_core"
     return {
@@ -80,12 +82,17 @@ def tool_json(tool: ServerTool | None, name: str = "") -> dict[str, Any]:
         "npm_requirements": None,
         "default_requires_approval": None,
         "enable_parallel_execution": False,
-        "metadata": dict(record.metadata) if record is not None else {},
+        "metadata": dict(record.metadata) if record is not None else _mcp_metadata(tool),
         "created_by_id": None,
         "last_updated_by_id": None,
         "created_at": iso(record.created_at) if record is not None else None,
         "updated_at": iso(record.updated_at) if record is not None else None,
     }
+
+
+def _mcp_metadata(tool: ServerTool | None) -> dict[str, Any]:
+    # Letta's MCP tools carry their server in metadata: {"mcp": {"server_id", "server_name"}}.
+    return {"mcp": dict(tool.record)} if tool is not None and tool.kind == "mcp" else {}
 
 
 def mask_secret(value: str) -> str:

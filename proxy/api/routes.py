@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from proxy.api import agents, archival, blocks, context, core_memory, messages, runs, tools
+from proxy.api import agents, archival, blocks, context, core_memory, mcp_servers, messages, runs, tools
 from proxy.api.health import health
 from proxy.api.models import list_models
 
@@ -61,6 +61,13 @@ routes: list[Route] = [
     *both("/v1/blocks/{block_id}", blocks.modify_block, "PATCH"),
     *both("/v1/blocks/{block_id}", blocks.delete_block, "DELETE"),
     *both("/v1/blocks/{block_id}/agents", blocks.list_agents_for_block, "GET"),
+    *both("/v1/mcp-servers", mcp_servers.create_mcp_server, "POST"),
+    *both("/v1/mcp-servers", mcp_servers.list_mcp_servers, "GET"),
+    *both("/v1/mcp-servers/{mcp_server_id}", mcp_servers.get_mcp_server, "GET"),
+    *both("/v1/mcp-servers/{mcp_server_id}", mcp_servers.delete_mcp_server, "DELETE"),
+    *both("/v1/mcp-servers/{mcp_server_id}/tools", mcp_servers.list_mcp_server_tools, "GET"),
+    *both("/v1/mcp-servers/{mcp_server_id}/tools/{tool_id}", mcp_servers.get_mcp_server_tool, "GET"),
+    *both("/v1/mcp-servers/{mcp_server_id}/tools/{tool_name}", mcp_servers.register_mcp_tool, "POST"),
     *both("/v1/runs", runs.list_runs, "GET"),
     *both("/v1/runs/{run_id}", runs.get_run, "GET"),
 ]

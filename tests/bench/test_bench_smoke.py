@@ -26,7 +26,8 @@ REQUIRED = [
     *(f"scaling.history.h{n}.{k}" for n in (100, 1000) for k in ("added_ttft_ms.p50", "rss_mb", "cold_ttft_ms.max")),
     *(f"scaling.agents.a{n}.{k}" for n in (10, 50) for k in ("added_ttft_ms.p99", "rss_mb", "load_s")),
     "scaling.history_growth_pct", "scaling.agents_growth_pct",
-    *(f"toolstep.{k}.p99" for k in ("tool_ms", "step_gap_ms", "overhead_tool_turn_ms", "client_added_e2e_ms")),
+    *(f"toolstep.{kind}{k}.p99" for kind in ("", "custom_", "mcp_")
+      for k in ("tool_ms", "step_gap_ms", "overhead_tool_turn_ms", "client_added_e2e_ms")),
     *(f"soak.rss_mb.{k}" for k in ("start", "warmup", "middle", "end", "max_after_warmup")),
     "soak.growth_after_warmup_pct", "soak.flat", "soak.turns_per_s",
 ]

@@ -338,3 +338,39 @@ def _shared_block(s: Series) -> None:
 
 def test_kill_right_after_a_management_write(server_factory: Callable[[str], Server]) -> None:
     run_series("management (after a 2xx)", server_factory, _after_management_write, kills=12, setup=_shared_block)
+
+
+# --- (e) right after an MCP server or MCP tool registration answered 2xx --------------------------------
+
+_MCP_SCRIPT = str(__import__("pathlib").Path(__file__).resolve().parents[1] / "tools" / "mcp_server.py")
+
+
+def _stdio_mcp(s: Series) -> None:
+    """A stdio MCP server (tests/tools/mcp_server.py) whose tools the kills register; memproxy starts it."""
+    import sys
+
+    body = {"server_name": "crash-stdio", "command": sys.executable, "args": [_MCP_SCRIPT, "stdio"]}
+    s.shared_block = s._ok(s.client.post("/v1/mcp-servers", json=body))["id"]
+
+
+def _after_mcp_write(s: Series, i: int) -> None:
+    """Register a remote server, or one tool of the stdio server; SIGKILL 0-7 ms after the 2xx."""
+    lane = int(s.server.data_dir.name.rsplit("-", 1)[1])  # with one kill per lane, the lanes do one kind each
+    if (i + lane) % 2 == 0:
+        name = f"remote-{s.nonce()}"
+        response = s.client.post("/v1/mcp-servers", json={"server_name": name, "server_url": "http://127.0.0.1:9/mcp",
+                                                          "auth_token": "Bearer crash-secret-token"})
+        path = f"/v1/mcp-servers/{response.json().get('id')}"
+        target, what, check = path, f"POST /v1/mcp-servers server_name={name}", _value_is(path, "server_name", name)
+    else:
+        tool = ("add", "weather", "whoami", "picture")[(i // 2) % 4]
+        response = s.client.post(f"/v1/mcp-servers/{s.shared_block}/tools/{tool}", timeout=60)
+        path = f"/v1/tools/{response.json().get('id')}"
+        target, what, check = path, f"POST .../tools/{tool}", _value_is(path, "name", tool)
+    assert response.is_success, response.text
+    s.kill(s.rng.uniform(0, 0.007))
+    s.acked_write(target, what, check)
+
+
+def test_kill_right_after_an_mcp_registration(server_factory: Callable[[str], Server]) -> None:
+    run_series("mcp (after a 2xx)", server_factory, _after_mcp_write, kills=2, setup=_stdio_mcp)

@@ -16,6 +16,7 @@ import pg
 import pytest
 
 from memory.duckdb_store import DuckDBStore
+from memory.mcp_servers import McpServer
 from memory.models import Agent, Block, Changes, Message, Run, Tool, new_id
 from memory.paging import id_pages
 from memory.postgres_store import PostgresStore
@@ -269,3 +270,31 @@ async def test_an_agents_tool_environment_persists(store: Store) -> None:
     await store.update_agent(replace(got, tool_env={}))
     listed = await store.list_agents()
     assert [a.tool_env for a in listed] == [{}]
+
+
+async def test_mcp_servers_round_trip_with_their_secrets_and_keep_names_unique(store: Store) -> None:
+    remote = McpServer(id=new_id("mcp_server"), server_name="remote", type="streamable_http",
+                       server_url="https://mcp.example.com/mcp", auth_header="X-Key", auth_token="tok-secret",
+                       custom_headers={"X-Tenant": "t1"})
+    local = McpServer(id=new_id("mcp_server"), server_name="local", type="stdio", command="python",
+                      args=["-m", "server"], env={"API_KEY": "sk-local"})
+    await store.create_mcp_server(remote)
+    await store.create_mcp_server(local)
+    got = await store.list_mcp_servers()
+    assert [s.id for s in got] == [remote.id, local.id]
+    assert (got[0].auth_header, got[0].auth_token, got[0].custom_headers, got[0].headers()) == (
+        "X-Key", "tok-secret", {"X-Tenant": "t1"}, {"X-Tenant": "t1", "X-Key": "tok-secret"})
+    assert (got[1].command, got[1].args, got[1].env, got[1].server_url) == ("python", ["-m", "server"],
+                                                                           {"API_KEY": "sk-local"}, None)
+    assert got[0].created_at == remote.created_at
+    with pytest.raises(Conflict):
+        await store.create_mcp_server(replace(local, id=new_id("mcp_server")))
+
+    spec = {"name": "add", "description": "Add.", "input_schema": {"type": "object", "properties": {}}}
+    await store.update_mcp_server(replace(local, tools=[spec]))
+    assert [s.tools for s in await store.list_mcp_servers()] == [[], [spec]]
+    with pytest.raises(NotFound):
+        await store.update_mcp_server(replace(local, id=new_id("mcp_server")))
+    assert await store.delete_mcp_server(remote.id) is True
+    assert await store.delete_mcp_server(remote.id) is False
+    assert [s.server_name for s in await store.list_mcp_servers()] == ["local"]
