@@ -69,23 +69,29 @@ class Loader:
         kind_now: str | None = None
         pending: list[Any] = []
         done = 0
-        for line, obj in lines:
-            if self.report.expected is not None:
-                raise FormatError(f"line {line}: records after the end record")
-            kind, record = from_record(obj, line)
-            if kind == "end":
-                self.report.expected = record
-                continue
-            if pending and (kind != kind_now or len(pending) >= self.batch):
+        try:
+            for line, obj in lines:
+                if self.report.expected is not None:
+                    raise FormatError(f"line {line}: records after the end record")
+                kind, record = from_record(obj, line)
+                if kind == "end":
+                    self.report.expected = record
+                    continue
+                if pending and (kind != kind_now or len(pending) >= self.batch):
+                    batch, pending = pending, []
+                    await self._flush(kind_now, batch)  # type: ignore[arg-type]
+                    done += len(batch)
+                    if on_batch is not None:
+                        on_batch(done)
+                kind_now = kind
+                pending.append(record)
+            if self.report.expected is None:
+                raise FormatError("the file is truncated: it ends without its end record")
+        except FormatError:
+            # The records read before the damage are whole and valid: keep them, so a re-run has less to do.
+            if pending:
                 await self._flush(kind_now, pending)  # type: ignore[arg-type]
-                done += len(pending)
-                pending = []
-                if on_batch is not None:
-                    on_batch(done)
-            kind_now = kind
-            pending.append(record)
-        if self.report.expected is None:
-            raise FormatError("the file is truncated: it ends without its end record")
+            raise
         if pending:
             await self._flush(kind_now, pending)  # type: ignore[arg-type]
             done += len(pending)
