@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from proxy.api import agents, archival, blocks, context, core_memory, messages, runs, tools
+from proxy.api import agent_files, agents, archival, blocks, context, core_memory, messages, runs, tools
 from proxy.api.health import health
 from proxy.api.models import list_models
 
@@ -63,4 +63,5 @@ routes: list[Route] = [
     *both("/v1/blocks/{block_id}/agents", blocks.list_agents_for_block, "GET"),
     *both("/v1/runs", runs.list_runs, "GET"),
     *both("/v1/runs/{run_id}", runs.get_run, "GET"),
+    *agent_files.routes,
 ]
