@@ -18,13 +18,14 @@ import pytest
 
 from memory.backends import LANCE_DIR
 from memory.duckdb_store import open_store
-from memory.longterm import LanceLongTermMemory, LongTermMemory
+from memory.longterm import Embedder, LanceLongTermMemory, LongTermMemory
 from memory.postgres_longterm import PostgresLongTermMemory
 from memory.postgres_store import PostgresStore
 from memory.recall import reconcile
 from memory.store import PORTABLE_KINDS, Store
 from portable_data import populate
 from proxy.preflight import claim_data_dir
+from proxy.sim.embed import embed_text
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -287,3 +288,62 @@ def test_the_progress_bar_draws_on_a_terminal_only() -> None:
     quiet = io.StringIO()
     Progress("importing", total=200, stream=quiet, enabled=False).finish(40, 200)
     assert quiet.getvalue() == ""
+
+
+class WordEmbedder(Embedder):
+    """The simulator's deterministic embedding (hashed words and trigrams), in process: texts sharing words are close."""
+
+    dim = 32
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        return [embed_text(text, self.dim) for text in texts]
+
+
+def test_passage_vectors_move_with_them_and_vector_search_ranks_the_same(
+        tmp_path: Path, pgvector_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import pg
+
+    data_dir = str(tmp_path / "vectors")
+    asyncio.run(populate(data_dir, agents=2, messages=20, passages=60, embedder=WordEmbedder()))
+    exported = tmp_path / "vectors.jsonl.gz"
+    assert cli_here(capsys, "export", str(exported), "--data-dir", data_dir)[0] == 0
+    schema, url = pg.run_blocking(pg.create_schema(pgvector_url))
+    try:
+        code, err = cli_here(capsys, "import", str(exported), "--database-url", url)
+        assert code == 0, err
+
+        async def compare() -> None:
+            src = LanceLongTermMemory(os.path.join(data_dir, LANCE_DIR), WordEmbedder())
+            dst = PostgresLongTermMemory(url, WordEmbedder())
+            await src.open()
+            await dst.open()
+            try:
+                assert dst.vector_search
+                mine, theirs = await src.export_passages(limit=100), await dst.export_passages(limit=100)
+                assert len(mine) == len(theirs) == 60
+                for (p, v), (q, w) in zip(mine, theirs):
+                    assert p == q and v is not None and w is not None
+                    assert max(abs(a - b) for a, b in zip(v, w)) < 1e-6  # float32 both sides
+                agent_ids = sorted({p.agent_id for p, _ in mine})
+                for query in ("lighthouse glacier", "saffron orchard comet", "violin meadow", "tundra"):
+                    for agent_id in agent_ids:
+                        a = await src.search_passages(agent_id, query, mode="vector", top_k=5)
+                        b = await dst.search_passages(agent_id, query, mode="vector", top_k=5)
+                        assert [h.record.id for h in a] == [h.record.id for h in b] and len(a) == 5
+                        assert {h.search_mode for h in a + b} == {"vector"}
+            finally:
+                await src.close()
+                await dst.close()
+
+        asyncio.run(compare())
+    finally:
+        pg.run_blocking(pg.drop_schema(pgvector_url, schema))
+
+
+def test_an_unreachable_database_is_one_clear_line(source: tuple[str, dict[str, int], Path],
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    _, _, exported = source
+    code, err = cli_here(capsys, "import", str(exported), "--database-url",
+                         "postgresql://memproxy:hunter2@127.0.0.1:9/nowhere")
+    assert code == 1 and "Traceback" not in err and "hunter2" not in err
+    assert err.strip().splitlines()[-1].startswith("memproxy: ")
