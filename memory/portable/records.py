@@ -8,6 +8,7 @@ type, is a `FormatError` naming the record's line and the field, never a silent 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from datetime import datetime, timezone
@@ -81,16 +82,15 @@ def from_record(obj: Any, line: int) -> tuple[str, Any]:
     cls = KINDS[kind]
     values = {k: v for k, v in obj.items() if k != "kind"}
     vector = values.pop("vector", None) if kind == "passage" else None
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    hints = _hints(cls)
     for name in values:
-        if name not in names:
+        if name not in hints:
             raise FormatError(f"line {line}: {kind} has no field {name!r}")
     args: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in values:
-            raise FormatError(f"line {line}: {kind} lacks field {f.name!r}")
-        args[f.name] = _value(hints[f.name], values[f.name], f"line {line}: {kind}.{f.name}")
+    for name, hint in hints.items():
+        if name not in values:
+            raise FormatError(f"line {line}: {kind} lacks field {name!r}")
+        args[name] = _value(hint, values[name], f"line {line}: {kind}.{name}")
     for name in ("id", "agent_id"):
         if name in args and not ID_PATTERN.match(args[name]):
             raise FormatError(f"line {line}: {kind}.{name} is not a memproxy id: {args[name]!r}")
@@ -102,6 +102,13 @@ def from_record(obj: Any, line: int) -> tuple[str, Any]:
         passage: PassageWithVector = (record, vector)
         return kind, passage
     return kind, record
+
+
+@functools.cache
+def _hints(cls: type[Any]) -> dict[str, Any]:
+    """Each field's type, in field order (resolving the annotations costs far more than a record: once per class)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
 def _value(hint: Any, value: Any, where: str) -> Any:

@@ -11,6 +11,7 @@ is reused when its source is the same, and overwritten otherwise unless `overrid
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import replace
 from typing import Any
 
@@ -174,7 +175,7 @@ def _plan(rt: Runtime, parsed: AgentFile, plan: AgentPlan,
     values = dict(fields.values)
     values.setdefault("system", DEFAULT_SYSTEM)
     values.setdefault("model", rt.settings.default_model)
-    values.setdefault("name", f"agent-{new_id('x')[2:10]}")
+    values.setdefault("name", f"agent-{uuid.uuid4().hex[:8]}")
     if options.get("append_copy_suffix") == "true":
         values["name"] += "_copy"
     agent = Agent(id=new_id("agent"), tools=plan.tool_names, llm_params=fields.llm_params,
