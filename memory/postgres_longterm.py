@@ -306,10 +306,11 @@ class PostgresLongTermMemory(LongTermMemory):
             for p in passages:
                 ids.check_id(p.id, "passage id")
                 ids.check_id(p.agent_id, "agent_id")
-            columns = [[p.id for p in passages], [p.agent_id for p in passages], [p.text for p in passages],
-                       [json.dumps(p.tags) for p in passages],
-                       [_utc(p.created_at or datetime.now(timezone.utc)) for p in passages],
-                       [json.dumps(p.metadata) for p in passages]]
+            columns: list[list[Any]] = [
+                [p.id for p in passages], [p.agent_id for p in passages], [p.text for p in passages],
+                [json.dumps(p.tags) for p in passages],
+                [_utc(p.created_at or datetime.now(timezone.utc)) for p in passages],
+                [json.dumps(p.metadata) for p in passages]]
             await self._insert("passages", "id, agent_id, text, tags, created_at, metadata",
                                "u.id, u.agent_id, u.text, ARRAY(SELECT json_array_elements_text(u.tags::json)),"
                                " u.created_at, u.metadata",

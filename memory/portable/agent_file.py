@@ -41,7 +41,6 @@ STRUCTURE_AGENT_KEYS = frozenset({"id", "block_ids", "tool_ids", "tools", "messa
                                   "tool_rules", "memory_blocks", "files_agents", "group_ids", "source_ids",
                                   "identity_ids"})
 TOP_KEYS = ("agents", "groups", "blocks", "files", "sources", "tools", "mcp_servers", "metadata", "created_at")
-_OFF = (None, False, [], {}, "")
 _EDIT_TOOLS = frozenset({"memory_insert", "memory_replace", "memory_rethink"})
 
 

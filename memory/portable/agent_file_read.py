@@ -12,7 +12,7 @@ from memory.portable.agent_file import (IGNORED_AGENT_KEYS, IGNORED_BLOCK_KEYS, 
                                         AgentPlan, ToolSpec)
 
 MAX_ENTITIES = 10_000  # blocks, tools or messages of one file
-_OFF = (None, False, [], {}, "")
+_OFF: tuple[Any, ...] = (None, False, [], {}, "")
 _ROLES = ("user", "assistant", "tool", "system")
 
 
@@ -36,14 +36,14 @@ def read_agent_file(data: Any) -> AgentFile:
         if data.get(key) not in _OFF:
             raise AgentFileError(f"memproxy does not support {key} (multi-agent groups, files and data sources, "
                                  "MCP servers); remove them from the file", key)
-    blocks = {}
+    blocks: dict[str, dict[str, Any]] = {}
     for i, block in enumerate(_list(data, "blocks", "blocks")):
         where = f"blocks[{i}]"
         _obj(block, where)
         _off_or_known(block, IGNORED_BLOCK_KEYS | {"label", "value", "limit", "description", "read_only", "metadata"},
                       where)
         blocks[_file_id(block, where, blocks)] = {k: v for k, v in block.items() if k not in IGNORED_BLOCK_KEYS}
-    tools = {}
+    tools: dict[str, ToolSpec] = {}
     for i, tool in enumerate(_list(data, "tools", "tools")):
         where = f"tools[{i}]"
         _obj(tool, where)

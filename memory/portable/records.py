@@ -82,7 +82,7 @@ def from_record(obj: Any, line: int) -> tuple[str, Any]:
     cls = KINDS[kind]
     values = {k: v for k, v in obj.items() if k != "kind"}
     vector = values.pop("vector", None) if kind == "passage" else None
-    hints = _hints(cls)
+    hints = _hints(kind)
     for name in values:
         if name not in hints:
             raise FormatError(f"line {line}: {kind} has no field {name!r}")
@@ -105,10 +105,10 @@ def from_record(obj: Any, line: int) -> tuple[str, Any]:
 
 
 @functools.cache
-def _hints(cls: type[Any]) -> dict[str, Any]:
-    """Each field's type, in field order (resolving the annotations costs far more than a record: once per class)."""
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+def _hints(kind: str) -> dict[str, Any]:
+    """Each field's type, in field order (resolving the annotations costs far more than a record: once per kind)."""
+    hints = typing.get_type_hints(KINDS[kind])
+    return {f.name: hints[f.name] for f in dataclasses.fields(KINDS[kind])}
 
 
 def _value(hint: Any, value: Any, where: str) -> Any:
@@ -136,7 +136,7 @@ def _value(hint: Any, value: Any, where: str) -> Any:
             raise FormatError(f"{where} is not an ISO 8601 date: {value!r}") from None
         return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed
     base = origin or hint
-    expected = {str: str, int: int, float: (int, float), bool: bool, list: list, dict: dict}.get(base)
+    expected: Any = {str: str, int: int, float: (int, float), bool: bool, list: list, dict: dict}.get(base)
     if expected is None:
         raise FormatError(f"{where}: unsupported type {hint!r}")  # a record field type this reader does not know
     if not isinstance(value, expected) or (base in (int, float) and isinstance(value, bool)):

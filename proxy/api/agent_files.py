@@ -10,7 +10,6 @@ is reused when its source is the same, and overwritten otherwise unless `overrid
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import replace
 from typing import Any
@@ -71,8 +70,8 @@ async def import_agent(request: Request) -> Response:
     rt = runtime(request)
     options, raw = await _read_upload(request)
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        data = orjson.loads(raw)  # bounded nesting: a deep file is a 400, not a RecursionError
+    except orjson.JSONDecodeError:
         raise APIError(400, "the agent file is not JSON", param="file", code="invalid_json") from None
     try:
         parsed = read_agent_file(data)
@@ -149,8 +148,8 @@ def _plan(rt: Runtime, parsed: AgentFile, plan: AgentPlan,
     env = options.get("secrets") or options.get("env_vars_json")
     if env:
         try:
-            given = json.loads(env)
-        except ValueError:
+            given = orjson.loads(env)
+        except orjson.JSONDecodeError:
             raise APIError(400, "secrets must be a JSON object of KEY: value", param="secrets",
                            code="invalid_json") from None
         body["secrets"] = {**(body.get("secrets") or {}), **given} if isinstance(given, dict) else given

@@ -197,6 +197,8 @@ def _mutate(path: str, value: Any) -> dict[str, Any]:
 @pytest.mark.parametrize("document, status, param", [
     (b"{not json", 400, "file"),
     (b"[1, 2]", 400, "file"),
+    (b"[" * 100_000 + b"]" * 100_000, 400, "file"),
+    ("café".encode("latin-1"), 400, "file"),
     ({"name": "legacy", "memory": {}}, 400, "file"),
     (_mutate("agents", "nope"), 400, "agents"),
     (_mutate("surprise", 1), 400, "surprise"),
