@@ -47,6 +47,11 @@ def cli_here(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
+async def cli_async(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """`cli_here` from an async test: the command runs its own event loop, so on a thread."""
+    return await asyncio.to_thread(cli_here, capsys, *args)
+
+
 def records(path: Path) -> list[str]:
     """Every record line but the header (which carries the export time), sorted."""
     with gzip.open(path, "rt") as handle:
@@ -137,7 +142,8 @@ async def same_search_results(a: Opened, b: Opened, mode: str = "fts") -> int:
 
 
 async def test_a_data_dir_moves_to_postgres_with_every_record_and_the_same_search_results(
-        source: tuple[str, dict[str, int], Path], postgres_schema_url: str, tmp_path: Path) -> None:
+        source: tuple[str, dict[str, int], Path], postgres_schema_url: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
     data_dir, counts, exported = source
     done = cli("import", str(exported), "--database-url", postgres_schema_url)
     assert done.returncode == 0, done.stderr.decode()
@@ -160,11 +166,11 @@ async def test_a_data_dir_moves_to_postgres_with_every_record_and_the_same_searc
             assert (await reconcile(dst.store, dst.longterm, frozenset())).fixed == 0
 
     # Twice: nothing changes, every record is reported as already there, and the counts still verify.
-    again = cli("import", str(exported), "--database-url", postgres_schema_url)
-    assert again.returncode == 0, again.stderr.decode()
-    assert "message          300         0       300       300" in again.stderr.decode()
+    code, err = await cli_async(capsys, "import", str(exported), "--database-url", postgres_schema_url)
+    assert code == 0, err
+    assert "message          300         0       300       300" in err
     back = tmp_path / "back.jsonl.gz"
-    assert cli("export", str(back), "--database-url", postgres_schema_url).returncode == 0
+    assert (await cli_async(capsys, "export", str(back), "--database-url", postgres_schema_url))[0] == 0
     assert records(back) == records(exported)  # record for record, byte for byte
 
 
@@ -204,11 +210,13 @@ def _truncated(exported: Path, tmp_path: Path) -> Path:
 
 
 async def test_a_truncated_file_stops_with_a_clear_error_and_a_rerun_with_the_whole_file_completes(
-        source: tuple[str, dict[str, int], Path], postgres_schema_url: str, tmp_path: Path) -> None:
+        source: tuple[str, dict[str, int], Path], postgres_schema_url: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
     _, _, exported = source
-    done = cli("import", str(_truncated(exported, tmp_path)), "--database-url", postgres_schema_url)
-    assert done.returncode == 1
-    assert "truncated or corrupt" in done.stderr.decode() and "Traceback" not in done.stderr.decode()
+    code, err = await cli_async(capsys, "import", str(_truncated(exported, tmp_path)), "--database-url",
+                                postgres_schema_url)
+    assert code == 1
+    assert "truncated or corrupt" in err and "Traceback" not in err
     async for dst in postgres(postgres_schema_url):
         partial = await dst.counts()
         assert partial["messages"] == 150 and partial["passages"] == 0  # every whole record before the cut
@@ -219,8 +227,8 @@ async def test_a_truncated_file_stops_with_a_clear_error_and_a_rerun_with_the_wh
             assert await dst.store.existing_ids("runs", [m.run_id for m in page]) == {m.run_id for m in page}
             after = page[-1].id
         assert (await reconcile(dst.store, dst.longterm, frozenset())).fixed == 0
-    resumed = cli("import", str(exported), "--database-url", postgres_schema_url)
-    assert resumed.returncode == 0, resumed.stderr.decode()
+    code, err = await cli_async(capsys, "import", str(exported), "--database-url", postgres_schema_url)
+    assert code == 0, err
     async for dst in postgres(postgres_schema_url):
         assert (await dst.counts())["messages"] == 300 and (await dst.counts())["passages"] == 100
 
@@ -248,14 +256,14 @@ def test_a_damaged_or_newer_file_is_refused_with_a_clear_message(
 
 
 def test_export_and_import_refuse_a_data_dir_a_server_holds(source: tuple[str, dict[str, int], Path],
-                                                            tmp_path: Path) -> None:
+                                                            tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data_dir, _, exported = source
-    held = claim_data_dir(data_dir)  # what a running `memproxy serve` holds for its whole life
+    held = claim_data_dir(data_dir)  # what a running `memproxy serve` holds for its whole life (a lock per open file)
     try:
         for args in (("export", str(tmp_path / "x.gz")), ("import", str(exported))):
-            done = cli(*args, "--data-dir", data_dir)
-            assert done.returncode == 1
-            assert "is already in use by memproxy process" in done.stderr.decode()
+            code, err = cli_here(capsys, *args, "--data-dir", data_dir)
+            assert code == 1
+            assert "is already in use by memproxy process" in err
         assert not (tmp_path / "x.gz").exists()
     finally:
         held.close()
