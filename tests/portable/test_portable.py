@@ -355,3 +355,28 @@ def test_an_unreachable_database_is_one_clear_line(source: tuple[str, dict[str, 
                          "postgresql://memproxy:hunter2@127.0.0.1:9/nowhere")
     assert code == 1 and "Traceback" not in err and "hunter2" not in err
     assert err.strip().splitlines()[-1].startswith("memproxy: ")
+
+
+def test_on_a_terminal_import_draws_a_progress_bar(source: tuple[str, dict[str, int], Path], tmp_path: Path) -> None:
+    import pty
+
+    _, _, exported = source
+    master, slave = pty.openpty()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MEMPROXY_")} | {"PYTHONPATH": str(ROOT)}
+    with subprocess.Popen([sys.executable, "-m", "proxy", "import", str(exported), "--data-dir", str(tmp_path / "t")],
+                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave, env=clean,
+                          cwd=ROOT) as child:
+        os.close(slave)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the child closed its end
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert child.wait(timeout=120) == 0
+    os.close(master)
+    text = out.decode(errors="replace")
+    assert "\rimporting [" in text and "100%" in text and "records" in text, text
