@@ -252,7 +252,7 @@ async def _write_messages(rt: Runtime, agent_id: str, plan: AgentPlan) -> None:
         rt.turns.env.on_messages(messages)  # searchable by conversation_search
 
 
-# Registered before `/v1/agents/{agent_id}`, which would otherwise take `import` for an agent id.
+# `POST /v1/agents/import` is safe after `/v1/agents/{agent_id}`: that path has no POST, and Starlette prefers a full match.
 routes = [
     Route("/v1/agents/import", import_agent, methods=["POST"]),
     Route("/v1/agents/import/", import_agent, methods=["POST"]),
