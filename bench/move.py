@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -59,6 +60,7 @@ def main() -> None:
         again_s, again = run("import", str(exported), "--database-url", target, "--quiet")
     finally:
         pg.drop_database(args.database_url, name)
+        shutil.rmtree(work, ignore_errors=True)
     records = sum(counts.values())
     print(f"records     {records:,} ({counts})")
     print(f"export      {export_s:6.1f} s   file {exported.stat().st_size / 1e6:.2f} MB")
