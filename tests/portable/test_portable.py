@@ -380,3 +380,30 @@ def test_on_a_terminal_import_draws_a_progress_bar(source: tuple[str, dict[str, 
     os.close(master)
     text = out.decode(errors="replace")
     assert "\rimporting [" in text and "100%" in text and "records" in text, text
+
+
+def test_a_target_holding_different_data_under_a_name_stops_the_import_cleanly(
+        source: tuple[str, dict[str, int], Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from memory.models import Tool, new_id
+
+    _, _, exported = source
+    target = str(tmp_path / "target")
+
+    async def clash() -> None:  # another tool already named `roll_dice` in the target
+        store = open_store(target)
+        await store.open()
+        await store.create_tool(Tool(id=new_id("tool"), name="roll_dice", source_code="def roll_dice():\n    pass\n",
+                                     json_schema={"name": "roll_dice"}))
+        await store.close()
+
+    asyncio.run(clash())
+    code, err = cli_here(capsys, "import", str(exported), "--data-dir", target)
+    assert code == 1 and "Traceback" not in err
+    assert "import stopped: tool: the target refused a record" in err and "fix and re-run" in err
+
+    async def after() -> dict[str, int]:
+        async for dst in embedded(target):
+            return await dst.counts()
+        return {}
+
+    assert asyncio.run(after()) == {"tools": 1, "blocks": 0, "agents": 0, "runs": 0, "messages": 0, "passages": 0}
