@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import duckdb
 
+from memory import duckdb_portable
 from memory.duckdb_commit import GroupCommit, transaction
 from memory.duckdb_errors import store_error
 from memory.duckdb_rows import (
@@ -419,6 +420,13 @@ class DuckDBStore(Store):
     def commit_transactions(self) -> int:
         """Transactions the group commit has run; fewer than `commit` calls means batching."""
         return self._group.transactions
+
+    # --- export / import (memory.portable) ----------------------------------------------------
+    async def scan(self, kind: str, *, after: str | None = None, limit: int = 1000) -> list[Any]:
+        return await self._run(lambda con: duckdb_portable.scan(con, kind, after, limit))
+
+    async def existing_ids(self, kind: str, ids: list[str]) -> set[str]:
+        return await self._run(lambda con: duckdb_portable.existing_ids(con, kind, list(ids)))
 
 
 def open_store(data_dir: str, *, memory_limit: str | None = None) -> DuckDBStore:

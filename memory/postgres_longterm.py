@@ -26,7 +26,7 @@ from memory.longterm import sql as ids
 from memory.longterm.api import ID_PAGE_SIZE, LongTermMemory
 from memory.longterm.embedder import Embedder, RareWarning, embed_or_none
 from memory.longterm.recall_queue import RecallQueue
-from memory.longterm.records import Passage, RecallRecord, SearchHit
+from memory.longterm.records import Passage, PassageWithVector, RecallRecord, SearchHit, vector_groups
 from memory.longterm.timefilter import TimeBound, parse_range
 from memory.models import new_id
 from memory.postgres_migrations import apply_migrations, enable_vectors
@@ -288,6 +288,35 @@ class PostgresLongTermMemory(LongTermMemory):
                            " u.created_at", "$1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]",
                            "id, agent_id, role, text, created_at", columns, vectors, upsert=True)
 
+    # --- export / import (memory.portable) ----------------------------------------------------
+    async def export_passages(self, *, after: str | None = None, limit: int = 1000) -> list[PassageWithVector]:
+        vector = ", embedding::text" if self.vectors_available else ", NULL"
+        rows = await self.pool.fetch(f"SELECT {_PASSAGE_COLUMNS}{vector} FROM passages WHERE id > $1"
+                                     " ORDER BY id LIMIT $2", after or "", int(limit))
+        return [(_passage(dict(row)), _parse_vector(row[-1])) for row in rows]
+
+    async def existing_passage_ids(self, ids_: list[str]) -> set[str]:
+        if not ids_:
+            return set()
+        rows = await self.pool.fetch("SELECT id FROM passages WHERE id = ANY($1::text[])", list(ids_))
+        return {row[0] for row in rows}
+
+    async def put_passages(self, items: list[PassageWithVector]) -> None:
+        for passages, vectors in vector_groups(items):
+            for p in passages:
+                ids.check_id(p.id, "passage id")
+                ids.check_id(p.agent_id, "agent_id")
+            columns: list[list[Any]] = [
+                [p.id for p in passages], [p.agent_id for p in passages], [p.text for p in passages],
+                [json.dumps(p.tags) for p in passages],
+                [_utc(p.created_at or datetime.now(timezone.utc)) for p in passages],
+                [json.dumps(p.metadata) for p in passages]]
+            await self._insert("passages", "id, agent_id, text, tags, created_at, metadata",
+                               "u.id, u.agent_id, u.text, ARRAY(SELECT json_array_elements_text(u.tags::json)),"
+                               " u.created_at, u.metadata",
+                               "$1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[]",
+                               "id, agent_id, text, tags, created_at, metadata", columns, vectors, upsert=False)
+
     # --- shared write / embedding -------------------------------------------------------------
     async def _insert(self, table: str, names: str, select: str, arrays: str, aliases: str,
                       columns: list[list[Any]], vectors: list[list[float]] | None, *, upsert: bool) -> None:
@@ -366,3 +395,10 @@ def _passage(row: dict[str, Any]) -> Passage:
 
 def _recall(row: dict[str, Any]) -> RecallRecord:
     return RecallRecord(row["id"], row["agent_id"], row["role"] or "", row["text"] or "", row["created_at"])
+
+
+def _parse_vector(text: str | None) -> list[float] | None:
+    """pgvector's text form `[1,2,3]` as floats."""
+    if not text:
+        return None
+    return [float(v) for v in text.strip("[]").split(",")]

@@ -14,6 +14,7 @@ from memory.duckdb_rows import (
     MESSAGES,
     RUNS,
     TOOLS,
+    Table,
     agent_from_row,
     agent_row,
     block_from_row,
@@ -36,7 +37,7 @@ from memory.postgres_sql import (
     text_safe,
     update_by_id_sql,
 )
-from memory.store import ID_PAGE_SIZE, NotFound, Store, StoreError
+from memory.store import ID_PAGE_SIZE, PORTABLE_KINDS, NotFound, Store, StoreError
 
 T = TypeVar("T")
 
@@ -335,6 +336,30 @@ class PostgresStore(Store):
     def commit_transactions(self) -> int:
         """Transactions the group commit has run; fewer than `commit` calls means batching."""
         return 0 if self._group is None else self._group.transactions
+
+    # --- export / import (memory.portable) ----------------------------------------------------
+    async def scan(self, kind: str, *, after: str | None = None, limit: int = 1000) -> list[Any]:
+        table = _portable_table(kind)
+        extra = f", {_AGENT_BLOCK_IDS}" if kind == "agents" else ""
+        rows = await self._fetch(f"SELECT {select_list(table)}{extra} FROM {table.name}"
+                                 ' WHERE id > $1 ORDER BY id LIMIT $2', after or "", int(limit))
+        if kind == "agents":
+            return [agent_from_row(tuple(row)[:-1], row[-1]) for row in rows]
+        convert = {"tools": tool_from_row, "blocks": block_from_row, "runs": run_from_row, "messages": message_from_row}
+        return [convert[kind](tuple(row)) for row in rows]
+
+    async def existing_ids(self, kind: str, ids: list[str]) -> set[str]:
+        if not ids:
+            return set()
+        rows = await self._fetch(f"SELECT id FROM {_portable_table(kind).name} WHERE id = ANY($1::text[])", list(ids))
+        return {row[0] for row in rows}
+
+
+def _portable_table(kind: str) -> Table:
+    tables = {"tools": TOOLS, "blocks": BLOCKS, "agents": AGENTS, "runs": RUNS, "messages": MESSAGES}
+    if kind not in PORTABLE_KINDS:
+        raise ValueError(f"not a portable kind: {kind!r}")
+    return tables[kind]
 
 
 async def _attach_blocks(con: asyncpg.Connection, agent_id: str, block_ids: list[str]) -> None:

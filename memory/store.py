@@ -17,6 +17,9 @@ from abc import ABC, abstractmethod
 from memory.models import Agent, Block, Changes, Message, Run, Tool
 from memory.mcp_servers import McpServer
 
+# The tables `scan` and `existing_ids` serve (export and import walk every record of each).
+PORTABLE_KINDS = ("tools", "blocks", "agents", "runs", "messages")
+
 # Each page of a keyset scan costs about a scan of the table in DuckDB and LanceDB: few, large pages.
 ID_PAGE_SIZE = 50_000
 
@@ -208,3 +211,14 @@ class Store(ABC):
     @abstractmethod
     async def commit(self, changes: Changes) -> None:
         """Apply every upsert, insert and eviction in `changes` in one transaction; Conflict on a taken seq or id."""
+
+    # --- export / import (memory.portable) ----------------------------------------------------
+    @abstractmethod
+    async def scan(
+        self, kind: str, *, after: str | None = None, limit: int = 1000
+    ) -> list[Agent] | list[Block] | list[Message] | list[Run] | list[Tool]:
+        """One keyset page of every record of a `PORTABLE_KINDS` table, ascending by id, ids greater than `after`."""
+
+    @abstractmethod
+    async def existing_ids(self, kind: str, ids: list[str]) -> set[str]:
+        """Which of `ids` a `PORTABLE_KINDS` table holds."""

@@ -1,4 +1,4 @@
-"""`memproxy serve | sim | --version`."""
+"""`memproxy serve | sim | export | import | --version`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from typing import Sequence
 
 from memory.backends import BackendConfig, describe_backend
-from proxy import __version__
+from proxy import __version__, portable_cli
 from proxy.config import OPTIONS, Settings
 from proxy.logs import configure_logging
 from proxy.preflight import Refused, claim_data_dir, claim_port
@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help=f"{opt.help} [{opt.env}, default: {opt.default}]")
     serve.add_argument("--insecure", action="store_true",
                        help="allow a non-loopback bind address without MEMPROXY_API_KEYS")
+
+    portable_cli.add_commands(commands)
 
     sim = commands.add_parser("sim", help="run only the built-in upstream simulator")
     sim.add_argument("--host", default="127.0.0.1")
@@ -133,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(args)
     if args.command == "sim":
         return sim(args)
+    if args.command in ("export", "import"):
+        return portable_cli.run(args)
     parser.print_help()
     return 0
 

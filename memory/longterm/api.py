@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from datetime import datetime
 from typing import Any
 
-from memory.longterm.records import Passage, RecallRecord, SearchHit
+from memory.longterm.records import Passage, PassageWithVector, RecallRecord, SearchHit
 from memory.longterm.timefilter import TimeBound
 
 ID_PAGE_SIZE = 50_000  # as memory.store.ID_PAGE_SIZE: each page may cost a scan
@@ -138,3 +138,16 @@ class LongTermMemory(ABC):
     @abstractmethod
     async def agent_ids(self, *, after: str | None = None, limit: int = ID_PAGE_SIZE) -> list[str]:
         """One page of the ids of agents with any passage or recall row, ascending, greater than `after`."""
+
+    # --- export / import (memory.portable) ----------------------------------------------------
+    @abstractmethod
+    async def export_passages(self, *, after: str | None = None, limit: int = 1000) -> list[PassageWithVector]:
+        """One keyset page of every agent's passages with their vectors, ascending by id, ids greater than `after`."""
+
+    @abstractmethod
+    async def existing_passage_ids(self, ids: list[str]) -> set[str]:
+        """Which of `ids` are stored passages (of any agent)."""
+
+    @abstractmethod
+    async def put_passages(self, items: list[PassageWithVector]) -> None:
+        """Insert passages as given (ids, dates, vectors kept; a vector that does not fit is re-embedded later)."""

@@ -32,11 +32,11 @@ import lancedb
 from lancedb.query import ColumnOrdering
 
 from memory import native_heap
-from memory.longterm import sql
+from memory.longterm import portable, sql
 from memory.longterm.api import ID_PAGE_SIZE, LongTermMemory
 from memory.longterm.embedder import Embedder, RareWarning, embed_or_none
 from memory.longterm.recall_queue import RecallQueue
-from memory.longterm.records import Passage, RecallRecord, SearchHit
+from memory.longterm.records import Passage, PassageWithVector, RecallRecord, SearchHit, vector_groups
 from memory.longterm.reembed import Reembedder
 from memory.longterm.schema import (
     PASSAGE_COLUMNS,
@@ -356,6 +356,19 @@ class LanceLongTermMemory(LongTermMemory):
         await self._store(self._recall, rows, vectors, upsert=replace)
         if replace:
             self._replace_ids.difference_update(latest)
+
+    # --- export / import (memory.portable) ----------------------------------------------------
+    async def export_passages(self, *, after: str | None = None, limit: int = 1000) -> list[PassageWithVector]:
+        return await portable.lance_passage_page(self._passages, after, limit)
+
+    async def existing_passage_ids(self, ids: list[str]) -> set[str]:
+        return await portable.lance_present_ids(self._passages, list(ids))
+
+    async def put_passages(self, items: list[PassageWithVector]) -> None:
+        for passages, vectors in vector_groups(items):
+            await self._store(self._passages, portable.lance_rows(passages), vectors, upsert=False)
+        self._passage_writes += 1
+        self._stats.clear()
 
     # --- shared write / search / embedding --------------------------------------------------
     async def _store(

@@ -39,3 +39,19 @@ class SearchHit:
     vector_rank: int | None = None  # 1-based; None when the vector search did not return it
     fts_rank: int | None = None  # 1-based; None when the full-text search did not return it
     search_mode: str = "hybrid"  # the mode actually used: hybrid | vector | fts | recent
+
+
+# A passage and its vector, as export and import move them (None: the source had none).
+PassageWithVector = tuple[Passage, "list[float] | None"]
+
+
+def vector_groups(items: list[PassageWithVector]) -> list[tuple[list[Passage], list[list[float]] | None]]:
+    """Split items into groups that share a vector size (or have none), in order, for one write each."""
+    groups: dict[int | None, tuple[list[Passage], list[list[float]]]] = {}
+    for passage, vector in items:
+        key = len(vector) if vector else None
+        passages, vectors = groups.setdefault(key, ([], []))
+        passages.append(passage)
+        if vector:
+            vectors.append([float(v) for v in vector])
+    return [(passages, vectors if key is not None else None) for key, (passages, vectors) in groups.items()]

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from proxy.api import agents, archival, blocks, context, core_memory, mcp_servers, messages, runs, tools
+from proxy.api import agent_files, agents, archival, blocks, context, core_memory, mcp_servers, messages, runs, tools
 from proxy.api.health import health
 from proxy.api.models import list_models
 
@@ -70,4 +70,5 @@ routes: list[Route] = [
     *both("/v1/mcp-servers/{mcp_server_id}/tools/{tool_name}", mcp_servers.register_mcp_tool, "POST"),
     *both("/v1/runs", runs.list_runs, "GET"),
     *both("/v1/runs/{run_id}", runs.get_run, "GET"),
+    *agent_files.routes,
 ]
