@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from proxy.api.operations import RequestBody
+from proxy.api.wire.messages import LettaMessage
 from proxy.chat.protocol import ChatRequest
 from proxy.errors import APIError
 
@@ -127,3 +131,58 @@ def _content(content: Any, where: str) -> Any:
         else:
             raise _refuse(f"{where}[{j}]", "must be a text or image part")
     return parts
+
+
+class MessageCreate(BaseModel):
+    """One of Letta's MessageCreate: a user (or system) message; approvals are refused by name."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    type: Literal["message"] | None = None
+    role: Literal["user", "system"]
+    content: str | list[dict[str, Any]]
+    name: str | None = None
+    otid: str | None = None
+    sender_id: str | None = None
+    batch_item_id: str | None = None
+    group_id: str | None = None
+
+
+class LettaRequestBody(RequestBody):
+    """LettaRequest: the fields memproxy honours; the others are accepted only at their "off" values."""
+
+    messages: list[MessageCreate] | None = None
+    input: str | list[dict[str, Any]] | None = Field(None, description="shorthand for one user message")
+    max_steps: Annotated[int, Field(ge=1)] | None = None
+    use_assistant_message: bool | None = None
+    include_return_message_types: list[Literal[tuple(sorted(MESSAGE_TYPES))]] | None = None  # type: ignore[misc]
+    stream_tokens: bool | None = None
+    streaming: bool | None = None
+    include_pings: bool | None = None
+
+    def refuse_unsupported(self) -> None:
+        return None  # parse_letta_request names them, with the off values Letta's SDK sends
+
+
+class CancelRequest(RequestBody):
+    run_ids: list[str] | None = None
+
+
+class StopReason(BaseModel):
+    message_type: Literal["stop_reason"]
+    stop_reason: str
+
+
+class UsageStatistics(BaseModel):
+    message_type: Literal["usage_statistics"]
+    completion_tokens: int
+    prompt_tokens: int
+    total_tokens: int
+    step_count: int
+    run_ids: list[str] | None
+
+
+class LettaResponse(BaseModel):
+    messages: list[LettaMessage]
+    stop_reason: StopReason
+    usage: UsageStatistics
