@@ -29,6 +29,12 @@ _STATUS_TEXT = {400: "Bad request or unsupported field", 401: "Missing or wrong 
                 409: "Conflict", 422: "Invalid field", 502: "The upstream failed", 503: "Not available"}
 
 
+# One server-sent event; Letta's stream sends each message, then stop_reason and usage_statistics, then [DONE].
+_SSE_EVENT = {"type": "object", "required": ["data"],
+              "properties": {"data": {"type": "string", "description": "a LettaMessage, stop reason or usage as "
+                                      "JSON; the last event is `[DONE]`"}, "event": {"type": "string"}}}
+
+
 class _Schemas:
     """The `components/schemas` being collected, and a `$ref` (or inline schema) for each type."""
 
@@ -65,8 +71,7 @@ def _operation(op: Operation, schemas: _Schemas) -> dict[str, Any]:
     if op.response is not None:
         content["application/json"] = {"schema": schemas.ref(op.response, "serialization")}
     if op.stream:
-        content["text/event-stream"] = {"schema": {"type": "string", "description": "`data: <message>` events, "
-                                                   "then `data: [DONE]`"}}
+        content["text/event-stream"] = {"schema": _SSE_EVENT}
     ok: dict[str, Any] = {"description": "OK"}
     if content:
         ok["content"] = content

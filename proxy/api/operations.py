@@ -41,7 +41,8 @@ _TYPE_TAGS = frozenset({"str", "int", "float", "bool", "dict", "list", "none", "
 class RequestBody(BaseModel):
     """A JSON request body. Undeclared fields are kept aside and refused by name unless harmless."""
 
-    model_config = ConfigDict(extra="allow", strict=True)
+    # Undeclared fields are kept (to be refused by name), and documented as not allowed.
+    model_config = ConfigDict(extra="allow", strict=True, json_schema_extra={"additionalProperties": False})
     # Undeclared fields accepted at these exact values too (what Letta's SDKs send by default).
     ignored: ClassVar[dict[str, Any]] = {}
 

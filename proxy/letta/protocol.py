@@ -151,6 +151,9 @@ class MessageCreate(BaseModel):
 class LettaRequestBody(RequestBody):
     """LettaRequest: the fields memproxy honours; the others are accepted only at their "off" values."""
 
+    model_config = ConfigDict(json_schema_extra={"additionalProperties": False,
+                                                 "examples": [{"messages": [{"role": "user", "content": "Hi!"}]}]})
+
     messages: list[MessageCreate] | None = None
     input: str | list[dict[str, Any]] | None = Field(None, description="shorthand for one user message")
     max_steps: Annotated[int, Field(ge=1)] | None = None

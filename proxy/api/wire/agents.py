@@ -57,6 +57,9 @@ class InitialMessage(BaseModel):
 
 
 class AgentCreate(AgentUpdate):
+    model_config = ConfigDict(json_schema_extra={"additionalProperties": False, "examples": [
+        {"name": "helper", "memory_blocks": [{"label": "human", "value": "Name: Ada"}], "timezone": "Europe/Paris"}]})
+
     # What Letta's SDKs send unasked: accepted at exactly these values, refused at any other.
     ignored: ClassVar[dict[str, Any]] = {"agent_type": "letta_v1_agent", "embedding_chunk_size": 300}
 

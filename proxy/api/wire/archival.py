@@ -14,6 +14,9 @@ from proxy.limits import MAX_INT
 
 
 class PassageCreate(RequestBody):
+    model_config = ConfigDict(json_schema_extra={"additionalProperties": False,
+                                                 "examples": [{"text": "Ada prefers tea.", "tags": ["drinks"]}]})
+
     text: Text
     tags: NameList | None = None
 

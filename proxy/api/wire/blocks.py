@@ -26,6 +26,9 @@ class BlockUpdate(RequestBody):
 
 
 class BlockCreate(BlockUpdate):
+    model_config = ConfigDict(json_schema_extra={"additionalProperties": False,
+                                                 "examples": [{"label": "project", "value": "Due Friday."}]})
+
     label: Name
 
 

@@ -94,6 +94,8 @@ class Compaction(BaseModel):
 class PreviewRequest(RequestBody):
     """A chat-completions body (`messages` ending with a user message); the chat parser checks the rest."""
 
+    model_config = ConfigDict(json_schema_extra={"additionalProperties": True})
+
     messages: list[dict[str, Any]]
 
     def refuse_unsupported(self) -> None:

@@ -25,6 +25,10 @@ class ToolUpdate(RequestBody):
 
 
 class ToolCreate(ToolUpdate):
+    model_config = ConfigDict(json_schema_extra={"additionalProperties": False, "examples": [{"source_code": (
+        "def roll(sides: int) -> int:\n    \"\"\"Roll a die.\n\n    Args:\n        sides: How many faces.\n    \"\"\"\n"
+        "    return sides\n")}]})
+
     source_code: Text  # type: ignore[assignment]
 
 
