@@ -83,14 +83,13 @@ async def delete_passage(request: Request) -> Response:
 
 async def search_passages(request: Request, query: PassageSearchQuery) -> Response:
     live = await require_agent(request)
-    q = request.query_params
     mode = query.tag_match_mode or "any"
-    check_dates(q.get("start_datetime"), q.get("end_datetime"), ("start_datetime", "end_datetime"))
+    check_dates(query.start_datetime, query.end_datetime, ("start_datetime", "end_datetime"))
     try:
         hits = await _longterm(request).search_passages(
             live.id, query.query, tags=query.tags, tag_match_mode=mode,
-            top_k=query_int(request, "top_k", 10, high=100), start=q.get("start_datetime"),
-            end=q.get("end_datetime"), tz=live.agent.timezone)
+            top_k=query.top_k or 10, start=query.start_datetime,
+            end=query.end_datetime, tz=live.agent.timezone)
     except ValueError as exc:
         raise APIError(422, f"bad date filter: {exc}", param="start_datetime") from None
     zone = live.agent.timezone

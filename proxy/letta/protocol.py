@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,9 +12,10 @@ from proxy.api.wire.messages import LettaMessage
 from proxy.chat.protocol import ChatRequest
 from proxy.errors import APIError
 
-MESSAGE_TYPES = frozenset({"system_message", "user_message", "assistant_message", "reasoning_message",
-                           "hidden_reasoning_message", "tool_call_message", "tool_return_message",
-                           "approval_request_message", "approval_response_message"})
+MessageType = Literal["system_message", "user_message", "assistant_message", "reasoning_message",
+                      "hidden_reasoning_message", "tool_call_message", "tool_return_message",
+                      "approval_request_message", "approval_response_message"]
+MESSAGE_TYPES = frozenset(get_args(MessageType))
 # Fields memproxy honours, and fields it accepts only at the value that means "off" (sent by some SDK calls).
 _HONOURED = frozenset({"messages", "input", "max_steps", "use_assistant_message", "include_return_message_types",
                        "stream_tokens", "streaming", "include_pings"})
@@ -158,7 +159,7 @@ class LettaRequestBody(RequestBody):
     input: str | list[dict[str, Any]] | None = Field(None, description="shorthand for one user message")
     max_steps: Annotated[int, Field(ge=1)] | None = None
     use_assistant_message: bool | None = None
-    include_return_message_types: list[Literal[tuple(sorted(MESSAGE_TYPES))]] | None = None  # type: ignore[misc]
+    include_return_message_types: list[MessageType] | None = None
     stream_tokens: bool | None = None
     streaming: bool | None = None
     include_pings: bool | None = None

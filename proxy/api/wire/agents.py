@@ -4,13 +4,13 @@ its AgentState."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from proxy.api.operations import RequestBody
 from proxy.api.wire.blocks import Block, BlockCreate
-from proxy.api.wire.common import Description, Metadata, Name, NameList, Number, PageQuery, Text, positive
+from proxy.api.wire.common import Description, Metadata, Name, NameList, Number, PageQuery, Text
 from proxy.api.wire.tools import Tool
 from proxy.limits import MAX_CONTEXT_WINDOW, MAX_LIST_ITEMS, MAX_OUTPUT_TOKENS
 
@@ -29,12 +29,12 @@ class AgentUpdate(RequestBody):
     tags: NameList | None = None
     metadata: Metadata | None = None
     message_buffer_autoclear: bool | None = None
-    context_window_limit: positive(MAX_CONTEXT_WINDOW) | None = None  # type: ignore[valid-type]
+    context_window_limit: Annotated[int, Field(ge=1, le=MAX_CONTEXT_WINDOW)] | None = None
     llm_config: dict[str, Any] | None = Field(None, description="Letta's deprecated config: model, "
                                               "context_window, temperature, frequency_penalty, max_tokens")
     embedding_config: dict[str, Any] | None = Field(None, description="Letta's deprecated config: "
                                                     "embedding_model")
-    max_tokens: positive(MAX_OUTPUT_TOKENS) | None = None  # type: ignore[valid-type]
+    max_tokens: Annotated[int, Field(ge=1, le=MAX_OUTPUT_TOKENS)] | None = None
     temperature: Number | None = None
     top_p: Number | None = None
     frequency_penalty: Number | None = None

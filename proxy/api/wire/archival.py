@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from proxy.api.operations import QueryParams, RequestBody
 from proxy.api.wire.agents import EmbeddingConfig
-from proxy.api.wire.common import Name, NameList, PageQuery, Text, positive
+from proxy.api.wire.common import Name, NameList, PageQuery, Text
 from proxy.limits import MAX_INT
 
 
@@ -50,7 +50,7 @@ class PassageSearchQuery(QueryParams):
     query: str
     tags: list[str] | None = None
     tag_match_mode: Literal["any", "all"] | None = None
-    top_k: positive(100) | None = None  # type: ignore[valid-type]
+    top_k: Annotated[int, Field(ge=1, le=100)] | None = None
     start_datetime: str | None = None
     end_datetime: str | None = None
 
@@ -77,7 +77,7 @@ class MessageSearch(RequestBody):
     query: Text | None = None
     search_mode: Literal["hybrid", "vector", "fts"] | None = None
     roles: list[Literal["user", "assistant", "tool"]] | None = Field(None, max_length=3)
-    limit: positive(MAX_INT) | None = None  # type: ignore[valid-type]
+    limit: Annotated[int, Field(ge=1, le=MAX_INT)] | None = None
     start_date: Name | None = None
     end_date: Name | None = None
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from proxy.api.operations import QueryParams, RequestBody
-from proxy.api.wire.common import Description, Metadata, Name, Text, positive
+from proxy.api.wire.common import Description, Metadata, Name, Text
 from proxy.limits import MAX_BLOCK_LIMIT
 
-BlockLimit = positive(MAX_BLOCK_LIMIT)
+BlockLimit = Annotated[int, Field(ge=1, le=MAX_BLOCK_LIMIT)]
 
 
 class BlockUpdate(RequestBody):
@@ -61,4 +61,4 @@ class BlockListQuery(QueryParams):
     label: str | None = None
     before: str | None = None
     after: str | None = None
-    limit: positive(10000) | None = None  # type: ignore[valid-type]
+    limit: Annotated[int, Field(ge=1, le=10000)] | None = None

@@ -55,11 +55,6 @@ def _in_int_range(value: Any, info: ValidationInfo) -> Any:
 Number = Annotated[float, BeforeValidator(_in_int_range), Field(ge=-MAX_INT, le=MAX_INT)]
 
 
-def positive(high: int) -> Any:
-    """An integer in [1, high]."""
-    return Annotated[int, Field(ge=1, le=high)]
-
-
 class ErrorDetail(BaseModel):
     message: str
     type: str
@@ -84,6 +79,6 @@ class PageQuery(QueryParams):
 
     before: str | None = None
     after: str | None = None
-    limit: positive(10000) | None = None  # type: ignore[valid-type]
+    limit: Annotated[int, Field(ge=1, le=10000)] | None = None
     order: Literal["asc", "desc"] | None = None
     ascending: bool | None = None  # Letta's older spelling of `order`

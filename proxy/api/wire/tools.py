@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from proxy.api.operations import RequestBody
-from proxy.api.wire.common import Description, Metadata, NameList, PageQuery, Text, positive
+from proxy.api.wire.common import Description, Metadata, NameList, PageQuery, Text
 from proxy.limits import MAX_INT
 
 
@@ -20,7 +20,7 @@ class ToolUpdate(RequestBody):
     tags: NameList | None = None
     json_schema: Metadata | None = None
     metadata: Metadata | None = None
-    return_char_limit: positive(MAX_INT) | None = None  # type: ignore[valid-type]
+    return_char_limit: Annotated[int, Field(ge=1, le=MAX_INT)] | None = None
     source_type: Literal["python"] | None = None
 
 
