@@ -149,7 +149,12 @@ class Operation:
     def routes(self) -> list[Route]:
         """The path with and without a trailing slash: a redirect would drop POST bodies in many clients."""
         bare = self.path.rstrip("/")
-        endpoint = self.handle if self.body is not None or self.query is not None else self.endpoint
+        endpoint = self.endpoint
+        if self.body is not None or self.query is not None:
+            async def endpoint(request: Request) -> Response:
+                return await self.handle(request)
+
+            endpoint.__name__ = self.endpoint.__name__  # the route label of metrics and logs
         if self.exact:
             return [Route(self.path, endpoint, methods=[self.method])]
         return [Route(bare, endpoint, methods=[self.method]), Route(bare + "/", endpoint, methods=[self.method])]
