@@ -46,12 +46,21 @@ class RequestBody(BaseModel):
     # Undeclared fields accepted at these exact values too (what Letta's SDKs send by default).
     ignored: ClassVar[dict[str, Any]] = {}
 
-    def refuse_unsupported(self) -> None:
+    def refuse_unsupported(self, where: str = "") -> None:
+        """400 naming the first undeclared field set to something, here or in a nested body (`memory_blocks[0].x`)."""
         for name, value in (self.model_extra or {}).items():
             if value in _OFF_VALUES or (name in self.ignored and self.ignored[name] == value):
                 continue
-            raise APIError(400, f"`{name}` is not supported by memproxy (see the README's Letta API section); "
-                           "leave it unset", param=name, code="unsupported_parameter")
+            raise APIError(400, f"`{where}{name}` is not supported by memproxy (see the README's Letta API "
+                           "section); leave it unset", param=where + name, code="unsupported_parameter")
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, RequestBody):
+                value.refuse_unsupported(f"{where}{name}.")
+            elif isinstance(value, list):
+                for i, item in enumerate(value):
+                    if isinstance(item, RequestBody):
+                        item.refuse_unsupported(f"{where}{name}[{i}].")
 
     def given(self) -> dict[str, Any]:
         """The declared fields the client set, as plain JSON values (what the hand-written rules read)."""

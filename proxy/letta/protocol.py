@@ -164,7 +164,7 @@ class LettaRequestBody(RequestBody):
     streaming: bool | None = None
     include_pings: bool | None = None
 
-    def refuse_unsupported(self) -> None:
+    def refuse_unsupported(self, where: str = "") -> None:
         return None  # parse_letta_request names them, with the off values Letta's SDK sends
 
 

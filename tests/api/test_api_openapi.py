@@ -124,3 +124,12 @@ def test_every_operation_against_its_schema(server: Any, http: httpx.Client) -> 
     # Not only errors: most operations answered 200 at least once with a body that matched its schema.
     answered = [label for label, seen in statuses.items() if 200 in seen]
     assert len(answered) >= len(statuses) * 2 // 3, statuses
+
+
+def test_an_unsupported_field_inside_a_nested_body_is_named_with_its_path(http: httpx.Client,
+                                                                          expect_error: Callable[..., Any]) -> None:
+    before = len(http.get("/v1/agents/").json())
+    body = {"memory_blocks": [{"label": "human", "value": "v"}, {"label": "x", "value": "", "is_template": True}]}
+    error = expect_error(http.post("/v1/agents/", json=body), 400, "unsupported_parameter")
+    assert error["param"] == "memory_blocks[1].is_template"
+    assert len(http.get("/v1/agents/").json()) == before

@@ -98,5 +98,5 @@ class PreviewRequest(RequestBody):
 
     messages: list[dict[str, Any]]
 
-    def refuse_unsupported(self) -> None:
+    def refuse_unsupported(self, where: str = "") -> None:
         return None  # the chat-completions parser owns these fields and their rules
