@@ -156,8 +156,9 @@ _TAGS = ("messages",)
 _SEND = {"body": LettaRequestBody, "invalid_status": 400, "errors": (400, 404, 409, 502)}
 
 operations = [
+    # With `streaming: true` the same route answers as /stream does (the SDK's `create(streaming=True)`).
     Operation("POST", _AGENT + "/messages", send_message, "Send messages to an agent and wait for its answer",
-              _TAGS, response=LettaResponse, **_SEND),  # type: ignore[arg-type]
+              _TAGS, response=LettaResponse, stream=True, **_SEND),  # type: ignore[arg-type]
     Operation("POST", _AGENT + "/messages/stream", stream_message, "Send messages; the answer streams as SSE",
               _TAGS, stream=True, **_SEND),  # type: ignore[arg-type]
     Operation("POST", _AGENT + "/messages/async", send_message_async, "Start a turn in the background",
