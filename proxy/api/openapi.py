@@ -82,7 +82,7 @@ def _operation(op: Operation, schemas: _Schemas) -> dict[str, Any]:
     responses["4XX"] = {"description": "Any other client error, in the same shape", **error}
     responses["5XX"] = {"description": "A server error, in the same shape", **error}
     out: dict[str, Any] = {
-        "operationId": op.endpoint.__name__ + ("_letta" if op.exact and op.path.endswith("/") else ""),
+        "operationId": op.endpoint.__name__,
         "summary": op.summary,
         "tags": list(op.tags),
         "parameters": _parameters(op, schemas),
@@ -101,8 +101,13 @@ def _operation(op: Operation, schemas: _Schemas) -> dict[str, Any]:
 def document(operations: list[Operation]) -> dict[str, Any]:
     schemas = _Schemas()
     paths: dict[str, dict[str, Any]] = {}
+    seen: set[str] = set()
     for op in operations:
-        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, schemas)
+        entry = _operation(op, schemas)
+        if entry["operationId"] in seen:  # one handler serving two operations: ids must stay unique
+            entry["operationId"] += "_" + op.method.lower() + re.sub(r"\W+", "_", op.path).rstrip("_")
+        seen.add(entry["operationId"])
+        paths.setdefault(op.path, {})[op.method.lower()] = entry
     return {
         "openapi": "3.1.0",
         "info": {"title": "memproxy", "version": __version__,
