@@ -4,6 +4,7 @@ malformed body is a 422 naming the field."""
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
 import httpx
@@ -19,6 +20,10 @@ from proxy.api.routes import operations as management_operations
 from proxy.letta.routes import operations as letta_operations
 
 EXAMPLES_PER_OPERATION = 6
+# The same examples on every run in `make test`; MEMPROXY_FUZZ_RANDOM=1 explores new ones (and more of them).
+DERANDOMIZE = not os.environ.get("MEMPROXY_FUZZ_RANDOM")
+if not DERANDOMIZE:
+    EXAMPLES_PER_OPERATION = 25
 
 
 def test_the_document_is_valid_and_lists_every_typed_operation(http: httpx.Client) -> None:
@@ -104,7 +109,7 @@ def test_every_operation_against_its_schema(server: Any, http: httpx.Client) -> 
         label = f"{operation.method.upper()} {operation.path}"
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
+        @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None, derandomize=DERANDOMIZE,
                   phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
         def check(case: Any) -> None:
             if operation.method.upper() != "DELETE":
