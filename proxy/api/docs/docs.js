@@ -33,9 +33,12 @@ function typeOf(schema) {
 }
 
 function limits(schema) {
+  if (!schema) return "";
+  const parts = schema.anyOf || schema.oneOf;
+  if (parts) return parts.map(limits).filter(Boolean).join(", ");
   const out = [];
   for (const key of ["minimum", "maximum", "maxLength", "maxItems"]) {
-    if (schema && schema[key] !== undefined) out.push(`${key} ${schema[key]}`);
+    if (schema[key] !== undefined) out.push(`${key} ${schema[key]}`);
   }
   return out.join(", ");
 }
