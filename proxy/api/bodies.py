@@ -11,7 +11,9 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from memory.models import DEFAULT_BLOCK_LIMIT, LABEL_PATTERN, Block, new_id
-from proxy.errors import unprocessable
+from proxy.api.operations import OFF_VALUES
+from proxy.api.wire.agents import AgentCreate, AgentUpdate
+from proxy.errors import APIError, unprocessable
 from proxy.limits import (MAX_BLOCK_LIMIT, MAX_CONTEXT_WINDOW, MAX_DESCRIPTION_CHARS, MAX_INT, MAX_LIST_ITEMS,
                           MAX_NAME_CHARS, MAX_OUTPUT_TOKENS, MAX_TEXT_CHARS, check_int, check_json,
                           check_text)
@@ -151,6 +153,19 @@ def check_timezone(zone: str) -> str:
         raise unprocessable(f"timezone {zone!r} is not an IANA time zone name (e.g. 'Europe/Paris')",
                             param="timezone") from None
     return zone
+
+
+# Agent fields memproxy honours, for agent bodies not read through a model (an agent file's agent).
+AGENT_FIELDS = frozenset(AgentUpdate.model_fields)
+
+
+def refuse_unsupported(body: dict[str, Any], honoured: frozenset[str]) -> None:
+    """400 naming the first field outside `honoured` set to anything but "off": AgentCreate's rule, on a dict."""
+    for name, value in body.items():
+        if name in honoured or value in OFF_VALUES or AgentCreate.ignored.get(name, _MISSING) == value:
+            continue
+        raise APIError(400, f"`{name}` is not supported by memproxy (see the README's Letta API section); "
+                       "leave it unset", param=name, code="unsupported_parameter")
 
 
 def initial_messages(body: dict[str, Any]) -> list[tuple[str, str]]:

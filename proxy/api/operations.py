@@ -34,7 +34,7 @@ from proxy.errors import APIError
 from proxy.http import read_json
 
 Handler = Callable[..., Awaitable[Response]]
-_OFF_VALUES: tuple[Any, ...] = (None, False, [], {}, "")
+OFF_VALUES: tuple[Any, ...] = (None, False, [], {}, "")
 _TYPE_TAGS = frozenset({"str", "int", "float", "bool", "dict", "list", "none", "literal"})
 
 
@@ -49,7 +49,7 @@ class RequestBody(BaseModel):
     def refuse_unsupported(self, where: str = "") -> None:
         """400 naming the first undeclared field set to something, here or in a nested body (`memory_blocks[0].x`)."""
         for name, value in (self.model_extra or {}).items():
-            if value in _OFF_VALUES or (name in self.ignored and self.ignored[name] == value):
+            if value in OFF_VALUES or (name in self.ignored and self.ignored[name] == value):
                 continue
             raise APIError(400, f"`{where}{name}` is not supported by memproxy (see the README's Letta API "
                            "section); leave it unset", param=where + name, code="unsupported_parameter")
