@@ -14,9 +14,13 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
+from proxy.api.openapi import OPEN_PATHS as DOCS_PATHS
+from proxy.api.openapi import openapi_routes
+from proxy.api.routes import operations as management_operations
 from proxy.api.routes import routes as management_routes
 from proxy.chat.forward import routes as forward_routes
 from proxy.chat.routes import routes as chat_routes
+from proxy.letta.routes import operations as letta_operations
 from proxy.letta.routes import routes as letta_routes
 from proxy.console.routes import OPEN_PATHS as CONSOLE_PATHS
 from proxy.console.routes import routes as console_routes
@@ -29,7 +33,7 @@ from proxy.runtime import Runtime, close_runtime, open_runtime
 
 log = logging.getLogger("memproxy")
 # Health, and the console's own files (code only: every data call they make needs the key).
-_OPEN_PATHS = frozenset({"/v1/health", "/v1/health/"}) | CONSOLE_PATHS
+_OPEN_PATHS = frozenset({"/v1/health", "/v1/health/"}) | CONSOLE_PATHS | DOCS_PATHS
 
 
 def build_app(settings: Settings) -> Starlette:
@@ -61,7 +65,7 @@ def build_app(settings: Settings) -> Starlette:
     metrics = Metrics()
     app = Starlette(
         routes=[*chat_routes, *letta_routes, *management_routes, *console_routes, *forward_routes,
-                Route("/metrics", metrics_endpoint)],
+                *openapi_routes([*management_operations, *letta_operations]), Route("/metrics", metrics_endpoint)],
         middleware=[Middleware(RequestMetrics, metrics=metrics),
                     Middleware(BearerAuth, keys=settings.api_keys, open_paths=_OPEN_PATHS)],
         exception_handlers={

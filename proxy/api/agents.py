@@ -12,12 +12,12 @@ from starlette.responses import Response
 
 from memory.agents import LiveAgent
 from memory.models import Agent, Block, Changes, new_id
-from proxy.api.bodies import (AGENT_FIELDS, CREATE_FIELDS, AgentFields, agent_fields, get_bool, initial_messages,
-                              memory_blocks, refuse_unsupported, unique_labels)
+from proxy.api.bodies import AgentFields, agent_fields, get_bool, initial_messages, memory_blocks, unique_labels
 from proxy.api.lookup import conflict, is_id, page, require_agent, require_block, runtime, save_agent
 from proxy.api.protocol import agent_json, mask_secret
+from proxy.api.wire.agents import AgentCreate, AgentListQuery, AgentUpdate
 from proxy.errors import APIError, not_found
-from proxy.http import json_response, query_bool, read_json
+from proxy.http import json_response
 from proxy.runtime import Runtime
 from tools.registry import ARCHIVAL_TOOLS, BASE_TOOLS, ToolRegistry
 
@@ -80,10 +80,12 @@ async def attached_blocks(rt: Runtime, block_ids: list[str]) -> list[Block]:
     return [await require_block(rt.memory, block_id) for block_id in block_ids]
 
 
-async def create_agent(request: Request) -> Response:
+async def create_agent(request: Request, body: AgentCreate) -> Response:
     rt = runtime(request)
-    body = await read_json(request, required=False)
-    refuse_unsupported(body, CREATE_FIELDS)
+    return await _create(rt, body.given())
+
+
+async def _create(rt: Runtime, body: dict[str, Any]) -> Response:
     fields = agent_fields(body)
     blocks = memory_blocks(body)
     opening = initial_messages(body)
@@ -114,14 +116,13 @@ async def create_agent(request: Request) -> Response:
     return json_response(state(rt, live))
 
 
-async def list_agents(request: Request) -> Response:
+async def list_agents(request: Request, query: AgentListQuery) -> Response:
     rt = runtime(request)
     wanted = page(request, "agent", 50)
-    tags = [t for t in request.query_params.getlist("tags") if t] or None
     agents = wanted.arrange(await rt.store.list_agents(
-        name=request.query_params.get("name") or None,
-        tags=tags,
-        match_all_tags=query_bool(request, "match_all_tags", False),
+        name=query.name,
+        tags=query.tags,
+        match_all_tags=bool(query.match_all_tags),
         before=wanted.before,
         after=wanted.after,
         limit=wanted.limit,
@@ -141,12 +142,10 @@ async def get_agent(request: Request) -> Response:
     return json_response(state(runtime(request), live))
 
 
-async def modify_agent(request: Request) -> Response:
+async def modify_agent(request: Request, body: AgentUpdate) -> Response:
     rt = runtime(request)
     live = await require_agent(request)
-    body = await read_json(request)
-    refuse_unsupported(body, AGENT_FIELDS)
-    fields = agent_fields(body)
+    fields = agent_fields(body.given())
     changes: dict[str, Any] = dict(fields.values)
     if fields.llm_params:
         changes["llm_params"] = {**live.agent.llm_params, **fields.llm_params}

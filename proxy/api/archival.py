@@ -10,11 +10,11 @@ from starlette.responses import Response
 from memory.longterm import LongTermMemory, Passage, RecallRecord, SearchHit
 from memory.longterm.format import archival_results
 from memory.longterm.timefilter import parse_range
-from proxy.api.bodies import get_int, get_str, get_str_list, or_default
 from proxy.api.lookup import is_id, require_agent, runtime
 from proxy.api.protocol import embedding_config_json, iso
+from proxy.api.wire.archival import MessageSearch, PassageCreate, PassageListQuery, PassageSearchQuery
 from proxy.errors import APIError, not_found
-from proxy.http import json_response, query_bool, query_int, read_json
+from proxy.http import json_response, query_bool, query_int
 
 SEARCH_MODES = ("hybrid", "vector", "fts")
 
@@ -45,7 +45,7 @@ def _longterm(request: Request) -> LongTermMemory:
     return longterm
 
 
-async def list_passages(request: Request) -> Response:
+async def list_passages(request: Request, query: PassageListQuery) -> Response:
     live = await require_agent(request)
     q = request.query_params
     for cursor in ("after", "before"):
@@ -58,14 +58,13 @@ async def list_passages(request: Request) -> Response:
     return json_response([passage_json(p, config) for p in passages])
 
 
-async def create_passage(request: Request) -> Response:
+async def create_passage(request: Request, body: PassageCreate) -> Response:
     rt = runtime(request)
     live = await require_agent(request)
-    body = await read_json(request)
-    text = or_default(get_str(body, "text"), "")
+    text = body.text
     if not text.strip():
         raise APIError(422, "`text` is required and must not be empty", param="text")
-    tags = or_default(get_str_list(body, "tags"), [])
+    tags = body.tags or []
     passages = await _longterm(request).add_passages(live.id, [(text, tags)])
     await rt.memory.refresh_archival(live)
     config = embedding_config_json(live.agent, None)
@@ -82,21 +81,15 @@ async def delete_passage(request: Request) -> Response:
     return json_response({"id": passage_id, "deleted": True})
 
 
-async def search_passages(request: Request) -> Response:
+async def search_passages(request: Request, query: PassageSearchQuery) -> Response:
     live = await require_agent(request)
-    q = request.query_params
-    query = q.get("query")
-    if query is None:
-        raise APIError(422, "`query` is required", param="query")
-    mode = q.get("tag_match_mode") or "any"
-    if mode not in ("any", "all"):
-        raise APIError(422, "`tag_match_mode` must be `any` or `all`", param="tag_match_mode")
-    check_dates(q.get("start_datetime"), q.get("end_datetime"), ("start_datetime", "end_datetime"))
+    mode = query.tag_match_mode or "any"
+    check_dates(query.start_datetime, query.end_datetime, ("start_datetime", "end_datetime"))
     try:
         hits = await _longterm(request).search_passages(
-            live.id, query, tags=q.getlist("tags") or None, tag_match_mode=mode,
-            top_k=query_int(request, "top_k", 10, high=100), start=q.get("start_datetime"),
-            end=q.get("end_datetime"), tz=live.agent.timezone)
+            live.id, query.query, tags=query.tags, tag_match_mode=mode,
+            top_k=query.top_k or 10, start=query.start_datetime,
+            end=query.end_datetime, tz=live.agent.timezone)
     except ValueError as exc:
         raise APIError(422, f"bad date filter: {exc}", param="start_datetime") from None
     zone = live.agent.timezone
@@ -104,27 +97,17 @@ async def search_passages(request: Request) -> Response:
     return json_response({"results": results, "count": len(results)})
 
 
-async def search_messages(request: Request) -> Response:
+async def search_messages(request: Request, body: MessageSearch) -> Response:
     """Recall search over one agent's whole history (a required `agent_id` keeps results scoped)."""
     rt = runtime(request)
-    body = await read_json(request)
-    agent_id = or_default(get_str(body, "agent_id", nullable=True), None)
-    if not agent_id:
+    if not body.agent_id:
         raise APIError(422, "`agent_id` is required: searches never span agents", param="agent_id")
-    live = await require_agent(request, agent_id)
-    query = or_default(get_str(body, "query", nullable=True), "")
-    mode = or_default(get_str(body, "search_mode", nullable=True), "hybrid")
-    if mode not in SEARCH_MODES:
-        raise APIError(422, f"`search_mode` must be one of {', '.join(SEARCH_MODES)}", param="search_mode")
-    roles = or_default(get_str_list(body, "roles"), None)
-    if roles and not set(roles) <= {"user", "assistant", "tool"}:
-        raise APIError(422, "`roles` may only hold user, assistant, tool", param="roles")
-    limit = or_default(get_int(body, "limit", nullable=True), 10)
-    check_dates(body.get("start_date"), body.get("end_date"), ("start_date", "end_date"))
+    live = await require_agent(request, body.agent_id)
+    check_dates(body.start_date, body.end_date, ("start_date", "end_date"))
     try:
         hits = await _longterm(request).search_recall(
-            live.id, query, roles=roles or None, limit=min(limit, 100), start=body.get("start_date"),
-            end=body.get("end_date"), mode=mode)
+            live.id, body.query or "", roles=list(body.roles or ()) or None, limit=min(body.limit or 10, 100),
+            start=body.start_date, end=body.end_date, mode=body.search_mode or "hybrid")
     except ValueError as exc:
         raise APIError(422, f"bad date filter: {exc}", param="start_date") from None
     messages = {m.id: m for m in await rt.store.get_messages([h.record.id for h in hits])}

@@ -13,8 +13,10 @@ from proxy.api.agents import state
 from proxy.api.bodies import apply_block_update, new_block
 from proxy.api.lookup import conflict, cursor, is_id, page_of, require_block, runtime
 from proxy.api.protocol import block_json
+from proxy.api.wire.common import PageQuery
+from proxy.api.wire.blocks import BlockCreate, BlockListQuery, BlockUpdate
 from proxy.errors import not_found
-from proxy.http import json_response, query_int, read_json
+from proxy.http import json_response, query_int
 from proxy.runtime import Runtime
 
 
@@ -37,16 +39,16 @@ async def save_edit(rt: Runtime, original: Block, body: dict[str, object]) -> Bl
     return await rt.memory.save_block(edited)
 
 
-async def create_block(request: Request) -> Response:
-    block = new_block(await read_json(request), "body")
+async def create_block(request: Request, body: BlockCreate) -> Response:
+    block = new_block(body.given(), "body")
     await runtime(request).memory.create_block(block)
     return json_response(block_json(block))
 
 
-async def list_blocks(request: Request) -> Response:
+async def list_blocks(request: Request, query: BlockListQuery) -> Response:
     rt = runtime(request)
     blocks = await rt.store.list_blocks(
-        label=request.query_params.get("label") or None,
+        label=query.label,
         before=cursor(request, "before", "block"),
         after=cursor(request, "after", "block"),
         limit=query_int(request, "limit", 50, high=10000),
@@ -59,10 +61,10 @@ async def get_block(request: Request) -> Response:
     return json_response(block_json(block))
 
 
-async def modify_block(request: Request) -> Response:
+async def modify_block(request: Request, body: BlockUpdate) -> Response:
     rt = runtime(request)
     block = await require_block(rt.memory, request.path_params["block_id"])
-    saved = await save_edit(rt, block, await read_json(request))
+    saved = await save_edit(rt, block, body.given())
     return json_response(block_json(saved))
 
 
@@ -73,7 +75,7 @@ async def delete_block(request: Request) -> Response:
     return json_response({"id": block_id, "deleted": True})
 
 
-async def list_agents_for_block(request: Request) -> Response:
+async def list_agents_for_block(request: Request, query: PageQuery) -> Response:
     rt = runtime(request)
     block = await require_block(rt.memory, request.path_params["block_id"])
     agent_ids = page_of(request, await rt.store.agents_for_block(block.id), "agent", lambda i: i)

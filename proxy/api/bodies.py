@@ -1,4 +1,7 @@
-"""Parse and validate management-API request bodies; every violation is a 422 naming its field."""
+"""The rules of management-API bodies beyond their types: labels, limits that depend on other fields, tool and
+time-zone names, and turning the fields a client set into Block and Agent values. The bodies reach here typed
+(proxy/api/wire/); the getters still check each value, so these helpers stay safe on any dict. Every violation
+is a 422 naming its field."""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from memory.models import DEFAULT_BLOCK_LIMIT, LABEL_PATTERN, Block, new_id
+from proxy.api.operations import OFF_VALUES
+from proxy.api.wire.agents import AgentCreate, AgentUpdate
 from proxy.errors import APIError, unprocessable
 from proxy.limits import (MAX_BLOCK_LIMIT, MAX_CONTEXT_WINDOW, MAX_DESCRIPTION_CHARS, MAX_INT, MAX_LIST_ITEMS,
                           MAX_NAME_CHARS, MAX_OUTPUT_TOKENS, MAX_TEXT_CHARS, check_int, check_json,
@@ -34,11 +39,6 @@ def get_str(body: dict[str, Any], name: str, *, nullable: bool = False, max_char
     if isinstance(value, str):
         return check_text(value, name, max_chars)
     raise _type_error(name, "a string" + (" or null" if nullable else ""))
-
-
-def or_default(value: Any, default: Any) -> Any:
-    """A getter's result, or `default` when the field was absent or null."""
-    return default if value is _MISSING or value is None else value
 
 
 def get_bool(body: dict[str, Any], name: str) -> Any:
@@ -155,20 +155,14 @@ def check_timezone(zone: str) -> str:
     return zone
 
 
-# Agent fields memproxy honours; every other Letta field is accepted only at its "off" value.
-AGENT_FIELDS = frozenset({
-    "name", "system", "model", "embedding", "description", "tags", "metadata", "message_buffer_autoclear",
-    "context_window_limit", "llm_config", "embedding_config", "max_tokens", "tools", "tool_ids", "block_ids",
-    "timezone", "secrets", "tool_exec_environment_variables", *SAMPLING_FIELDS})
-CREATE_FIELDS = AGENT_FIELDS | {"memory_blocks", "include_base_tools", "initial_message_sequence"}
-_OFF_VALUES: tuple[Any, ...] = (None, False, [], {}, "")
-_ALSO_OFF = {"agent_type": "letta_v1_agent", "embedding_chunk_size": 300}
+# Agent fields memproxy honours, for agent bodies not read through a model (an agent file's agent).
+AGENT_FIELDS = frozenset(AgentUpdate.model_fields)
 
 
 def refuse_unsupported(body: dict[str, Any], honoured: frozenset[str]) -> None:
-    """400 naming the first field memproxy would otherwise have to ignore."""
+    """400 naming the first field outside `honoured` set to anything but "off": AgentCreate's rule, on a dict."""
     for name, value in body.items():
-        if name in honoured or value in _OFF_VALUES or _ALSO_OFF.get(name, _MISSING) == value:
+        if name in honoured or value in OFF_VALUES or AgentCreate.ignored.get(name, _MISSING) == value:
             continue
         raise APIError(400, f"`{name}` is not supported by memproxy (see the README's Letta API section); "
                        "leave it unset", param=name, code="unsupported_parameter")

@@ -17,7 +17,8 @@ from proxy.chat.protocol import parse_chat_request
 from proxy.chat.new_input import split_new_input
 from proxy.chat.request_head import request_head
 from proxy.errors import APIError
-from proxy.http import json_response, read_json
+from proxy.api.wire.service import PreviewRequest, SummarizeRequest
+from proxy.http import json_response
 
 
 async def context_window(request: Request) -> Response:
@@ -54,14 +55,10 @@ async def context_window(request: Request) -> Response:
     })
 
 
-async def summarize(request: Request) -> Response:
+async def summarize(request: Request, body: SummarizeRequest) -> Response:
     """Force a compaction now: evict about 30% of the in-context messages into the summary."""
     rt = runtime(request)
     live = await require_agent(request)
-    body = await read_json(request, required=False)
-    if body.get("compaction_settings") is not None:
-        raise APIError(400, "`compaction_settings` is not supported by memproxy; leave it unset",
-                       param="compaction_settings", code="unsupported_parameter")
     async with rt.turns.hold(live.id):
         before = len(live.messages)
         tools = rt.registry.schemas(tuple(live.agent.tools))
@@ -72,13 +69,13 @@ async def summarize(request: Request) -> Response:
                           "summary": summary.content or "" if summary is not None else ""})
 
 
-async def preview_raw_payload(request: Request) -> Response:
+async def preview_raw_payload(request: Request, body: PreviewRequest) -> Response:
     """The exact JSON the next turn would send upstream for these messages, without calling it."""
     rt = runtime(request)
     live = await require_agent(request)
-    body = await read_json(request)
-    body.setdefault("model", live.id)
-    chat = parse_chat_request(body)
+    raw = body.model_dump()
+    raw.setdefault("model", live.id)
+    chat = parse_chat_request(raw)
     new_input = split_new_input(chat.messages)
     if not new_input.user:
         raise APIError(400, "`messages` must end with a user message", param="messages", code="no_new_input")

@@ -14,7 +14,9 @@ from proxy.api.blocks import save_edit
 from proxy.api.lookup import conflict, page_of, require_agent, require_block, runtime, save_agent
 from proxy.api.protocol import block_json
 from proxy.errors import APIError
-from proxy.http import json_response, read_json
+from proxy.api.wire.blocks import BlockUpdate
+from proxy.api.wire.common import PageQuery
+from proxy.http import json_response
 
 
 def block_by_label(live: LiveAgent, label: str) -> Block:
@@ -25,7 +27,7 @@ def block_by_label(live: LiveAgent, label: str) -> Block:
     return block
 
 
-async def list_agent_blocks(request: Request) -> Response:
+async def list_agent_blocks(request: Request, query: PageQuery) -> Response:
     live = await require_agent(request)
     return json_response([block_json(b) for b in page_of(request, list(live.blocks), "block", lambda b: b.id)])
 
@@ -35,10 +37,10 @@ async def get_agent_block(request: Request) -> Response:
     return json_response(block_json(block_by_label(live, request.path_params["block_label"])))
 
 
-async def modify_agent_block(request: Request) -> Response:
+async def modify_agent_block(request: Request, body: BlockUpdate) -> Response:
     live = await require_agent(request)
     block = block_by_label(live, request.path_params["block_label"])
-    saved = await save_edit(runtime(request), block, await read_json(request))
+    saved = await save_edit(runtime(request), block, body.given())
     return json_response(block_json(saved))
 
 

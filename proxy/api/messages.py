@@ -10,10 +10,12 @@ from starlette.responses import Response
 from proxy.api.agents import state
 from proxy.api.lookup import descending, page, require_agent, runtime
 from proxy.api.protocol import letta_messages
+from proxy.api.wire.messages import MessageListQuery
 from proxy.http import json_response
 
 
-async def list_messages(request: Request) -> Response:
+async def list_messages(request: Request, query: MessageListQuery) -> Response:
+    """`query` is checked by its model; `page()` turns the same cursors into the store's terms."""
     rt = runtime(request)
     live = await require_agent(request)
     desc = descending(request)

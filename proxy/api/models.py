@@ -40,9 +40,7 @@ async def upstream_models(upstream: Upstream) -> list[dict[str, Any]]:
 
 
 async def list_models(request: Request) -> Response:
-    """OpenAI's SDKs ask for `/v1/models`, Letta's for `/v1/models/`: each gets its own shape."""
-    if request.url.path.endswith("/"):
-        return await letta_models(request)
+    """OpenAI's SDKs ask for `/v1/models`, Letta's for `/v1/models/` (`letta_models`): each gets its own shape."""
     rt = runtime(request)
     agents = await rt.store.list_agents(limit=None, ascending=True)
     data: list[dict[str, Any]] = [

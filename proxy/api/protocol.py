@@ -1,4 +1,4 @@
-"""The Letta wire shapes: AgentState, Block, Tool, LettaMessage and Run as JSON-ready dicts."""
+"""The Letta wire shapes built from stored records as JSON-ready dicts; their types are in proxy/api/wire/."""
 
 from __future__ import annotations
 

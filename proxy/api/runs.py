@@ -7,13 +7,14 @@ from starlette.responses import Response
 
 from proxy.api.lookup import cursor, is_id, runtime
 from proxy.api.protocol import run_json
+from proxy.api.wire.messages import RunListQuery
 from proxy.errors import not_found
 from proxy.http import json_response, query_int
 
 
-async def list_runs(request: Request) -> Response:
+async def list_runs(request: Request, query: RunListQuery) -> Response:
     """Newest first; `after=<last id>` is the next (older) page, `before=<first id>` the previous one."""
-    agent_id = request.query_params.get("agent_id") or None
+    agent_id = query.agent_id
     if agent_id is not None and not is_id("agent", agent_id):
         raise not_found("agent", agent_id)
     newer_than = cursor(request, "before", "run")

@@ -11,17 +11,15 @@ from starlette.responses import Response
 from memory.models import Tool, new_id, utcnow
 from memory.store import Conflict, NotFound
 from proxy.api.agents import state
-from proxy.api.bodies import _MISSING, get_dict, get_int, get_str, get_str_list
 from proxy.api.lookup import page_of, require_agent, runtime, save_agent
 from proxy.api.protocol import tool_json
-from proxy.errors import APIError, not_found, unprocessable
-from proxy.http import json_response, read_json
+from proxy.api.wire.common import PageQuery
+from proxy.api.wire.tools import ToolCreate, ToolListQuery, ToolUpdate
+from proxy.errors import APIError, not_found
+from proxy.http import json_response
 from proxy.runtime import Runtime
 from tools.custom import SourceError, checked_schema, custom_tool
 from tools.registry import ServerTool
-
-_UNSUPPORTED = ("args_json_schema", "pip_requirements", "npm_requirements")
-
 
 def _require_tool(rt: Runtime, tool_id: str) -> ServerTool:
     tool = rt.registry.by_id(tool_id)
@@ -37,24 +35,9 @@ def _custom(tool: ServerTool) -> Tool:
     return tool.record
 
 
-def _fields(body: dict[str, Any]) -> dict[str, Any]:
-    """The ToolCreate/ToolUpdate fields a body sets, type-checked (null = not given)."""
-    for name in _UNSUPPORTED:
-        if body.get(name):
-            raise unprocessable(f"{name!r} is not supported by memproxy", param=name)
-    source_type = get_str(body, "source_type", nullable=True)
-    if source_type not in (_MISSING, None, "python"):
-        raise unprocessable("only source_type 'python' is supported", param="source_type")
-    out: dict[str, Any] = {}
-    for name, value in (("source_code", get_str(body, "source_code", nullable=True)),
-                        ("description", get_str(body, "description", nullable=True)),
-                        ("tags", get_str_list(body, "tags")),
-                        ("json_schema", get_dict(body, "json_schema")),
-                        ("metadata", get_dict(body, "metadata")),
-                        ("return_char_limit", get_int(body, "return_char_limit", nullable=True))):
-        if value is not _MISSING and value is not None:
-            out[name] = value
-    return out
+def _fields(body: ToolUpdate) -> dict[str, Any]:
+    """The fields a body sets (null = not given); `source_type` is python whenever it is given."""
+    return {name: value for name, value in body.given().items() if value is not None and name != "source_type"}
 
 
 def _schema(source: str, given: dict[str, Any] | None, description: str | None) -> dict[str, Any]:
@@ -67,11 +50,9 @@ def _schema(source: str, given: dict[str, Any] | None, description: str | None) 
     return schema
 
 
-async def create_tool(request: Request) -> Response:
+async def create_tool(request: Request, body: ToolCreate) -> Response:
     rt = runtime(request)
-    fields = _fields(await read_json(request))
-    if "source_code" not in fields:
-        raise unprocessable("'source_code' is required: one Python function", param="source_code")
+    fields = _fields(body)
     schema = _schema(fields["source_code"], fields.get("json_schema"), fields.get("description"))
     name = schema["name"]
     if name in rt.registry:
@@ -88,9 +69,9 @@ async def create_tool(request: Request) -> Response:
     return json_response(tool_json(tool))
 
 
-async def list_tools(request: Request) -> Response:
+async def list_tools(request: Request, query: ToolListQuery) -> Response:
     rt = runtime(request)
-    name = request.query_params.get("name") or None
+    name = query.name
     tools = [t for t in rt.registry.tools() if name is None or t.name == name]
     return json_response([tool_json(t) for t in page_of(request, tools, "tool", lambda t: t.id, default_limit=50)])
 
@@ -99,10 +80,10 @@ async def get_tool(request: Request) -> Response:
     return json_response(tool_json(_require_tool(runtime(request), request.path_params["tool_id"])))
 
 
-async def modify_tool(request: Request) -> Response:
+async def modify_tool(request: Request, body: ToolUpdate) -> Response:
     rt = runtime(request)
     record = _custom(_require_tool(rt, request.path_params["tool_id"]))
-    fields = _fields(await read_json(request))
+    fields = _fields(body)
     source = fields.get("source_code", record.source_code)
     given = fields.get("json_schema")
     if given is None and "source_code" not in fields:
@@ -140,7 +121,7 @@ async def delete_tool(request: Request) -> Response:
     return json_response({"id": record.id, "deleted": True, "message": f"Tool id={record.id} successfully deleted"})
 
 
-async def list_agent_tools(request: Request) -> Response:
+async def list_agent_tools(request: Request, query: PageQuery) -> Response:
     rt = runtime(request)
     live = await require_agent(request)
     tools = [tool_json(rt.registry.get(name), name) for name in live.agent.tools]

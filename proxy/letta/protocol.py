@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from proxy.api.operations import RequestBody
+from proxy.api.wire.messages import LettaMessage
 from proxy.chat.protocol import ChatRequest
 from proxy.errors import APIError
 
-MESSAGE_TYPES = frozenset({"system_message", "user_message", "assistant_message", "reasoning_message",
-                           "hidden_reasoning_message", "tool_call_message", "tool_return_message",
-                           "approval_request_message", "approval_response_message"})
+MessageType = Literal["system_message", "user_message", "assistant_message", "reasoning_message",
+                      "hidden_reasoning_message", "tool_call_message", "tool_return_message",
+                      "approval_request_message", "approval_response_message"]
+MESSAGE_TYPES = frozenset(get_args(MessageType))
 # Fields memproxy honours, and fields it accepts only at the value that means "off" (sent by some SDK calls).
 _HONOURED = frozenset({"messages", "input", "max_steps", "use_assistant_message", "include_return_message_types",
                        "stream_tokens", "streaming", "include_pings"})
@@ -127,3 +132,61 @@ def _content(content: Any, where: str) -> Any:
         else:
             raise _refuse(f"{where}[{j}]", "must be a text or image part")
     return parts
+
+
+class MessageCreate(BaseModel):
+    """One of Letta's MessageCreate: a user (or system) message; approvals are refused by name."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    type: Literal["message"] | None = None
+    role: Literal["user", "system"]
+    content: str | list[dict[str, Any]]
+    name: str | None = None
+    otid: str | None = None
+    sender_id: str | None = None
+    batch_item_id: str | None = None
+    group_id: str | None = None
+
+
+class LettaRequestBody(RequestBody):
+    """LettaRequest: the fields memproxy honours; the others are accepted only at their "off" values."""
+
+    model_config = ConfigDict(json_schema_extra={"additionalProperties": False,
+                                                 "examples": [{"messages": [{"role": "user", "content": "Hi!"}]}]})
+
+    messages: list[MessageCreate] | None = None
+    input: str | list[dict[str, Any]] | None = Field(None, description="shorthand for one user message")
+    max_steps: Annotated[int, Field(ge=1)] | None = None
+    use_assistant_message: bool | None = None
+    include_return_message_types: list[MessageType] | None = None
+    stream_tokens: bool | None = None
+    streaming: bool | None = None
+    include_pings: bool | None = None
+
+    def refuse_unsupported(self, where: str = "") -> None:
+        return None  # parse_letta_request names them, with the off values Letta's SDK sends
+
+
+class CancelRequest(RequestBody):
+    run_ids: list[str] | None = None
+
+
+class StopReason(BaseModel):
+    message_type: Literal["stop_reason"]
+    stop_reason: str
+
+
+class UsageStatistics(BaseModel):
+    message_type: Literal["usage_statistics"]
+    completion_tokens: int
+    prompt_tokens: int
+    total_tokens: int
+    step_count: int
+    run_ids: list[str] | None
+
+
+class LettaResponse(BaseModel):
+    messages: list[LettaMessage]
+    stop_reason: StopReason
+    usage: UsageStatistics

@@ -12,25 +12,26 @@ from starlette.responses import Response, StreamingResponse
 from proxy import logs
 from proxy.api.lookup import require_agent, runtime
 from proxy.api.protocol import letta_messages, run_json
-from proxy.api.routes import both
+from proxy.api.operations import Operation, routes_of
+from proxy.api.wire.messages import Run
 from proxy.chat.protocol import KEEPALIVE
 from proxy.chat.serving import SSE_HEADERS, Launched
 from proxy.errors import APIError
-from proxy.http import json_response, read_json
+from proxy.http import json_response
 from proxy.letta.encoder import LettaSink, LettaStreamSink
-from proxy.letta.protocol import LettaRequest, parse_letta_request
+from proxy.letta.protocol import CancelRequest, LettaRequest, LettaRequestBody, LettaResponse, parse_letta_request
 
 _SCOPE = "letta:"
 _RECENT = 500  # a Letta request never replays a chat-completions turn into the wrong encoder
 
 
 async def _start(request: Request, sink_type: type[LettaSink], *, stream: bool,
-                 body: dict[str, Any] | None = None) -> tuple[LettaRequest, LettaSink, Launched]:
+                 body: dict[str, Any]) -> tuple[LettaRequest, LettaSink, Launched]:
     received = time.perf_counter()
     rt = runtime(request)
     live = await require_agent(request)
     logs.agent_id.set(live.id)
-    letta = parse_letta_request(body if body is not None else await read_json(request), live.id, stream=stream)
+    letta = parse_letta_request(body, live.id, stream=stream)
     letta.chat.upstream_headers = {k: v for k, v in request.headers.items() if k.startswith("x-sim-")}
     letta.chat.received_at = received
     sink = sink_type(max_steps=letta.max_steps or rt.turns.env.max_steps, tokens=letta.stream_tokens,
@@ -41,11 +42,16 @@ async def _start(request: Request, sink_type: type[LettaSink], *, stream: bool,
     return letta, sink, started
 
 
-async def send_message(request: Request) -> Response:
-    body = await read_json(request)
-    if body.get("streaming") is True:  # the SDK's `create(streaming=True)` posts here and reads SSE
-        return await _stream(request, body)
-    _, sink, started = await _start(request, LettaSink, stream=False, body=body)
+def _given(body: LettaRequestBody) -> dict[str, Any]:
+    """What the client sent, unknown fields included: parse_letta_request refuses those by name."""
+    return body.model_dump(exclude_unset=True)
+
+
+async def send_message(request: Request, body: LettaRequestBody) -> Response:
+    raw = _given(body)
+    if body.streaming is True:  # the SDK's `create(streaming=True)` posts here and reads SSE
+        return await _stream(request, raw)
+    _, sink, started = await _start(request, LettaSink, stream=False, body=raw)
     await asyncio.wait([started.task])  # not cancelled with this request: the turn finishes for a retry
     if sink.failure is not None or not sink.ended:
         failure = sink.failure or APIError(500, "the agent's turn stopped without an answer; send the request again",
@@ -71,8 +77,8 @@ async def _stored(request: Request, sink: LettaSink) -> list[dict[str, Any]] | N
     return [m for m in out if sink.types is None or m["message_type"] in sink.types]
 
 
-async def stream_message(request: Request) -> Response:
-    return await _stream(request, await read_json(request))
+async def stream_message(request: Request, body: LettaRequestBody) -> Response:
+    return await _stream(request, _given(body))
 
 
 async def _stream(request: Request, body: dict[str, Any]) -> Response:
@@ -122,11 +128,10 @@ def _stamped(response: Response, sink: LettaSink) -> Response:
     return response
 
 
-async def send_message_async(request: Request) -> Response:
+async def send_message_async(request: Request, body: LettaRequestBody) -> Response:
     """Start the turn and answer at once with its run; `GET /v1/runs/{id}` follows it to the end."""
     rt = runtime(request)
-    body = await read_json(request)
-    _, sink, started = await _start(request, LettaSink, stream=False, body=body)
+    _, sink, started = await _start(request, LettaSink, stream=False, body=_given(body))
     run = sink.run or rt.turns.active.get(sink.run_id or "")
     if run is None:  # a repeat of a turn that already ended: its stored run
         await rt.memory.settled()
@@ -138,26 +143,27 @@ async def send_message_async(request: Request) -> Response:
     return _stamped(json_response(out), sink)
 
 
-async def cancel_messages(request: Request) -> Response:
+async def cancel_messages(request: Request, body: CancelRequest) -> Response:
     """Cancel the agent's turns in flight (all, or `run_ids`): {run_id: "cancelled" | "not running"}."""
     rt = runtime(request)
     live = await require_agent(request)
-    body = await read_json(request, required=False)
-    unknown = sorted(set(body) - {"run_ids"})
-    if unknown:
-        raise APIError(400, f"`{unknown[0]}` is not a field of a cancel request", param=unknown[0],
-                       code="unsupported_parameter")
-    run_ids = body.get("run_ids")
-    if run_ids is not None and (not isinstance(run_ids, list) or not all(isinstance(r, str) for r in run_ids)):
-        raise APIError(400, "`run_ids` must be a list of run ids", param="run_ids", code="invalid_request")
-    return json_response(rt.turns.cancel(live.id, run_ids))
+    return json_response(rt.turns.cancel(live.id, body.run_ids))
 
 
 _AGENT = "/v1/agents/{agent_id}"
 
-routes = [
-    *both(_AGENT + "/messages", send_message, "POST"),
-    *both(_AGENT + "/messages/stream", stream_message, "POST"),
-    *both(_AGENT + "/messages/async", send_message_async, "POST"),
-    *both(_AGENT + "/messages/cancel", cancel_messages, "POST"),
+_TAGS = ("messages",)
+_SEND = {"body": LettaRequestBody, "invalid_status": 400, "errors": (400, 404, 409, 502)}
+
+operations = [
+    # With `streaming: true` the same route answers as /stream does (the SDK's `create(streaming=True)`).
+    Operation("POST", _AGENT + "/messages", send_message, "Send messages to an agent and wait for its answer",
+              _TAGS, response=LettaResponse, stream=True, **_SEND),  # type: ignore[arg-type]
+    Operation("POST", _AGENT + "/messages/stream", stream_message, "Send messages; the answer streams as SSE",
+              _TAGS, stream=True, **_SEND),  # type: ignore[arg-type]
+    Operation("POST", _AGENT + "/messages/async", send_message_async, "Start a turn in the background",
+              _TAGS, response=Run, **_SEND),  # type: ignore[arg-type]
+    Operation("POST", _AGENT + "/messages/cancel", cancel_messages, "Cancel the agent's turns in flight", _TAGS,
+              body=CancelRequest, body_required=False, invalid_status=400, response=dict[str, str]),
 ]
+routes = routes_of(operations)

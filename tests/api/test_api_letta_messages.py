@@ -21,7 +21,7 @@ def _send(base: str, agent: str, body: dict, path: str = "", **sim: object) -> h
     ({"messages": [{"type": "approval", "approve": True}]}, "messages[0].type"),
     ({"messages": [{"role": "assistant", "content": "x"}]}, "messages[0].role"),
     ({"messages": [{"role": "user", "content": "x"}], "include_return_message_types": ["nope"]},
-     "include_return_message_types"),
+     "include_return_message_types[0]"),
     ({"messages": [{"role": "user", "content": "x"}], "input": "y"}, "input"),
 ])
 def test_unsupported_or_malformed_fields_are_refused_by_name(server, body, param) -> None:

@@ -70,7 +70,10 @@ def test_bad_tools_are_refused_and_nothing_is_kept(http: httpx.Client, expect_er
         expect_error(http.post("/v1/tools/", json={"source_code": source}), 400, "invalid_tool")
     expect_error(http.post("/v1/tools/", json={}), 422)
     expect_error(http.post("/v1/tools/", json={"source_code": 5}), 422)
-    expect_error(http.post("/v1/tools/", json={"source_code": WEATHER, "pip_requirements": [{"name": "x"}]}), 422)
+    # An unsupported Letta field is refused by name (400), like every body's undeclared fields.
+    error = expect_error(http.post("/v1/tools/", json={"source_code": WEATHER, "pip_requirements": [{"name": "x"}]}),
+                         400, "unsupported_parameter")
+    assert error["param"] == "pip_requirements"
     # A built-in's name is taken, and so is a custom tool's.
     expect_error(http.post("/v1/tools/", json={"source_code": "def memory_insert(x: int):\n    return x\n"}), 409)
     tool = _make(http)
