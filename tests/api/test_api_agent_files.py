@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, Callable
 
 import httpx
@@ -178,8 +179,14 @@ def test_a_hand_written_agent_file_with_tools_rules_and_history_is_imported_and_
         assert {t["function"]["name"] for t in first["tools"]} >= {"roll_dice_af", "memory_insert"}
         assert second["messages"][-1] == {"role": "tool", "tool_call_id": second["messages"][-2]["tool_calls"][0]["id"],
                                           "content": "rolled 10 of 20"}  # the imported tool ran in the sandbox
-        found = http.post("/v1/agents/messages/search", json={"agent_id": agent_id, "query": "marmoset"})
-        assert found.status_code == 200 and any("marmoset" in json.dumps(hit) for hit in found.json())
+        # The embedded backend indexes recall in the background, within about a second of the write.
+        deadline, hits = time.monotonic() + 15, []
+        while not hits and time.monotonic() < deadline:
+            found = http.post("/v1/agents/messages/search", json={"agent_id": agent_id, "query": "marmoset"})
+            assert found.status_code == 200, found.text
+            hits = [hit for hit in found.json() if "marmoset" in json.dumps(hit)]
+            time.sleep(0 if hits else 0.1)
+        assert hits
     finally:
         http.delete(f"/v1/agents/{agent_id}")
 
