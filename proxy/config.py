@@ -150,8 +150,11 @@ class Settings:
 
 
 def _coerce(opt: Option, raw: str) -> Any:
-    if opt.kind is int:
-        return int(raw)
-    if opt.kind is float:
-        return float(raw)
+    try:
+        if opt.kind is int:
+            return int(raw)
+        if opt.kind is float:
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"{opt.env} must be {'an integer' if opt.kind is int else 'a number'}, not {raw!r}") from None
     return raw
