@@ -11,8 +11,8 @@ SAMPLES = [(n, 300.0 + (20.0 if n >= 2750 else 0.0) + n / 1000) for n in range(0
 def test_warm_up_waits_for_the_periodic_jobs_when_turns_come_fast() -> None:
     fast = [n / 270 for n, _ in SAMPLES]  # 270 turns/s: 2,000 turns in 7 s
     slow = [n / 50 for n, _ in SAMPLES]  # 50 turns/s: 2,000 turns in 40 s
-    assert _warmup_end(SAMPLES, fast, 2000, 30.0) == 8250  # the first sample past 30 s
-    assert _warmup_end(SAMPLES, slow, 2000, 30.0) == 2000
+    assert _warmup_end(SAMPLES, fast, 2000, 15.0) == 4250  # the first sample past 15 s
+    assert _warmup_end(SAMPLES, slow, 2000, 15.0) == 2000
     assert _warmup_end(SAMPLES, fast, 2000, 10_000.0) == 20000  # never warm: the last sample
 
 
