@@ -147,6 +147,11 @@ class AgentMemory:
         if live is not None:
             self._forget_blocks(live)
 
+    async def memory_figures(self) -> dict[str, float]:
+        """Live agents, their in-context messages and shared blocks held (for the memory report)."""
+        return {"agents": len(self._agents), "agent_messages": sum(len(a.messages) for a in self._agents.values()),
+                "blocks": len(self._blocks)}
+
     async def refresh_archival(self, live: LiveAgent) -> None:
         if self.archival is None:
             return

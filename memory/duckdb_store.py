@@ -429,6 +429,16 @@ class DuckDBStore(Store):
         return await self._run(lambda con: duckdb_portable.existing_ids(con, kind, list(ids)))
 
 
+    async def memory_figures(self) -> dict[str, float]:
+        """MB in DuckDB's buffer pool and in its WAL file (for the memory report)."""
+        def work(con: duckdb.DuckDBPyConnection) -> float:
+            return float(_scalar(con, "SELECT sum(memory_usage_bytes) FROM duckdb_memory()", []) or 0)
+
+        wal = self.path + ".wal"
+        size = os.path.getsize(wal) if os.path.exists(wal) else 0
+        return {"duckdb": await self._run(work) / 2**20, "duckdb_wal": size / 2**20}
+
+
 def open_store(data_dir: str, *, memory_limit: str | None = None) -> DuckDBStore:
     """A (not yet opened) store at `<data_dir>/memproxy.duckdb`."""
     return DuckDBStore(os.path.join(data_dir, DATABASE_FILE), memory_limit=memory_limit)

@@ -23,7 +23,8 @@ M_ARENA_MAX = -8  # mallopt parameter number, from glibc's malloc.h
 ARENAS = 2
 
 
-def _load(name: str, argtypes: list[type]) -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+def libc_function(name: str, argtypes: list[type]) -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    """A function of the C library returning int, or None where there is no such function (not glibc)."""
     library = ctypes.util.find_library("c")
     if not library:
         return None
@@ -36,8 +37,8 @@ def _load(name: str, argtypes: list[type]) -> ctypes._CFuncPtr | None:  # type: 
     return function
 
 
-_MALLOC_TRIM = _load("malloc_trim", [ctypes.c_size_t])
-_MALLOPT = _load("mallopt", [ctypes.c_int, ctypes.c_int])
+_MALLOC_TRIM = libc_function("malloc_trim", [ctypes.c_size_t])
+_MALLOPT = libc_function("mallopt", [ctypes.c_int, ctypes.c_int])
 
 
 def limit_arenas(arenas: int = ARENAS) -> bool:

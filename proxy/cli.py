@@ -61,9 +61,19 @@ def banner(settings: Settings) -> str:
 
 
 def serve(args: argparse.Namespace) -> int:
+    from memory.bounds import memory_setting_errors
+
     overrides = {opt.name: getattr(args, opt.name) for opt in OPTIONS}
     overrides["insecure"] = args.insecure
-    settings = Settings.load(overrides)
+    try:
+        settings = Settings.load(overrides)
+    except ValueError as exc:
+        print(f"memproxy: {exc}", file=sys.stderr)
+        return 2
+    bad = memory_setting_errors(settings)
+    if bad:
+        print("\n".join(f"memproxy: {error}" for error in bad), file=sys.stderr)
+        return 2
     if not settings.is_loopback and not settings.auth_enabled and not settings.insecure:
         print(f"memproxy: refusing to bind {settings.host} without MEMPROXY_API_KEYS "
               "(anyone on the network could read every agent's memory); set keys or pass --insecure",

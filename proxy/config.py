@@ -67,10 +67,15 @@ OPTIONS: tuple[Option, ...] = (
            "MiB of LanceDB index and metadata cache for recall and archival search"),
     Option("search_optimize_interval", "MEMPROXY_SEARCH_OPTIMIZE_INTERVAL", 10.0, float,
            "seconds between compactions of the search tables while they are written (each one holds memory)"),
+    Option("search_reopen_interval", "MEMPROXY_SEARCH_REOPEN_INTERVAL", 60.0, float,
+           "least seconds between reopening the search tables after a compaction (frees readers of replaced "
+           "index versions); 0 = never"),
     Option("agent_cache_size", "MEMPROXY_AGENT_CACHE_SIZE", 20000, int,
            "agents kept loaded in memory (least recently used are dropped, and reloaded on their next request)"),
     Option("malloc_trim_interval", "MEMPROXY_MALLOC_TRIM_INTERVAL", 30.0, float,
            "seconds between returning freed native memory to the OS (glibc malloc_trim); 0 = never"),
+    Option("memory_report_interval", "MEMPROXY_MEMORY_REPORT_INTERVAL", 0.0, float,
+           "seconds between log lines of where memory goes (RSS parts, heap, caches); 0 = never"),
 )
 
 
@@ -103,8 +108,10 @@ class Settings:
     duckdb_memory_limit: str = "256MB"
     search_cache_mb: int = 16
     search_optimize_interval: float = 10.0
+    search_reopen_interval: float = 60.0
     agent_cache_size: int = 20000
     malloc_trim_interval: float = 30.0
+    memory_report_interval: float = 0.0
     insecure: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -143,8 +150,11 @@ class Settings:
 
 
 def _coerce(opt: Option, raw: str) -> Any:
-    if opt.kind is int:
-        return int(raw)
-    if opt.kind is float:
-        return float(raw)
+    try:
+        if opt.kind is int:
+            return int(raw)
+        if opt.kind is float:
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"{opt.env} must be {'an integer' if opt.kind is int else 'a number'}, not {raw!r}") from None
     return raw

@@ -59,7 +59,8 @@ def backend_config(settings: Settings) -> BackendConfig:
     return BackendConfig(
         data_dir=settings.data_dir, database_url=settings.database_url,
         duckdb_memory_limit=settings.duckdb_memory_limit, search_cache_bytes=settings.search_cache_mb * 1024 * 1024,
-        search_optimize_interval=settings.search_optimize_interval)
+        search_optimize_interval=settings.search_optimize_interval,
+        search_reopen_interval=settings.search_reopen_interval)
 
 
 async def open_runtime(settings: Settings) -> Runtime:

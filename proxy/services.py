@@ -9,6 +9,7 @@ from typing import Any, Iterator
 from memory.compaction import ContextBudget
 from proxy.metrics import counter_family
 from memory.longterm import HttpEmbedder, LongTermMemory
+from memory.heap_report import report_every
 from memory.native_heap import trim_every
 from memory.recall import index_messages, reconcile
 from proxy.chat.serving import TurnRunner
@@ -46,8 +47,7 @@ async def start_services(rt: Runtime) -> None:
                   max_steps=settings.max_steps, spawn=rt.spawn, budget=rt.budget,
                   on_messages=lambda messages: index_messages(longterm, messages, skip), metrics=rt.metrics)
     rt.metrics.sample(lambda: _cache_families(rt))
-    rt.heap_trimmer = asyncio.get_running_loop().create_task(trim_every(settings.malloc_trim_interval),
-                                                             name="malloc-trim")
+    rt.heap_trimmer = asyncio.get_running_loop().create_task(_heap_upkeep(rt), name="malloc-trim")
     rt.turns = TurnRunner(env, lock_timeout=settings.agent_lock_timeout, keepalive=settings.keepalive_interval,
                           locks=agent_locks(settings.redis_url), max_inline_bytes=settings.max_inline_bytes)
 
@@ -107,6 +107,15 @@ async def stop_services(rt: Runtime) -> None:
         await asyncio.gather(rt.heap_trimmer, return_exceptions=True)
     if rt.turns is not None:
         await rt.turns.locks.close()
+
+
+async def _heap_upkeep(rt: Runtime) -> None:
+    """Trim the native heap every MEMPROXY_MALLOC_TRIM_INTERVAL s; log memory figures if asked to."""
+    probes = [probe for probe in (getattr(rt.store, "memory_figures", None),
+                                  getattr(rt.longterm, "memory_figures", None)) if probe is not None]
+    probes.append(rt.memory.memory_figures)
+    await asyncio.gather(trim_every(rt.settings.malloc_trim_interval),
+                         report_every(rt.settings.memory_report_interval, probes))
 
 
 def _cache_families(rt: Runtime) -> Iterator[Any]:

@@ -74,6 +74,7 @@ class LanceLongTermMemory(LongTermMemory):
         recall_embed_timeout: float = 0.75,
         query_embed_timeout: float = 5.0,
         cache_bytes: int | None = None,
+        reopen_interval: float = 60.0,
     ) -> None:
         self.path = path
         self.embedder = embedder
@@ -82,11 +83,10 @@ class LanceLongTermMemory(LongTermMemory):
         self.write_embed_timeout = write_embed_timeout
         self.recall_embed_timeout = recall_embed_timeout  # short: a slow embedder must not delay recall
         self.query_embed_timeout = query_embed_timeout
-        # LanceDB caches index pages and file metadata per table version, and every write and compaction makes
-        # a version, so entries of dead versions pile up to the cap: 6 GiB + 1 GiB unless we give a smaller one.
-        index_bytes = None if cache_bytes is None else cache_bytes * 3 // 4
-        metadata_bytes = None if cache_bytes is None else cache_bytes - index_bytes  # type: ignore[operator]
-        self._session = lancedb.Session(index_cache_size_bytes=index_bytes, metadata_cache_size_bytes=metadata_bytes)
+        self._cache_bytes = cache_bytes
+        self._session = self._new_session()
+        self.reopen_interval = reopen_interval
+        self._last_reopen = time.monotonic()
         self._db: Any = None
         self._passages: MemoryTable | None = None
         self._recall: MemoryTable | None = None
@@ -99,10 +99,39 @@ class LanceLongTermMemory(LongTermMemory):
         self._stats: dict[str, tuple[int, list[str]]] = {}
         self._passage_writes = 0  # bumps on every passage write; a stats read spanning one is not cached
 
+    def _new_session(self) -> lancedb.Session:
+        # LanceDB caches index pages and file metadata per table version, and every write and compaction makes
+        # a version, so entries of dead versions pile up to the cap: 6 GiB + 1 GiB unless we give a smaller one.
+        total = self._cache_bytes
+        index_bytes = None if total is None else total * 3 // 4
+        metadata_bytes = None if total is None else total - total * 3 // 4
+        return lancedb.Session(index_cache_size_bytes=index_bytes, metadata_cache_size_bytes=metadata_bytes)
+
+    async def reopen(self) -> None:
+        """Swap in a fresh session and connection. The session keeps a reader (an open file and its buffers) of
+        every full-text index version a compaction replaced, past the cache's size accounting: they go only
+        with the session. Costs one cold index load on the next search."""
+        session = self._new_session()
+        db = await lancedb.connect_async(self.path, session=session)
+        for table in (self._passages, self._recall):
+            if table is not None:
+                await table.reopen(db)
+        # Not closed: reads still running on the old connection finish, then it is freed with its last reference.
+        self._db, self._session = db, session
+        self._last_reopen = time.monotonic()
+
     @property
     def cache_bytes(self) -> int:
         """What LanceDB's index and metadata caches hold now."""
         return int(self._session.size_bytes)
+
+    async def memory_figures(self) -> dict[str, float]:
+        """LanceDB's cache (MB), queued recall rows and each table's version (for the memory report)."""
+        figures: dict[str, float] = {"lance_cache": self.cache_bytes / 2**20, "recall_queue": len(self._queue)}
+        for table in (self._passages, self._recall):
+            if table is not None and table.exists:
+                figures[f"{table.name}_version"] = await table.table.version()
+        return figures
 
     # --- lifecycle --------------------------------------------------------------------------
     async def open(self) -> None:
@@ -415,6 +444,11 @@ class LanceLongTermMemory(LongTermMemory):
                         optimized = await table.optimize() or optimized
                     except Exception:
                         log.exception("optimizing %s failed", table.name)
+            if optimized and self.reopen_interval > 0 and now - self._last_reopen >= self.reopen_interval:
+                try:
+                    await self.reopen()
+                except Exception:
+                    log.exception("reopening the search tables failed")
             if optimized:
                 # A compaction's buffers (tens of MB on a big table) are freed by LanceDB's threads into their
                 # own malloc arenas, which keep them; hand those pages back at once rather than at the next trim.

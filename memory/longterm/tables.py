@@ -30,7 +30,7 @@ log = logging.getLogger("memproxy.longterm")
 
 VECTOR = "vector"
 # Old versions are kept this long after a compaction so in-flight reads of them still succeed.
-CLEANUP_AFTER = timedelta(minutes=5)
+CLEANUP_AFTER = timedelta(seconds=60)
 
 
 class MemoryTable:
@@ -66,6 +66,13 @@ class MemoryTable:
         if VECTOR in schema.names:
             self.dim = schema.field(VECTOR).type.list_size
         await self._ensure_indexes()
+
+    async def reopen(self, db: Any) -> None:
+        """Attach to a fresh connection `db`, between writes and compactions; reads in flight finish on the old one."""
+        async with self.lock, self._optimizing:
+            self.db = db
+            if self.table is not None:
+                self.table = await db.open_table(self.name)
 
     async def ensure(self, dim: int | None) -> None:
         """Create the table, or add its vector column, so rows with `dim`-sized vectors fit. Call under lock."""

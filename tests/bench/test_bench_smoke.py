@@ -28,8 +28,9 @@ REQUIRED = [
     "scaling.history_growth_pct", "scaling.agents_growth_pct",
     *(f"toolstep.{kind}{k}.p99" for kind in ("", "custom_", "mcp_")
       for k in ("tool_ms", "step_gap_ms", "overhead_tool_turn_ms", "client_added_e2e_ms")),
-    *(f"soak.rss_mb.{k}" for k in ("start", "warmup", "middle", "end", "max_after_warmup")),
-    "soak.growth_after_warmup_pct", "soak.flat", "soak.turns_per_s",
+    *(f"soak.rss_mb.{k}" for k in ("start", "warmup", "middle", "end", "warmup_end", "max_after_warmup")),
+    "soak.growth_after_warmup_pct", "soak.growth_from_warmup_turns_pct", "soak.warmup_end_turns", "soak.flat",
+    "soak.turns_per_s",
 ]
 
 
