@@ -135,6 +135,8 @@ MIGRATIONS: list[tuple[int, str]] = [
     ),
     # Letta's per-agent `timezone` (the embedded store's migration 5); earlier agents keep UTC dates.
     (4, "ALTER TABLE agents ADD COLUMN timezone TEXT NOT NULL DEFAULT 'UTC';"),
+    # The fencing token of the last turn lock that committed for the agent (several processes, one database).
+    (5, "ALTER TABLE agents ADD COLUMN fence BIGINT NOT NULL DEFAULT 0;"),
 ]
 
 

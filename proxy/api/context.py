@@ -62,7 +62,8 @@ async def summarize(request: Request) -> Response:
     if body.get("compaction_settings") is not None:
         raise APIError(400, "`compaction_settings` is not supported by memproxy; leave it unset",
                        param="compaction_settings", code="unsupported_parameter")
-    async with rt.turns.hold(live.id):
+    async with rt.turns.hold(live.id) as held:
+        live = held or live  # several processes: the agent as of the lock, not a copy older than it
         before = len(live.messages)
         tools = rt.registry.schemas(tuple(live.agent.tools))
         await rt.budget.compact(live, rt.memory.system_prompt(live), [], tools, must_fit=False)

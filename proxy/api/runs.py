@@ -45,6 +45,11 @@ async def get_run(request: Request) -> Response:
     if run is None and is_id("run", run_id):
         await rt.memory.settled()
         run = await rt.store.get_run(run_id)
+        if run is None and rt.turns.locks.shared:
+            # In flight on another process: its lease keeps the run in Redis until the turn is stored.
+            running = await rt.turns.locks.running(run_id)
+            if running is not None:
+                return json_response(running)
     if run is None:
         raise not_found("run", run_id)
     return json_response(run_json(run))

@@ -13,13 +13,15 @@ from starlette.responses import Response, StreamingResponse
 
 from memory.agents import LiveAgent
 from memory.context import inline_bytes
-from memory.models import Run
+from memory.models import Run, new_id
 from proxy.chat.protocol import DONE, KEEPALIVE, ChatRequest, ChunkEncoder, completion_object, error_event
-from proxy.coordination import AgentLocks, LocalAgentLocks, LockTimeout, Release
+from proxy.coordination import AgentLocks, CoordinationDown, Lease, LocalAgentLocks, LockTimeout, Release
+from proxy.chat import fleet
 from proxy.chat.retries import RecentTurns, RecordingSink, TurnRecord, replay, turn_key
 from proxy.chat.new_input import split_new_input
 from proxy.chat.said import ModelOutput
 from proxy.chat.turn import Turn, TurnEnv
+from proxy.api.protocol import run_json
 from proxy.errors import APIError
 from proxy.http import json_response
 from proxy.metrics import server_timing
@@ -169,20 +171,41 @@ class TurnRunner:
         self.cancelling: set[str] = set()
 
     @contextlib.asynccontextmanager
-    async def hold(self, agent_id: str) -> AsyncIterator[None]:
-        """Keep turns off an agent while a management call changes its history."""
-        release = await self._acquire(agent_id)
+    async def hold(self, agent_id: str) -> AsyncIterator[LiveAgent | None]:
+        """Keep turns off an agent while a management call changes its history; yields the agent as of the lock."""
+        lease = await self._lease(agent_id)
+        live: LiveAgent | None = None
         try:
-            yield
+            live = self.env.memory.peek(agent_id) or await self.env.memory.get(agent_id)
+            if self.locks.shared and live is not None:
+                live = await fleet.current(self.env.memory, live, lease)
+            if live is not None:
+                live.fence = lease.fence
+            yield live
         finally:
-            await release()
+            if live is not None:
+                live.fence = 0
+            await self._release(lease, bump=self.locks.shared)
 
-    async def _acquire(self, agent_id: str) -> Release:
+    async def _lease(self, agent_id: str, **kw: Any) -> Lease:
         try:
-            return await self.locks.acquire(agent_id, self.lock_timeout)
+            return await self.locks.lease(agent_id, self.lock_timeout, **kw)
         except LockTimeout:
             raise APIError(409, f"agent {agent_id} is busy with another turn; retry when it finishes",
                            code="agent_busy") from None
+        except CoordinationDown as exc:
+            raise APIError(503, f"{exc}; agent turns are refused until it answers again",
+                           code="coordination_unavailable", headers={"Retry-After": "1"}) from None
+
+    async def _acquire(self, agent_id: str) -> Release:
+        lease = await self._lease(agent_id)
+        return lambda: self._release(lease, bump=False)
+
+    async def _release(self, lease: Lease, *, bump: bool, record: dict[str, Any] | None = None,
+                       record_ttl: float = 0.0) -> None:
+        old, new = await lease.release(bump=bump, record=record, record_ttl=record_ttl)
+        if bump and self.locks.shared:
+            self.env.memory.apply_bumps([lease.agent_id], [] if new is None else [(lease.agent_id, old, new)])
 
     async def serve(self, live: LiveAgent, chat: ChatRequest, request: Request | None = None) -> Response:
         encoder = ChunkEncoder(chat.model, chat.include_usage, chat.legacy_functions)
@@ -220,20 +243,55 @@ class TurnRunner:
             raise APIError(400, f"client tools clash with the agent's server tools: {', '.join(clash)}",
                            param="tools", code="tool_name_conflict")
         waited = time.perf_counter()
-        release = await self._acquire(live.id)
+        run = Run(id=new_id("run"), agent_id=live.id)
+        shared = self.locks.shared
+        # Several processes: the run is visible from all of them while it runs, and the request's
+        # idempotency record (read and, if absent, claimed in the same round trip) is shared too.
+        lease = await self._lease(live.id, idem_key=key if shared else None, run=run_json(run) if shared else None,
+                                  record=fleet.running_record(run.id), record_ttl=self._record_ttl(ttl))
         self.env.metrics.lock_wait.observe(time.perf_counter() - waited)
         record = self.recent.find(live.id, key)
         if record is not None:  # the same request finished while we waited for the lock
-            await release()
+            await self._release(lease, bump=False)
             return Launched(self.env.spawn(replay(record, sink), name="turn-replay"), None, record)
+        if shared:
+            try:
+                started = await self._shared_start(live, lease, key, ttl, run, sink)
+            except BaseException:
+                await self._release(lease, bump=False)
+                raise
+            if isinstance(started, Launched):
+                return started
+            live = started
         record = self.recent.start(live.id, key, ttl)
         env = self.env if max_steps is None else dataclasses.replace(self.env, max_steps=max_steps)
-        turn = Turn(env, live, chat, new_input, RecordingSink(sink, record), client_tools)
+        turn = Turn(env, live, chat, new_input, RecordingSink(sink, record), client_tools, run=run)
         record.run_id = turn.run.id
         self.active[turn.run.id] = turn.run  # visible to GET /v1/runs/{id} from the moment it is promised
-        task = self.env.spawn(self._run_locked(turn, release, record), name=f"turn-{live.id}")
+        task = self.env.spawn(self._run_locked(turn, lease, record, ttl), name=f"turn-{live.id}")
         self.tasks[turn.run.id] = task
         return Launched(task, turn, record)
+
+    def _record_ttl(self, ttl: float) -> float:
+        # A running record outlives the wait of any retry that may join it.
+        return max(ttl, self.lock_timeout + 60.0)
+
+    async def _shared_start(self, live: LiveAgent, lease: Lease, key: str, ttl: float, run: Run,
+                            sink: Any) -> Launched | LiveAgent:
+        """Under the lease: replay a turn another process completed, or return the agent at the lease's version."""
+        candidate = fleet.replay_candidate(lease)
+        if candidate is not None:
+            stored = await fleet.stored_turn(self.env.memory.store, candidate)
+            if stored is not None:
+                await self._release(lease, bump=False)
+                return Launched(self.env.spawn(replay(stored, sink), name="turn-replay"), None, stored)
+        if lease.prior is not None:  # a stale or failed record: this request runs anew and claims it
+            await self.locks.record(live.id, key, fleet.running_record(run.id), self._record_ttl(ttl))
+        fresh = await fleet.current(self.env.memory, live, lease)
+        if fresh is None:
+            raise APIError(404, f"agent {live.id} was deleted", code="agent_not_found")
+        fresh.fence = lease.fence
+        return fresh
 
     def cancel(self, agent_id: str, run_ids: list[str] | None) -> dict[str, str]:
         """Cancel an agent's turns in flight (all, or those named); each keeps what it said, as a barge-in does."""
@@ -271,14 +329,20 @@ class TurnRunner:
                 sink.said.message_fields(), sink.said.logprobs)))
         return await self._stream(task, sink, request, owner, timing)
 
-    async def _run_locked(self, turn: Turn, release: Release, record: Any) -> None:
+    async def _run_locked(self, turn: Turn, lease: Lease, record: Any, ttl: float) -> None:
         self.env.metrics.turns_in_flight.inc()
         try:
             await turn.execute()
         finally:
             self.env.metrics.turns_in_flight.dec()
             record.close()
-            await release()
+            shared = self.locks.shared
+            if shared and self.env.budget is not None:
+                # A compaction the turn started runs under its lock: once across the fleet, fenced like the turn.
+                await self.env.budget.quiesce(turn.live)
+            turn.live.fence = 0
+            await self._release(lease, bump=shared, record=fleet.finished_record(turn.run, ttl) if shared else None,
+                                record_ttl=max(ttl, 5.0))
             self.active.pop(turn.run.id, None)
             self.tasks.pop(turn.run.id, None)
             self.cancelling.discard(turn.run.id)

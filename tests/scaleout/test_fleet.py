@@ -1,0 +1,115 @@
+"""Three replicas on one PostgreSQL schema and one Redis behave like one server."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import httpx
+
+from conftest import Fleet
+from helpers import agent_calls, create_agent, sim_headers, system_of
+
+
+def ask(base_url: str, agent: str, text: str, timeout: float = 60, **headers: str) -> httpx.Response:
+    return httpx.post(base_url + "/v1/chat/completions", timeout=timeout, headers=headers,
+                      json={"model": agent, "messages": [{"role": "user", "content": text}]})
+
+
+def history(fleet: Fleet, agent: str) -> list[tuple[str, str | None, str | None]]:
+    rows = fleet.query("SELECT role, content, run_id FROM messages WHERE agent_id = $1 ORDER BY seq", agent)
+    return [(r["role"], r["content"], r["run_id"]) for r in rows]
+
+
+def test_concurrent_turns_to_one_agent_are_serialized_across_replicas(fleet3: Fleet) -> None:
+    agent = create_agent(fleet3.replicas[0].base_url)
+
+    async def send_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=200)) as client:
+            async def one(i: int) -> httpx.Response:
+                replica = fleet3.replicas[i % 3]
+                return await client.post(replica.base_url + "/v1/chat/completions",
+                                         headers=sim_headers(reply=f"answer-{i}"),
+                                         json={"model": agent, "messages": [{"role": "user", "content": f"msg-{i}"}]})
+            return await asyncio.gather(*(one(i) for i in range(100)))
+
+    responses = asyncio.run(send_all())
+    assert [r.status_code for r in responses] == [200] * 100, [r.text for r in responses if r.status_code != 200][:3]
+    assert [r.json()["choices"][0]["message"]["content"] for r in responses] == [f"answer-{i}" for i in range(100)]
+    rows = history(fleet3, agent)
+    assert len(rows) == 200
+    # Each user message is followed by its own reply, in the same run: no turn saw another's half.
+    for (role, content, run), (next_role, reply, next_run) in zip(rows[::2], rows[1::2]):
+        assert role == "user" and next_role == "assistant" and run == next_run
+        assert reply == "answer-" + content.removeprefix("msg-")
+    assert sorted(c for r, c, _ in rows if r == "user") == sorted(f"msg-{i}" for i in range(100))
+
+
+def test_block_edited_through_one_replica_is_in_the_next_prompt_on_another(fleet3: Fleet, sim_requests: Any) -> None:
+    a, b, c = (r.base_url for r in fleet3.replicas)
+    agent = create_agent(a)
+    assert ask(b, agent, "warm b's cache").status_code == 200
+    assert ask(c, agent, "warm c's cache").status_code == 200
+    edited = httpx.patch(f"{a}/v1/agents/{agent}/core-memory/blocks/human", json={"value": "Name: Grace"}, timeout=10)
+    assert edited.status_code == 200
+    assert ask(b, agent, "who am I?").status_code == 200
+    assert "Name: Grace" in system_of(agent_calls(sim_requests)[-1])
+
+    # A block shared by two agents: edited through C, both agents' next turns on B see it.
+    other = create_agent(a)
+    shared = httpx.post(f"{a}/v1/blocks", json={"label": "team", "value": "Team: red"}, timeout=10).json()["id"]
+    for who in (agent, other):
+        assert httpx.patch(f"{a}/v1/agents/{who}/core-memory/blocks/attach/{shared}", timeout=10).status_code == 200
+        assert ask(b, who, "warm").status_code == 200
+    assert httpx.patch(f"{c}/v1/blocks/{shared}", json={"value": "Team: blue"}, timeout=10).status_code == 200
+    for who in (agent, other):
+        assert ask(b, who, "which team?").status_code == 200
+        prompt = system_of(agent_calls(sim_requests)[-1])
+        assert "Team: blue" in prompt and "Team: red" not in prompt
+
+
+def test_memory_tool_edit_on_one_replica_is_seen_by_the_next_turn_on_another(fleet3: Fleet, sim_requests: Any) -> None:
+    a, b, _ = (r.base_url for r in fleet3.replicas)
+    agent = create_agent(a)
+    assert ask(b, agent, "warm").status_code == 200
+    call = [{"name": "core_memory_append", "arguments": {"label": "human", "content": "Likes tea."}}]
+    assert ask(a, agent, "remember", **sim_headers(script=[{"tool_calls": call}, {"reply": "noted"}])).status_code == 200
+    assert ask(b, agent, "what do I like?").status_code == 200
+    assert "Likes tea." in system_of(agent_calls(sim_requests)[-1])
+
+
+def test_retry_sent_to_another_replica_while_the_turn_runs_joins_it(fleet3: Fleet, sim_requests: Any) -> None:
+    a, b, c = (r.base_url for r in fleet3.replicas)
+    agent = create_agent(a)
+    headers = {"Idempotency-Key": "order-66", **sim_headers(ttft_ms=1500, reply="the one answer")}
+    first: dict[str, httpx.Response] = {}
+    thread = threading.Thread(target=lambda: first.setdefault("r", ask(a, agent, "place the order", **headers)))
+    thread.start()
+    # Wait until A's turn is at the upstream (so it holds the agent's lock), then retry through B.
+    while not agent_calls(sim_requests):
+        threading.Event().wait(0.02)
+    run_id = fleet3.redis_running_run(agent)
+    assert httpx.get(f"{c}/v1/runs/{run_id}", timeout=10).json()["status"] == "running"  # in flight, seen from C
+    retry = ask(b, agent, "place the order", **headers)
+    thread.join()
+    assert first["r"].status_code == retry.status_code == 200
+    assert retry.json()["choices"][0]["message"]["content"] == "the one answer"
+    assert first["r"].json()["choices"][0]["message"]["content"] == "the one answer"
+    assert retry.headers["X-Memproxy-Run-Id"] == first["r"].headers["X-Memproxy-Run-Id"] == run_id
+    # ...and once more through C after it finished: replayed from the store, still one turn.
+    again = ask(c, agent, "place the order", **headers)
+    assert again.json()["choices"][0]["message"]["content"] == "the one answer"
+    assert [role for role, _, _ in history(fleet3, agent)] == ["user", "assistant"]
+    assert len(agent_calls(sim_requests)) == 1
+    assert httpx.get(f"{c}/v1/runs/{run_id}", timeout=10).json()["status"] == "completed"
+
+
+def test_bad_input_is_refused_on_every_replica_without_writing(fleet3: Fleet) -> None:
+    agent = create_agent(fleet3.replicas[0].base_url)
+    for replica in fleet3.replicas:
+        out = httpx.post(replica.base_url + "/v1/chat/completions", timeout=10,
+                         json={"model": agent, "messages": [{"role": "assistant", "content": "no user"}]})
+        assert out.status_code == 400 and out.json()["error"]["code"] == "no_new_input"
+    assert history(fleet3, agent) == []
+    assert not [k for k in fleet3.redis_keys() if agent.encode() in k and b":turn:" in k]
