@@ -19,7 +19,7 @@ from typing import Callable
 
 log = logging.getLogger("memproxy")
 
-# A worker that exits within this many seconds of its start failed to start: no restart loop.
+# A worker that exits with an error within this many seconds of its start failed to start: no restart loop.
 STARTUP_GRACE = 10.0
 
 
@@ -39,6 +39,8 @@ class Supervisor:
             code = 1
             try:
                 code = self.run_worker(index)
+            except SystemExit as exc:  # uvicorn exits with 3 when the application fails to start
+                code = exc.code if isinstance(exc.code, int) else 1
             except BaseException:  # noqa: BLE001 - printed, then the worker exits with 1
                 log.exception("worker %d failed", index)
             finally:
@@ -71,7 +73,7 @@ class Supervisor:
             if index < 0 or self.stopping:
                 continue
             code = os.waitstatus_to_exitcode(status)
-            if time.monotonic() - started < STARTUP_GRACE:
+            if code > 0 and time.monotonic() - started < STARTUP_GRACE:  # it failed to start (a signal is no failure)
                 log.error("worker %d (pid %d) exited with %d while starting; stopping the server", index, pid, code)
                 self.status = 1
                 self._stop(signal.SIGTERM, None)
