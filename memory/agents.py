@@ -48,6 +48,9 @@ class LiveAgent:
     # lease), and the fencing token of the turn lock held on it right now (0 = none).
     version: int | None = None
     fence: int = 0
+    # The `<memory_metadata>` another process compiled the agent's prompt with: a reload here compiles the same
+    # bytes (the upstream's prompt cache survives the agent moving between processes) until a block changes.
+    pinned_meta: MemoryMetadata | None = None
 
     @property
     def id(self) -> str:
@@ -61,6 +64,7 @@ class LiveAgent:
 
     def invalidate_prompt(self) -> None:
         self.prompt = None
+        self.pinned_meta = None
 
 
 class Coherence(Protocol):
@@ -227,8 +231,10 @@ class AgentMemory:
         today = self._today(live.agent.timezone)
         if live.prompt is not None and live.prompt_meta is not None and live.prompt_meta.today == today:
             return live.prompt
-        meta = MemoryMetadata(today=today, recall_count=live.recall_count,
-                              archival_count=live.archival_count, archival_tags=live.archival_tags)
+        pinned, live.pinned_meta = live.pinned_meta, None
+        meta = pinned if pinned is not None and pinned.today == today else MemoryMetadata(
+            today=today, recall_count=live.recall_count, archival_count=live.archival_count,
+            archival_tags=live.archival_tags)
         live.prompt = compile_system_prompt(live.agent.system, live.blocks, meta)
         live.prompt_meta = meta
         return live.prompt

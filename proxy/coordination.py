@@ -36,10 +36,11 @@ class Lease:
     version: int | None = None  # the agent's version when the lock was taken (None: one process, no versions)
     prior: dict[str, Any] | None = None  # the idempotency record found for the request, if any
     joined: str | None = None  # the run of an equal request that was in flight while this one waited
+    meta: dict[str, Any] | None = None  # the prompt metadata the agent's last holder compiled with
     _release: Callable[..., Awaitable[tuple[int | None, int | None]]] | None = field(default=None, repr=False)
 
     async def release(self, *, bump: bool = True, record: dict[str, Any] | None = None,
-                      record_ttl: float = 0.0) -> tuple[int | None, int | None]:
+                      record_ttl: float = 0.0, meta: dict[str, Any] | None = None) -> tuple[int | None, int | None]:
         """Free the agent; bump its version (its state changed) and leave `record` as its idempotency record.
 
         Returns the version before and after the bump, or (None, None) without versions.
@@ -47,7 +48,7 @@ class Lease:
         if self._release is None:
             return None, None
         release, self._release = self._release, None
-        return await release(bump=bump, record=record, record_ttl=record_ttl)
+        return await release(bump=bump, record=record, record_ttl=record_ttl, meta=meta)
 
 
 class AgentLocks(Protocol):
@@ -64,6 +65,8 @@ class AgentLocks(Protocol):
     async def changed(self, agent_ids: list[str]) -> Bumped: ...
 
     async def running(self, run_id: str) -> dict[str, Any] | None: ...
+
+    async def running_runs(self, limit: int = 1000) -> list[dict[str, Any]]: ...
 
     async def record(self, agent_id: str, idem_key: str, value: dict[str, Any], ttl: float) -> None: ...
 
@@ -129,6 +132,9 @@ class LocalAgentLocks:
 
     async def running(self, run_id: str) -> dict[str, Any] | None:
         return None  # the runner's own map of runs in flight is complete
+
+    async def running_runs(self, limit: int = 1000) -> list[dict[str, Any]]:
+        return []
 
     async def record(self, agent_id: str, idem_key: str, value: dict[str, Any], ttl: float) -> None:
         return None

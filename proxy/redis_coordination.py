@@ -6,7 +6,9 @@ Every key starts with the configured prefix (MEMPROXY_REDIS_PREFIX):
     fence:<agent>       the last fencing token handed out for the agent
     ver:<agent>         the agent's version, bumped after every commit that touches the agent
     run:<run>           a run in flight (JSON), as long as its lock is held
-    idem:<agent>:<key>  a request's idempotency record: {"run", "state": running|done, "until"}
+    idem:<agent>:<key>  a request's idempotency record: {"run", "state": running|done|failed, "until", "ended"}
+    running             sorted set of the runs in flight (for listing them)
+    meta:<agent>        the prompt metadata the agent's last turn compiled with (a day; keeps prompts byte-stable)
     changed             pub/sub channel: "agent=version,..." after each bump (eager cache drops)
 
 Tokens and versions come from one rule, `max(INCR, Redis clock in microseconds)`: they grow with every
@@ -45,21 +47,26 @@ local function next_of(key)
 end
 """
 
-# KEYS: lock, fence, ver, idem, run
-# ARGV: owner, ttl_ms, run json ('' = none), check idem ('1'/'0'), idem record json ('' = none), its ttl ms
+# KEYS: lock, fence, ver, idem, run, running (zset of runs in flight), meta
+# ARGV: owner, ttl_ms, run json ('' = none), check idem ('1'/'0'), idem record json ('' = none), its ttl ms, run id
 _TAKE = _NEXT + """
 local prior = false
 if ARGV[4] == '1' then prior = redis.call('get', KEYS[4]) end
 if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {0, prior, false}
+  return {0, prior, false, false}
 end
 local fence = next_of(KEYS[2])
-if ARGV[3] ~= '' then redis.call('set', KEYS[5], ARGV[3], 'PX', ARGV[2]) end
+if ARGV[3] ~= '' then
+  redis.call('set', KEYS[5], ARGV[3], 'PX', ARGV[2])
+  redis.call('zadd', KEYS[6], fence, ARGV[7])
+end
 if not prior and ARGV[5] ~= '' then redis.call('set', KEYS[4], ARGV[5], 'PX', ARGV[6]) end
-return {fence, prior, redis.call('get', KEYS[3])}
+return {fence, prior, redis.call('get', KEYS[3]), redis.call('get', KEYS[7])}
 """
 
-# KEYS: lock, ver, run, idem   ARGV: owner, bump '1'/'0', record json ('' = none), record ttl ms, channel, agent
+# KEYS: lock, ver, run, idem, running, meta
+# ARGV: owner, bump '1'/'0', record json ('' = none), record ttl ms, channel, agent, run id ('' = none),
+#       prompt metadata json ('' = none)
 _GIVE = _NEXT + """
 local held = 0
 if redis.call('get', KEYS[1]) == ARGV[1] then
@@ -67,6 +74,8 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
   held = 1
 end
 redis.call('del', KEYS[3])
+if ARGV[7] ~= '' then redis.call('zrem', KEYS[5], ARGV[7]) end
+if ARGV[8] ~= '' then redis.call('set', KEYS[6], ARGV[8], 'EX', 86400) end
 if ARGV[3] ~= '' then redis.call('set', KEYS[4], ARGV[3], 'PX', ARGV[4]) end
 local old, new = false, false
 if ARGV[2] == '1' then
@@ -159,16 +168,19 @@ class RedisAgentLocks:
         owner = uuid.uuid4().hex
         keys = [self.prefix + agent_id, f"{self.base}fence:{agent_id}", f"{self.base}ver:{agent_id}",
                 self.idem_key(agent_id, idem_key) if idem_key else f"{self.base}idem:-",
-                f"{self.base}run:{run['id']}" if run else f"{self.base}run:-"]
+                f"{self.base}run:{run['id']}" if run else f"{self.base}run:-", self.base + "running",
+                f"{self.base}meta:{agent_id}"]
+        run_id = str(run["id"]) if run else ""
         args = [owner, self.ttl_ms, orjson.dumps(run) if run else b"", "1" if idem_key else "0",
-                orjson.dumps(record) if record else b"", max(1, int(record_ttl * 1000))]
+                orjson.dumps(record) if record else b"", max(1, int(record_ttl * 1000)), run_id]
         joined: str | None = None
         try:
             if self.unannounced:
                 await self._announce()
             delay = self.poll
             while True:
-                fence, prior_raw, version = await self._call("taking a turn lock", lambda: self._take(keys, args))
+                fence, prior_raw, version, meta = await self._call("taking a turn lock",
+                                                                   lambda: self._take(keys, args))
                 prior = orjson.loads(prior_raw) if prior_raw else None
                 if fence:
                     break
@@ -183,14 +195,15 @@ class RedisAgentLocks:
             raise
         keeper = loop.create_task(self._keep(keys[0], keys[4], owner), name=f"lock-keeper-{agent_id}")
 
-        async def give(*, bump: bool, record: dict[str, Any] | None,
-                       record_ttl: float) -> tuple[int | None, int | None]:
+        async def give(*, bump: bool, record: dict[str, Any] | None, record_ttl: float,
+                       meta: dict[str, Any] | None) -> tuple[int | None, int | None]:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
-            give_keys = [keys[0], keys[2], keys[4], keys[3]]
+            give_keys = [keys[0], keys[2], keys[4], keys[3], keys[5], keys[6]]
             give_args = [owner, "1" if bump else "0", orjson.dumps(record) if record else b"",
-                         max(1, int(record_ttl * 1000)), self.channel, agent_id]
+                         max(1, int(record_ttl * 1000)), self.channel, agent_id, run_id,
+                         orjson.dumps(meta) if meta else b""]
             try:
                 held, old, new = await self._call("releasing a turn lock", lambda: self._give(give_keys, give_args))
             except CoordinationDown as exc:  # the key expires by itself; never fail the turn here
@@ -205,7 +218,7 @@ class RedisAgentLocks:
             return (_int(old) or 0, int(new)) if bump else (None, None)
 
         return Lease(agent_id, fence=int(fence), version=_int(version) or 0, prior=prior, joined=joined,
-                     _release=give)
+                     meta=orjson.loads(meta) if meta else None, _release=give)
 
     async def acquire(self, agent_id: str, timeout: float) -> Release:
         lease = await self.lease(agent_id, timeout)
@@ -250,6 +263,18 @@ class RedisAgentLocks:
     async def running(self, run_id: str) -> dict[str, Any] | None:
         raw = await self._call("reading a run", lambda: self.client.get(f"{self.base}run:{run_id}"))
         return orjson.loads(raw) if raw else None
+
+    async def running_runs(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """Runs in flight on any process, newest first; entries whose holder died (key expired) are dropped."""
+        ids = await self._call("listing runs", lambda: self.client.zrevrange(self.base + "running", 0, limit - 1))
+        if not ids:
+            return []
+        raws = await self._call("listing runs", lambda: self.client.mget(
+            [f"{self.base}run:{i.decode()}" for i in ids]))
+        gone = [i for i, raw in zip(ids, raws) if raw is None]
+        if gone:
+            await self._call("listing runs", lambda: self.client.zrem(self.base + "running", *gone))
+        return [orjson.loads(raw) for raw in raws if raw is not None]
 
     async def record(self, agent_id: str, idem_key: str, value: dict[str, Any], ttl: float) -> None:
         await self._call("writing an idempotency record", lambda: self.client.set(

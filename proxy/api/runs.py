@@ -35,6 +35,14 @@ async def list_runs(request: Request) -> Response:
         runs = sorted(running, key=lambda r: r.created_at, reverse=True) + runs
         if limit is not None:
             runs = runs[:limit]
+        out = [run_json(run) for run in runs]
+        if rt.turns.locks.shared:
+            # ...and those in flight on other processes, from the records their leases keep in Redis.
+            shown = {run["id"] for run in out}
+            elsewhere = [r for r in await rt.turns.locks.running_runs()
+                         if r["id"] not in shown and (agent_id is None or r["agent_id"] == agent_id)]
+            out = (elsewhere + out)[:limit] if limit is not None else elsewhere + out
+        return json_response(out)
     return json_response([run_json(run) for run in runs])
 
 

@@ -8,9 +8,11 @@ completed elsewhere (or that was in flight elsewhere while it waited) replays th
 from __future__ import annotations
 
 import time
+from datetime import date
 from typing import Any
 
 from memory.agents import AgentMemory, LiveAgent
+from memory.compile import MemoryMetadata
 from memory.models import Message, Run
 from memory.store import Store
 from proxy.chat.retries import TurnRecord
@@ -30,11 +32,35 @@ async def current(memory: AgentMemory, live: LiveAgent, lease: Lease) -> LiveAge
     fresh = await memory.get(live.id)
     if fresh is not None:
         fresh.version = lease.version
+        fresh.pinned_meta = pinned_meta(lease.meta)
     return fresh
 
 
-def replay_candidate(lease: Lease) -> str | None:
-    """The run a request repeats, per the idempotency record its lease read (None: run a new turn)."""
+def meta_json(live: LiveAgent) -> dict[str, Any] | None:
+    """The metadata the agent's prompt was compiled with, for the next process that reloads it."""
+    meta = live.prompt_meta
+    if meta is None or live.prompt is None:
+        return None
+    return {"today": meta.today.isoformat(), "recall": meta.recall_count, "archival": meta.archival_count,
+            "tags": list(meta.archival_tags)}
+
+
+def pinned_meta(raw: dict[str, Any] | None) -> MemoryMetadata | None:
+    if not raw:
+        return None
+    try:
+        return MemoryMetadata(today=date.fromisoformat(raw["today"]), recall_count=int(raw["recall"]),
+                              archival_count=int(raw["archival"]), archival_tags=tuple(raw["tags"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def replay_candidate(lease: Lease, arrived: float) -> str | None:
+    """The run a request repeats, per the idempotency record its lease read (None: run a new turn).
+
+    `arrived` (wall clock) is when the request came in: a turn that ended after it was in flight then,
+    and the request joins it even if its record allows no replay later (a bare message repeated).
+    """
     if lease.joined:
         return lease.joined  # an equal request was in flight elsewhere while this one waited for the lock
     prior = lease.prior
@@ -43,7 +69,8 @@ def replay_candidate(lease: Lease) -> str | None:
     if prior.get("state") == "running":
         # Its holder is gone (we hold the lock now): replay it only if it stored a completed run.
         return str(prior.get("run") or "") or None
-    if prior.get("state") == "done" and float(prior.get("until") or 0) > time.time():
+    if prior.get("state") == "done" and (float(prior.get("until") or 0) > time.time()
+                                         or float(prior.get("ended") or 0) > arrived):
         return str(prior.get("run") or "") or None
     return None
 
@@ -54,9 +81,10 @@ def running_record(run_id: str) -> dict[str, Any]:
 
 def finished_record(run: Run, ttl: float) -> dict[str, Any]:
     """A completed turn replays for `ttl` seconds; a failed or cancelled one never does (the retry runs anew)."""
+    now = time.time()
     if run.status != "completed":
-        return {"run": run.id, "state": "failed", "until": 0}
-    return {"run": run.id, "state": "done", "until": time.time() + ttl}
+        return {"run": run.id, "state": "failed", "until": 0, "ended": now}
+    return {"run": run.id, "state": "done", "until": now + ttl, "ended": now}
 
 
 async def stored_turn(store: Store, run_id: str) -> TurnRecord | None:

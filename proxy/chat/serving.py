@@ -202,8 +202,8 @@ class TurnRunner:
         return lambda: self._release(lease, bump=False)
 
     async def _release(self, lease: Lease, *, bump: bool, record: dict[str, Any] | None = None,
-                       record_ttl: float = 0.0) -> None:
-        old, new = await lease.release(bump=bump, record=record, record_ttl=record_ttl)
+                       record_ttl: float = 0.0, meta: dict[str, Any] | None = None) -> None:
+        old, new = await lease.release(bump=bump, record=record, record_ttl=record_ttl, meta=meta)
         if bump and self.locks.shared:
             self.env.memory.apply_bumps([lease.agent_id], [] if new is None else [(lease.agent_id, old, new)])
 
@@ -242,7 +242,7 @@ class TurnRunner:
         if clash:
             raise APIError(400, f"client tools clash with the agent's server tools: {', '.join(clash)}",
                            param="tools", code="tool_name_conflict")
-        waited = time.perf_counter()
+        waited, arrived = time.perf_counter(), time.time()
         run = Run(id=new_id("run"), agent_id=live.id)
         shared = self.locks.shared
         # Several processes: the run is visible from all of them while it runs, and the request's
@@ -256,7 +256,7 @@ class TurnRunner:
             return Launched(self.env.spawn(replay(record, sink), name="turn-replay"), None, record)
         if shared:
             try:
-                started = await self._shared_start(live, lease, key, ttl, run, sink)
+                started = await self._shared_start(live, lease, key, ttl, run, sink, arrived)
             except BaseException:
                 await self._release(lease, bump=False)
                 raise
@@ -277,9 +277,9 @@ class TurnRunner:
         return max(ttl, self.lock_timeout + 60.0)
 
     async def _shared_start(self, live: LiveAgent, lease: Lease, key: str, ttl: float, run: Run,
-                            sink: Any) -> Launched | LiveAgent:
+                            sink: Any, arrived: float) -> Launched | LiveAgent:
         """Under the lease: replay a turn another process completed, or return the agent at the lease's version."""
-        candidate = fleet.replay_candidate(lease)
+        candidate = fleet.replay_candidate(lease, arrived)
         if candidate is not None:
             stored = await fleet.stored_turn(self.env.memory.store, candidate)
             if stored is not None:
@@ -342,7 +342,7 @@ class TurnRunner:
                 await self.env.budget.quiesce(turn.live)
             turn.live.fence = 0
             await self._release(lease, bump=shared, record=fleet.finished_record(turn.run, ttl) if shared else None,
-                                record_ttl=max(ttl, 5.0))
+                                record_ttl=max(ttl, 5.0), meta=fleet.meta_json(turn.live) if shared else None)
             self.active.pop(turn.run.id, None)
             self.tasks.pop(turn.run.id, None)
             self.cancelling.discard(turn.run.id)

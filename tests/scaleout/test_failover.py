@@ -13,7 +13,7 @@ import httpx
 import pytest
 import redis
 
-from conftest import Fleet
+from replicas import Fleet
 from helpers import agent_calls, create_agent, free_port, sim_headers
 from test_fleet import ask, history
 
@@ -40,7 +40,7 @@ def background(call: Callable[[], httpx.Response]) -> tuple[threading.Thread, di
 
 def test_sigkill_mid_turn_then_retry_on_the_other_replica(make_fleet: Callable[[], Fleet], sim_requests: Any) -> None:
     fleet = make_fleet()
-    a, b = fleet.replica(), fleet.replica()
+    a, b = fleet.start(2)
     agent = create_agent(a.base_url)
     for i, replica in enumerate((a, b, a)):
         assert ask(replica.base_url, agent, f"before-{i}").status_code == 200  # acknowledged
@@ -66,7 +66,7 @@ def test_sigkill_mid_turn_then_retry_on_the_other_replica(make_fleet: Callable[[
 
 def test_a_paused_holder_cannot_commit_over_a_newer_turn(make_fleet: Callable[[], Fleet], sim_requests: Any) -> None:
     fleet = make_fleet()
-    a, b = fleet.replica(), fleet.replica()
+    a, b = fleet.start(2)
     agent = create_agent(a.base_url)
     thread, first = background(lambda: ask(a.base_url, agent, "from the paused one",
                                            **sim_headers(ttft_ms=1000, reply="stale")))

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from conftest import Fleet
+from replicas import Fleet
 from helpers import agent_calls, create_agent, sim_headers, system_of
 
 
@@ -113,3 +113,11 @@ def test_bad_input_is_refused_on_every_replica_without_writing(fleet3: Fleet) ->
         assert out.status_code == 400 and out.json()["error"]["code"] == "no_new_input"
     assert history(fleet3, agent) == []
     assert not [k for k in fleet3.redis_keys() if agent.encode() in k and b":turn:" in k]
+
+
+def test_the_prompt_stays_byte_stable_as_the_agent_moves_between_replicas(fleet3: Fleet, sim_requests: Any) -> None:
+    agent = create_agent(fleet3.replicas[0].base_url)
+    for i, replica in enumerate([*fleet3.replicas, fleet3.replicas[0]]):
+        assert ask(replica.base_url, agent, f"hop-{i}").status_code == 200
+    systems = [system_of(r) for r in agent_calls(sim_requests)]
+    assert len(systems) == 4 and len(set(systems)) == 1  # the upstream's prompt cache keeps hitting

@@ -12,7 +12,7 @@ from typing import Callable
 
 import httpx
 
-from conftest import ROOT, Fleet
+from replicas import ROOT, Fleet
 from helpers import create_agent, free_port
 from test_fleet import ask, history
 
