@@ -171,7 +171,7 @@ class RedisAgentLocks:
                 f"{self.base}run:{run['id']}" if run else f"{self.base}run:-", self.base + "running",
                 f"{self.base}meta:{agent_id}"]
         run_id = str(run["id"]) if run else ""
-        args = [owner, self.ttl_ms, orjson.dumps(run) if run else b"", "1" if idem_key else "0",
+        args: list[bytes | str | int] = [owner, self.ttl_ms, orjson.dumps(run) if run else b"", "1" if idem_key else "0",
                 orjson.dumps(record) if record else b"", max(1, int(record_ttl * 1000)), run_id]
         joined: str | None = None
         try:
@@ -201,7 +201,7 @@ class RedisAgentLocks:
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
             give_keys = [keys[0], keys[2], keys[4], keys[3], keys[5], keys[6]]
-            give_args = [owner, "1" if bump else "0", orjson.dumps(record) if record else b"",
+            give_args: list[bytes | str | int] = [owner, "1" if bump else "0", orjson.dumps(record) if record else b"",
                          max(1, int(record_ttl * 1000)), self.channel, agent_id, run_id,
                          orjson.dumps(meta) if meta else b""]
             try:

@@ -101,7 +101,7 @@ async def claim_database(settings: Settings) -> Any:
     with one sentence, instead of running turns that no lock serializes. The session lives as long
     as the process (a killed process's claim ends with its connection).
     """
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]
 
     con = await asyncpg.connect(settings.database_url)
     try:

@@ -7,16 +7,79 @@ completed elsewhere (or that was in flight elsewhere while it waited) replays th
 
 from __future__ import annotations
 
+import contextlib
 import time
 from datetime import date
-from typing import Any
+from typing import Any, AsyncIterator
 
 from memory.agents import AgentMemory, LiveAgent
 from memory.compile import MemoryMetadata
 from memory.models import Message, Run
 from memory.store import Store
 from proxy.chat.retries import TurnRecord
-from proxy.coordination import Lease
+from proxy.coordination import AgentLocks, CoordinationDown, Lease, LockTimeout
+from proxy.errors import APIError
+
+class Leases:
+    """Takes and gives back the runner's turn leases; maps a busy agent to 409 and a silent Redis to 503."""
+
+    def __init__(self, locks: AgentLocks, memory: AgentMemory, lock_timeout: float) -> None:
+        self.locks = locks
+        self.memory = memory
+        self.lock_timeout = lock_timeout
+
+    async def take(self, agent_id: str, **kw: Any) -> Lease:
+        try:
+            return await self.locks.lease(agent_id, self.lock_timeout, **kw)
+        except LockTimeout:
+            raise APIError(409, f"agent {agent_id} is busy with another turn; retry when it finishes",
+                           code="agent_busy") from None
+        except CoordinationDown as exc:
+            raise APIError(503, f"{exc}; agent turns are refused until it answers again",
+                           code="coordination_unavailable", headers={"Retry-After": "1"}) from None
+
+    async def give(self, lease: Lease, *, bump: bool, record: dict[str, Any] | None = None,
+                   record_ttl: float = 0.0, meta: dict[str, Any] | None = None) -> None:
+        old, new = await lease.release(bump=bump, record=record, record_ttl=record_ttl, meta=meta)
+        if bump and self.locks.shared:
+            self.memory.apply_bumps([lease.agent_id], [] if new is None else [(lease.agent_id, old, new)])
+
+    @contextlib.asynccontextmanager
+    async def hold(self, agent_id: str) -> AsyncIterator[LiveAgent | None]:
+        lease = await self.take(agent_id)
+        live: LiveAgent | None = None
+        try:
+            live = self.memory.peek(agent_id) or await self.memory.get(agent_id)
+            if self.locks.shared and live is not None:
+                live = await current(self.memory, live, lease)
+            if live is not None:
+                live.fence = lease.fence
+            yield live
+        finally:
+            if live is not None:
+                live.fence = 0
+            await self.give(lease, bump=self.locks.shared)
+
+    def record_ttl(self, ttl: float) -> float:
+        # A running record outlives the wait of any retry that may join it.
+        return max(ttl, self.lock_timeout + 60.0)
+
+    async def shared_start(self, live: LiveAgent, lease: Lease, key: str, ttl: float, run: Run,
+                           arrived: float) -> TurnRecord | LiveAgent:
+        """Under the lease: a turn another process completed (to replay), or the agent at the lease's version."""
+        candidate = replay_candidate(lease, arrived)
+        if candidate is not None:
+            stored = await stored_turn(self.memory.store, candidate)
+            if stored is not None:
+                return stored
+        if lease.prior is not None:  # a stale or failed record: this request runs anew and claims it
+            await self.locks.record(live.id, key, running_record(run.id), self.record_ttl(ttl))
+        fresh = await current(self.memory, live, lease)
+        if fresh is None:
+            raise APIError(404, f"agent {live.id} was deleted", code="agent_not_found")
+        fresh.fence = lease.fence
+        return fresh
+
 
 # How far back a stored replay looks for the run's messages (a retry comes soon after its turn).
 REPLAY_SCAN = 500

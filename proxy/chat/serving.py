@@ -165,47 +165,25 @@ class TurnRunner:
         self.lock_timeout = lock_timeout
         self.keepalive = keepalive
         self.locks: AgentLocks = locks or LocalAgentLocks()
+        self.leases = fleet.Leases(self.locks, env.memory, lock_timeout)
         self.recent = RecentTurns()
         self.active: dict[str, Run] = {}  # runs in flight, by id, until their turn is written
         self.tasks: dict[str, asyncio.Task[None]] = {}  # ...and the tasks running them, for cancelling
         self.cancelling: set[str] = set()
 
-    @contextlib.asynccontextmanager
-    async def hold(self, agent_id: str) -> AsyncIterator[LiveAgent | None]:
+    def hold(self, agent_id: str) -> contextlib.AbstractAsyncContextManager[LiveAgent | None]:
         """Keep turns off an agent while a management call changes its history; yields the agent as of the lock."""
-        lease = await self._lease(agent_id)
-        live: LiveAgent | None = None
-        try:
-            live = self.env.memory.peek(agent_id) or await self.env.memory.get(agent_id)
-            if self.locks.shared and live is not None:
-                live = await fleet.current(self.env.memory, live, lease)
-            if live is not None:
-                live.fence = lease.fence
-            yield live
-        finally:
-            if live is not None:
-                live.fence = 0
-            await self._release(lease, bump=self.locks.shared)
+        return self.leases.hold(agent_id)
 
     async def _lease(self, agent_id: str, **kw: Any) -> Lease:
-        try:
-            return await self.locks.lease(agent_id, self.lock_timeout, **kw)
-        except LockTimeout:
-            raise APIError(409, f"agent {agent_id} is busy with another turn; retry when it finishes",
-                           code="agent_busy") from None
-        except CoordinationDown as exc:
-            raise APIError(503, f"{exc}; agent turns are refused until it answers again",
-                           code="coordination_unavailable", headers={"Retry-After": "1"}) from None
+        return await self.leases.take(agent_id, **kw)
 
     async def _acquire(self, agent_id: str) -> Release:
         lease = await self._lease(agent_id)
         return lambda: self._release(lease, bump=False)
 
-    async def _release(self, lease: Lease, *, bump: bool, record: dict[str, Any] | None = None,
-                       record_ttl: float = 0.0, meta: dict[str, Any] | None = None) -> None:
-        old, new = await lease.release(bump=bump, record=record, record_ttl=record_ttl, meta=meta)
-        if bump and self.locks.shared:
-            self.env.memory.apply_bumps([lease.agent_id], [] if new is None else [(lease.agent_id, old, new)])
+    async def _release(self, lease: Lease, **kw: Any) -> None:
+        await self.leases.give(lease, **kw)
 
     async def serve(self, live: LiveAgent, chat: ChatRequest, request: Request | None = None) -> Response:
         encoder = ChunkEncoder(chat.model, chat.include_usage, chat.legacy_functions)
@@ -248,7 +226,7 @@ class TurnRunner:
         # Several processes: the run is visible from all of them while it runs, and the request's
         # idempotency record (read and, if absent, claimed in the same round trip) is shared too.
         lease = await self._lease(live.id, idem_key=key if shared else None, run=run_json(run) if shared else None,
-                                  record=fleet.running_record(run.id), record_ttl=self._record_ttl(ttl))
+                                  record=fleet.running_record(run.id), record_ttl=self.leases.record_ttl(ttl))
         self.env.metrics.lock_wait.observe(time.perf_counter() - waited)
         record = self.recent.find(live.id, key)
         if record is not None:  # the same request finished while we waited for the lock
@@ -256,12 +234,13 @@ class TurnRunner:
             return Launched(self.env.spawn(replay(record, sink), name="turn-replay"), None, record)
         if shared:
             try:
-                started = await self._shared_start(live, lease, key, ttl, run, sink, arrived)
+                started = await self.leases.shared_start(live, lease, key, ttl, run, arrived)
             except BaseException:
                 await self._release(lease, bump=False)
                 raise
-            if isinstance(started, Launched):
-                return started
+            if isinstance(started, TurnRecord):  # completed by another process: replayed from the store
+                await self._release(lease, bump=False)
+                return Launched(self.env.spawn(replay(started, sink), name="turn-replay"), None, started)
             live = started
         record = self.recent.start(live.id, key, ttl)
         env = self.env if max_steps is None else dataclasses.replace(self.env, max_steps=max_steps)
@@ -271,27 +250,6 @@ class TurnRunner:
         task = self.env.spawn(self._run_locked(turn, lease, record, ttl), name=f"turn-{live.id}")
         self.tasks[turn.run.id] = task
         return Launched(task, turn, record)
-
-    def _record_ttl(self, ttl: float) -> float:
-        # A running record outlives the wait of any retry that may join it.
-        return max(ttl, self.lock_timeout + 60.0)
-
-    async def _shared_start(self, live: LiveAgent, lease: Lease, key: str, ttl: float, run: Run,
-                            sink: Any, arrived: float) -> Launched | LiveAgent:
-        """Under the lease: replay a turn another process completed, or return the agent at the lease's version."""
-        candidate = fleet.replay_candidate(lease, arrived)
-        if candidate is not None:
-            stored = await fleet.stored_turn(self.env.memory.store, candidate)
-            if stored is not None:
-                await self._release(lease, bump=False)
-                return Launched(self.env.spawn(replay(stored, sink), name="turn-replay"), None, stored)
-        if lease.prior is not None:  # a stale or failed record: this request runs anew and claims it
-            await self.locks.record(live.id, key, fleet.running_record(run.id), self._record_ttl(ttl))
-        fresh = await fleet.current(self.env.memory, live, lease)
-        if fresh is None:
-            raise APIError(404, f"agent {live.id} was deleted", code="agent_not_found")
-        fresh.fence = lease.fence
-        return fresh
 
     def cancel(self, agent_id: str, run_ids: list[str] | None) -> dict[str, str]:
         """Cancel an agent's turns in flight (all, or those named); each keeps what it said, as a barge-in does."""
