@@ -56,9 +56,9 @@ class Leases:
                 live.fence = lease.fence
             yield live
         finally:
+            await self.give(lease, bump=self.locks.shared)
             if live is not None:
                 live.fence = 0
-            await self.give(lease, bump=self.locks.shared)
 
     def record_ttl(self, ttl: float) -> float:
         # A running record outlives the wait of any retry that may join it.

@@ -298,9 +298,11 @@ class TurnRunner:
             if shared and self.env.budget is not None:
                 # A compaction the turn started runs under its lock: once across the fleet, fenced like the turn.
                 await self.env.budget.quiesce(turn.live)
-            turn.live.fence = 0
             await self._release(lease, bump=shared, record=fleet.finished_record(turn.run, ttl) if shared else None,
                                 record_ttl=max(ttl, 5.0), meta=fleet.meta_json(turn.live) if shared else None)
+            # Only now: while the fence is set, our own announcement (which may outrun the release's answer)
+            # does not drop the copy the release is about to mark current.
+            turn.live.fence = 0
             self.active.pop(turn.run.id, None)
             self.tasks.pop(turn.run.id, None)
             self.cancelling.discard(turn.run.id)
