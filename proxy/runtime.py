@@ -11,7 +11,7 @@ from memory.agents import AgentMemory
 from memory.backends import Backend, BackendConfig, describe_backend, select_backend
 from memory.datadir import open_private_dir, release_private_dir
 from memory.longterm.api import LongTermMemory
-from memory.store import Store, StoreError
+from memory.store import Store
 from proxy.config import Settings
 from proxy.metrics import Metrics
 from proxy.upstream import Upstream
@@ -35,7 +35,7 @@ class Runtime:
     reconciliation: dict[str, Any] = field(default_factory=dict)  # what start-up repaired in the search index
     metrics: Metrics = field(default_factory=Metrics)
     private_dir: bool = False  # holds the data dir's private umask (the embedded backend), released at close
-    claim: Any = None  # the PostgreSQL session holding this process's claim on the database (see claim_database)
+    claim: Any = None  # the session holding this process's claim on a shared database (Backend.claim)
     background: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def spawn(self, coro: Any, name: str | None = None) -> asyncio.Task[Any]:
@@ -78,7 +78,7 @@ async def open_runtime(settings: Settings) -> Runtime:
             release_private_dir()
         raise
     try:
-        claim = await claim_database(settings) if settings.database_url else None
+        claim = await backend.claim(shared=bool(settings.redis_url))
     except BaseException:
         await store.close()
         raise
@@ -87,37 +87,6 @@ async def open_runtime(settings: Settings) -> Runtime:
     memory = AgentMemory(store, capacity=settings.agent_cache_size)
     return Runtime(settings=settings, store=store, memory=memory, upstream=upstream, backend=backend,
                    private_dir=private_dir, claim=claim)
-
-
-# The second key of the claim's advisory lock (the first is the schema's hash): any constant, the same everywhere.
-_CLAIM_KEY = 0x6D70
-
-
-async def claim_database(settings: Settings) -> Any:
-    """Refuse a second process on one database unless every process coordinates through Redis.
-
-    Processes with MEMPROXY_REDIS_URL share an advisory lock on the schema; one without it takes the lock
-    alone. So a replica started without Redis beside others (or others beside it) stops at start-up
-    with one sentence, instead of running turns that no lock serializes. The session lives as long
-    as the process (a killed process's claim ends with its connection).
-    """
-    import asyncpg  # type: ignore[import-untyped]
-
-    con = await asyncpg.connect(settings.database_url)
-    try:
-        shared = bool(settings.redis_url)
-        take = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
-        if await con.fetchval(f"SELECT {take}(hashtext(current_schema()), $1)", _CLAIM_KEY):
-            return con
-    except BaseException:
-        await con.close()
-        raise
-    await con.close()
-    if shared:
-        raise StoreError("a memproxy process without MEMPROXY_REDIS_URL already serves this database; "
-                         "several processes need MEMPROXY_REDIS_URL set on every one of them")
-    raise StoreError("another memproxy process already serves this database; several processes "
-                     "(--workers or replicas) need MEMPROXY_REDIS_URL set on every one of them")
 
 
 async def close_runtime(rt: Runtime) -> None:

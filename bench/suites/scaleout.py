@@ -97,7 +97,7 @@ def _redis_commands(url: str) -> tuple[float, float]:
 
 
 async def _measure(h: Harness, server: Proc, agents: list[str], concurrency: int, seconds: float,
-                   db: tuple[str, str], redis_url: str) -> dict[str, Any]:
+                   db: tuple[str, str], redis_url: str, redis_pid: int) -> dict[str, Any]:
     assert h.sim is not None
     headers = h.profile("zero")
     conns = await open_conns(server.port, concurrency)
@@ -107,7 +107,7 @@ async def _measure(h: Harness, server: Proc, agents: list[str], concurrency: int
     postgres = _pids_named("postgres")
     stats0, redis0 = await _db_stats(*db), _redis_commands(redis_url)
     cpu0 = {"memproxy": _tree_cpu(server.pid), "sim": cpu_seconds(h.sim.pid), "client": time.process_time(),
-            "postgres": _cpu_of(postgres)}
+            "postgres": _cpu_of(postgres), "redis": cpu_seconds(redis_pid)}
     t0 = time.perf_counter()
     deadline = t0 + seconds
 
@@ -120,7 +120,7 @@ async def _measure(h: Harness, server: Proc, agents: list[str], concurrency: int
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
     elapsed = time.perf_counter() - t0
     cpu1 = {"memproxy": _tree_cpu(server.pid), "sim": cpu_seconds(h.sim.pid), "client": time.process_time(),
-            "postgres": _cpu_of(postgres)}
+            "postgres": _cpu_of(postgres), "redis": cpu_seconds(redis_pid)}
     close_all(conns)
     await asyncio.sleep(1.5)  # the recall indexer writes about a second after each turn: count its rows too
     stats1, redis1 = await _db_stats(*db), _redis_commands(redis_url)
@@ -178,10 +178,11 @@ async def run(h: Harness) -> SuiteResult:
                     agents = [(await client.post("/v1/agents/", json=TEMPLATE_AGENT)).json()["id"]
                               for _ in range(agents_n)]
                 warm = await _measure(h, server, agents, concurrency, 1.0 if not smoke else 0.3, (db_url, name),
-                                      redis_url)
+                                      redis_url, redis_proc.pid)
                 h.log(f"scaleout: {workers} worker(s) warm ({warm['turns']} turns); measuring {seconds:.0f}s "
                       f"at concurrency {concurrency}")
-                point = await _measure(h, server, agents, concurrency, seconds, (db_url, name), redis_url)
+                point = await _measure(h, server, agents, concurrency, seconds, (db_url, name), redis_url,
+                                       redis_proc.pid)
                 point["worker_pids"] = len(_children(server.pid)) or 1
                 result.figures[f"workers{workers}"] = point
             finally:
@@ -197,14 +198,15 @@ async def run(h: Harness) -> SuiteResult:
             continue
         cpu = p["cpu_pct"]
         rows.append([workers, f"{p['turns_per_s']:.0f}", f"{1000 * p['cpu_s_per_turn']['memproxy']:.2f}",
-                     f"{1000 * p['cpu_s_per_turn']['postgres']:.2f}", f"{p['ttft_ms'].get('p50', 0):.1f}",
+                     f"{1000 * p['cpu_s_per_turn']['postgres']:.2f}",
+                     f"{1000 * p['cpu_s_per_turn']['redis']:.3f}", f"{p['ttft_ms'].get('p50', 0):.1f}",
                      f"{p['ttft_ms'].get('p99', 0):.1f}", f"{cpu['memproxy']:.0f} / {cpu['sim']:.0f} / "
                      f"{cpu['client']:.0f} / {cpu['postgres']:.0f}", f"{p['redis_round_trips_per_turn']:.2f} ({p['redis_commands_per_turn']:.0f})",
                      f"{p['postgres_per_turn']['xact_commit']:.2f}", f"{p['postgres_per_turn']['size']:.0f}",
                      p["errors"]])
     result.tables.append(Table(
         f"scale-out: agent turns, zero-delay upstream, concurrency {concurrency}, {agents_n} agents",
-        ["workers", "turns/s", "memproxy CPU ms/turn", "postgres CPU ms/turn", "TTFT p50", "TTFT p99",
+        ["workers", "turns/s", "memproxy CPU ms/turn", "postgres CPU ms/turn", "redis CPU ms/turn", "TTFT p50", "TTFT p99",
          "CPU % memproxy / sim / client / postgres", "Redis round trips/turn (commands)", "PG commits/turn", "DB bytes/turn",
          "errors"], rows))
     result.notes.append("scaleout: two cores are shared by memproxy's workers, the simulator, the load generator "
