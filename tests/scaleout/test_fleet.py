@@ -121,3 +121,41 @@ def test_the_prompt_stays_byte_stable_as_the_agent_moves_between_replicas(fleet3
         assert ask(replica.base_url, agent, f"hop-{i}").status_code == 200
     systems = [system_of(r) for r in agent_calls(sim_requests)]
     assert len(systems) == 4 and len(set(systems)) == 1  # the upstream's prompt cache keeps hitting
+
+
+def test_a_turn_failed_upstream_on_one_replica_runs_anew_on_another_without_a_second_user_message(
+        fleet3: Fleet, sim_requests: Any) -> None:
+    a, b, _ = (r.base_url for r in fleet3.replicas)
+    agent = create_agent(a)
+    failed = ask(a, agent, "try me", **{"Idempotency-Key": "flaky", **sim_headers(fail_status=500)})
+    assert failed.status_code >= 500
+    retry = ask(b, agent, "try me", **{"Idempotency-Key": "flaky", **sim_headers(reply="second time lucky")})
+    assert retry.status_code == 200 and retry.json()["choices"][0]["message"]["content"] == "second time lucky"
+    assert [(r, c) for r, c, _ in history(fleet3, agent)] == [("user", "try me"), ("assistant", "second time lucky")]
+    statuses = sorted(r["status"] for r in fleet3.query("SELECT status FROM runs WHERE agent_id = $1", agent))
+    assert statuses == ["completed", "failed"]
+
+
+def test_compaction_of_an_agent_moving_between_replicas_runs_once(fleet3: Fleet, sim_requests: Any) -> None:
+    replicas = [r.base_url for r in fleet3.replicas]
+    agent = create_agent(replicas[0], context_window_limit=2000)
+    for turn in range(30):
+        # The marker slows only the summary calls (their transcript ends with this text; the turns' own header
+        # wins for them): a compaction is still running when the next turn arrives at another replica.
+        text = f"turn {turn}: " + " ".join(f"fact{turn}-{i} is worth remembering" for i in range(12))
+        text += ' [[sim:{"ttft_ms": 400}]]'
+        out = ask(replicas[turn % 3], agent, text, **sim_headers(reply=f"noted {turn}", ttft_ms=0))
+        assert out.status_code == 200, out.text
+    rows = fleet3.query("SELECT seq, metadata, in_context FROM messages WHERE agent_id = $1 AND role = 'system' "
+                        "ORDER BY seq", agent)
+    import orjson
+
+    hidden = [orjson.loads(r["metadata"])["hidden"] for r in rows]
+    assert len(hidden) >= 2, "no compaction happened"
+    # Each summary folds the previous one in: one chain, no two compactions of the same messages.
+    assert hidden == sorted(set(hidden)) and sum(r["in_context"] for r in rows) == 1
+    # ...and the model was asked for each summary once: no replica compacted what another was compacting.
+    summary_calls = [r for r in sim_requests() if not r["messages"][0]["content"].startswith("You are a test agent.")]
+    assert len(summary_calls) == len(rows)
+    users = [c for r, c, _ in history(fleet3, agent) if r == "user"]
+    assert len(users) == 30 and len(set(users)) == 30
