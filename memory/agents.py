@@ -216,7 +216,8 @@ class AgentMemory:
             return
         for agent_id, version in versions.items():
             live = self._agents.get(agent_id)
-            if live is not None and live.version != version and not live.fence:
+            # Versions only grow: an announcement older than our copy (delivered late) is no news.
+            if live is not None and not live.fence and (live.version is None or version > live.version):
                 self.forget(agent_id)
 
     def clear(self) -> None:
