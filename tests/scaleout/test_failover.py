@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from replicas import Fleet
-from helpers import agent_calls, create_agent, free_port, sim_headers
+from helpers import agent_calls, create_agent, free_port, sim_headers, system_of
 from test_fleet import ask, history
 
 
@@ -115,7 +115,7 @@ def own_redis() -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
 
 
 def test_redis_down_fails_turns_fast_with_503_and_they_work_when_it_returns(
-        make_fleet: Callable[[], Fleet], own_redis: Any) -> None:
+        make_fleet: Callable[[], Fleet], own_redis: Any, sim_requests: Any) -> None:
     fleet = make_fleet()
     fleet.redis_url = f"redis://127.0.0.1:{own_redis.port}/0"
     fleet.env["MEMPROXY_REDIS_URL"] = fleet.redis_url
@@ -131,6 +131,10 @@ def test_redis_down_fails_turns_fast_with_503_and_they_work_when_it_returns(
     assert error["code"] == "coordination_unavailable" and "Redis" in error["message"]
     assert "two" not in [c for _, c, _ in history(fleet, agent)]
     assert httpx.get(f"{replica.base_url}/v1/agents/{agent}", timeout=10).status_code == 200  # reads still work
+    edited = httpx.patch(f"{replica.base_url}/v1/agents/{agent}/core-memory/blocks/human",
+                         json={"value": "Name: Edited while Redis was down"}, timeout=20)
+    assert edited.status_code == 200  # stored in PostgreSQL; announced once Redis answers
     own_redis()  # back, and empty: tokens and versions continue from the clock
     assert ask(replica.base_url, agent, "three").status_code == 200
+    assert "Name: Edited while Redis was down" in system_of(agent_calls(sim_requests)[-1])
     assert [c for r, c, _ in history(fleet, agent) if r == "user"] == ["one", "three"]
