@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SERVE_STAMP := $(VENV)/.installed-serve
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: serve test test-postgres bench install clean
+.PHONY: serve test test-postgres test-workers bench install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,12 +27,19 @@ serve: $(SERVE_STAMP)
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(MAKE) test-postgres
+	$(MAKE) test-workers
 
 # Every suite that starts memproxy servers, again with each server on PostgreSQL.
 test-postgres: $(TEST_STAMP)
 	MEMPROXY_TEST_BACKEND=postgres $(BIN)/python -m pytest tests/chat tests/api tests/providers tests/clients \
 		tests/tools tests/test_coordination.py tests/test_http1.py tests/test_upstream_tls.py tests/test_readme.py \
 		tests/test_metrics.py tests/test_runtime.py $(PYTEST_ARGS)
+
+# Agent suites against `memproxy serve --workers 2` on PostgreSQL and Redis (tests needing the in-process
+# runtime skip there).
+test-workers: $(TEST_STAMP)
+	MEMPROXY_TEST_WORKERS=2 $(BIN)/python -m pytest tests/chat/test_agent_turns.py tests/chat/test_retries.py \
+		tests/chat/test_client_tools.py $(PYTEST_ARGS)
 
 bench: $(TEST_STAMP)
 	$(BIN)/python -m bench $(ARGS)

@@ -46,6 +46,13 @@ class LiveAgent:
     prompt_meta: MemoryMetadata | None = None
     in_context: InContext = field(default_factory=InContext)  # wire bytes and tokens of `messages`
     extra: dict[str, Any] = field(default_factory=dict)
+    # Several processes: the agent's version in Redis this state matches (None = not known: check at the next
+    # lease), and the fencing token of the turn lock held on it right now (0 = none).
+    version: int | None = None
+    fence: int = 0
+    # The `<memory_metadata>` another process compiled the agent's prompt with: a reload here compiles the same
+    # bytes (the upstream's prompt cache survives the agent moving between processes) until a block changes.
+    pinned_meta: MemoryMetadata | None = None
 
     @property
     def id(self) -> str:
@@ -59,10 +66,24 @@ class LiveAgent:
 
     def invalidate_prompt(self) -> None:
         self.prompt = None
+        self.pinned_meta = None
+
+
+class Coherence(Protocol):
+    """Tells the other processes sharing the store that agents changed (proxy.coordination.AgentLocks)."""
+
+    shared: bool
+
+    async def changed(self, agent_ids: list[str]) -> list[tuple[str, int | None, int]]: ...
 
 
 class AgentMemory:
-    """Cache of live agents over a `Store`; the only writer of agents, blocks and messages."""
+    """Cache of live agents over a `Store`; the only writer of agents, blocks and messages.
+
+    With several processes on one store (`coherence.shared`), every write that changes what an agent's
+    next turn sees bumps that agent's version for all of them: a process whose cached copy is older
+    reloads it at its next turn lease (and drops it as soon as the change is announced).
+    """
 
     def __init__(self, store: Store, *, archival: ArchivalStats | None = None, capacity: int = 20000,
                  today: Callable[[str], date] | None = None) -> None:
@@ -75,6 +96,7 @@ class AgentMemory:
         self._blocks: dict[str, Block] = {}
         self._block_users: dict[str, set[str]] = {}
         self._unsettled: dict[str, set[asyncio.Task[None]]] = {}
+        self.coherence: Coherence | None = None
         self.hits = 0  # `get` answered from the cache
         self.loads = 0  # `get` had to read the store
 
@@ -113,7 +135,7 @@ class AgentMemory:
         max_seq = await self.store.max_message_seq(agent_id)
         recall = await self.store.count_messages(agent_id)
         live = LiveAgent(agent=agent, blocks=blocks, messages=messages, next_seq=max_seq + 1, recall_count=recall)
-        await self.refresh_archival(live)
+        await self.refresh_archival(live, announce=False)
         self._remember(live)
         return live
 
@@ -141,6 +163,10 @@ class AgentMemory:
                     del self._block_users[block.id]
                     self._blocks.pop(block.id, None)
 
+    def peek(self, agent_id: str) -> LiveAgent | None:
+        """The cached agent, if any, without loading it."""
+        return self._agents.get(agent_id)
+
     def forget(self, agent_id: str) -> None:
         """Drop an agent from the cache (the next `get` reloads it from the store)."""
         live = self._agents.pop(agent_id, None)
@@ -152,7 +178,7 @@ class AgentMemory:
         return {"agents": len(self._agents), "agent_messages": sum(len(a.messages) for a in self._agents.values()),
                 "blocks": len(self._blocks)}
 
-    async def refresh_archival(self, live: LiveAgent) -> None:
+    async def refresh_archival(self, live: LiveAgent, *, announce: bool = True) -> None:
         if self.archival is None:
             return
         count = await self.archival.count_passages(live.id)
@@ -160,6 +186,52 @@ class AgentMemory:
         if (count, tags) != (live.archival_count, live.archival_tags):
             live.archival_count, live.archival_tags = count, tags
             live.invalidate_prompt()
+            if announce:
+                await self.announce([live.id])
+
+    # --- coherence across processes -----------------------------------------------------------
+    @property
+    def shared(self) -> bool:
+        return self.coherence is not None and self.coherence.shared
+
+    async def announce(self, agent_ids: list[str]) -> None:
+        """After a commit: bump the agents' versions everywhere; keep our copies only if they were current."""
+        if self.coherence is None or not self.coherence.shared or not agent_ids:
+            return
+        self.apply_bumps(agent_ids, await self.coherence.changed(agent_ids))
+
+    def apply_bumps(self, agent_ids: list[str], bumped: list[tuple[str, int | None, int]]) -> None:
+        """Our copy was at the version before the bump (and holds our write): it is at the new one now.
+
+        Otherwise another process wrote too (or the bump failed): reload at the next lease.
+        """
+        by_agent = {agent: (old, new) for agent, old, new in bumped}
+        for agent_id in agent_ids:
+            live = self._agents.get(agent_id)
+            if live is None:
+                continue
+            seen = by_agent.get(agent_id)
+            if seen is not None and live.version is not None and seen[0] == live.version:
+                live.version = seen[1]
+            else:
+                self.forget(agent_id)
+
+    def dropped(self, versions: dict[str, int] | None) -> None:
+        """An announcement from the change channel (None: announcements were missed, forget everything)."""
+        if versions is None:
+            self.clear()
+            return
+        for agent_id, version in versions.items():
+            live = self._agents.get(agent_id)
+            # Versions only grow: an announcement older than our copy (delivered late) is no news.
+            if live is not None and not live.fence and (live.version is None or version > live.version):
+                self.forget(agent_id)
+
+    def clear(self) -> None:
+        """Forget every cached agent and block (turns in flight keep the objects they hold)."""
+        self._agents.clear()
+        self._blocks.clear()
+        self._block_users.clear()
 
     # --- the compiled prompt ----------------------------------------------------------------
     def system_prompt(self, live: LiveAgent) -> str:
@@ -167,8 +239,10 @@ class AgentMemory:
         today = self._today(live.agent.timezone)
         if live.prompt is not None and live.prompt_meta is not None and live.prompt_meta.today == today:
             return live.prompt
-        meta = MemoryMetadata(today=today, recall_count=live.recall_count,
-                              archival_count=live.archival_count, archival_tags=live.archival_tags)
+        pinned, live.pinned_meta = live.pinned_meta, None
+        meta = pinned if pinned is not None and pinned.today == today else MemoryMetadata(
+            today=today, recall_count=live.recall_count, archival_count=live.archival_count,
+            archival_tags=live.archival_tags)
         live.prompt = compile_system_prompt(live.agent.system, live.blocks, meta)
         live.prompt_meta = meta
         return live.prompt
@@ -186,6 +260,7 @@ class AgentMemory:
     async def update_agent(self, agent: Agent) -> LiveAgent:
         agent.updated_at = utcnow()
         await self.store.update_agent(agent)
+        await self.announce([agent.id])
         live = await self.get(agent.id)
         assert live is not None
         self._forget_blocks(live)
@@ -202,6 +277,8 @@ class AgentMemory:
         deleted = await self.store.delete_agent(agent_id)
         if deleted and self.archival is not None:
             await self.archival.delete_agent(agent_id)
+        if deleted:
+            await self.announce([agent_id])
         return deleted
 
     # --- blocks -----------------------------------------------------------------------------
@@ -219,6 +296,8 @@ class AgentMemory:
         block.updated_at = utcnow()
         await self.store.commit(Changes(blocks=[block]))
         self._apply_block(block)
+        if self.shared:
+            await self.announce(await self.store.agents_for_block(block.id))
         return block
 
     def _apply_block(self, block: Block) -> None:
@@ -235,7 +314,11 @@ class AgentMemory:
 
     async def delete_block(self, block_id: str) -> bool:
         users = list(self._block_users.get(block_id, ()))
+        if self.shared:
+            users = list({*users, *await self.store.agents_for_block(block_id)})
         deleted = await self.store.delete_block(block_id)
+        if deleted:
+            await self.announce(users)
         for agent_id in users:
             self.forget(agent_id)
         self._blocks.pop(block_id, None)
@@ -271,6 +354,7 @@ class AgentMemory:
             message.in_context = False
         live.messages = []
         live.invalidate_prompt()
+        await self.announce([live.id])
 
     def evict(self, live: LiveAgent, message_ids: set[str]) -> list[Message]:
         """Take messages out of the in-context list; the caller persists the eviction."""

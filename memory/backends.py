@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from memory.longterm.api import LongTermMemory
@@ -43,6 +44,14 @@ class Backend(ABC):
     @abstractmethod
     def longterm(self, embedder: Embedder | None) -> LongTermMemory:
         """Long-term memory, embedding with `embedder` (None: full-text search only)."""
+
+    async def claim(self, *, shared: bool) -> Any:
+        """Claim the store for this process (`shared`: beside others that coordinate through Redis).
+
+        Returns a handle with an async `close()`, or None when the backend has nothing to claim (the embedded
+        one guards its data dir at start instead). StoreError when another process's claim excludes this one.
+        """
+        return None
 
 
 class EmbeddedBackend(Backend):
@@ -85,6 +94,11 @@ class PostgresBackend(Backend):
         from memory.postgres_longterm import PostgresLongTermMemory
 
         return PostgresLongTermMemory(self.database_url, embedder)
+
+    async def claim(self, *, shared: bool) -> Any:
+        from memory.postgres_claim import claim_database
+
+        return await claim_database(self.database_url, shared=shared)
 
     def __repr__(self) -> str:
         return f"PostgresBackend({redact_url(self.database_url)!r})"

@@ -181,7 +181,8 @@ class ContextBudget:
             gone = {m.id for m in evicted} | ({previous.id} if previous is not None else set())
             self.memory.evict(live, gone)
             live.messages.insert(0, summary)
-            await self.memory.commit(Changes(messages=[summary], evict_message_ids=sorted(gone), insert_only=True))
+            await self.memory.commit(Changes(messages=[summary], evict_message_ids=sorted(gone), insert_only=True,
+                                             fence=(live.id, live.fence) if live.fence else None))
             log.info("agent %s: %d messages evicted into a summary (%d hidden in all)", live.id, len(evicted), hidden)
             return len(evicted)
 

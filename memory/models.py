@@ -140,6 +140,9 @@ class Changes:
     evict_message_ids: list[str] = field(default_factory=list)  # set in_context = false
     # The messages and runs are new rows: a plain insert (a duplicate id fails the commit), no upsert cost.
     insert_only: bool = False
+    # (agent id, fencing token) of the turn lock this write was made under: a store shared by several
+    # processes refuses it (FenceLost) once a newer lock of the agent has committed.
+    fence: tuple[str, int] | None = None
 
     def __bool__(self) -> bool:
         return bool(self.blocks or self.messages or self.runs or self.evict_message_ids)

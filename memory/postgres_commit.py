@@ -17,6 +17,7 @@ import asyncpg
 from memory.duckdb_rows import BLOCKS, MESSAGES, RUNS, Row, Table, as_columns, block_row, message_row, run_row
 from memory.models import Changes
 from memory.postgres_sql import bulk_insert_sql, row_safe, store_error
+from memory.store import FenceLost, NotFound
 
 _IN_CONTEXT = [name for name, _ in MESSAGES.columns].index("in_context")
 
@@ -30,6 +31,7 @@ class _PendingCommit:
     runs: list[Row]
     evict_ids: list[str]
     insert_only: bool
+    fence: tuple[str, int] | None
     done: asyncio.Future[None]
 
 
@@ -43,6 +45,7 @@ def _pending(changes: Changes) -> _PendingCommit:
         runs=[row_safe(run_row(run)) for run in changes.runs],
         evict_ids=list(changes.evict_message_ids),
         insert_only=changes.insert_only,
+        fence=changes.fence,
         done=asyncio.get_running_loop().create_future(),
     )
 
@@ -105,6 +108,15 @@ class PgGroupCommit:
 
 
 async def _write(con: asyncpg.Connection, pending: _PendingCommit) -> None:
+    if pending.fence is not None:
+        # In the same transaction as the write: a lock holder older than the last committer writes nothing.
+        agent_id, token = pending.fence
+        status = await con.execute("UPDATE agents SET fence = $2 WHERE id = $1 AND fence <= $2", agent_id, token)
+        if status == "UPDATE 0":
+            if await con.fetchval("SELECT 1 FROM agents WHERE id = $1", agent_id) is None:
+                raise NotFound("agent", agent_id)
+            raise FenceLost(f"the turn lock of agent {agent_id} (fencing token {token}) was taken over by a "
+                            "newer turn before this write: nothing of it was stored")
     if pending.evict_ids:
         await con.execute("UPDATE messages SET in_context = false WHERE id = ANY($1::text[]) AND in_context",
                           pending.evict_ids)

@@ -151,6 +151,8 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE UNIQUE INDEX mcp_servers_name ON mcp_servers (server_name);
         """,
     ),
+    # The fencing token of the last turn lock that committed for the agent (several processes, one database).
+    (6, "ALTER TABLE agents ADD COLUMN fence BIGINT NOT NULL DEFAULT 0;"),
 ]
 
 

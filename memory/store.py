@@ -41,6 +41,10 @@ class Conflict(StoreError):
     """A write would break a uniqueness rule (an id, or an agent's message `seq`) or lost a race to another writer."""
 
 
+class FenceLost(Conflict):
+    """A write made under a turn lock that another process has since taken (the holder paused past its TTL)."""
+
+
 class SchemaTooNewError(StoreError):
     """The database was migrated by a newer memproxy than this one."""
 

@@ -7,7 +7,7 @@ import asyncio
 import sys
 from typing import Sequence
 
-from memory.backends import BackendConfig, describe_backend
+from memory.backends import BackendConfig, describe_backend, redact_url
 from proxy import __version__, portable_cli
 from proxy.config import OPTIONS, Settings
 from proxy.logs import configure_logging
@@ -53,8 +53,10 @@ def banner(settings: Settings) -> str:
         f"  model       {settings.default_model} (default for new agents)",
         f"  embeddings  {settings.embedding_model or 'none: recall/archival search is full-text only'}",
         f"  auth        {'on (' + str(len(settings.api_keys)) + ' key(s))' if settings.auth_enabled else 'off'}",
-        f"  redis       {settings.redis_url or 'none (in-process coordination)'}",
+        f"  redis       {redact_url(settings.redis_url) if settings.redis_url else 'none (in-process coordination)'}",
     ]
+    if settings.workers > 1:
+        lines.append(f"  workers     {settings.workers} processes on one socket")
     if settings.uses_simulator:
         lines.append("  WARNING: no real model is connected. Set MEMPROXY_UPSTREAM_URL to use one.")
     return "\n".join(lines)
@@ -82,6 +84,10 @@ def serve(args: argparse.Namespace) -> int:
     if settings.log_format not in ("text", "json"):
         print(f"memproxy: MEMPROXY_LOG_FORMAT must be text or json, not {settings.log_format!r}", file=sys.stderr)
         return 2
+    problem = settings.scale_problem()
+    if problem is not None:
+        print(f"memproxy: {problem}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_level, settings.log_format)
     try:
         # One server per embedded data dir; on PostgreSQL there are no files to guard.
@@ -99,17 +105,27 @@ def serve(args: argparse.Namespace) -> int:
 
     limit_arenas()  # before DuckDB's and LanceDB's threads exist: they would each get an arena
 
-    # log_config=None: uvicorn's loggers keep no handlers of their own and go through ours (text or JSON).
-    config = uvicorn.Config(build_app(settings), log_level="warning", log_config=None, access_log=False,
-                            loop=_loop(), http=_http(), timeout_graceful_shutdown=5)
+    def run_one(_index: int = 0) -> int:
+        # log_config=None: uvicorn's loggers keep no handlers of their own and go through ours (text or JSON).
+        config = uvicorn.Config(build_app(settings), log_level="warning", log_config=None, access_log=False,
+                                loop=_loop(), http=_http(), timeout_graceful_shutdown=5)
+        server = uvicorn.Server(config)
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:
+            pass  # uvicorn re-raises the SIGINT it shut down for; the shutdown itself is done
+        # A lifespan that failed (database or Redis unreachable) leaves uvicorn without having started.
+        return 0 if server.started else 1
+
     try:
-        uvicorn.Server(config).run(sockets=[sock])
-    except KeyboardInterrupt:
-        pass  # uvicorn re-raises the SIGINT it shut down for; the shutdown itself is done
+        if settings.workers > 1:
+            from proxy.workers import serve_workers
+
+            return serve_workers(settings.workers, sock, run_one)
+        return run_one()
     finally:
         if held is not None:
             held.close()
-    return 0
 
 
 def sim(args: argparse.Namespace) -> int:

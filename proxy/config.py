@@ -40,6 +40,12 @@ OPTIONS: tuple[Option, ...] = (
            "upstream embedding model; unset = recall/archival search is full-text only"),
     Option("api_keys", "MEMPROXY_API_KEYS", None, str, "comma-separated bearer keys; unset = no auth (loopback only)"),
     Option("redis_url", "MEMPROXY_REDIS_URL", None, str, "Redis URL for cross-process coordination; unset = in-process"),
+    Option("redis_prefix", "MEMPROXY_REDIS_PREFIX", "memproxy:", str,
+           "prefix of every Redis key and channel (several deployments may share one Redis)"),
+    Option("workers", "MEMPROXY_WORKERS", 1, int,
+           "server processes sharing the port; more than 1 needs MEMPROXY_DATABASE_URL and MEMPROXY_REDIS_URL"),
+    Option("lock_ttl", "MEMPROXY_LOCK_TTL", 15.0, float,
+           "seconds a turn lock outlives a silent holder (renewed every third of it while the turn runs)"),
     Option("max_body_bytes", "MEMPROXY_MAX_BODY_BYTES", 32 * 1024 * 1024, int, "largest accepted request body"),
     Option("max_inline_bytes", "MEMPROXY_MAX_INLINE_BYTES", 20 * 1024 * 1024, int,
            "largest inline data (images, audio, files as data) one message may store; beyond it 413"),
@@ -91,7 +97,10 @@ class Settings:
     default_model: str = "gpt-4o-mini"
     embedding_model: str | None = None
     api_keys: tuple[str, ...] = ()
-    redis_url: str | None = None
+    redis_url: str | None = field(default=None, repr=False)  # may hold a password
+    redis_prefix: str = "memproxy:"
+    workers: int = 1
+    lock_ttl: float = 15.0
     max_body_bytes: int = 32 * 1024 * 1024
     max_inline_bytes: int = 20 * 1024 * 1024
     max_steps: int = 50
@@ -126,6 +135,21 @@ class Settings:
     @property
     def is_loopback(self) -> bool:
         return self.host in LOOPBACK_HOSTS or self.host.startswith("127.")
+
+    def scale_problem(self) -> str | None:
+        """One sentence saying what a multi-process setup lacks, or None when the combination is served."""
+        if self.workers < 1:
+            return f"MEMPROXY_WORKERS must be 1 or more, not {self.workers}"
+        if self.lock_ttl < 1:
+            return f"MEMPROXY_LOCK_TTL must be at least 1 second, not {self.lock_ttl:g}"
+        if self.workers == 1:
+            return None
+        missing = [name for name, value in (("MEMPROXY_DATABASE_URL", self.database_url),
+                                            ("MEMPROXY_REDIS_URL", self.redis_url)) if not value]
+        if not missing:
+            return None
+        return (f"{self.workers} workers need {' and '.join(missing)} (the embedded backend and in-process "
+                "locks serve one process only); set them or run one worker")
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:

@@ -1,32 +1,76 @@
-"""Per-agent turn locks: in-process by default, in Redis when several memproxy processes share a store."""
+"""Per-agent turn locks: in-process by default, in Redis when several memproxy processes share a store.
+
+A lock is taken as a `Lease`: besides holding the agent, it carries the lease's fencing token (a
+number that grows with every lease of the agent; the store refuses a commit whose token is older than
+one it has seen, so a holder that lost its lock cannot write over a newer turn), the agent's version
+(the live cache reloads an agent whose version moved), and the idempotency record of the request.
+The Redis implementation is in proxy/redis_coordination.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-import uuid
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Protocol
 
-log = logging.getLogger("memproxy.coordination")
-
 Release = Callable[[], Awaitable[None]]
-
-# Delete the key only if we still own it: a lock that expired and was taken by another process
-# must not be released by us.
-_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
-_EXTEND = ("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) "
-           "else return 0 end")
+# (agent id, version before, version after) for every agent a bump touched; None = the versions are unknown
+Bumped = list[tuple[str, int | None, int]]
+OnDrop = Callable[[dict[str, int] | None], None]  # agent -> new version; None = drop every cached agent
 
 
 class LockTimeout(Exception):
     """The agent stayed busy for the whole wait."""
 
 
+class CoordinationDown(Exception):
+    """Redis did not answer: cross-process turns cannot be coordinated until it does."""
+
+
+@dataclass
+class Lease:
+    """One held turn lock and what was read with it."""
+
+    agent_id: str
+    fence: int = 0  # 0: no fencing (one process)
+    version: int | None = None  # the agent's version when the lock was taken (None: one process, no versions)
+    prior: dict[str, Any] | None = None  # the idempotency record found for the request, if any
+    joined: str | None = None  # the run of an equal request that was in flight while this one waited
+    meta: dict[str, Any] | None = None  # the prompt metadata the agent's last holder compiled with
+    _release: Callable[..., Awaitable[tuple[int | None, int | None]]] | None = field(default=None, repr=False)
+
+    async def release(self, *, bump: bool = True, record: dict[str, Any] | None = None,
+                      record_ttl: float = 0.0, meta: dict[str, Any] | None = None) -> tuple[int | None, int | None]:
+        """Free the agent; bump its version (its state changed) and leave `record` as its idempotency record.
+
+        Returns the version before and after the bump, or (None, None) without versions.
+        """
+        if self._release is None:
+            return None, None
+        release, self._release = self._release, None
+        return await release(bump=bump, record=record, record_ttl=record_ttl, meta=meta)
+
+
 class AgentLocks(Protocol):
-    """One turn at a time per agent."""
+    """One turn at a time per agent, and (across processes) what every process must know of the agent."""
+
+    shared: bool  # several processes: versions, fencing and idempotency records live in Redis
+
+    async def lease(self, agent_id: str, timeout: float, *, idem_key: str | None = None,
+                    run: dict[str, Any] | None = None, record: dict[str, Any] | None = None,
+                    record_ttl: float = 0.0) -> Lease: ...
 
     async def acquire(self, agent_id: str, timeout: float) -> Release: ...
+
+    async def changed(self, agent_ids: list[str]) -> Bumped: ...
+
+    async def running(self, run_id: str) -> dict[str, Any] | None: ...
+
+    async def running_runs(self, limit: int = 1000) -> list[dict[str, Any]]: ...
+
+    async def record(self, agent_id: str, idem_key: str, value: dict[str, Any], ttl: float) -> None: ...
+
+    def on_drop(self, callback: OnDrop) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -36,6 +80,8 @@ class LocalAgentLocks:
 
     A lock lives only while someone holds or waits for it, so the map never outgrows the agents in flight.
     """
+
+    shared = False
 
     def __init__(self) -> None:
         self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # agent -> (lock, [holders + waiters])
@@ -62,6 +108,17 @@ class LocalAgentLocks:
 
         return release
 
+    async def lease(self, agent_id: str, timeout: float, *, idem_key: str | None = None,
+                    run: dict[str, Any] | None = None, record: dict[str, Any] | None = None,
+                    record_ttl: float = 0.0) -> Lease:
+        release = await self.acquire(agent_id, timeout)
+
+        async def done(**_: Any) -> tuple[int | None, int | None]:
+            await release()
+            return None, None
+
+        return Lease(agent_id, _release=done)
+
     def _leave(self, agent_id: str, users: list[int]) -> None:
         users[0] -= 1
         if users[0] == 0 and self._locks.get(agent_id, (None, None))[1] is users:
@@ -70,65 +127,37 @@ class LocalAgentLocks:
     def __len__(self) -> int:
         return len(self._locks)
 
+    async def changed(self, agent_ids: list[str]) -> Bumped:
+        return []  # one process: its cache is the only one, and AgentMemory keeps it current itself
+
+    async def running(self, run_id: str) -> dict[str, Any] | None:
+        return None  # the runner's own map of runs in flight is complete
+
+    async def running_runs(self, limit: int = 1000) -> list[dict[str, Any]]:
+        return []
+
+    async def record(self, agent_id: str, idem_key: str, value: dict[str, Any], ttl: float) -> None:
+        return None
+
+    def on_drop(self, callback: OnDrop) -> None:
+        return None
+
     async def close(self) -> None:
         return None
 
 
-class RedisAgentLocks:
-    """A Redis key per busy agent, held with a token and kept alive while the turn runs."""
+def agent_locks(redis_url: str | None, *, prefix: str = "memproxy:", ttl: float = 15.0) -> AgentLocks:
+    if not redis_url:
+        return LocalAgentLocks()
+    from proxy.redis_coordination import RedisAgentLocks
 
-    def __init__(self, url: str, *, ttl: float = 30.0, poll: float = 0.01, prefix: str = "memproxy:turn:") -> None:
-        import redis.asyncio as aioredis
-
-        self.client: Any = aioredis.Redis.from_url(url)
-        self.ttl_ms = int(ttl * 1000)
-        self.poll = poll
-        self.prefix = prefix
-        self.local = LocalAgentLocks()  # waiters in this process queue locally, not by polling Redis
-
-    async def acquire(self, agent_id: str, timeout: float) -> Release:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        release_local = await self.local.acquire(agent_id, timeout)
-        key, token = self.prefix + agent_id, uuid.uuid4().hex
-        try:
-            delay = self.poll
-            while not await self.client.set(key, token, nx=True, px=self.ttl_ms):
-                if loop.time() + delay > deadline:
-                    raise LockTimeout(agent_id)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.2)
-        except BaseException:
-            await release_local()
-            raise
-        keeper = loop.create_task(self._keep(key, token))
-
-        async def release() -> None:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
-            try:
-                await self.client.eval(_RELEASE, 1, key, token)
-            except Exception as exc:  # noqa: BLE001 - the key expires by itself; never fail the turn here
-                log.warning("could not release the Redis lock of %s: %s", agent_id, type(exc).__name__)
-            await release_local()
-
-        return release
-
-    async def _keep(self, key: str, token: str) -> None:
-        """Extend the key while the turn runs, so a long turn keeps it and a dead process loses it."""
-        while True:
-            await asyncio.sleep(self.ttl_ms / 3000)
-            try:
-                if not await self.client.eval(_EXTEND, 1, key, token, self.ttl_ms):
-                    log.warning("lost the Redis turn lock %s", key)
-                    return
-            except Exception as exc:  # noqa: BLE001 - keep trying; the TTL bounds the damage
-                log.warning("could not extend the Redis lock %s: %s", key, type(exc).__name__)
-
-    async def close(self) -> None:
-        await self.client.aclose()
+    return RedisAgentLocks(redis_url, prefix=prefix, ttl=ttl)
 
 
-def agent_locks(redis_url: str | None) -> AgentLocks:
-    return RedisAgentLocks(redis_url) if redis_url else LocalAgentLocks()
+def __getattr__(name: str) -> Any:
+    # `from proxy.coordination import RedisAgentLocks` keeps working; the class lives beside this module.
+    if name == "RedisAgentLocks":
+        from proxy.redis_coordination import RedisAgentLocks
+
+        return RedisAgentLocks
+    raise AttributeError(name)

@@ -36,6 +36,7 @@ class Runtime:
     reconciliation: dict[str, Any] = field(default_factory=dict)  # what start-up repaired in the search index
     metrics: Metrics = field(default_factory=Metrics)
     private_dir: bool = False  # holds the data dir's private umask (the embedded backend), released at close
+    claim: Any = None  # the session holding this process's claim on a shared database (Backend.claim)
     background: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def spawn(self, coro: Any, name: str | None = None) -> asyncio.Task[Any]:
@@ -78,11 +79,16 @@ async def open_runtime(settings: Settings) -> Runtime:
         if private_dir:
             release_private_dir()
         raise
+    try:
+        claim = await backend.claim(shared=bool(settings.redis_url))
+    except BaseException:
+        await store.close()
+        raise
     upstream = Upstream(settings.upstream_url or "", settings.upstream_api_key, timeout=settings.upstream_timeout,
                         ca_bundle=settings.upstream_ca_bundle)
     memory = AgentMemory(store, capacity=settings.agent_cache_size)
     return Runtime(settings=settings, store=store, memory=memory, upstream=upstream, backend=backend,
-                   private_dir=private_dir)
+                   private_dir=private_dir, claim=claim)
 
 
 async def close_runtime(rt: Runtime) -> None:
@@ -92,6 +98,8 @@ async def close_runtime(rt: Runtime) -> None:
         if rt.longterm is not None:
             await rt.longterm.close()
         await rt.store.close()
+        if rt.claim is not None:
+            await rt.claim.close()
     finally:
         if rt.private_dir:
             release_private_dir()

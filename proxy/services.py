@@ -48,8 +48,13 @@ async def start_services(rt: Runtime) -> None:
                   on_messages=lambda messages: index_messages(longterm, messages, skip), metrics=rt.metrics)
     rt.metrics.sample(lambda: _cache_families(rt))
     rt.heap_trimmer = asyncio.get_running_loop().create_task(_heap_upkeep(rt), name="malloc-trim")
+    locks = agent_locks(settings.redis_url, prefix=settings.redis_prefix, ttl=settings.lock_ttl)
     rt.turns = TurnRunner(env, lock_timeout=settings.agent_lock_timeout, keepalive=settings.keepalive_interval,
-                          locks=agent_locks(settings.redis_url), max_inline_bytes=settings.max_inline_bytes)
+                          locks=locks, max_inline_bytes=settings.max_inline_bytes)
+    if locks.shared:
+        # Several processes share the store: writes bump agent versions in Redis, and announcements drop copies.
+        rt.memory.coherence = locks
+        locks.on_drop(rt.memory.dropped)
 
 
 async def build_registry(rt: Runtime) -> ToolRegistry:

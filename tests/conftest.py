@@ -118,10 +118,50 @@ def make_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     schemas.drop_all()
 
 
+class WorkersServer:
+    """`memproxy serve --workers N` as a subprocess (MEMPROXY_TEST_WORKERS=N): reachable over HTTP only."""
+
+    def __init__(self, replica: Any) -> None:
+        self.replica = replica
+        self.port = replica.port
+        self.base_url = replica.base_url
+
+    @property
+    def rt(self) -> Any:
+        pytest.skip("reaches into the in-process runtime, which a --workers server does not have")
+
+    def call(self, coro: Any) -> Any:
+        coro.close()
+        pytest.skip("runs code on the server's loop, which a --workers server does not have")
+
+
+TEST_WORKERS = int(os.environ.get("MEMPROXY_TEST_WORKERS") or 1)
+
+
+def _workers_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                    sim_url: str) -> Iterator[WorkersServer]:
+    """The module's server as N worker processes on PostgreSQL and Redis (a fresh schema and key prefix)."""
+    import pg
+    from replicas import Fleet
+
+    postgres_url = request.getfixturevalue("postgres_url")
+    schema, url = pg.run_blocking(pg.create_schema(postgres_url))
+    fleet = Fleet(url, request.getfixturevalue("redis_url"), sim_url, tmp_path_factory.mktemp("workers"))
+    try:
+        yield WorkersServer(fleet.replica("--workers", str(TEST_WORKERS)))
+    finally:
+        fleet.stop()
+        fleet.drop_keys()
+        pg.run_blocking(pg.drop_schema(postgres_url, schema))
+
+
 @pytest.fixture(scope="module")
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-           sim_url: str) -> Iterator[ServerThread]:
+           sim_url: str) -> Iterator[Any]:
     """One shared server per test module; tests create their own agents."""
+    if TEST_WORKERS > 1:
+        yield from _workers_server(request, tmp_path_factory, sim_url)
+        return
     values: dict[str, Any] = {"port": free_port(), "data_dir": str(tmp_path_factory.mktemp("data")),
                               "upstream_url": sim_url}
     schemas = PostgresSchemas(request)

@@ -59,7 +59,8 @@ async def summarize(request: Request, body: SummarizeRequest) -> Response:
     """Force a compaction now: evict about 30% of the in-context messages into the summary."""
     rt = runtime(request)
     live = await require_agent(request)
-    async with rt.turns.hold(live.id):
+    async with rt.turns.hold(live.id) as held:
+        live = held or live  # several processes: the agent as of the lock, not a copy older than it
         before = len(live.messages)
         tools = rt.registry.schemas(tuple(live.agent.tools))
         await rt.budget.compact(live, rt.memory.system_prompt(live), [], tools, must_fit=False)

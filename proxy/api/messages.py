@@ -34,7 +34,8 @@ async def list_messages(request: Request, query: MessageListQuery) -> Response:
 async def reset_messages(request: Request) -> Response:
     rt = runtime(request)
     live = await require_agent(request)
-    async with rt.turns.hold(live.id):
+    async with rt.turns.hold(live.id) as held:
+        live = held or live  # several processes: the agent as of the lock, not a copy older than it
         await rt.budget.quiesce(live)  # a summary finishing after the reset would come back into context
         await rt.memory.reset_messages(live)
     return json_response(state(rt, live))

@@ -36,6 +36,14 @@ async def list_runs(request: Request, query: RunListQuery) -> Response:
         runs = sorted(running, key=lambda r: r.created_at, reverse=True) + runs
         if limit is not None:
             runs = runs[:limit]
+        out = [run_json(run) for run in runs]
+        if rt.turns.locks.shared:
+            # ...and those in flight on other processes, from the records their leases keep in Redis.
+            shown = {run["id"] for run in out}
+            elsewhere = [r for r in await rt.turns.locks.running_runs()
+                         if r["id"] not in shown and (agent_id is None or r["agent_id"] == agent_id)]
+            out = (elsewhere + out)[:limit] if limit is not None else elsewhere + out
+        return json_response(out)
     return json_response([run_json(run) for run in runs])
 
 
@@ -46,6 +54,11 @@ async def get_run(request: Request) -> Response:
     if run is None and is_id("run", run_id):
         await rt.memory.settled()
         run = await rt.store.get_run(run_id)
+        if run is None and rt.turns.locks.shared:
+            # In flight on another process: its lease keeps the run in Redis until the turn is stored.
+            running = await rt.turns.locks.running(run_id)
+            if running is not None:
+                return json_response(running)
     if run is None:
         raise not_found("run", run_id)
     return json_response(run_json(run))

@@ -13,13 +13,15 @@ from starlette.responses import Response, StreamingResponse
 
 from memory.agents import LiveAgent
 from memory.context import inline_bytes
-from memory.models import Run
+from memory.models import Run, new_id
 from proxy.chat.protocol import DONE, KEEPALIVE, ChatRequest, ChunkEncoder, completion_object, error_event
-from proxy.coordination import AgentLocks, LocalAgentLocks, LockTimeout, Release
+from proxy.coordination import AgentLocks, CoordinationDown, Lease, LocalAgentLocks, LockTimeout, Release
+from proxy.chat import fleet
 from proxy.chat.retries import RecentTurns, RecordingSink, TurnRecord, replay, turn_key
 from proxy.chat.new_input import split_new_input
 from proxy.chat.said import ModelOutput
 from proxy.chat.turn import Turn, TurnEnv
+from proxy.api.protocol import run_json
 from proxy.errors import APIError
 from proxy.http import json_response
 from proxy.metrics import server_timing
@@ -163,26 +165,25 @@ class TurnRunner:
         self.lock_timeout = lock_timeout
         self.keepalive = keepalive
         self.locks: AgentLocks = locks or LocalAgentLocks()
+        self.leases = fleet.Leases(self.locks, env.memory, lock_timeout)
         self.recent = RecentTurns()
         self.active: dict[str, Run] = {}  # runs in flight, by id, until their turn is written
         self.tasks: dict[str, asyncio.Task[None]] = {}  # ...and the tasks running them, for cancelling
         self.cancelling: set[str] = set()
 
-    @contextlib.asynccontextmanager
-    async def hold(self, agent_id: str) -> AsyncIterator[None]:
-        """Keep turns off an agent while a management call changes its history."""
-        release = await self._acquire(agent_id)
-        try:
-            yield
-        finally:
-            await release()
+    def hold(self, agent_id: str) -> contextlib.AbstractAsyncContextManager[LiveAgent | None]:
+        """Keep turns off an agent while a management call changes its history; yields the agent as of the lock."""
+        return self.leases.hold(agent_id)
+
+    async def _lease(self, agent_id: str, **kw: Any) -> Lease:
+        return await self.leases.take(agent_id, **kw)
 
     async def _acquire(self, agent_id: str) -> Release:
-        try:
-            return await self.locks.acquire(agent_id, self.lock_timeout)
-        except LockTimeout:
-            raise APIError(409, f"agent {agent_id} is busy with another turn; retry when it finishes",
-                           code="agent_busy") from None
+        lease = await self._lease(agent_id)
+        return lambda: self._release(lease, bump=False)
+
+    async def _release(self, lease: Lease, **kw: Any) -> None:
+        await self.leases.give(lease, **kw)
 
     async def serve(self, live: LiveAgent, chat: ChatRequest, request: Request | None = None) -> Response:
         encoder = ChunkEncoder(chat.model, chat.include_usage, chat.legacy_functions)
@@ -219,19 +220,34 @@ class TurnRunner:
         if clash:
             raise APIError(400, f"client tools clash with the agent's server tools: {', '.join(clash)}",
                            param="tools", code="tool_name_conflict")
-        waited = time.perf_counter()
-        release = await self._acquire(live.id)
+        waited, arrived = time.perf_counter(), time.time()
+        run = Run(id=new_id("run"), agent_id=live.id)
+        shared = self.locks.shared
+        # Several processes: the run is visible from all of them while it runs, and the request's
+        # idempotency record (read and, if absent, claimed in the same round trip) is shared too.
+        lease = await self._lease(live.id, idem_key=key if shared else None, run=run_json(run) if shared else None,
+                                  record=fleet.running_record(run.id), record_ttl=self.leases.record_ttl(ttl))
         self.env.metrics.lock_wait.observe(time.perf_counter() - waited)
         record = self.recent.find(live.id, key)
         if record is not None:  # the same request finished while we waited for the lock
-            await release()
+            await self._release(lease, bump=False)
             return Launched(self.env.spawn(replay(record, sink), name="turn-replay"), None, record)
+        if shared:
+            try:
+                started = await self.leases.shared_start(live, lease, key, ttl, run, arrived)
+            except BaseException:
+                await self._release(lease, bump=False)
+                raise
+            if isinstance(started, TurnRecord):  # completed by another process: replayed from the store
+                await self._release(lease, bump=False)
+                return Launched(self.env.spawn(replay(started, sink), name="turn-replay"), None, started)
+            live = started
         record = self.recent.start(live.id, key, ttl)
         env = self.env if max_steps is None else dataclasses.replace(self.env, max_steps=max_steps)
-        turn = Turn(env, live, chat, new_input, RecordingSink(sink, record), client_tools)
+        turn = Turn(env, live, chat, new_input, RecordingSink(sink, record), client_tools, run=run)
         record.run_id = turn.run.id
         self.active[turn.run.id] = turn.run  # visible to GET /v1/runs/{id} from the moment it is promised
-        task = self.env.spawn(self._run_locked(turn, release, record), name=f"turn-{live.id}")
+        task = self.env.spawn(self._run_locked(turn, lease, record, ttl), name=f"turn-{live.id}")
         self.tasks[turn.run.id] = task
         return Launched(task, turn, record)
 
@@ -271,14 +287,22 @@ class TurnRunner:
                 sink.said.message_fields(), sink.said.logprobs)))
         return await self._stream(task, sink, request, owner, timing)
 
-    async def _run_locked(self, turn: Turn, release: Release, record: Any) -> None:
+    async def _run_locked(self, turn: Turn, lease: Lease, record: Any, ttl: float) -> None:
         self.env.metrics.turns_in_flight.inc()
         try:
             await turn.execute()
         finally:
             self.env.metrics.turns_in_flight.dec()
             record.close()
-            await release()
+            shared = self.locks.shared
+            if shared and self.env.budget is not None:
+                # A compaction the turn started runs under its lock: once across the fleet, fenced like the turn.
+                await self.env.budget.quiesce(turn.live)
+            await self._release(lease, bump=shared, record=fleet.finished_record(turn.run, ttl) if shared else None,
+                                record_ttl=max(ttl, 5.0), meta=fleet.meta_json(turn.live) if shared else None)
+            # Only now: while the fence is set, our own announcement (which may outrun the release's answer)
+            # does not drop the copy the release is about to mark current.
+            turn.live.fence = 0
             self.active.pop(turn.run.id, None)
             self.tasks.pop(turn.run.id, None)
             self.cancelling.discard(turn.run.id)

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from memory.agents import LiveAgent
 from memory.context import content_text, encode_messages, encode_request, media_parts
 from memory.models import Changes, Message, Run, new_id, utcnow
+from memory.store import FenceLost
 from proxy.chat.new_input import NewInput, already_held, pending_client_calls
 from proxy.chat.protocol import RELAYED_DELTA_FIELDS, ChatRequest
 from proxy.chat.request_head import request_head, request_tools
@@ -69,14 +70,14 @@ class TurnEnv:
 
 class Turn:
     def __init__(self, env: TurnEnv, live: LiveAgent, request: ChatRequest, new_input: NewInput,
-                 sink: TurnSink, client_tools: dict[str, dict[str, Any]]) -> None:
+                 sink: TurnSink, client_tools: dict[str, dict[str, Any]], run: Run | None = None) -> None:
         self.env = env
         self.live = live
         self.request = request
         self.new_input = new_input
         self.sink = sink
         self.client_tools = client_tools
-        self.run = Run(id=new_id("run"), agent_id=live.id)
+        self.run = run or Run(id=new_id("run"), agent_id=live.id)
         self.usage: dict[str, Any] = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
         self.steps = 0
         self.started = time.perf_counter()
@@ -354,6 +355,9 @@ class Turn:
         self.unsaved = []
         # The live agent already holds this turn's messages: drop it so the next turn reloads the store's truth.
         self.env.memory.forget(self.live.id)
+        if isinstance(exc, FenceLost):  # another process took the agent over: nothing of this turn was stored
+            self.sink.error(APIError(503, f"{exc}; send the request again", code="turn_lock_lost"))
+            return
         self.run.status, self.run.stop_reason = "failed", "error"
         self.run.error = f"internal error ({type(exc).__name__})"
         try:
@@ -388,5 +392,6 @@ class Turn:
         batch, self.unsaved = self.unsaved, []
         on_messages = self.env.on_messages
         await self.env.memory.commit_turn(
-            self.live.id, Changes(messages=batch, runs=[self.run], evict_message_ids=evicted, insert_only=True),
+            self.live.id, Changes(messages=batch, runs=[self.run], evict_message_ids=evicted, insert_only=True,
+                                  fence=(self.live.id, self.live.fence) if self.live.fence else None),
             after=(lambda: on_messages(batch)) if on_messages and batch else None)
