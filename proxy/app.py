@@ -15,6 +15,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from proxy.api.routes import routes as management_routes
+from proxy.api.run_stream import routes as run_stream_routes
 from proxy.chat.forward import routes as forward_routes
 from proxy.chat.routes import routes as chat_routes
 from proxy.letta.routes import routes as letta_routes
@@ -60,7 +61,7 @@ def build_app(settings: Settings) -> Starlette:
 
     metrics = Metrics()
     app = Starlette(
-        routes=[*chat_routes, *letta_routes, *management_routes, *console_routes, *forward_routes,
+        routes=[*chat_routes, *letta_routes, *management_routes, *run_stream_routes, *console_routes, *forward_routes,
                 Route("/metrics", metrics_endpoint)],
         middleware=[Middleware(RequestMetrics, metrics=metrics),
                     Middleware(BearerAuth, keys=settings.api_keys, open_paths=_OPEN_PATHS)],

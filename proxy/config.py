@@ -67,6 +67,13 @@ OPTIONS: tuple[Option, ...] = (
            "agents kept loaded in memory (least recently used are dropped, and reloaded on their next request)"),
     Option("malloc_trim_interval", "MEMPROXY_MALLOC_TRIM_INTERVAL", 30.0, float,
            "seconds between returning freed native memory to the OS (glibc malloc_trim); 0 = never"),
+    Option("redis_prefix", "MEMPROXY_REDIS_PREFIX", "memproxy:", str, "prefix of memproxy's own Redis keys (resumable runs)"),
+    Option("resumable_ttl", "MEMPROXY_RESUMABLE_TTL", 3600.0, float,
+           "seconds a resumable run's events stay in Redis after its last event"),
+    Option("resumable_max_events", "MEMPROXY_RESUMABLE_MAX_EVENTS", 100000, int,
+           "events kept per resumable run (the oldest are trimmed beyond it)"),
+    Option("turn_lock_ttl", "MEMPROXY_TURN_LOCK_TTL", 30.0, float,
+           "seconds the Redis turn lock of a killed process outlives it (renewed every third of it while held)"),
 )
 
 
@@ -99,6 +106,10 @@ class Settings:
     search_optimize_interval: float = 10.0
     agent_cache_size: int = 20000
     malloc_trim_interval: float = 30.0
+    redis_prefix: str = "memproxy:"
+    resumable_ttl: float = 3600.0
+    resumable_max_events: int = 100000
+    turn_lock_ttl: float = 30.0
     insecure: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 

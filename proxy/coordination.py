@@ -130,5 +130,5 @@ class RedisAgentLocks:
         await self.client.aclose()
 
 
-def agent_locks(redis_url: str | None) -> AgentLocks:
-    return RedisAgentLocks(redis_url) if redis_url else LocalAgentLocks()
+def agent_locks(redis_url: str | None, ttl: float = 30.0) -> AgentLocks:
+    return RedisAgentLocks(redis_url, ttl=ttl) if redis_url else LocalAgentLocks()

@@ -14,6 +14,7 @@ from memory.recall import index_messages, reconcile
 from proxy.chat.serving import TurnRunner
 from proxy.chat.turn import TurnEnv
 from proxy.coordination import agent_locks
+from proxy.resumable import RunLog
 from proxy.runtime import Runtime
 from tools.custom import SourceError, custom_tool
 from tools.registry import ToolRegistry, default_registry
@@ -45,7 +46,11 @@ async def start_services(rt: Runtime) -> None:
     rt.heap_trimmer = asyncio.get_running_loop().create_task(trim_every(settings.malloc_trim_interval),
                                                              name="malloc-trim")
     rt.turns = TurnRunner(env, lock_timeout=settings.agent_lock_timeout, keepalive=settings.keepalive_interval,
-                          locks=agent_locks(settings.redis_url), max_inline_bytes=settings.max_inline_bytes)
+                          locks=agent_locks(settings.redis_url, settings.turn_lock_ttl),
+                          max_inline_bytes=settings.max_inline_bytes)
+    if settings.redis_url:
+        rt.turns.runlog = RunLog(settings.redis_url, prefix=settings.redis_prefix, ttl=settings.resumable_ttl,
+                                 max_events=settings.resumable_max_events, locks=rt.turns.locks)
 
 
 async def build_registry(rt: Runtime) -> ToolRegistry:
@@ -101,6 +106,8 @@ async def stop_services(rt: Runtime) -> None:
         await asyncio.gather(rt.heap_trimmer, return_exceptions=True)
     if rt.turns is not None:
         await rt.turns.locks.close()
+        if rt.turns.runlog is not None:
+            await rt.turns.runlog.close()
 
 
 def _cache_families(rt: Runtime) -> Iterator[Any]:

@@ -69,14 +69,14 @@ class TurnEnv:
 
 class Turn:
     def __init__(self, env: TurnEnv, live: LiveAgent, request: ChatRequest, new_input: NewInput,
-                 sink: TurnSink, client_tools: dict[str, dict[str, Any]]) -> None:
+                 sink: TurnSink, client_tools: dict[str, dict[str, Any]], *, run_id: str | None = None) -> None:
         self.env = env
         self.live = live
         self.request = request
         self.new_input = new_input
         self.sink = sink
         self.client_tools = client_tools
-        self.run = Run(id=new_id("run"), agent_id=live.id)
+        self.run = Run(id=run_id or new_id("run"), agent_id=live.id)
         self.usage: dict[str, Any] = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
         self.steps = 0
         self.started = time.perf_counter()

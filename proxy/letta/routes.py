@@ -17,7 +17,10 @@ from proxy.chat.protocol import KEEPALIVE
 from proxy.chat.serving import SSE_HEADERS, Launched
 from proxy.errors import APIError
 from proxy.http import json_response, read_json
+from proxy.letta.background import BackgroundStreamSink
+from proxy.letta.background import error_bytes as background_error
 from proxy.letta.encoder import LettaSink, LettaStreamSink
+from proxy.resumable import TeeQueue, open_resumable
 from proxy.letta.protocol import LettaRequest, parse_letta_request
 
 _SCOPE = "letta:"
@@ -33,9 +36,21 @@ async def _start(request: Request, sink_type: type[LettaSink], *, stream: bool,
     letta = parse_letta_request(body if body is not None else await read_json(request), live.id, stream=stream)
     letta.chat.upstream_headers = {k: v for k, v in request.headers.items() if k.startswith("x-sim-")}
     letta.chat.received_at = received
+    publisher = None
+    if letta.background:
+        if not stream:
+            raise APIError(400, "`background` runs are streamed: send it to .../messages/stream (or use "
+                           ".../messages/async)", param="background", code="invalid_request")
+        sink_type = BackgroundStreamSink
+        publisher = await open_resumable(rt.turns.runlog, live.id, "letta", background_error)
     sink = sink_type(max_steps=letta.max_steps or rt.turns.env.max_steps, tokens=letta.stream_tokens,
                      types=letta.types, pings=letta.include_pings)
-    started = await rt.turns.launch(live, letta.chat, sink, request.headers, scope=_SCOPE, max_steps=letta.max_steps)
+    if publisher is not None:
+        sink.run_id = publisher.run_id
+        sink.queue = TeeQueue(publisher)  # type: ignore[attr-defined]
+    started = await rt.turns.launch(live, letta.chat, sink, request.headers, scope=_SCOPE, max_steps=letta.max_steps,
+                                    publisher=publisher)
+    sink.detached = publisher is not None and started.turn is not None
     sink.run_id = started.record.run_id
     sink.run = started.turn.run if started.turn is not None else None
     return letta, sink, started
@@ -106,7 +121,8 @@ async def _events(first: bytes | None, sink: LettaStreamSink, started: Launched,
                 item = b""
     finally:
         # A client that leaves mid-stream stops the turn, keeping what was said (as on chat completions).
-        if not started.task.done() and started.turn is not None:
+        # A background run is detached from its client: it goes on for whoever resumes it.
+        if not started.task.done() and started.turn is not None and not sink.detached:
             started.task.cancel()
 
 
