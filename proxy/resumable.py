@@ -24,6 +24,9 @@ from proxy.errors import APIError
 log = logging.getLogger("memproxy.resumable")
 
 RESUMABLE_HEADER = "x-memproxy-resumable"
+# Keep-alive of a numbered stream: a comment line with no blank line after it. Once an `id:` was seen, the
+# OpenAI and Letta SDKs' SSE decoders turn a comment's blank line into an empty event and fail to parse it.
+KEEPALIVE_LINE = b": keep-alive\n"
 _TRUE, _FALSE = frozenset({"1", "true", "yes"}), frozenset({"0", "false", "no", ""})
 
 # Append a batch only while the run is running, so a run declared failed by a reader stays failed and
@@ -213,7 +216,7 @@ class Publisher:
             self.pending += [(self.seq - 1, self.error_bytes(item, self.run_id), False), (self.seq, DONE, False), item]
             self.ended = True
         else:
-            self.pending.append(item)
+            self.pending.append(KEEPALIVE_LINE if item == KEEPALIVE else item)
         self._idle.clear()
         self._wake.set()
 
@@ -355,4 +358,4 @@ async def follow(runlog: RunLog, run_id: str, after: int, *, keepalive: float, b
                     except Exception as exc:  # noqa: BLE001 - the stream still ends as the log says
                         log.error("run %s: could not store it as failed: %r", run_id, exc)
             suspect = True
-        yield KEEPALIVE
+        yield KEEPALIVE_LINE

@@ -23,7 +23,7 @@ from proxy.chat.turn import Turn, TurnEnv
 from proxy.errors import APIError
 from proxy.http import json_response
 from proxy.metrics import server_timing
-from proxy.resumable import Publisher, RunLog, TeeQueue, open_resumable, publishing, wants_resumable
+from proxy.resumable import KEEPALIVE_LINE, Publisher, RunLog, TeeQueue, open_resumable, publishing, wants_resumable
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -363,7 +363,7 @@ class TurnRunner:
                     async with asyncio.timeout(self.keepalive):
                         item = await queue.get()
                 except TimeoutError:
-                    yield KEEPALIVE
+                    yield KEEPALIVE_LINE if detached else KEEPALIVE
                     continue
                 if item is None:
                     return

@@ -20,7 +20,7 @@ from proxy.http import json_response, read_json
 from proxy.letta.background import BackgroundStreamSink
 from proxy.letta.background import error_bytes as background_error
 from proxy.letta.encoder import LettaSink, LettaStreamSink
-from proxy.resumable import TeeQueue, open_resumable
+from proxy.resumable import KEEPALIVE_LINE, TeeQueue, open_resumable
 from proxy.letta.protocol import LettaRequest, parse_letta_request
 
 _SCOPE = "letta:"
@@ -117,7 +117,7 @@ async def _events(first: bytes | None, sink: LettaStreamSink, started: Launched,
                 async with asyncio.timeout(keepalive):
                     item = await sink.queue.get()
             except TimeoutError:
-                yield KEEPALIVE
+                yield KEEPALIVE_LINE if sink.detached else KEEPALIVE
                 item = b""
     finally:
         # A client that leaves mid-stream stops the turn, keeping what was said (as on chat completions).

@@ -74,11 +74,12 @@ def test_a_client_that_leaves_mid_stream_resumes_with_no_gap_and_no_duplicate(re
 
 
 def test_openai_sdk_reads_a_resumable_stream_as_any_other(resumable_server: Any) -> None:
+    # A slow first token: keep-alives go out between numbered events (and must not look like empty events).
     server = resumable_server()
     agent = create_agent(server.base_url)
     client = sdk(server.base_url)
     stream = client.chat.completions.create(model=agent, messages=[{"role": "user", "content": "hi"}], stream=True,
-                                            extra_headers={**RESUMABLE, **sim_headers(reply="one two three")})
+                                            extra_headers={**RESUMABLE, **sim_headers(reply="one two three", ttft_ms=700)})
     chunks = list(stream)
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "one two three"
     assert chunks[-1].choices[0].finish_reason == "stop"
