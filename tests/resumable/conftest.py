@@ -41,3 +41,30 @@ def resumable_server(make_server: Callable[..., Any], redis_url: str,
         return make_server(**values)
 
     return start
+
+
+@pytest.fixture
+def processes(tmp_path: Any) -> Iterator[Callable[..., Any]]:
+    """Start memproxy subprocesses; every one is stopped (or was killed) by the end of the test."""
+    from processes import ServerProcess
+
+    started: list[ServerProcess] = []
+
+    def start(name: str, env: dict[str, str]) -> ServerProcess:
+        started.append(ServerProcess(tmp_path / name, env))
+        return started[-1]
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def shared_postgres(request: pytest.FixtureRequest) -> Iterator[str]:
+    """One PostgreSQL schema that several processes share (dropped afterwards)."""
+    import pg
+
+    admin = request.getfixturevalue("postgres_url")
+    name, url = pg.run_blocking(pg.create_schema(admin))
+    yield url
+    pg.run_blocking(pg.drop_schema(admin, name))
