@@ -56,6 +56,7 @@ def build_app(settings: Settings) -> Starlette:
             gc.unfreeze()  # let the runtime's objects be collected as it closes
             await _stop_services(rt)
             await close_runtime(rt)
+            metrics.process_exiting()
             if sim_server is not None:
                 sim_server.should_exit = True
 

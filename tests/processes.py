@@ -13,7 +13,7 @@ import httpx
 
 from helpers import free_port
 
-ROOT = Path(__file__).resolve().parents[2]  # this checkout's code wins over any installed copy
+ROOT = Path(__file__).resolve().parents[1]  # this checkout's code wins over any installed copy
 
 
 class ServerProcess:
