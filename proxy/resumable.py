@@ -79,11 +79,11 @@ def unavailable(exc: BaseException) -> APIError:
 
 
 async def open_resumable(runlog: RunLog | None, agent_id: str, surface: str,
-                         error_bytes: Callable[[APIError, str], bytes]) -> Publisher:
+                         error_bytes: Callable[[APIError, str], bytes], param: str) -> Publisher:
     """Register a resumable run before its turn starts: 400 without Redis, 503 when Redis does not answer."""
     if runlog is None:
         raise APIError(400, "resumable runs need Redis: start memproxy with MEMPROXY_REDIS_URL set",
-                       code="resumable_unavailable")
+                       param=param, code="resumable_unavailable")
     return await runlog.open(new_id("run"), agent_id, surface, error_bytes)
 
 

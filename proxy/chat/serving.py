@@ -194,7 +194,8 @@ class TurnRunner:
             if not chat.stream:
                 raise APIError(400, "a resumable run must be streamed: send `stream: true` with "
                                "X-Memproxy-Resumable", param="stream", code="resumable_needs_stream")
-            publisher = await open_resumable(self.runlog, live.id, "chat", lambda error, _: error_event(error))
+            publisher = await open_resumable(self.runlog, live.id, "chat", lambda error, _: error_event(error),
+                                             param="X-Memproxy-Resumable")
             sink.queue = TeeQueue(publisher)  # type: ignore[union-attr]
         started = await self.launch(live, chat, sink, request.headers if request is not None else {},
                                     publisher=publisher)

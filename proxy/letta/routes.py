@@ -27,8 +27,8 @@ _SCOPE = "letta:"
 _RECENT = 500  # a Letta request never replays a chat-completions turn into the wrong encoder
 
 
-async def _start(request: Request, sink_type: type[LettaSink], *, stream: bool,
-                 body: dict[str, Any] | None = None) -> tuple[LettaRequest, LettaSink, Launched]:
+async def _start(request: Request, sink_type: type[LettaSink], *, stream: bool, body: dict[str, Any] | None = None,
+                 background: bool = False) -> tuple[LettaRequest, LettaSink, Launched]:
     received = time.perf_counter()
     rt = runtime(request)
     live = await require_agent(request)
@@ -37,12 +37,12 @@ async def _start(request: Request, sink_type: type[LettaSink], *, stream: bool,
     letta.chat.upstream_headers = {k: v for k, v in request.headers.items() if k.startswith("x-sim-")}
     letta.chat.received_at = received
     publisher = None
-    if letta.background:
-        if not stream:
+    if letta.background or background:
+        if not stream and not background:
             raise APIError(400, "`background` runs are streamed: send it to .../messages/stream (or use "
                            ".../messages/async)", param="background", code="invalid_request")
         sink_type = BackgroundStreamSink
-        publisher = await open_resumable(rt.turns.runlog, live.id, "letta", background_error)
+        publisher = await open_resumable(rt.turns.runlog, live.id, "letta", background_error, param="background")
     sink = sink_type(max_steps=letta.max_steps or rt.turns.env.max_steps, tokens=letta.stream_tokens,
                      types=letta.types, pings=letta.include_pings)
     if publisher is not None:
@@ -142,7 +142,9 @@ async def send_message_async(request: Request) -> Response:
     """Start the turn and answer at once with its run; `GET /v1/runs/{id}` follows it to the end."""
     rt = runtime(request)
     body = await read_json(request)
-    _, sink, started = await _start(request, LettaSink, stream=False, body=body)
+    # With Redis, an async run is a background run: `GET /v1/runs/{id}/stream` follows it from any process.
+    _, sink, started = await _start(request, LettaSink, stream=False, body=body,
+                                    background=rt.turns.runlog is not None)
     run = sink.run or rt.turns.active.get(sink.run_id or "")
     if run is None:  # a repeat of a turn that already ended: its stored run
         await rt.memory.settled()

@@ -66,3 +66,15 @@ def test_background_needs_the_stream_route_and_redis(resumable_server: Any, make
                           json={"messages": [{"role": "user", "content": "hi"}], "background": True})
     assert response.status_code == 400 and response.json()["error"]["code"] == "resumable_unavailable"
     assert httpx.get(f"{plain.base_url}/v1/agents/{other}/messages", timeout=10).json() == []
+
+
+def test_an_async_run_is_followed_by_runs_stream(resumable_server: Any) -> None:
+    server = resumable_server()
+    client = letta(server)
+    agent = create_agent(server.base_url)
+    run = client.agents.messages.create_async(agent, messages=[{"role": "user", "content": "I like tea."}])
+    followed = list(client.runs.messages.stream(run.id, starting_after=0))
+    assert [c.seq_id for c in followed] == list(range(1, len(followed) + 1))
+    assert [c.message_type for c in followed] == ["assistant_message", "tool_call_message", "tool_return_message",
+                                                 "assistant_message", "stop_reason", "usage_statistics"]
+    assert client.runs.retrieve(run.id).status == "completed"

@@ -172,3 +172,20 @@ def test_an_upstream_refusal_is_an_http_error_and_the_log_ends_the_same(resumabl
         assert ids(logged) == [1, 2]
         assert logged[0][1]["error"]["message"] == response.json()["error"]["message"]
         assert logged[1][1] == "[DONE]"
+
+
+def test_a_retried_resumable_request_replays_the_first_run_without_a_second_log(resumable_server: Any, keys: Any,
+                                                                                 redis_prefix: str) -> None:
+    server = resumable_server()
+    agent = create_agent(server.base_url)
+    headers = {**RESUMABLE, "Idempotency-Key": "same-turn", **sim_headers(reply="only once")}
+    with httpx.Client(base_url=server.base_url, timeout=30) as http:
+        first = http.post("/v1/chat/completions", json=chat(agent), headers=headers)
+        again = http.post("/v1/chat/completions", json=chat(agent), headers=headers)
+        run_id = first.headers["x-memproxy-run-id"]
+        assert again.headers["x-memproxy-run-id"] == run_id
+        assert text_of(parse(again.text)) == text_of(parse(first.text)) == "only once"
+        metas = {k.decode() for k in keys.scan_iter(match=redis_prefix + "run:*") if not k.endswith(b":events")}
+        assert metas == {f"{redis_prefix}run:{run_id}"}
+        assert len([m for m in http.get(f"/v1/agents/{agent}/messages").json()
+                    if m["message_type"] == "user_message"]) == 1
