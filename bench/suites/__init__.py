@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.suite import Suite
-from bench.suites import context, latency, scaling, search, soak, throughput, toolstep
+from bench.suites import context, latency, resumable, scaling, search, soak, throughput, toolstep
 
 SUITES: dict[str, Suite] = {
     "latency": Suite("latency", "TTFT, inter-chunk and e2e of direct/passthrough/agent, interleaved",
@@ -16,5 +16,7 @@ SUITES: dict[str, Suite] = {
                     search.plot),
     "context": Suite("context", "added TTFT around compaction (high-water, waiting turn); token-count cost",
                      context.run, context.plot),
+    "resumable": Suite("resumable", "added TTFT and e2e of resumable agent turns (events via Redis) vs plain ones",
+                       resumable.run),
     "soak": Suite("soak", "memproxy RSS over 20,000 turns on 200 agents: flat after warm-up?", soak.run, soak.plot),
 }
