@@ -174,7 +174,8 @@ def _seq(entry_id: bytes | str) -> int:
 class Publisher:
     """Numbers one run's events, writes them to Redis in order and only then hands them to the live client."""
 
-    def __init__(self, runlog: RunLog, run_id: str, agent_id: str, error_bytes: Callable[[APIError, str], bytes]) -> None:
+    def __init__(self, runlog: RunLog, run_id: str, agent_id: str,
+                 error_bytes: Callable[[APIError, str], bytes]) -> None:
         self.runlog = runlog
         self.run_id = run_id
         self.agent_id = agent_id

@@ -78,8 +78,9 @@ def test_openai_sdk_reads_a_resumable_stream_as_any_other(resumable_server: Any)
     server = resumable_server()
     agent = create_agent(server.base_url)
     client = sdk(server.base_url)
+    slow = {**RESUMABLE, **sim_headers(reply="one two three", ttft_ms=700)}
     stream = client.chat.completions.create(model=agent, messages=[{"role": "user", "content": "hi"}], stream=True,
-                                            extra_headers={**RESUMABLE, **sim_headers(reply="one two three", ttft_ms=700)})
+                                            extra_headers=slow)
     chunks = list(stream)
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "one two three"
     assert chunks[-1].choices[0].finish_reason == "stop"
@@ -189,3 +190,17 @@ def test_a_retried_resumable_request_replays_the_first_run_without_a_second_log(
         assert metas == {f"{redis_prefix}run:{run_id}"}
         assert len([m for m in http.get(f"/v1/agents/{agent}/messages").json()
                     if m["message_type"] == "user_message"]) == 1
+
+
+def test_events_trimmed_away_are_410_and_the_kept_ones_still_resume(resumable_server: Any) -> None:
+    server = resumable_server(resumable_max_events=1)  # Redis trims whole nodes of ~100 entries at a time
+    agent = create_agent(server.base_url)
+    with httpx.Client(base_url=server.base_url, timeout=30) as http:
+        done = http.post("/v1/chat/completions", json=chat(agent),
+                         headers={**RESUMABLE, **sim_headers(reply_tokens=300)})
+        events = parse(done.text)
+        run_id = done.headers["x-memproxy-run-id"]
+        error = _error(http.get(f"/v1/runs/{run_id}/stream", params={"starting_after": 0}), 410)
+        assert error["code"] == "events_trimmed" and error["param"] == "starting_after"
+        last = len(events) - 1
+        assert parse(http.get(f"/v1/runs/{run_id}/stream", params={"starting_after": last}).text) == events[last:]
