@@ -324,6 +324,18 @@ async def follow(runlog: RunLog, run_id: str, after: int, *, keepalive: float, b
     When nothing arrives for a keep-alive interval and the run's turn lock is no longer held by its
     process (it died and the lock's TTL ran out), the run is failed: an error event and [DONE] end it.
     """
+    last = after
+    try:
+        async for chunk in _follow(runlog, run_id, after, keepalive, batch, gone_error, on_failed):
+            last = chunk[1]
+            yield chunk[0]
+    except Exception as exc:  # noqa: BLE001 - Redis went away under a follower
+        # Closed without [DONE]: the run has not ended as far as we know; resume again after the last id.
+        log.warning("run %s: following it failed after event %d (%s)", run_id, last, type(exc).__name__)
+
+
+async def _follow(runlog: RunLog, run_id: str, after: int, keepalive: float, batch: int, gone_error: bytes,
+                  on_failed: Callable[[], Awaitable[None]] | None) -> AsyncIterator[tuple[bytes, int]]:
     block_ms = max(1, int(keepalive * 1000))
     last = after
     suspect = False
@@ -336,13 +348,13 @@ async def follow(runlog: RunLog, run_id: str, after: int, *, keepalive: float, b
                 out.append(b"id: %d\n" % seq + payload)
                 last = seq
                 if payload == DONE:
-                    yield b"".join(out)
+                    yield b"".join(out), last
                     return
-            yield b"".join(out)
+            yield b"".join(out), last
             continue
         meta = await runlog.meta(run_id)
         if not meta:
-            yield gone_error + DONE  # expired while followed: nothing more will come
+            yield gone_error + DONE, last  # expired while followed: nothing more will come
             return
         if meta.get("status") != "running":
             # Its end is written with its last events, at once: one more look finds them, or there are none.
@@ -359,4 +371,4 @@ async def follow(runlog: RunLog, run_id: str, after: int, *, keepalive: float, b
                     except Exception as exc:  # noqa: BLE001 - the stream still ends as the log says
                         log.error("run %s: could not store it as failed: %r", run_id, exc)
             suspect = True
-        yield KEEPALIVE_LINE
+        yield KEEPALIVE_LINE, last
