@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 
@@ -38,7 +38,3 @@ def read_some(response: httpx.Response, count: int) -> list[tuple[int | None, An
 
 def ids(events: list[tuple[int | None, Any]]) -> list[int | None]:
     return [event_id for event_id, _ in events]
-
-
-def stream_lines(response: httpx.Response) -> Iterator[str]:
-    yield from response.iter_lines()
