@@ -33,6 +33,7 @@ test: $(TEST_STAMP)
 test-postgres: $(TEST_STAMP)
 	MEMPROXY_TEST_BACKEND=postgres $(BIN)/python -m pytest tests/chat tests/api tests/providers tests/clients \
 		tests/tools tests/test_coordination.py tests/test_http1.py tests/test_upstream_tls.py tests/test_readme.py \
+		tests/resumable/test_resume.py tests/resumable/test_letta_background.py \
 		tests/test_metrics.py tests/test_runtime.py $(PYTEST_ARGS)
 
 # Agent suites against `memproxy serve --workers 2` on PostgreSQL and Redis (tests needing the in-process

@@ -153,6 +153,8 @@ class Conn:
                 events = sse.split(b"\n\n")
                 sse = events.pop()
                 for event in events:
+                    if event.startswith(b"id:"):  # a resumable run's numbered event
+                        event = event[event.find(b"\n") + 1:]
                     at = event.find(_CONTENT)
                     if at >= 0 and event[at + len(_CONTENT):at + len(_CONTENT) + 1] != b'"':
                         if result.ttft_ms is None:

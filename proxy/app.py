@@ -18,6 +18,7 @@ from proxy.api.openapi import OPEN_PATHS as DOCS_PATHS
 from proxy.api.openapi import openapi_routes
 from proxy.api.routes import operations as management_operations
 from proxy.api.routes import routes as management_routes
+from proxy.api.run_stream import routes as run_stream_routes
 from proxy.chat.forward import routes as forward_routes
 from proxy.chat.routes import routes as chat_routes
 from proxy.letta.routes import operations as letta_operations
@@ -59,12 +60,13 @@ def build_app(settings: Settings) -> Starlette:
             gc.unfreeze()  # let the runtime's objects be collected as it closes
             await _stop_services(rt)
             await close_runtime(rt)
+            metrics.process_exiting()
             if sim_server is not None:
                 sim_server.should_exit = True
 
     metrics = Metrics()
     app = Starlette(
-        routes=[*chat_routes, *letta_routes, *management_routes, *console_routes, *forward_routes,
+        routes=[*chat_routes, *letta_routes, *management_routes, *run_stream_routes, *console_routes, *forward_routes,
                 *openapi_routes([*management_operations, *letta_operations]), Route("/metrics", metrics_endpoint)],
         middleware=[Middleware(RequestMetrics, metrics=metrics),
                     Middleware(BearerAuth, keys=settings.api_keys, open_paths=_OPEN_PATHS)],

@@ -82,6 +82,10 @@ OPTIONS: tuple[Option, ...] = (
            "seconds between returning freed native memory to the OS (glibc malloc_trim); 0 = never"),
     Option("memory_report_interval", "MEMPROXY_MEMORY_REPORT_INTERVAL", 0.0, float,
            "seconds between log lines of where memory goes (RSS parts, heap, caches); 0 = never"),
+    Option("resumable_ttl", "MEMPROXY_RESUMABLE_TTL", 3600.0, float,
+           "seconds a resumable run's events stay in Redis after its last event"),
+    Option("resumable_max_events", "MEMPROXY_RESUMABLE_MAX_EVENTS", 100000, int,
+           "events kept per resumable run (the oldest are trimmed beyond it)"),
 )
 
 
@@ -121,6 +125,8 @@ class Settings:
     agent_cache_size: int = 20000
     malloc_trim_interval: float = 30.0
     memory_report_interval: float = 0.0
+    resumable_ttl: float = 3600.0
+    resumable_max_events: int = 100000
     insecure: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 

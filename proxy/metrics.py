@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterator
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+from proxy import metrics_mp
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -39,7 +40,9 @@ class Metrics:
                                 buckets=FAST_BUCKETS + (2.5, 5.0), registry=r)
         self.lock_wait = Histogram("memproxy_lock_wait_seconds", "time a turn waited for its agent's lock",
                                    buckets=FAST_BUCKETS + SLOW_BUCKETS[-6:], registry=r)
-        self.turns_in_flight = Gauge("memproxy_turns_in_flight", "agent turns running now", registry=r)
+        # With several workers: the sum over the live ones (a dead worker's turns are not in flight).
+        self.turns_in_flight = Gauge("memproxy_turns_in_flight", "agent turns running now", registry=r,
+                                     multiprocess_mode="livesum")
         self.upstream_errors = Counter("memproxy_upstream_errors", "upstream failures by status and code",
                                        ["status", "code"], registry=r)
         self.turns = Counter("memproxy_turns", "agent turns by how they ended", ["status"], registry=r)
@@ -50,14 +53,23 @@ class Metrics:
         self.turns_failed = self.turns.labels("failed")
         self.turns_cancelled = self.turns.labels("cancelled")
         self._sampled: list[Callable[[], Iterator[Any]]] = []
-        r.register(_Sampled(self._sampled))
+        self._sampler = _Sampled(self._sampled)
+        r.register(self._sampler)
+        self.shared_dir = metrics_mp.directory()  # set when this process is one of several workers
 
     def sample(self, read: Callable[[], Iterator[Any]]) -> None:
         """Add metric families computed at scrape time (cache counters, memory)."""
         self._sampled.append(read)
 
     def render(self) -> bytes:
+        if self.shared_dir is not None:
+            return metrics_mp.render(self.shared_dir, self._sampler)
         return generate_latest(self.registry)
+
+    def process_exiting(self) -> None:
+        """This worker stops: its live gauges leave the sums at once."""
+        if self.shared_dir is not None:
+            metrics_mp.worker_exited(os.getpid())
 
 
 class _Sampled(Collector):

@@ -15,6 +15,7 @@ from memory.recall import index_messages, reconcile
 from proxy.chat.serving import TurnRunner
 from proxy.chat.turn import TurnEnv
 from proxy.coordination import agent_locks
+from proxy.resumable import RunLog
 from proxy.runtime import Runtime
 from tools.custom import SourceError, custom_tool
 from tools.mcp import McpServers
@@ -55,6 +56,9 @@ async def start_services(rt: Runtime) -> None:
         # Several processes share the store: writes bump agent versions in Redis, and announcements drop copies.
         rt.memory.coherence = locks
         locks.on_drop(rt.memory.dropped)
+    if settings.redis_url:
+        rt.turns.runlog = RunLog(settings.redis_url, prefix=settings.redis_prefix, ttl=settings.resumable_ttl,
+                                 max_events=settings.resumable_max_events, locks=rt.turns.locks)
 
 
 async def build_registry(rt: Runtime) -> ToolRegistry:
@@ -112,6 +116,8 @@ async def stop_services(rt: Runtime) -> None:
         await asyncio.gather(rt.heap_trimmer, return_exceptions=True)
     if rt.turns is not None:
         await rt.turns.locks.close()
+        if rt.turns.runlog is not None:
+            await rt.turns.runlog.close()
 
 
 async def _heap_upkeep(rt: Runtime) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.suite import Suite
-from bench.suites import context, latency, scaleout, scaling, search, soak, throughput, toolstep, turncost
+from bench.suites import context, latency, resumable, scaleout, scaling, search, soak, throughput, toolstep, turncost
 
 SUITES: dict[str, Suite] = {
     "latency": Suite("latency", "TTFT, inter-chunk and e2e of direct/passthrough/agent, interleaved",
@@ -20,5 +20,7 @@ SUITES: dict[str, Suite] = {
                       turncost.run),
     "scaleout": Suite("scaleout", "agent turns/s and CPU per turn of --workers 1 and 2 on PostgreSQL + Redis",
                       scaleout.run),
+    "resumable": Suite("resumable", "added TTFT and e2e of resumable agent turns (events via Redis) vs plain ones",
+                       resumable.run),
     "soak": Suite("soak", "memproxy RSS over 20,000 turns on 200 agents: flat after warm-up?", soak.run, soak.plot),
 }

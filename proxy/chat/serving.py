@@ -25,6 +25,7 @@ from proxy.api.protocol import run_json
 from proxy.errors import APIError
 from proxy.http import json_response
 from proxy.metrics import server_timing
+from proxy.resumable import KEEPALIVE_LINE, Publisher, RunLog, TeeQueue, open_resumable, wants_resumable
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -170,6 +171,7 @@ class TurnRunner:
         self.active: dict[str, Run] = {}  # runs in flight, by id, until their turn is written
         self.tasks: dict[str, asyncio.Task[None]] = {}  # ...and the tasks running them, for cancelling
         self.cancelling: set[str] = set()
+        self.runlog: RunLog | None = None  # resumable runs' events, when Redis is configured
 
     def hold(self, agent_id: str) -> contextlib.AbstractAsyncContextManager[LiveAgent | None]:
         """Keep turns off an agent while a management call changes its history; yields the agent as of the lock."""
@@ -188,18 +190,42 @@ class TurnRunner:
     async def serve(self, live: LiveAgent, chat: ChatRequest, request: Request | None = None) -> Response:
         encoder = ChunkEncoder(chat.model, chat.include_usage, chat.legacy_functions)
         sink: StreamSink | CollectSink = StreamSink(encoder) if chat.stream else CollectSink()
-        started = await self.launch(live, chat, sink, request.headers if request is not None else {})
+        publisher = None
+        if request is not None and wants_resumable(request.headers):
+            if not chat.stream:
+                raise APIError(400, "a resumable run must be streamed: send `stream: true` with "
+                               "X-Memproxy-Resumable", param="stream", code="resumable_needs_stream")
+            publisher = await open_resumable(self.runlog, live.id, "chat", lambda error, _: error_event(error),
+                                             param="X-Memproxy-Resumable")
+            sink.queue = TeeQueue(publisher)  # type: ignore[union-attr]
+        started = await self.launch(live, chat, sink, request.headers if request is not None else {},
+                                    publisher=publisher)
         timing = _TurnTiming(chat, started.turn, started.record)
         return await self._respond(started.task, sink, encoder, request, owner=started.turn is not None,
-                                   timing=timing)
+                                   timing=timing, detached=publisher is not None and started.turn is not None)
 
     async def launch(self, live: LiveAgent, chat: ChatRequest, sink: Any, headers: Any, *,
-                     scope: str = "", max_steps: int | None = None) -> Launched:
+                     scope: str = "", max_steps: int | None = None, publisher: Publisher | None = None) -> Launched:
         """Start the turn a request asks for, feeding `sink`; a repeated request replays the turn it repeats.
 
         Every surface (OpenAI's chat completions, Letta's messages) comes through here: one loop, many encoders.
-        `scope` keeps one surface's retries from replaying another's turn into the wrong encoder.
+        `scope` keeps one surface's retries from replaying another's turn into the wrong encoder. With a
+        `publisher` the run is resumable: its events go to Redis, and it is not registered when no turn starts.
         """
+        try:
+            started = await self._launch(live, chat, sink, headers, scope, max_steps, publisher)
+        except BaseException:
+            if publisher is not None:
+                await publisher.discard()
+            raise
+        if publisher is not None and started.turn is None:
+            # A replay of an earlier turn: its events are not this run's (the original keeps its own log).
+            sink.queue = asyncio.Queue()
+            await publisher.discard()
+        return started
+
+    async def _launch(self, live: LiveAgent, chat: ChatRequest, sink: Any, headers: Any, scope: str,
+                      max_steps: int | None, publisher: Publisher | None) -> Launched:
         key, ttl = turn_key(chat, headers)
         key = scope + key
         record = self.recent.find(live.id, key)
@@ -228,6 +254,12 @@ class TurnRunner:
         lease = await self._lease(live.id, idem_key=key if shared else None, run=run_json(run) if shared else None,
                                   record=fleet.running_record(run.id), record_ttl=self.leases.record_ttl(ttl))
         self.env.metrics.lock_wait.observe(time.perf_counter() - waited)
+        if publisher is not None:
+            try:
+                await publisher.bind_lock()  # a resumer can tell from the lock when this process is gone
+            except BaseException:
+                await self._release(lease, bump=False)
+                raise
         record = self.recent.find(live.id, key)
         if record is not None:  # the same request finished while we waited for the lock
             await self._release(lease, bump=False)
@@ -244,10 +276,12 @@ class TurnRunner:
             live = started
         record = self.recent.start(live.id, key, ttl)
         env = self.env if max_steps is None else dataclasses.replace(self.env, max_steps=max_steps)
+        if publisher is not None:
+            run = dataclasses.replace(run, id=publisher.run_id)
         turn = Turn(env, live, chat, new_input, RecordingSink(sink, record), client_tools, run=run)
         record.run_id = turn.run.id
         self.active[turn.run.id] = turn.run  # visible to GET /v1/runs/{id} from the moment it is promised
-        task = self.env.spawn(self._run_locked(turn, lease, record, ttl), name=f"turn-{live.id}")
+        task = self.env.spawn(self._run_locked(turn, lease, record, ttl, publisher), name=f"turn-{live.id}")
         self.tasks[turn.run.id] = task
         return Launched(task, turn, record)
 
@@ -268,7 +302,7 @@ class TurnRunner:
         return out
 
     async def _respond(self, task: asyncio.Task[None], sink: StreamSink | CollectSink, encoder: ChunkEncoder,
-                       request: Request | None, owner: bool, timing: _TurnTiming) -> Response:
+                       request: Request | None, owner: bool, timing: _TurnTiming, detached: bool = False) -> Response:
         task.add_done_callback(lambda _: _end_unanswered(sink))
         if isinstance(sink, CollectSink):
             await asyncio.wait([task])  # not cancelled with this request: the turn finishes for a retry
@@ -285,9 +319,10 @@ class TurnRunner:
             return timing.stamp(json_response(completion_object(
                 encoder, content or empty, calls or None, sink.reason or "stop", sink.usage,
                 sink.said.message_fields(), sink.said.logprobs)))
-        return await self._stream(task, sink, request, owner, timing)
+        return await self._stream(task, sink, request, owner, timing, detached)
 
-    async def _run_locked(self, turn: Turn, lease: Lease, record: Any, ttl: float) -> None:
+    async def _run_locked(self, turn: Turn, lease: Lease, record: Any, ttl: float,
+                          publisher: Publisher | None = None) -> None:
         self.env.metrics.turns_in_flight.inc()
         try:
             await turn.execute()
@@ -298,6 +333,8 @@ class TurnRunner:
             if shared and self.env.budget is not None:
                 # A compaction the turn started runs under its lock: once across the fleet, fenced like the turn.
                 await self.env.budget.quiesce(turn.live)
+            if publisher is not None:
+                await publisher.drain()  # every event is in Redis before the lock says the turn is over
             await self._release(lease, bump=shared, record=fleet.finished_record(turn.run, ttl) if shared else None,
                                 record_ttl=max(ttl, 5.0), meta=fleet.meta_json(turn.live) if shared else None)
             # Only now: while the fence is set, our own announcement (which may outrun the release's answer)
@@ -308,7 +345,7 @@ class TurnRunner:
             self.cancelling.discard(turn.run.id)
 
     async def _stream(self, task: asyncio.Task[None], sink: StreamSink, request: Request | None,
-                      owner: bool, timing: _TurnTiming) -> Response:
+                      owner: bool, timing: _TurnTiming, detached: bool) -> Response:
         # Wait briefly for the upstream to accept, so an upstream refusal becomes a real HTTP status.
         first: bytes | APIError | None
         try:
@@ -323,11 +360,11 @@ class TurnRunner:
             if not owner:
                 task.cancel()
             return Response(status_code=499)
-        return timing.stamp(StreamingResponse(self._events(first, task, sink, owner, timing),
+        return timing.stamp(StreamingResponse(self._events(first, task, sink, owner, timing, detached),
                                               media_type="text/event-stream", headers=SSE_HEADERS))
 
     async def _events(self, first: bytes | None, task: asyncio.Task[None], sink: StreamSink,
-                      owner: bool, timing: _TurnTiming) -> AsyncIterator[bytes]:
+                      owner: bool, timing: _TurnTiming, detached: bool = False) -> AsyncIterator[bytes]:
         queue = sink.queue
         heard = False
         try:
@@ -359,7 +396,7 @@ class TurnRunner:
                     async with asyncio.timeout(self.keepalive):
                         item = await queue.get()
                 except TimeoutError:
-                    yield KEEPALIVE
+                    yield KEEPALIVE_LINE if detached else KEEPALIVE
                     continue
                 if item is None:
                     return
@@ -368,7 +405,8 @@ class TurnRunner:
         finally:
             # A client that leaves mid-reply barged in: cancel the upstream, keep what was said. One that
             # leaves before hearing anything is probably retrying: let the turn finish for the retry.
-            if not task.done() and (heard or not owner):
+            # A resumable run is detached from its client: it goes on for whoever resumes it.
+            if not task.done() and (heard or not owner) and not detached:
                 task.cancel()
 
 

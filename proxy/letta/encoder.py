@@ -43,6 +43,7 @@ class LettaSink:
         self.usage: dict[str, Any] | None = None
         self.failure: APIError | None = None
         self.run: Any = None  # the turn's Run, when this sink is fed by the turn itself rather than a replay
+        self.detached = False  # a background run: the client leaving does not stop it
         self._batches = 0  # server tool batches seen: a replay's step count
         self._in_tools = False
         self._text: list[str] = []

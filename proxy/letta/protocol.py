@@ -18,8 +18,8 @@ MessageType = Literal["system_message", "user_message", "assistant_message", "re
 MESSAGE_TYPES = frozenset(get_args(MessageType))
 # Fields memproxy honours, and fields it accepts only at the value that means "off" (sent by some SDK calls).
 _HONOURED = frozenset({"messages", "input", "max_steps", "use_assistant_message", "include_return_message_types",
-                       "stream_tokens", "streaming", "include_pings"})
-_ONLY_OFF: dict[str, Any] = {"background": False, "include_compaction_messages": False, "return_logprobs": False,
+                       "stream_tokens", "streaming", "include_pings", "background"})
+_ONLY_OFF: dict[str, Any] = {"include_compaction_messages": False, "return_logprobs": False,
                              "return_token_ids": False, "top_logprobs": None, "client_tools": None,
                              "client_skills": None, "override_model": None, "override_system": None,
                              "callback_url": None, "enable_thinking": None,
@@ -35,6 +35,7 @@ class LettaRequest:
     stream_tokens: bool
     streaming: bool
     include_pings: bool
+    background: bool = False  # a resumable run: its stream's events are kept in Redis (proxy.resumable)
 
 
 def _refuse(field: str, why: str) -> APIError:
@@ -65,14 +66,15 @@ def parse_letta_request(body: dict[str, Any], agent_id: str, *, stream: bool) ->
             raise _invalid("include_return_message_types", f"must be a list of {', '.join(sorted(MESSAGE_TYPES))}")
         types = frozenset(types)
     flags = {}
-    for name in ("use_assistant_message", "stream_tokens", "streaming", "include_pings"):
+    for name in ("use_assistant_message", "stream_tokens", "streaming", "include_pings", "background"):
         value = body.get(name)
         if value is not None and not isinstance(value, bool):
             raise _invalid(name, "must be a boolean")
         flags[name] = bool(value)
     chat = ChatRequest(model=agent_id, messages=messages, stream=True)
     return LettaRequest(chat=chat, max_steps=max_steps, types=types, stream_tokens=flags["stream_tokens"],
-                        streaming=stream or flags["streaming"], include_pings=flags["include_pings"])
+                        streaming=stream or flags["streaming"], include_pings=flags["include_pings"],
+                        background=flags["background"])
 
 
 def _chat_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -163,6 +165,8 @@ class LettaRequestBody(RequestBody):
     stream_tokens: bool | None = None
     streaming: bool | None = None
     include_pings: bool | None = None
+    background: bool | None = Field(None, description="a resumable run: its events are kept in Redis and "
+                                    "`/v1/runs/{run_id}/stream` resumes it from any process")
 
     def refuse_unsupported(self, where: str = "") -> None:
         return None  # parse_letta_request names them, with the off values Letta's SDK sends

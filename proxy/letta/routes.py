@@ -18,15 +18,18 @@ from proxy.chat.protocol import KEEPALIVE
 from proxy.chat.serving import SSE_HEADERS, Launched
 from proxy.errors import APIError
 from proxy.http import json_response
+from proxy.letta.background import BackgroundStreamSink
+from proxy.letta.background import error_bytes as background_error
 from proxy.letta.encoder import LettaSink, LettaStreamSink
 from proxy.letta.protocol import CancelRequest, LettaRequest, LettaRequestBody, LettaResponse, parse_letta_request
+from proxy.resumable import KEEPALIVE_LINE, TeeQueue, open_resumable
 
 _SCOPE = "letta:"
 _RECENT = 500  # a Letta request never replays a chat-completions turn into the wrong encoder
 
 
-async def _start(request: Request, sink_type: type[LettaSink], *, stream: bool,
-                 body: dict[str, Any]) -> tuple[LettaRequest, LettaSink, Launched]:
+async def _start(request: Request, sink_type: type[LettaSink], *, stream: bool, body: dict[str, Any],
+                 background: bool = False) -> tuple[LettaRequest, LettaSink, Launched]:
     received = time.perf_counter()
     rt = runtime(request)
     live = await require_agent(request)
@@ -34,9 +37,21 @@ async def _start(request: Request, sink_type: type[LettaSink], *, stream: bool,
     letta = parse_letta_request(body, live.id, stream=stream)
     letta.chat.upstream_headers = {k: v for k, v in request.headers.items() if k.startswith("x-sim-")}
     letta.chat.received_at = received
+    publisher = None
+    if letta.background or background:
+        if not stream and not background:
+            raise APIError(400, "`background` runs are streamed: send it to .../messages/stream (or use "
+                           ".../messages/async)", param="background", code="invalid_request")
+        sink_type = BackgroundStreamSink
+        publisher = await open_resumable(rt.turns.runlog, live.id, "letta", background_error, param="background")
     sink = sink_type(max_steps=letta.max_steps or rt.turns.env.max_steps, tokens=letta.stream_tokens,
                      types=letta.types, pings=letta.include_pings)
-    started = await rt.turns.launch(live, letta.chat, sink, request.headers, scope=_SCOPE, max_steps=letta.max_steps)
+    if publisher is not None:
+        sink.run_id = publisher.run_id
+        sink.queue = TeeQueue(publisher)  # type: ignore[attr-defined]
+    started = await rt.turns.launch(live, letta.chat, sink, request.headers, scope=_SCOPE, max_steps=letta.max_steps,
+                                    publisher=publisher)
+    sink.detached = publisher is not None and started.turn is not None
     sink.run_id = started.record.run_id
     sink.run = started.turn.run if started.turn is not None else None
     return letta, sink, started
@@ -108,11 +123,12 @@ async def _events(first: bytes | None, sink: LettaStreamSink, started: Launched,
                 async with asyncio.timeout(keepalive):
                     item = await sink.queue.get()
             except TimeoutError:
-                yield KEEPALIVE
+                yield KEEPALIVE_LINE if sink.detached else KEEPALIVE
                 item = b""
     finally:
         # A client that leaves mid-stream stops the turn, keeping what was said (as on chat completions).
-        if not started.task.done() and started.turn is not None:
+        # A background run is detached from its client: it goes on for whoever resumes it.
+        if not started.task.done() and started.turn is not None and not sink.detached:
             started.task.cancel()
 
 
@@ -131,7 +147,9 @@ def _stamped(response: Response, sink: LettaSink) -> Response:
 async def send_message_async(request: Request, body: LettaRequestBody) -> Response:
     """Start the turn and answer at once with its run; `GET /v1/runs/{id}` follows it to the end."""
     rt = runtime(request)
-    _, sink, started = await _start(request, LettaSink, stream=False, body=_given(body))
+    # With Redis, an async run is a background run: `GET /v1/runs/{id}/stream` follows it from any process.
+    _, sink, started = await _start(request, LettaSink, stream=False, body=_given(body),
+                                    background=rt.turns.runlog is not None)
     run = sink.run or rt.turns.active.get(sink.run_id or "")
     if run is None:  # a repeat of a turn that already ended: its stored run
         await rt.memory.settled()
