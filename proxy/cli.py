@@ -119,9 +119,16 @@ def serve(args: argparse.Namespace) -> int:
 
     try:
         if settings.workers > 1:
+            from proxy import metrics_mp
             from proxy.workers import serve_workers
 
-            return serve_workers(settings.workers, sock, run_one)
+            def run_worker(index: int) -> int:
+                metrics_mp.enter_worker()
+                return run_one(index)
+
+            # Every worker's /metrics answers for all of them, from files in one private directory.
+            with metrics_mp.shared_directory():
+                return serve_workers(settings.workers, sock, run_worker)
         return run_one()
     finally:
         if held is not None:

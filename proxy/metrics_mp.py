@@ -47,6 +47,18 @@ def shared_directory() -> Iterator[str]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def enter_worker() -> None:
+    """In a forked worker, before any metric exists: values go to the shared directory's files.
+
+    prometheus_client picks its value class when first imported, which the parent did before the directory
+    was set; a forked worker must pick again.
+    """
+    if directory() is not None:
+        from prometheus_client import values
+
+        values.ValueClass = values.get_value_class()
+
+
 def worker_exited(pid: int) -> None:
     """A worker is gone: its live gauges (turns in flight) stop counting. Its counters stay in the totals."""
     from prometheus_client import multiprocess

@@ -3,9 +3,9 @@ them after a given event and then follow the run live until its end.
 
 Layout (every key under the `MEMPROXY_REDIS_PREFIX`, both expiring `MEMPROXY_RESUMABLE_TTL` after the last write):
 
-- `<prefix>run:<run_id>`         a hash: agent, surface, status (running | completed | failed), lock (the turn
+- `<prefix>runlog:<run_id>`      a hash: agent, surface, status (running | completed | failed), lock (the turn
                                  lock's value while the run holds it)
-- `<prefix>run:<run_id>:events`  a stream; entry id `0-<seq>`, field `d` = the event's bytes without its `id:` line
+- `<prefix>runlog:<run_id>:events` a stream; entry id `0-<seq>`, field `d` = the event's bytes without its `id:` line
 
 Events are written before they are sent (write-through): a client never holds an event the log lacks, so the
 number it resumes from always exists. Only resumable runs touch Redis per event; other turns pay nothing.
@@ -110,10 +110,10 @@ class RunLog:
         self._bind = self.client.register_script(_BIND)
 
     def meta_key(self, run_id: str) -> str:
-        return f"{self.prefix}run:{run_id}"
+        return f"{self.prefix}runlog:{run_id}"
 
     def events_key(self, run_id: str) -> str:
-        return f"{self.prefix}run:{run_id}:events"
+        return f"{self.prefix}runlog:{run_id}:events"
 
     async def open(self, run_id: str, agent_id: str, surface: str, error_bytes: Callable[[APIError, str], bytes]
                    ) -> Publisher:

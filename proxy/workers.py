@@ -17,6 +17,8 @@ import sys
 import time
 from typing import Callable
 
+from proxy import metrics_mp
+
 log = logging.getLogger("memproxy")
 
 # A worker that exits with an error within this many seconds of its start failed to start: no restart loop.
@@ -70,6 +72,7 @@ class Supervisor:
             except InterruptedError:
                 continue
             index, started = self.children.pop(pid, (-1, 0.0))
+            metrics_mp.worker_exited(pid)  # its turns in flight stop counting in /metrics
             if index < 0 or self.stopping:
                 continue
             code = os.waitstatus_to_exitcode(status)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -15,6 +17,7 @@ import httpx
 from replicas import ROOT, Fleet
 from helpers import create_agent, free_port
 from test_fleet import ask, history
+from test_metrics import scrape, value
 
 
 def serve(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -62,6 +65,12 @@ def test_two_workers_serve_and_a_dead_worker_is_replaced(make_fleet: Callable[[]
     agent = create_agent(server.base_url)
     for i in range(6):
         assert ask(server.base_url, agent, f"turn-{i}").status_code == 200
+    # /metrics answers for both workers, whichever takes the scrape: they share one private directory.
+    dirs = {os.path.dirname(f) for pid in workers
+            for f in glob.glob(os.path.join(tempfile.gettempdir(), "memproxy-metrics-*", f"*_{pid}.db"))}
+    assert len(dirs) == 1, dirs  # both workers write their values into the one directory
+    for _ in range(4):
+        assert value(scrape(server.base_url), "memproxy_requests_total", route="chat_completions", status="200") >= 6
     os.kill(sorted(workers)[0], signal.SIGKILL)
     while True:  # the supervisor forks a replacement; the other worker serves meanwhile
         now = children(server.proc.pid)
@@ -70,6 +79,8 @@ def test_two_workers_serve_and_a_dead_worker_is_replaced(make_fleet: Callable[[]
         assert server.proc.poll() is None
         time.sleep(0.05)
     assert ask(server.base_url, agent, "after").status_code == 200
+    # The dead worker's counts stay in the totals.
+    assert value(scrape(server.base_url), "memproxy_requests_total", route="chat_completions", status="200") >= 7
     assert [c for r, c, _ in history(fleet, agent) if r == "user"] == [f"turn-{i}" for i in range(6)] + ["after"]
     server.signal(signal.SIGTERM)
     assert server.proc.wait(timeout=30) == 0
