@@ -160,3 +160,25 @@ async def test_the_embedded_backend_keeps_indexing_after_the_commit(tmp_path: Pa
     finally:
         await lt.close()
         await store.close()
+
+
+async def test_a_huge_message_of_distinct_words_still_commits_and_is_found_by_its_beginning(schema_url: str) -> None:
+    """A tsvector holds 1 MB at most: full text indexes a prefix, so the turn's transaction cannot fail on it."""
+    from memory.postgres_migrations import FTS_PREFIX_CHARS
+
+    store, lt = await _open(schema_url)
+    try:
+        live_indexer(store, lt, SKIP)
+        agent = Agent(id=new_id("agent"), name="h")
+        await store.create_agent(agent, [])
+        words = " ".join(f"w{i}x" for i in range(300_000))  # ~2 MB of distinct words: 2.4 MB as a whole tsvector
+        assert len(words) > 10 * FTS_PREFIX_CHARS
+        huge = Message(id=new_id("message"), agent_id=agent.id, seq=1, role="user", content=f"okapi {words} tail")
+        await store.commit(Changes(messages=[huge], insert_only=True))
+        assert [h.record.id for h in await lt.search_recall(agent.id, "okapi", mode="fts")] == [huge.id]
+        assert await lt.search_recall(agent.id, "tail", mode="fts") == []  # past the indexed prefix
+        [passage] = await lt.add_passages(agent.id, [(f"zebra {words[:999_000]}", [])])
+        assert [h.record.id for h in await lt.search_passages(agent.id, "zebra", mode="fts")] == [passage.id]
+    finally:
+        await lt.close()
+        await store.close()
