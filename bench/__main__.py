@@ -17,6 +17,8 @@ from bench.suite import SuiteResult
 from bench.suites import SUITES
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+# The suites whose seeding and servers work on either backend (the others seed DuckDB / LanceDB files).
+POSTGRES_SUITES = ("latency", "throughput")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep", action="store_true", help="keep the work dir (data dirs and server logs)")
     parser.add_argument("--soak-turns", type=int, default=None, help="soak: turns to run (default 20000; smoke 120)")
     parser.add_argument("--soak-agents", type=int, default=None, help="soak: agents to spread them over (default 200)")
+    parser.add_argument("--backend", choices=["embedded", "postgres"], default="embedded",
+                        help="memproxy's storage (default embedded: DuckDB + LanceDB in the data dir); postgres "
+                        f"runs the {' and '.join(POSTGRES_SUITES)} suites on PostgreSQL")
+    parser.add_argument("--database-url", default=None,
+                        help="--backend postgres: the database to work in (a schema per data dir, dropped after); "
+                        "default: a throwaway database on postgresql://postgres@127.0.0.1:5432, dropped after")
     parser.add_argument("--match", default="", help="compare: only figures whose key contains this")
     parser.add_argument("--all", dest="show_all", action="store_true", help="compare: include bookkeeping figures")
     return parser
@@ -49,14 +57,21 @@ async def _run_suites(h: Harness, names: list[str]) -> tuple[dict[str, SuiteResu
     return results, durations
 
 
-def run(names: list[str], smoke: bool, out: Path, keep: bool, scale: Scale | None = None) -> int:
+def run(names: list[str], smoke: bool, out: Path, keep: bool, scale: Scale | None = None,
+        backend: str = "embedded", database_url: str | None = None) -> int:
     from bench.report import write_run
 
     work = Path(tempfile.mkdtemp(prefix="memproxy-bench-"))
     h = Harness(work_dir=work, scale=scale or (SMOKE if smoke else FULL))
     stem = time.strftime("%Y%m%d-%H%M%S") + ("-smoke" if smoke else "") + ("" if names == list(SUITES) else
                                                                           "-" + "-".join(names))
+    if backend == "postgres":
+        stem += "-postgres"
     try:
+        if backend == "postgres":
+            from bench.pgbench import PgBench
+
+            h.pg = PgBench(database_url)
         h.start()
         try:
             import uvloop
@@ -72,7 +87,7 @@ def run(names: list[str], smoke: bool, out: Path, keep: bool, scale: Scale | Non
             shutil.rmtree(work, ignore_errors=True)
         else:
             h.log(f"work dir kept: {work}")
-    json_path, md_path, text = write_run(out, stem, smoke, SUITES, results, durations)
+    json_path, md_path, text = write_run(out, stem, smoke, SUITES, results, durations, backend)
     print(text)
     h.log(f"wrote {json_path} and {md_path}")
     return 0
@@ -90,8 +105,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(compare(args.files[0], args.files[1], match=args.match, show_all=args.show_all))
         return 0
-    names = list(SUITES) if args.suite == "all" else [args.suite]
-    return run(names, args.smoke, args.out, args.keep, _scale(args))
+    if args.database_url and args.backend != "postgres":
+        print("--database-url needs --backend postgres", file=sys.stderr)
+        return 2
+    if args.backend == "postgres":
+        names = list(POSTGRES_SUITES) if args.suite == "all" else [args.suite]
+        if not set(names) <= set(POSTGRES_SUITES):
+            print(f"--backend postgres runs only the {', '.join(POSTGRES_SUITES)} suites, not {args.suite}",
+                  file=sys.stderr)
+            return 2
+    else:
+        names = list(SUITES) if args.suite == "all" else [args.suite]
+    return run(names, args.smoke, args.out, args.keep, _scale(args), args.backend, args.database_url)
 
 
 def _scale(args: argparse.Namespace) -> Scale:

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from bench import seed
+from bench.pgbench import PgBench
 from bench.procs import Proc, start_memproxy, start_sim
 
 # Upstream profiles, applied per request through X-Sim-* headers so one simulator serves them all.
@@ -92,7 +93,12 @@ class Harness:
     template_dir: Path | None = None
     template_id: str = ""
     started: float = field(default_factory=time.monotonic)
+    pg: PgBench | None = None  # --backend postgres: each data dir is a schema there
     _data_dirs: int = 0
+
+    @property
+    def backend(self) -> str:
+        return "embedded" if self.pg is None else "postgres"
 
     @property
     def log_dir(self) -> Path:
@@ -110,6 +116,8 @@ class Harness:
         """Start the simulator and make the template data dir (one agent created through the API)."""
         self.sim = start_sim(self.log_dir)
         self.log(f"simulator pid {self.sim.pid} on :{self.sim.port}")
+        if self.pg is not None:
+            self.log(f"backend {self.pg.describe()}")
         self.template_dir = self.work_dir / "template"
         self.start_memproxy(self.template_dir)
         assert self.memproxy is not None
@@ -122,19 +130,34 @@ class Harness:
         if self.sim is not None:
             self.sim.stop()
             self.sim = None
+        if self.pg is not None:
+            self.pg.close()
 
     def new_data_dir(self, name: str) -> Path:
         """A copy of the template data dir (memproxy must not be running on either)."""
         assert self.template_dir is not None
         self._data_dirs += 1
         target = self.work_dir / f"data-{self._data_dirs}-{name}"
-        shutil.copytree(self.template_dir, target)
+        if self.pg is not None:
+            target.mkdir(parents=True)  # memproxy is given it, and writes nothing there
+            self.pg.copy(self.template_dir, target)
+        else:
+            shutil.copytree(self.template_dir, target)
         return target
+
+    def clone_agents(self, data_dir: Path, count: int, messages: int, tag: str, *,
+                     autoclear: bool = False) -> list[str]:
+        """`count` copies of the template agent with `messages` stored messages each, in either backend."""
+        if self.pg is not None:
+            return self.pg.clone_agents(data_dir, self.template_id, count, messages, tag, autoclear=autoclear,
+                                        in_context=seed.IN_CONTEXT)
+        return seed.clone_agents(data_dir, self.template_id, count, messages, tag, autoclear=autoclear)
 
     def start_memproxy(self, data_dir: Path) -> Proc:
         self.stop_memproxy()
         t0 = time.monotonic()
-        self.memproxy = start_memproxy(self.log_dir, data_dir, self.upstream)
+        extra = [] if self.pg is None else ["--database-url", self.pg.url_for(data_dir)]
+        self.memproxy = start_memproxy(self.log_dir, data_dir, self.upstream, extra)
         self.log(f"memproxy pid {self.memproxy.pid} on :{self.memproxy.port} ready in "
                  f"{time.monotonic() - t0:.1f}s (data {data_dir.name})")
         return self.memproxy

@@ -95,7 +95,7 @@ def summary_markdown(doc: dict[str, Any], results: dict[str, SuiteResult]) -> st
 
 
 def write_run(out_dir: Path, stem: str, smoke: bool, suites: dict[str, Suite], results: dict[str, SuiteResult],
-              durations: dict[str, float]) -> tuple[Path, Path, str]:
+              durations: dict[str, float], backend: str = "embedded") -> tuple[Path, Path, str]:
     """Plots first (their names go into the JSON), then the JSON, then the Markdown; returns paths and text."""
     out_dir.mkdir(parents=True, exist_ok=True)
     import matplotlib
@@ -106,7 +106,7 @@ def write_run(out_dir: Path, stem: str, smoke: bool, suites: dict[str, Suite], r
             result.plots = suites[name].plot(result, out_dir, stem)
     figures = {name: result.figures for name, result in results.items()}
     doc: dict[str, Any] = {
-        "run": stem, "smoke": smoke, "machine": machine_info(), "durations_s": durations,
+        "run": stem, "smoke": smoke, "backend": backend, "machine": machine_info(), "durations_s": durations,
         "targets": check(figures), "figures": rounded(figures, 4),
         "notes": {name: r.notes for name, r in results.items()},
         "plots": {name: r.plots for name, r in results.items()},

@@ -17,9 +17,17 @@ import asyncpg
 from memory.duckdb_rows import BLOCKS, MESSAGES, RUNS, Row, Table, as_columns, block_row, message_row, run_row
 from memory.models import Changes
 from memory.postgres_sql import bulk_insert_sql, row_safe, store_error
+from memory.recall import recall_record
 from memory.store import FenceLost, NotFound
 
 _IN_CONTEXT = [name for name, _ in MESSAGES.columns].index("in_context")
+# A row may exist already (a message written again, or indexed by start-up reconciliation): overwrite
+# its text and leave its embedding to long-term memory, which re-embeds rows it is told about.
+_RECALL_UPSERT = (
+    "INSERT INTO recall (id, agent_id, role, text, created_at)"
+    " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])"
+    " ON CONFLICT (id) DO UPDATE SET agent_id = EXCLUDED.agent_id, role = EXCLUDED.role, text = EXCLUDED.text,"
+    " created_at = EXCLUDED.created_at")
 
 
 @dataclass
@@ -29,13 +37,14 @@ class _PendingCommit:
     blocks: list[Row]
     messages: list[Row]
     runs: list[Row]
+    recall: list[Row]  # (id, agent_id, role, text, created_at) of the messages worth finding
     evict_ids: list[str]
     insert_only: bool
     fence: tuple[str, int] | None
     done: asyncio.Future[None]
 
 
-def _pending(changes: Changes) -> _PendingCommit:
+def _pending(changes: Changes, recall_skip: frozenset[str] | None) -> _PendingCommit:
     evicted = set(changes.evict_message_ids)
     # A message both written and evicted by one Changes ends out of context, as in the DuckDB store.
     messages = [row_safe(message_row(m, m.in_context and m.id not in evicted)) for m in changes.messages]
@@ -43,6 +52,7 @@ def _pending(changes: Changes) -> _PendingCommit:
         blocks=[row_safe(block_row(block)) for block in changes.blocks],
         messages=messages,
         runs=[row_safe(run_row(run)) for run in changes.runs],
+        recall=[] if recall_skip is None else _recall_rows(changes, recall_skip),
         evict_ids=list(changes.evict_message_ids),
         insert_only=changes.insert_only,
         fence=changes.fence,
@@ -50,18 +60,30 @@ def _pending(changes: Changes) -> _PendingCommit:
     )
 
 
+def _recall_rows(changes: Changes, skip: frozenset[str]) -> list[Row]:
+    records = (recall_record(message, skip) for message in changes.messages)
+    # The last version of a message wins, as in the messages table.
+    rows = {r.id: (r.id, r.agent_id, r.role, r.text, r.created_at) for r in records if r is not None}
+    return [row_safe(row) for row in rows.values()]
+
+
 class PgGroupCommit:
-    """Queued commits, written by one drain task at a time on one pooled connection."""
+    """Queued commits, written by one drain task at a time on one pooled connection.
+
+    With `recall_skip` set, each commit also writes the recall rows of its messages (the generated
+    tsvector makes them searchable at COMMIT); their embeddings are added later by long-term memory.
+    """
 
     def __init__(self, acquire: Callable[[], Any]) -> None:
         self._acquire = acquire  # pool.acquire
+        self.recall_skip: frozenset[str] | None = None  # built-in tools whose results recall skips
         self._pending: list[_PendingCommit] = []
         self._drainer: asyncio.Task[None] | None = None
         # Transactions committed so far; fewer than the number of commits means batching happened.
         self.transactions = 0
 
     async def commit(self, changes: Changes) -> None:
-        pending = _pending(changes)
+        pending = _pending(changes, self.recall_skip)
         self._pending.append(pending)
         if self._drainer is None or self._drainer.done():
             # A task, not the caller: a cancelled caller must not abandon the others in its batch.
@@ -123,6 +145,8 @@ async def _write(con: asyncpg.Connection, pending: _PendingCommit) -> None:
     await _rows(con, BLOCKS, pending.blocks, upsert=True)
     await _rows(con, MESSAGES, pending.messages, upsert=not pending.insert_only)
     await _rows(con, RUNS, pending.runs, upsert=not pending.insert_only)
+    if pending.recall:
+        await con.execute(_RECALL_UPSERT, *as_columns(pending.recall))
 
 
 async def _rows(con: asyncpg.Connection, table: Table, rows: list[Row], *, upsert: bool) -> None:

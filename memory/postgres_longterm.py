@@ -5,11 +5,12 @@ copy of each message worth finding (keyed by message id). Each row's tsvector is
 so full-text search sees a row the moment its write commits; with pgvector, an `embedding` column
 serves cosine search through per-size HNSW indexes. Without pgvector, search is full-text only.
 
-Recall rows arrive through the interface's `enqueue_messages`, after the turn's messages commit, and
-are written by the same write-behind queue as the LanceDB backend's (one INSERT per batch). The index
-is not written in the messages' transaction, because the interface hands it over only after the
-commit; a crash in between leaves a gap that start-up reconciliation (memory.recall) fills, in the
-same database. A row whose embedding failed is stored without a vector and re-embedded later.
+Recall rows are written by PostgresStore in the messages' own transaction (`indexes_in_store_commit`,
+wired by memory.recall.live_indexer), so a committed turn is searchable by full text at once and a
+crash leaves nothing to repair. Vectors need the embedder, which a transaction must not wait for: with
+one, `enqueue_messages` upserts the rows again with their vectors through the write-behind queue (one
+INSERT per batch), as it also does for rows start-up reconciliation finds missing. A row whose
+embedding failed keeps no vector and is re-embedded by the background loop.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ _REEMBED_BATCH = 256
 
 class PostgresLongTermMemory(LongTermMemory):
     """Archival passages and the recall index for every agent, in PostgreSQL."""
+
+    indexes_in_store_commit = True  # the recall table is in the store's database
 
     def __init__(
         self,

@@ -10,6 +10,9 @@ import asyncpg
 
 from memory.store import SchemaTooNewError
 
+# Full-text search indexes this many leading characters of a passage or message (see migration 7).
+FTS_PREFIX_CHARS = 100_000
+
 # Any constant works; it only has to be the same for every memproxy process on the database.
 MIGRATION_LOCK_KEY = 0x6D656D70726F7879 & 0x7FFFFFFFFFFFFFFF  # "memproxy"
 
@@ -153,6 +156,24 @@ MIGRATIONS: list[tuple[int, str]] = [
     ),
     # The fencing token of the last turn lock that committed for the agent (several processes, one database).
     (6, "ALTER TABLE agents ADD COLUMN fence BIGINT NOT NULL DEFAULT 0;"),
+    (
+        7,
+        # A tsvector holds at most 1 MB, and a long text of distinct words exceeds it: the insert would fail,
+        # and recall rows are written in the turn's own transaction. Only the first 100,000 characters are
+        # indexed for full text (at most ~6 bytes of tsvector per character: far below the limit).
+        f"""
+        DROP INDEX recall_tsv;
+        ALTER TABLE recall DROP COLUMN tsv;
+        ALTER TABLE recall ADD COLUMN tsv tsvector
+            GENERATED ALWAYS AS (to_tsvector('simple', left(text, {FTS_PREFIX_CHARS}))) STORED;
+        CREATE INDEX recall_tsv ON recall USING gin (tsv);
+        DROP INDEX passages_tsv;
+        ALTER TABLE passages DROP COLUMN tsv;
+        ALTER TABLE passages ADD COLUMN tsv tsvector
+            GENERATED ALWAYS AS (to_tsvector('simple', left(text, {FTS_PREFIX_CHARS}))) STORED;
+        CREATE INDEX passages_tsv ON passages USING gin (tsv);
+        """,
+    ),
 ]
 
 

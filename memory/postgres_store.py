@@ -53,6 +53,7 @@ class PostgresStore(Store):
         self._max_size = max_size
         self._pool: asyncpg.Pool | None = None
         self._group: PgGroupCommit | None = None
+        self._recall_skip: frozenset[str] | None = None  # set: recall rows are written by commit()
 
     # --- lifecycle --------------------------------------------------------------------------
     async def open(self) -> None:
@@ -71,6 +72,7 @@ class PostgresStore(Store):
             raise
         self._pool = pool
         self._group = PgGroupCommit(pool.acquire)
+        self._group.recall_skip = self._recall_skip
 
     async def close(self) -> None:
         pool, group = self._pool, self._group
@@ -171,6 +173,10 @@ class PostgresStore(Store):
                     " AND NOT EXISTS (SELECT 1 FROM agent_blocks WHERE block_id = blocks.id)", detached)
             await con.execute("DELETE FROM messages WHERE agent_id = $1", agent_id)
             await con.execute("DELETE FROM runs WHERE agent_id = $1", agent_id)
+            if self._recall_skip is not None:
+                # Long-term memory lives in this database: the agent goes whole, nothing left to repair.
+                await con.execute("DELETE FROM recall WHERE agent_id = $1", agent_id)
+                await con.execute("DELETE FROM passages WHERE agent_id = $1", agent_id)
             return True
 
         return await self._run(work, transaction=True)
@@ -331,6 +337,13 @@ class PostgresStore(Store):
         if self._group is None:
             raise RuntimeError("PostgresStore is not open")
         await self._group.commit(changes)
+
+    def index_recall_in_commit(self, skip_tool_names: frozenset[str]) -> bool:
+        """The recall and passages tables are in this database (migration 2): write recall rows in commit()."""
+        self._recall_skip = frozenset(skip_tool_names)
+        if self._group is not None:
+            self._group.recall_skip = self._recall_skip
+        return True
 
     @property
     def commit_transactions(self) -> int:

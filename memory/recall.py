@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from memory.longterm import LongTermMemory, RecallRecord
 from memory.models import Message
@@ -29,6 +29,21 @@ def index_messages(longterm: LongTermMemory, messages: Iterable[Message], skip_t
     records = [r for r in (recall_record(m, skip_tools) for m in messages) if r is not None]
     if records:
         longterm.enqueue_messages(records, new=new)
+
+
+def live_indexer(store: Store, longterm: LongTermMemory,
+                 skip_tools: frozenset[str]) -> Callable[[list[Message]], None] | None:
+    """Set up recall indexing of new messages; returns what to call with them once committed, or None.
+
+    When the long-term memory lives in the store's database, the store writes the recall rows in the
+    messages' own transaction (searchable by full text the moment the turn commits; nothing to repair
+    after a crash), and the callback only adds vectors, when there is an embedder. Otherwise messages
+    are handed to the long-term memory's write-behind queue after their commit.
+    """
+    if longterm.indexes_in_store_commit and store.index_recall_in_commit(skip_tools):
+        if not longterm.vector_search:
+            return None
+    return lambda messages: index_messages(longterm, messages, skip_tools)
 
 
 @dataclass

@@ -216,6 +216,15 @@ class Store(ABC):
     async def commit(self, changes: Changes) -> None:
         """Apply every upsert, insert and eviction in `changes` in one transaction; Conflict on a taken seq or id."""
 
+    def index_recall_in_commit(self, skip_tool_names: frozenset[str]) -> bool:
+        """From now on, write the recall row of every message worth finding (see `memory.recall.recall_record`)
+        inside `commit`'s transaction, and drop an agent's recall rows and passages with the agent.
+
+        Only a store sharing its database with the long-term memory can; False (the default) means it
+        cannot, and the long-term memory indexes messages after their commit instead.
+        """
+        return False
+
     # --- export / import (memory.portable) ----------------------------------------------------
     @abstractmethod
     async def scan(

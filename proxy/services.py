@@ -11,7 +11,7 @@ from proxy.metrics import counter_family
 from memory.longterm import HttpEmbedder, LongTermMemory
 from memory.heap_report import report_every
 from memory.native_heap import trim_every
-from memory.recall import index_messages, reconcile
+from memory.recall import live_indexer, reconcile
 from proxy.chat.serving import TurnRunner
 from proxy.chat.turn import TurnEnv
 from proxy.coordination import agent_locks
@@ -36,6 +36,7 @@ async def start_services(rt: Runtime) -> None:
     # Built-in tools' results are echoes of memory, not worth finding; custom tools' results are new facts.
     skip = frozenset(tool.name for tool in rt.registry.tools() if tool.kind == "builtin")
     longterm = await _open_longterm(rt, skip)
+    on_messages = live_indexer(rt.store, longterm, skip)
 
     async def summarize(body: dict) -> str:
         data = await rt.upstream.chat(body)
@@ -46,7 +47,7 @@ async def start_services(rt: Runtime) -> None:
     await asyncio.to_thread(rt.budget.counter.load)
     env = TurnEnv(memory=rt.memory, upstream=rt.upstream, registry=rt.registry, longterm=longterm,
                   max_steps=settings.max_steps, spawn=rt.spawn, budget=rt.budget,
-                  on_messages=lambda messages: index_messages(longterm, messages, skip), metrics=rt.metrics)
+                  on_messages=on_messages, metrics=rt.metrics)
     rt.metrics.sample(lambda: _cache_families(rt))
     rt.heap_trimmer = asyncio.get_running_loop().create_task(_heap_upkeep(rt), name="malloc-trim")
     locks = agent_locks(settings.redis_url, prefix=settings.redis_prefix, ttl=settings.lock_ttl)

@@ -88,10 +88,37 @@ def test_sim_command_serves_alone() -> None:
         proc.communicate(timeout=20)
 
 
-def test_serve_on_postgres_names_the_backend_and_never_prints_the_password(postgres_schema_url: str,
-                                                                            tmp_path: Path) -> None:
+def test_serve_on_a_fresh_postgres_database_names_the_backend_and_never_prints_the_password(
+        postgres_url: str, tmp_path: Path) -> None:
+    """`MEMPROXY_DATABASE_URL=postgresql://.../<new db> memproxy serve` (what `make serve` runs) on a database
+    created just now: migrated at start, a turn is found by recall search at once, no password in the output."""
+    import pg
+
+    admin_url = pg.with_database(postgres_url, "postgres")
+    name, fresh = pg.create_database(admin_url)
+    try:
+        _serve_on_postgres(fresh, tmp_path)
+        versions = pg.run_blocking(_fetch_column(fresh, "SELECT version FROM schema_migrations ORDER BY 1"))
+        from memory.postgres_migrations import MIGRATIONS
+
+        assert versions == [version for version, _ in MIGRATIONS]
+    finally:
+        pg.drop_database(admin_url, name)
+
+
+async def _fetch_column(url: str, sql: str) -> list[object]:
+    import asyncpg
+
+    con = await asyncpg.connect(url)
+    try:
+        return [row[0] for row in await con.fetch(sql)]
+    finally:
+        await con.close()
+
+
+def _serve_on_postgres(database_url: str, tmp_path: Path) -> None:
     # The local server trusts every connection, so any password is accepted: a real one to look for.
-    url = postgres_schema_url.replace("postgresql://postgres@", "postgresql://postgres:s3cret-pw@")
+    url = database_url.replace("postgresql://postgres@", "postgresql://postgres:s3cret-pw@")
     assert "s3cret-pw" in url
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMPROXY_") and k != "OPENAI_API_KEY"}
@@ -111,6 +138,10 @@ def test_serve_on_postgres_names_the_backend_and_never_prints_the_password(postg
         reply = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions",
                            json={"model": agent, "messages": [{"role": "user", "content": "hello there"}]})
         assert reply.status_code == 200
+        # Right away, no flush: the recall row was written in the turn's own transaction.
+        hits = httpx.post(f"http://127.0.0.1:{port}/v1/agents/messages/search",
+                          json={"agent_id": agent, "query": "hello", "search_mode": "fts"}).json()
+        assert "hello there" in [h["embedded_text"] for h in hits]
     finally:
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=30)

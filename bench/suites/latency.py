@@ -32,7 +32,7 @@ async def run(h: Harness) -> SuiteResult:
     total = sum(c * per_worker[(p, c)] for p, c, _ in phases)
     data = h.new_data_dir("latency")
     # 48 seeded + 2 from the warm-up turn = 50 in-context messages when measurement starts.
-    ids = seed.clone_agents(data, h.template_id, total, seed.IN_CONTEXT - 2, tag="latency")
+    ids = h.clone_agents(data, total, seed.IN_CONTEXT - 2, tag="latency")
     h.log(f"latency: seeded {total} agents x {seed.IN_CONTEXT - 2} messages, 4 blocks")
     mp = h.start_memproxy(data)
     errors = await warm_agents(h, ids)

@@ -66,7 +66,7 @@ async def run(h: Harness) -> SuiteResult:
     scale = h.scale
     pool = max(scale.throughput_concurrency) * 4
     data = h.new_data_dir("throughput")
-    ids = seed.clone_agents(data, h.template_id, pool + 1, seed.IN_CONTEXT - 2, tag="throughput")
+    ids = h.clone_agents(data, pool + 1, seed.IN_CONTEXT - 2, tag="throughput")
     one_agent, ids = ids[0], ids[1:]
     h.start_memproxy(data)
     await warm_agents(h, ids + [one_agent], concurrency=32)

@@ -21,6 +21,11 @@ ID_PAGE_SIZE = 50_000  # as memory.store.ID_PAGE_SIZE: each page may cost a scan
 class LongTermMemory(ABC):
     """Archival passages and the searchable copy of every agent's messages."""
 
+    # True when the recall rows can live in the store's database, written by the store in the messages'
+    # transaction (`Store.index_recall_in_commit`): nothing to repair after a crash. `enqueue_messages`
+    # then only has to add what the store cannot compute (vectors).
+    indexes_in_store_commit: bool = False
+
     @property
     def vector_search(self) -> bool:
         """Whether searches can rank by vector: an embedder, and a database that can hold vectors."""

@@ -12,6 +12,7 @@ import orjson
 from bench.compare import compare
 from bench.stats import flatten
 from bench.suites import SUITES
+from helpers import ON_POSTGRES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,6 +36,9 @@ REQUIRED = [
 
 
 def test_smoke_run_produces_every_figure(tmp_path: Path) -> None:
+    if ON_POSTGRES:
+        _smoke_on_postgres(tmp_path)
+        return
     proc = subprocess.run([sys.executable, "-m", "bench", "all", "--smoke", "--out", str(tmp_path)], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -66,3 +70,37 @@ def test_smoke_run_produces_every_figure(tmp_path: Path) -> None:
 
     table = compare(json_path, json_path)
     assert "latency.zero.c1.added.agent.ttft_ms.p50" in table
+
+
+def _smoke_on_postgres(tmp_path: Path) -> None:
+    """`--backend postgres` with no URL: the latency and throughput suites on a throwaway database, then dropped."""
+    import asyncpg
+    import pg
+
+    from bench.__main__ import POSTGRES_SUITES
+
+    async def bench_databases() -> list[str]:
+        con = await asyncpg.connect(pg.DEFAULT_ADMIN_URL, timeout=3)
+        try:
+            return [r[0] for r in await con.fetch("SELECT datname FROM pg_database WHERE datname LIKE 'memproxy_bench_%'")]
+        finally:
+            await con.close()
+
+    before = set(pg.run_blocking(bench_databases()))
+    proc = subprocess.run([sys.executable, "-m", "bench", "all", "--smoke", "--backend", "postgres", "--out",
+                           str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "backend postgresql postgresql://postgres@127.0.0.1:5432/memproxy_bench_" in proc.stderr
+    [json_path] = tmp_path.glob("*.json")
+    doc = orjson.loads(json_path.read_bytes())
+    assert doc["backend"] == "postgres" and set(doc["figures"]) == set(POSTGRES_SUITES)
+    flat = flatten(doc["figures"])
+    wanted = [key for key in REQUIRED if key.split(".")[0] in POSTGRES_SUITES]
+    missing = [key for key in wanted if key not in flat]
+    assert not missing, missing
+    errors = {key: value for key, value in flat.items() if key.endswith("errors") and value}
+    assert not errors, errors
+    assert set(pg.run_blocking(bench_databases())) == before  # the throwaway database is gone
+    refused = subprocess.run([sys.executable, "-m", "bench", "soak", "--smoke", "--backend", "postgres"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "runs only the latency, throughput suites" in refused.stderr

@@ -9,6 +9,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from helpers import ON_POSTGRES
+
 from crash_harness import SEED, SERVER_CPU, TALLIES, ForkLauncher, Launcher, PopenLauncher, Server, Tally, Tripwire
 
 
@@ -60,17 +62,28 @@ def upstream() -> Iterator[tuple[str, Tripwire]]:
 
 
 @pytest.fixture
-def server_factory(launcher: Launcher, upstream: tuple[str, Tripwire], tmp_path: Path
-                   ) -> Iterator[Callable[[str], Server]]:
-    """Servers on their own data dirs under tmp_path; every one is killed at teardown, whatever happened."""
+def server_factory(request: pytest.FixtureRequest, launcher: Launcher, upstream: tuple[str, Tripwire],
+                   tmp_path: Path) -> Iterator[Callable[[str], Server]]:
+    """Servers on their own data dirs under tmp_path (under MEMPROXY_TEST_BACKEND=postgres, each on a fresh
+    schema of the session database instead); every one is killed at teardown, whatever happened."""
+    import pg
+
     made: list[Server] = []
+    schemas: list[str] = []
+    database = request.getfixturevalue("postgres_url") if ON_POSTGRES else None
 
     def make(name: str) -> Server:
         data_dir = tmp_path / name
-        made.append(Server(launcher, data_dir, upstream[0]))
+        url = None
+        if database is not None:
+            schema, url = pg.run_blocking(pg.create_schema(database))
+            schemas.append(schema)
+        made.append(Server(launcher, data_dir, upstream[0], url))
         return made[-1]
 
     yield make
     upstream[1].disarm()
     for server in made:
         server.close()
+    for schema in schemas:
+        pg.run_blocking(pg.drop_schema(database, schema))  # type: ignore[arg-type]

@@ -137,10 +137,11 @@ Launcher = ForkLauncher | PopenLauncher
 class Server:
     """One memproxy process on a data dir; `start` again after `kill` is a restart after a crash."""
 
-    def __init__(self, launcher: Launcher, data_dir: Path, upstream_url: str) -> None:
+    def __init__(self, launcher: Launcher, data_dir: Path, upstream_url: str, database_url: str | None = None) -> None:
         self.launcher = launcher
         self.data_dir = data_dir
         self.upstream_url = upstream_url
+        self.database_url = database_url  # PostgreSQL (a schema of its own) instead of the data dir's files
         self.log = data_dir.parent / f"{data_dir.name}.log"
         self.pid: int | None = None
         self.base_url = ""
@@ -161,8 +162,11 @@ class Server:
     def _start_on(self, port: int, t0: float) -> bool:
         """True once /v1/health answers; False if the process exited first."""
         self.base_url = f"http://127.0.0.1:{port}"
-        pid = self.launcher.spawn(["serve", "--port", str(port), "--data-dir", str(self.data_dir),
-                                   "--upstream-url", self.upstream_url, "--upstream-timeout", "20"], self.log)
+        argv = ["serve", "--port", str(port), "--data-dir", str(self.data_dir),
+                "--upstream-url", self.upstream_url, "--upstream-timeout", "20"]
+        if self.database_url:
+            argv += ["--database-url", self.database_url]
+        pid = self.launcher.spawn(argv, self.log)
         self.pid = pid
         while True:
             try:
