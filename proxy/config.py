@@ -60,6 +60,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("tool_timeout", "MEMPROXY_TOOL_TIMEOUT", 30.0, float,
            "seconds one custom tool call may run in the sandbox before it is killed"),
     Option("tool_memory_mb", "MEMPROXY_TOOL_MEMORY_MB", 512, int, "address-space limit of one custom tool call, MiB"),
+    Option("tool_pool", "MEMPROXY_TOOL_POOL", 2, int, "custom-tool processes kept started, each for one call"),
     Option("mcp_timeout", "MEMPROXY_MCP_TIMEOUT", 30.0, float,
            "seconds one MCP tool call (or tool listing) may take before it is a tool error"),
     Option("mcp_connect_timeout", "MEMPROXY_MCP_CONNECT_TIMEOUT", 10.0, float,
@@ -114,6 +115,7 @@ class Settings:
     context_window: int = 128000
     tool_timeout: float = 30.0
     tool_memory_mb: int = 512
+    tool_pool: int = 2
     mcp_timeout: float = 30.0
     mcp_connect_timeout: float = 10.0
     log_level: str = "info"

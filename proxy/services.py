@@ -28,7 +28,7 @@ log = logging.getLogger("memproxy")
 async def start_services(rt: Runtime) -> None:
     settings = rt.settings
     rt.sandbox = Sandbox(SandboxLimits(timeout=settings.tool_timeout, memory_mb=settings.tool_memory_mb),
-                         private=(settings.data_dir,))
+                         private=(settings.data_dir,), pool=max(0, settings.tool_pool))
     rt.registry = await build_registry(rt)
     rt.mcp = McpServers(rt.store, rt.registry, call_timeout=settings.mcp_timeout,
                         connect_timeout=settings.mcp_connect_timeout)
@@ -112,6 +112,8 @@ async def _repair_index(rt: Runtime, longterm: LongTermMemory, skip: frozenset[s
 async def stop_services(rt: Runtime) -> None:
     if rt.mcp is not None:
         await rt.mcp.close()  # stops the stdio servers memproxy started
+    if rt.sandbox is not None:
+        await rt.sandbox.close()  # the waiting tool processes
     if rt.heap_trimmer is not None:
         rt.heap_trimmer.cancel()
         await asyncio.gather(rt.heap_trimmer, return_exceptions=True)

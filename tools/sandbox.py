@@ -1,9 +1,11 @@
-"""Run custom tool code outside the server: one fresh, limited subprocess per call.
+"""Run custom tool code outside the server: a pool of started, limited subprocesses, each used for one call.
 
-A fresh `python -I` per call (about 20-40 ms of start-up on this machine) instead of a warm pool:
-every call then gets its own environment, working directory and limits, and nothing a tool leaves
-behind (threads, globals, monkey-patches) can reach the next call. See README "Tools" for what
-this does and does not protect against.
+Every call gets a process of its own (its environment, working directory and limits), so nothing a tool
+leaves behind (threads, globals, monkey-patches) can reach the next call. The interpreter's start-up
+(20-40 ms here, hundreds under load) is paid ahead: `pool` children wait, already running, for the call
+they will serve, and a new one is started as soon as one is taken. A waiting child holds nothing: it
+learns the tool's source, arguments and variables only with its call. See README "Tools" for what this
+does and does not protect against.
 """
 
 from __future__ import annotations
@@ -66,13 +68,26 @@ def _beneath(path: str, tree: str) -> bool:
     return path == tree or path.startswith(tree.rstrip("/") + "/")
 
 
+@dataclass
+class _Child:
+    """A started child waiting on stdin for its one call, and the working directory made for it."""
+
+    proc: asyncio.subprocess.Process
+    workdir: str
+
+
 class Sandbox:
     """Runs one function of Python source in a child process under `limits`, a few calls at a time."""
 
     def __init__(self, limits: SandboxLimits | None = None, *, concurrency: int | None = None,
-                 private: tuple[str, ...] = ()) -> None:
+                 private: tuple[str, ...] = (), pool: int = 2) -> None:
         self.limits = limits or SandboxLimits()
         self._slots = asyncio.Semaphore(concurrency or max(2, os.cpu_count() or 2))
+        self.pool = pool
+        self._spare: list[_Child] = []
+        self._starting = 0
+        self._starts: set[asyncio.Task[None]] = set()
+        self._closed = False
         self.landlock = landlock_abi()
         self.read = readable_trees()
         if not self.landlock:
@@ -88,32 +103,79 @@ class Sandbox:
         async with self._slots:
             return await self._run(source, name, arguments, env)
 
-    async def _run(self, source: str, name: str, arguments: dict, env: dict[str, str]) -> SandboxResult:
+    async def _start(self) -> _Child:
         limits = self.limits
         workdir = tempfile.mkdtemp(prefix="memproxy-tool-")
-        # Only the agent's tool variables and PATH: never the server's own environment and keys.
-        child_env = {**env, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-        payload = orjson.dumps({"source": source, "name": name, "arguments": arguments, "env": list(child_env),
-                                "confine": bool(self.landlock), "read": self.read,
-                                "write": [workdir, *DEVICES]})
-        proc: asyncio.subprocess.Process | None = None
-        raw: bytes | None = b""
+        cpu = max(1, int(limits.timeout) + 1)
         try:
-            cpu = max(1, int(limits.timeout) + 1)
+            # Started with PATH alone: the call brings the tool's own variables, never the server's.
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-I", CHILD, str(limits.memory_mb * 1024 * 1024), str(cpu), str(limits.output),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-                cwd=workdir, env=child_env, start_new_session=True)
+                cwd=workdir, env={"PATH": _path()}, start_new_session=True)
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        return _Child(proc, workdir)
+
+    async def _take(self) -> _Child:
+        """A waiting child (a fresh one if none is ready); a replacement starts behind it."""
+        child = None
+        while self._spare and child is None:
+            candidate = self._spare.pop()
+            if candidate.proc.returncode is None:
+                child = candidate
+            else:
+                await _discard(candidate)
+        if child is None:
+            child = await self._start()
+        self._refill()
+        return child
+
+    def _refill(self) -> None:
+        while not self._closed and len(self._spare) + self._starting < self.pool:
+            self._starting += 1
+            task = asyncio.get_running_loop().create_task(self._start_spare(), name="sandbox-spare")
+            self._starts.add(task)
+            task.add_done_callback(self._starts.discard)
+
+    async def _start_spare(self) -> None:
+        try:
+            child = await self._start()
+        except Exception as exc:  # noqa: BLE001 - the next call starts its own child instead
+            log.warning("could not start a spare tool process: %s", type(exc).__name__)
+            return
+        finally:
+            self._starting -= 1
+        if self._closed:
+            await _discard(child)
+        else:
+            self._spare.append(child)
+
+    async def close(self) -> None:
+        """Stop the waiting children and remove their directories."""
+        self._closed = True
+        await asyncio.gather(*self._starts, return_exceptions=True)  # each discards what it started
+        spare, self._spare = self._spare, []
+        for child in spare:
+            await _discard(child)
+
+    async def _run(self, source: str, name: str, arguments: dict, env: dict[str, str]) -> SandboxResult:
+        limits = self.limits
+        child_env = {**env, "PATH": _path()}
+        child = await self._take()
+        proc, workdir = child.proc, child.workdir
+        payload = orjson.dumps({"source": source, "name": name, "arguments": arguments, "env": child_env,
+                                "confine": bool(self.landlock), "read": self.read,
+                                "write": [workdir, *DEVICES]})
+        raw: bytes | None = b""
+        try:
             try:
                 raw = await asyncio.wait_for(self._exchange(proc, payload), limits.timeout)
             except asyncio.TimeoutError:
                 return SandboxResult(False, f"timed out after {limits.timeout:g} seconds and was stopped")
         finally:
-            if proc is not None:
-                # Killed before it is reaped, so the group id cannot have been reused yet.
-                _kill_group(proc)
-                await proc.wait()
-            shutil.rmtree(workdir, ignore_errors=True)
+            await _discard(child)
         if raw is None:
             return SandboxResult(False, "produced too much output and was stopped")
         return _answer(raw, proc.returncode if proc.returncode is not None else -1)
@@ -159,6 +221,17 @@ def _death(returncode: int) -> str:
         hint = " (CPU time limit)" if name in ("SIGXCPU", "SIGKILL") else ""
         return f"was killed by {name}{hint} before it answered"
     return f"exited with status {returncode} before it answered (out of memory, or it called os._exit)"
+
+
+def _path() -> str:
+    return os.environ.get("PATH", "/usr/bin:/bin")
+
+
+async def _discard(child: _Child) -> None:
+    # Killed before it is reaped, so the group id cannot have been reused yet.
+    _kill_group(child.proc)
+    await child.proc.wait()
+    shutil.rmtree(child.workdir, ignore_errors=True)
 
 
 def _kill_group(proc: asyncio.subprocess.Process) -> None:

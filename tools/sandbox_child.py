@@ -1,6 +1,6 @@
 """The sandbox child: run as `python -I sandbox_child.py <memory> <cpu> <output>`, never imported.
 
-It reads one JSON call ({source, name, arguments, read, write}) on stdin, limits itself, confines its
+It waits for one JSON call ({source, name, arguments, env, read, write}) on stdin, limits itself, confines its
 file access with Landlock to the `read` and `write` trees, runs the function and writes one JSON answer
 on stdout. Stdlib only: it runs in an isolated interpreter, before any of the tool's code.
 """
@@ -126,8 +126,10 @@ def main() -> None:
     os.dup2(devnull, 2)
     call = json.loads(sys.stdin.read())
     limit_self(memory, cpu, output)
-    for key in set(os.environ) - set(call.get("env", ())):
-        del os.environ[key]  # e.g. LC_CTYPE, which the interpreter sets itself when it coerces a C locale
+    # Exactly the call's variables: whatever the interpreter set itself (LC_CTYPE when it coerces a C
+    # locale) goes, and the tool's own arrive only now, with the call this process serves.
+    os.environ.clear()
+    os.environ.update(call.get("env") or {})
     if call.get("confine"):
         try:
             confine(call["read"], call["write"])

@@ -8,6 +8,7 @@ import os
 import random
 import time
 from pathlib import Path
+from typing import AsyncIterator
 
 import pytest
 
@@ -15,8 +16,10 @@ from tools.sandbox import Sandbox, SandboxLimits, landlock_abi
 
 
 @pytest.fixture
-def sandbox() -> Sandbox:
-    return Sandbox(SandboxLimits(timeout=5, memory_mb=256, output=4096))
+async def sandbox() -> AsyncIterator[Sandbox]:
+    box = Sandbox(SandboxLimits(timeout=5, memory_mb=256, output=4096))
+    yield box
+    await box.close()  # the started children waiting for calls
 
 
 async def test_a_function_runs_with_its_arguments(sandbox: Sandbox) -> None:
@@ -37,7 +40,7 @@ async def test_an_exception_is_reported_with_its_class_and_traceback(sandbox: Sa
 
 
 async def test_an_endless_loop_is_killed_at_the_time_limit() -> None:
-    quick = Sandbox(SandboxLimits(timeout=1, memory_mb=256))
+    quick = Sandbox(SandboxLimits(timeout=1, memory_mb=256), pool=0)
     result = await quick.run("def spin():\n    while True:\n        pass\n", "spin", {}, {})
     assert not result.ok and "timed out after 1 seconds" in result.text
     # A child that started children of its own: they go too.
