@@ -121,6 +121,17 @@ def check_approvals(live: LiveAgent, new: NewInput) -> None:
             raise APIError(400, f"tool call {call_id!r} waits for approval: answer it with a tool message whose "
                            'content is {"approve": true} or {"approve": false, "reason": "..."}',
                            param="messages", code="invalid_approval")
-        if call_id not in waiting and decision is not None and call_id not in pending:
+        if call_id not in waiting and decision is not None and call_id not in pending \
+                and not answered_since_user(live, call_id):  # answered already: a retry, accepted as a no-op
             raise APIError(400, f"no tool call {call_id!r} of this agent is waiting for approval",
                            param="messages", code="unknown_tool_call")
+
+
+def answered_since_user(live: LiveAgent, call_id: Any) -> bool:
+    """Whether a tool call of the current exchange (since the user last spoke) already has its result."""
+    for message in reversed(live.messages):
+        if message.role == "user":
+            return False
+        if message.role == "tool" and message.tool_call_id == call_id:
+            return True
+    return False

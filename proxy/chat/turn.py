@@ -137,11 +137,12 @@ class Turn(RulesMixin):
                 self._add("assistant", content or said.transcript or None, metadata=metadata or None)
                 # The model's own reason (length, content_filter...); only the loop itself says tool_calls.
                 reason = upstream_finish if upstream_finish not in (None, "tool_calls", "function_call") else "stop"
-                if self.rules.active and self.steps < self.env.max_steps:
+                if self.rules.active and self.rules.before_exit(self.live.agent.tools, self._called()):
                     # required_before_exit: no final answer while a required tool has not run; force it.
-                    self._forced = self.rules.before_exit(self.live.agent.tools, self._called())
-                    if self._forced is not None:
+                    if self.steps < self.env.max_steps:
+                        self._forced = self.rules.before_exit(self.live.agent.tools, self._called())
                         continue
+                    reason = "length"
                 break
         except asyncio.CancelledError:
             await asyncio.shield(self._save_interrupted())
