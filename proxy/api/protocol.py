@@ -235,11 +235,13 @@ def letta_messages(message: Message) -> list[dict[str, Any]]:
                     "source": "reasoner_model", "signature": None})
     if message.content or not message.tool_calls:
         out.append({**base, "message_type": "assistant_message", "content": message.content or ""})
+    approvals = message.metadata.get("approval_tool_calls") or ()
     for call in message.tool_calls or ():
         function = call.get("function") or {}
         wire = {"name": function.get("name", ""), "arguments": function.get("arguments", ""),
                 "tool_call_id": call.get("id", "")}
-        out.append({**base, "message_type": "tool_call_message", "tool_call": wire, "tool_calls": [wire]})
+        kind = "approval_request_message" if call.get("id") in approvals else "tool_call_message"
+        out.append({**base, "message_type": kind, "tool_call": wire, "tool_calls": [wire]})
     return out
 
 
