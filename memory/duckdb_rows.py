@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from memory import secretbox
 from memory.json_bounds import json_fault
 from memory.models import Agent, Block, Message, Run, Tool
 
@@ -130,16 +131,16 @@ def _utc(naive: datetime) -> datetime:
     return naive.replace(tzinfo=timezone.utc)
 
 
-def agent_row(agent: Agent) -> Row:
+def agent_row(agent: Agent, box: secretbox.SecretBox | None = None) -> Row:
     return (
         agent.id, agent.name, agent.system, agent.description, agent.model, agent.embedding,
         agent.context_window_limit, _dump(agent.tools), _dump(agent.tags), _dump(agent.metadata),
         agent.message_buffer_autoclear, _dump(agent.llm_params), agent.created_at, agent.updated_at,
-        _dump(agent.tool_env), agent.timezone, _dump(agent.tool_rules),
+        secretbox.seal(agent.tool_env, box), agent.timezone, _dump(agent.tool_rules),
     )
 
 
-def agent_from_row(row: Row, block_ids: list[str] | None) -> Agent:
+def agent_from_row(row: Row, block_ids: list[str] | None, box: secretbox.SecretBox | None = None) -> Agent:
     (id_, name, system, description, model, embedding, context_window_limit, tools, tags, metadata,
      autoclear, llm_params, created_at, updated_at, tool_env, tz, tool_rules) = row
     return Agent(
@@ -148,7 +149,7 @@ def agent_from_row(row: Row, block_ids: list[str] | None) -> Agent:
         tags=_field(id_, "tags", tags, list, list, str), metadata=_field(id_, "metadata", metadata, dict, dict),
         message_buffer_autoclear=autoclear, llm_params=_field(id_, "llm_params", llm_params, dict, dict),
         block_ids=list(block_ids or []), created_at=_utc(created_at), updated_at=_utc(updated_at),
-        tool_env=_field(id_, "tool_env", tool_env, dict, dict), timezone=tz or "UTC",
+        tool_env=_field(id_, "tool_env", secretbox.unseal_text(tool_env, box), dict, dict), timezone=tz or "UTC",
         tool_rules=_field(id_, "tool_rules", tool_rules, list, list, dict),
     )
 

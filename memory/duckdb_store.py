@@ -125,7 +125,7 @@ class DuckDBStore(Store):
 
     # --- agents -----------------------------------------------------------------------------
     async def create_agent(self, agent: Agent, new_blocks: list[Block]) -> None:
-        values = agent_row(agent)
+        values = agent_row(agent, self.secret_box)
         block_rows = [block_row(block) for block in new_blocks]
         block_ids = list(agent.block_ids)
 
@@ -150,7 +150,7 @@ class DuckDBStore(Store):
             return con.execute(sql, [agent_id, agent_id]).fetchone()
 
         row = await self._run(work)
-        return None if row is None else agent_from_row(row[:-1], row[-1])
+        return None if row is None else agent_from_row(row[:-1], row[-1], self.secret_box)
 
     async def list_agents(
         self,
@@ -177,10 +177,10 @@ class DuckDBStore(Store):
             before=before, after=after, limit=limit, descending=not ascending,
         )
         rows = await self._run(lambda con: con.execute(sql, params).fetchall())
-        return [agent_from_row(row[:-1], row[-1]) for row in rows]
+        return [agent_from_row(row[:-1], row[-1], self.secret_box) for row in rows]
 
     async def update_agent(self, agent: Agent) -> None:
-        values = agent_row(agent)
+        values = agent_row(agent, self.secret_box)
         block_ids = list(agent.block_ids)
 
         def work(con: duckdb.DuckDBPyConnection) -> None:
