@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from memory.agents import LiveAgent
-from memory.context import content_text, encode_messages, encode_request, media_parts
+from memory.context import encode_messages, encode_request
 from memory.models import Changes, Message, Run, new_id, utcnow
 from memory.store import FenceLost
-from proxy.chat.new_input import NewInput, already_held, approval_decision, pending_approvals, pending_client_calls
+from proxy.chat.new_input import NewInput
 from proxy.chat.protocol import RELAYED_DELTA_FIELDS, ChatRequest
 from proxy.chat.request_head import request_head, request_tools
 from proxy.chat.said import ModelOutput, add_usage, chunk_usage
@@ -43,9 +43,6 @@ class TurnSink(Protocol):
     def tool_return(self, call_id: str, name: str, text: str, ok: bool) -> None: ...
     def finish(self, reason: str, usage: dict[str, Any]) -> None: ...
     def error(self, error: APIError) -> None: ...
-
-
-_Call = Call
 
 
 @dataclass
@@ -155,42 +152,7 @@ class Turn(RulesMixin):
             return
         await self._complete(reason)
 
-    async def _take_input(self) -> None:
-        pending = pending_client_calls(self.live)
-        approvals = pending_approvals(self.live) if pending else {}
-        answered: set[str] = set()
-        for result in self.new_input.tool_results:
-            call_id = result.get("tool_call_id")
-            if call_id is None and result.get("role") == "function":
-                # Legacy function results carry only the function's name.
-                call_id = next((i for i, n in pending.items() if n == result.get("name") and i not in answered), None)
-            if call_id in pending and call_id not in answered:
-                answered.add(call_id)
-                content = result.get("content")
-                if call_id in approvals:
-                    await self._approval(approvals[call_id], approval_decision(content) or (False, None))
-                    continue
-                text = content if isinstance(content, str) else content_text(content)
-                parts = media_parts(content)
-                self._add("tool", text, tool_call_id=call_id, name=pending[call_id],
-                          metadata={"parts": parts} if parts else None)
-        for call_id, name in pending.items():
-            if call_id in approvals and call_id not in answered:
-                # A new message instead of an approval: the call is denied, and the model is told so.
-                await self._approval(approvals[call_id], (False, "the user sent a new message instead of approving"))
-            elif call_id not in answered:
-                # A dangling tool call would make the upstream reject the history: close it explicitly.
-                self._add("tool", "Error: the client did not return a result for this tool call; it was abandoned.",
-                          tool_call_id=call_id, name=name, metadata={"abandoned": True})
-        texts = [m.get("content") if isinstance(m.get("content"), str) else content_text(m.get("content"))
-                 for m in self.new_input.user]
-        skip = 0 if answered or pending else already_held(self.live, texts)
-        for message, text in list(zip(self.new_input.user, texts))[skip:]:
-            parts = media_parts(message.get("content"))
-            self._add("user", text, name=message.get("name") if isinstance(message.get("name"), str) else None,
-                      metadata={"parts": parts} if parts else None)
-
-    async def _step(self) -> tuple[str, list[_Call], str | None, ModelOutput]:
+    async def _step(self) -> tuple[str, list[Call], str | None, ModelOutput]:
         try:
             return await self._call_upstream(await self._request_body())
         except UpstreamError as exc:
@@ -200,9 +162,9 @@ class Turn(RulesMixin):
         # The model said the context is too long although we counted it in: evict harder, try once more.
         return await self._call_upstream(await self._request_body(harder=True))
 
-    async def _call_upstream(self, body: bytes) -> tuple[str, list[_Call], str | None, ModelOutput]:
+    async def _call_upstream(self, body: bytes) -> tuple[str, list[Call], str | None, ModelOutput]:
         parts: list[str] = []
-        calls: dict[int, _Call] = {}
+        calls: dict[int, Call] = {}
         finish: str | None = None
         said = ModelOutput()
         wants_logprobs = self.request.logprobs
@@ -259,14 +221,14 @@ class Turn(RulesMixin):
             self.upstream_s += time.perf_counter() - t0
         return "".join(parts), [calls[i] for i in sorted(calls)], finish, said
 
-    def _tool_delta(self, calls: dict[int, _Call], tc: dict[str, Any]) -> None:
+    def _tool_delta(self, calls: dict[int, Call], tc: dict[str, Any]) -> None:
         index = tc.get("index", len(calls))
         fn = tc.get("function") or {}
         call = calls.get(index)
         if call is None:
             name = fn.get("name") or ""
             approval = self._needs_approval(name)
-            call = _Call(id=tc.get("id") or f"call_{new_id('x')[2:26]}", name=name,
+            call = Call(id=tc.get("id") or f"call_{new_id('x')[2:26]}", name=name,
                          client=approval or name in self.client_tools, approval=approval)
             calls[index] = call
             if call.client:
@@ -280,11 +242,11 @@ class Turn(RulesMixin):
                 self.sink.tool_call_arguments(self._client_index(calls, index), fragment)
 
     @staticmethod
-    def _client_index(calls: dict[int, _Call], index: int) -> int:
+    def _client_index(calls: dict[int, Call], index: int) -> int:
         # The client numbers only its own calls, 0..n-1, whatever server calls sit between them.
         return sum(1 for i, c in calls.items() if c.client and i < index)
 
-    async def _run_server_tools(self, calls: list[_Call], approved: bool = False) -> list[str]:
+    async def _run_server_tools(self, calls: list[Call], approved: bool = False) -> list[str]:
         """Run the calls in order (later calls may depend on earlier edits); the names of those that ran."""
         ran: list[str] = []
         if not calls:
