@@ -159,3 +159,17 @@ def test_letta_messages_api_shows_the_request_and_takes_the_approval(server) -> 
     unknown = httpx.post(url, timeout=30, json={"messages": [
         {"type": "approval", "approvals": [{"tool_call_id": "call_nope", "approve": False}]}]})
     assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "unknown_tool_call"
+
+
+def test_letta_stream_ends_with_the_approval_request(server) -> None:
+    base = server.base_url
+    agent = _approving_agent(base)
+    with httpx.stream("POST", f"{base}/v1/agents/{agent}/messages/stream", headers=sim_headers(script=SCRIPT),
+                      json={"messages": [{"role": "user", "content": "remember"}]}, timeout=30) as response:
+        assert response.status_code == 200
+        events = [json.loads(line[6:]) for line in response.iter_lines()
+                  if line.startswith("data: ") and line != "data: [DONE]"]
+    kinds = [e.get("message_type") for e in events]
+    assert "approval_request_message" in kinds and "tool_call_message" not in kinds
+    assert events[kinds.index("approval_request_message")]["tool_call"]["name"] == "memory_insert"
+    assert {"message_type": "stop_reason", "stop_reason": "requires_approval"} in events
