@@ -85,6 +85,7 @@ class Turn(RulesMixin):
         self.rules = Rules(load(live.agent.tool_rules)) if live.agent.tool_rules else _NO_RULES
         self.plan: StepPlan = FREE  # what the agent's tool rules allow on the current step
         self._forced: StepPlan | None = None
+        self.approved_ran: list[str] = []  # tools the client approved that ran before the first step
 
     # --- bookkeeping ------------------------------------------------------------------------
     def _add(self, role: str, content: str | None = None, **kw: Any) -> Message:
@@ -103,7 +104,9 @@ class Turn(RulesMixin):
         reason = "stop"
         try:
             await self._take_input()
-            while True:
+            # An approved exit_loop tool ends the turn as soon as it has run.
+            done = self.rules.active and self.rules.exits(self.approved_ran, self._called())
+            while not done:
                 self.steps += 1
                 self.run.steps = self.steps
                 if self.rules.active:

@@ -31,6 +31,7 @@ class RulesMixin:
 
     live: LiveAgent
     new_input: NewInput
+    approved_ran: list[str]
     rules: Rules
     plan: StepPlan
     sink: Any
@@ -100,7 +101,7 @@ class RulesMixin:
         fn = wire.get("function") or {}
         call = Call(wire["id"], fn.get("name", ""), [fn.get("arguments") or ""])
         if approve:
-            await self._run_server_tools([call], approved=True)
+            self.approved_ran += await self._run_server_tools([call], approved=True)
             return
         text = f"Error: the user denied this call to `{call.name}`" + (f": {reason}" if reason else "") + \
             ". It was not run."

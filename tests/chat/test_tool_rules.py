@@ -156,3 +156,16 @@ def test_a_rule_survives_the_stream_path_and_the_upstream_failing(server, sim_re
     text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     assert text == "Ok." and RAN == ["search"]
     assert agent_calls(sim_requests)[-2]["tool_choice"] == _forced("search")
+
+
+def test_an_approved_exit_loop_tool_ends_the_turn_once_it_ran(server, sim_requests) -> None:
+    agent = _agent(server, {"type": "exit_loop", "tool_name": "finish"}, {"type": "requires_approval", "tool_name": "finish"},
+                   tools=("search", "finish"))
+    first = _chat(server, agent, [_call("finish")])
+    call = first.choices[0].message.tool_calls[0]
+    assert first.choices[0].finish_reason == "tool_calls" and RAN == []
+    answer = [{"role": "user", "content": "go"}, first.choices[0].message.model_dump(exclude_none=True),
+              {"role": "tool", "tool_call_id": call.id, "content": '{"approve": true}'}]
+    out = sdk(server.base_url).chat.completions.create(model=agent, messages=answer,
+                                                       extra_headers=sim_headers(script=[_call("finish"), "never"]))
+    assert out.choices[0].finish_reason == "stop" and RAN == ["finish"] and len(agent_calls(sim_requests)) == 1
