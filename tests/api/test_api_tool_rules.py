@@ -106,3 +106,13 @@ def test_approval_is_set_per_agent_and_by_a_tools_default(server) -> None:
     changed = httpx.patch(f"{base}/v1/tools/{tool['id']}", json={"default_requires_approval": False}).json()
     assert changed["default_requires_approval"] is False
     httpx.delete(f"{base}/v1/tools/{tool['id']}")
+
+
+def test_setting_approval_on_an_agent_deleted_behind_the_cache_is_404(server) -> None:
+    base = server.base_url
+    agent = create_agent(base)
+    assert httpx.get(f"{base}/v1/agents/{agent}").status_code == 200  # now in this server's cache
+    assert server.call(server.rt.store.delete_agent(agent))  # another writer deletes it
+    response = httpx.patch(f"{base}/v1/agents/{agent}/tools/approval/memory_insert", json={"requires_approval": True})
+    assert response.status_code == 404, response.text
+    assert response.json()["error"]["code"] == "not_found" and agent in response.json()["error"]["message"]
