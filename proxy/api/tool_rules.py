@@ -53,9 +53,12 @@ def attached(agent: Agent, name: str, registry: ToolRegistry) -> list[dict[str, 
     return rules_json(set_approval(load(agent.tool_rules), name, True))
 
 
-def detached(agent: Agent, name: str) -> list[dict[str, Any]]:
-    """The rules after detaching a tool: every rule that mentions it goes."""
-    return rules_json(without_tool(load(agent.tool_rules), name))
+def detached(agent: Agent, *names: str) -> list[dict[str, Any]]:
+    """The rules after detaching tools: every rule that mentions one goes."""
+    rules = load(agent.tool_rules)
+    for name in names:
+        rules = without_tool(rules, name)
+    return rules_json(rules)
 
 
 async def modify_approval(request: Request) -> Response:
