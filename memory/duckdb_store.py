@@ -378,16 +378,16 @@ class DuckDBStore(Store):
 
     # --- MCP servers ------------------------------------------------------------------------
     async def create_mcp_server(self, server: McpServer) -> None:
-        values = list(mcp_row(server))
+        values = list(mcp_row(server, self.secret_box))
         await self._run(lambda con: con.execute(f"INSERT INTO mcp_servers ({MCP_COLUMNS}) VALUES "
                                                 "(?, ?, ?, ?, ?, ?, ?)", values))
 
     async def list_mcp_servers(self) -> list[McpServer]:
         rows = await self._run(lambda con: con.execute(DUCKDB_MCP_SELECT).fetchall())
-        return [mcp_from_row(row) for row in rows]
+        return [mcp_from_row(row, self.secret_box) for row in rows]
 
     async def update_mcp_server(self, server: McpServer) -> None:
-        id_, *values = mcp_row(server)
+        id_, *values = mcp_row(server, self.secret_box)
         sql = "UPDATE mcp_servers SET server_name = ?, type = ?, config = ?, tools = ?, created_at = ?, " \
               "updated_at = ? WHERE id = ?"
 

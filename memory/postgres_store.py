@@ -311,16 +311,16 @@ class PostgresStore(Store):
 
     # --- MCP servers ------------------------------------------------------------------------
     async def create_mcp_server(self, server: McpServer) -> None:
-        values = row_safe(mcp_row(server))
+        values = row_safe(mcp_row(server, self.secret_box))
         await self._run(lambda con: con.execute(f"INSERT INTO mcp_servers ({MCP_COLUMNS}) "
                                                 "VALUES ($1, $2, $3, $4, $5, $6, $7)", *values))
 
     async def list_mcp_servers(self) -> list[McpServer]:
         rows = await self._fetch(f"SELECT {MCP_COLUMNS} FROM mcp_servers ORDER BY created_at, id")
-        return [mcp_from_row(tuple(row)) for row in rows]
+        return [mcp_from_row(tuple(row), self.secret_box) for row in rows]
 
     async def update_mcp_server(self, server: McpServer) -> None:
-        values = row_safe(mcp_row(server))
+        values = row_safe(mcp_row(server, self.secret_box))
         sql = ("UPDATE mcp_servers SET server_name = $2, type = $3, config = $4, tools = $5, created_at = $6, "
                "updated_at = $7 WHERE id = $1")
         if await self._run(lambda con: con.execute(sql, *values)) == "UPDATE 0":

@@ -15,6 +15,7 @@ import binascii
 import hashlib
 import logging
 import os
+from typing import Any
 import orjson
 from cryptography.fernet import Fernet, InvalidToken
 
@@ -68,7 +69,7 @@ class SecretBox:
     def __init__(self, key: bytes) -> None:
         self._fernet = Fernet(key)
 
-    def seal(self, values: dict[str, str]) -> str:
+    def seal(self, values: dict[str, Any]) -> str:
         if not values:
             return "{}"
         return PREFIX + self._fernet.encrypt(orjson.dumps(values)).decode()
@@ -81,8 +82,8 @@ class SecretBox:
                                  "(or data dir secret.key)") from None
 
 
-def seal(values: dict[str, str], box: SecretBox | None) -> str:
-    """The stored form of an agent's tool variables (plain JSON without a box)."""
+def seal(values: dict[str, Any], box: SecretBox | None) -> str:
+    """The stored form of secret-bearing JSON (tool variables, MCP config); plain JSON without a box."""
     return box.seal(values) if box is not None else orjson.dumps(values).decode()
 
 

@@ -15,8 +15,8 @@ from memory.secretbox import KEY_FILE, PREFIX, SecretBox, SecretKeyError, fernet
 SECRET = "sk-at-rest-0123456789abcdefghij"
 
 
-def _stored_env(server: Any, agent: str) -> str:
-    """The tool_env column as the database holds it (read after the server stopped)."""
+def _stored_env(server: Any, agent: str, sql: str = "SELECT tool_env FROM agents WHERE id = ?") -> str:
+    """A secret-bearing column as the database holds it (read after the server stopped)."""
     if ON_POSTGRES:
         import asyncpg
 
@@ -25,7 +25,7 @@ def _stored_env(server: Any, agent: str) -> str:
         async def fetch() -> str:
             con = await asyncpg.connect(server.settings.database_url)
             try:
-                return str(await con.fetchval("SELECT tool_env FROM agents WHERE id = $1", agent))
+                return str(await con.fetchval(sql.replace("?", "$1"), agent))
             finally:
                 await con.close()
 
@@ -34,7 +34,7 @@ def _stored_env(server: Any, agent: str) -> str:
 
     con = duckdb.connect(os.path.join(server.settings.data_dir, "memproxy.duckdb"), read_only=True)
     try:
-        row = con.execute("SELECT tool_env FROM agents WHERE id = ?", [agent]).fetchone()
+        row = con.execute(sql, [agent]).fetchone()
     finally:
         con.close()
     assert row is not None
@@ -46,17 +46,25 @@ def test_tool_variables_are_encrypted_in_the_database_and_survive_a_restart(make
     first = make_server(data_dir=data_dir)
     agent = create_agent(first.base_url, secrets={"WEATHER_API_KEY": SECRET})
     bare = create_agent(first.base_url)
+    mcp = httpx.post(f"{first.base_url}/v1/mcp-servers/", timeout=10, json={
+        "server_name": "at-rest", "type": "streamable_http", "server_url": "http://127.0.0.1:9/mcp",
+        "auth_token": "Bearer " + SECRET, "custom_headers": {"X-Key": SECRET}})
+    assert mcp.status_code in (200, 201), mcp.text
     shown = httpx.get(f"{first.base_url}/v1/agents/{agent}").json()["secrets"]
     assert [(s["key"], s["value"]) for s in shown] == [("WEATHER_API_KEY", "sk-...ghij")]
     first.stop()
     stored = _stored_env(first, agent)
     assert stored.startswith(PREFIX) and SECRET not in stored and "WEATHER_API_KEY" not in stored
     assert _stored_env(first, bare) == "{}"
+    config = _stored_env(first, mcp.json()["id"], "SELECT config FROM mcp_servers WHERE id = ?")
+    assert config.startswith(PREFIX) and SECRET not in config
     key_file = os.path.join(data_dir, KEY_FILE)
     assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
 
     second = make_server(data_dir=data_dir)
     live = second.call(second.rt.memory.get(agent))
+    [server] = second.call(second.rt.store.list_mcp_servers())
+    assert server.auth_token == "Bearer " + SECRET and server.custom_headers == {"X-Key": SECRET}
     assert live.agent.tool_env == {"WEATHER_API_KEY": SECRET}
     # Sending the masked value back keeps the stored secret, still encrypted.
     response = httpx.patch(f"{second.base_url}/v1/agents/{agent}",
