@@ -45,6 +45,17 @@ def rules_for(body: dict[str, Any], tools: list[str], old: Agent | None, registr
     return rules_json(rules)
 
 
+def imported_rules(raw: Any, tools: list[str]) -> list[dict[str, Any]]:
+    """An agent file's rules: checked for shape and type (422 naming the field), and those naming a tool the
+    imported agent does not get are left out (Letta's files carry rules for base tools they do not list)."""
+    try:
+        rules = parse_rules(raw)
+    except RuleError as exc:
+        raise unprocessable(str(exc), param=exc.param, code="invalid_tool_rule") from None
+    have = set(tools)
+    return rules_json([rule for rule in rules if have.issuperset(rule.names())])
+
+
 def attached(agent: Agent, name: str, registry: ToolRegistry) -> list[dict[str, Any]]:
     """The rules after attaching a tool (its default approval requirement applied)."""
     if not _approval_default(registry, name) or any(
