@@ -172,13 +172,18 @@ def _content(content: Any, where: str) -> Any:
 
 
 class MessageCreate(BaseModel):
-    """One of Letta's MessageCreate: a user (or system) message; approvals are refused by name."""
+    """One of Letta's MessageCreate (a user or system message: `role`, `content`), or its ApprovalCreate
+    (`type: "approval"`, `approvals: [{type: "approval", tool_call_id, approve, reason}]`)."""
 
     model_config = ConfigDict(extra="allow", strict=True)
 
-    type: Literal["message"] | None = None
-    role: Literal["user", "system"]
-    content: str | list[dict[str, Any]]
+    type: Literal["message", "approval"] | None = None
+    role: Literal["user", "system"] | None = None
+    content: str | list[dict[str, Any]] | None = None
+    approvals: list[dict[str, Any]] | None = None
+    approve: bool | None = None
+    approval_request_id: str | None = None
+    reason: str | None = None
     name: str | None = None
     otid: str | None = None
     sender_id: str | None = None
