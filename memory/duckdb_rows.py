@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from memory import secretbox
 from memory.json_bounds import json_fault
 from memory.models import Agent, Block, Message, Run, Tool
 
@@ -73,12 +74,12 @@ AGENTS = Table("agents", (
     ("model", "VARCHAR"), ("embedding", "VARCHAR"), ("context_window_limit", "BIGINT"), ("tools", "VARCHAR"),
     ("tags", "VARCHAR"), ("metadata", "VARCHAR"), ("message_buffer_autoclear", "BOOLEAN"),
     ("llm_params", "VARCHAR"), ("created_at", "TIMESTAMPTZ"), ("updated_at", "TIMESTAMPTZ"), ("tool_env", "VARCHAR"),
-    ("timezone", "VARCHAR"),
+    ("timezone", "VARCHAR"), ("tool_rules", "VARCHAR"),
 ))
 TOOLS = Table("tools", (
     ("id", "VARCHAR"), ("name", "VARCHAR"), ("source_code", "VARCHAR"), ("json_schema", "VARCHAR"),
     ("description", "VARCHAR"), ("tags", "VARCHAR"), ("return_char_limit", "BIGINT"), ("metadata", "VARCHAR"),
-    ("created_at", "TIMESTAMPTZ"), ("updated_at", "TIMESTAMPTZ"),
+    ("created_at", "TIMESTAMPTZ"), ("updated_at", "TIMESTAMPTZ"), ("default_requires_approval", "BOOLEAN"),
 ))
 BLOCKS = Table("blocks", (
     ("id", "VARCHAR"), ("label", "VARCHAR"), ("value", "VARCHAR"), ("limit", "BIGINT"), ("description", "VARCHAR"),
@@ -130,25 +131,26 @@ def _utc(naive: datetime) -> datetime:
     return naive.replace(tzinfo=timezone.utc)
 
 
-def agent_row(agent: Agent) -> Row:
+def agent_row(agent: Agent, box: secretbox.SecretBox | None = None) -> Row:
     return (
         agent.id, agent.name, agent.system, agent.description, agent.model, agent.embedding,
         agent.context_window_limit, _dump(agent.tools), _dump(agent.tags), _dump(agent.metadata),
         agent.message_buffer_autoclear, _dump(agent.llm_params), agent.created_at, agent.updated_at,
-        _dump(agent.tool_env), agent.timezone,
+        secretbox.seal(agent.tool_env, box), agent.timezone, _dump(agent.tool_rules),
     )
 
 
-def agent_from_row(row: Row, block_ids: list[str] | None) -> Agent:
+def agent_from_row(row: Row, block_ids: list[str] | None, box: secretbox.SecretBox | None = None) -> Agent:
     (id_, name, system, description, model, embedding, context_window_limit, tools, tags, metadata,
-     autoclear, llm_params, created_at, updated_at, tool_env, tz) = row
+     autoclear, llm_params, created_at, updated_at, tool_env, tz, tool_rules) = row
     return Agent(
         id=id_, name=name, system=system, description=description, model=model, embedding=embedding,
         context_window_limit=context_window_limit, tools=_field(id_, "tools", tools, list, list, str),
         tags=_field(id_, "tags", tags, list, list, str), metadata=_field(id_, "metadata", metadata, dict, dict),
         message_buffer_autoclear=autoclear, llm_params=_field(id_, "llm_params", llm_params, dict, dict),
         block_ids=list(block_ids or []), created_at=_utc(created_at), updated_at=_utc(updated_at),
-        tool_env=_field(id_, "tool_env", tool_env, dict, dict), timezone=tz or "UTC",
+        tool_env=_field(id_, "tool_env", secretbox.unseal_text(tool_env, box), dict, dict), timezone=tz or "UTC",
+        tool_rules=_field(id_, "tool_rules", tool_rules, list, list, dict),
     )
 
 
@@ -156,16 +158,17 @@ def tool_row(tool: Tool) -> Row:
     return (
         tool.id, tool.name, tool.source_code, _dump(tool.json_schema), tool.description, _dump(tool.tags),
         tool.return_char_limit, _dump(tool.metadata), tool.created_at, tool.updated_at,
+        tool.default_requires_approval,
     )
 
 
 def tool_from_row(row: Row) -> Tool:
-    id_, name, source_code, json_schema, description, tags, limit, metadata, created_at, updated_at = row
+    id_, name, source_code, json_schema, description, tags, limit, metadata, created_at, updated_at, approval = row
     return Tool(
         id=id_, name=name, source_code=source_code, json_schema=_field(id_, "json_schema", json_schema, dict, dict),
         description=description, tags=_field(id_, "tags", tags, list, list, str), return_char_limit=limit,
         metadata=_field(id_, "metadata", metadata, dict, dict),
-        created_at=_utc(created_at), updated_at=_utc(updated_at),
+        created_at=_utc(created_at), updated_at=_utc(updated_at), default_requires_approval=bool(approval),
     )
 
 

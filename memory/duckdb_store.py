@@ -125,7 +125,7 @@ class DuckDBStore(Store):
 
     # --- agents -----------------------------------------------------------------------------
     async def create_agent(self, agent: Agent, new_blocks: list[Block]) -> None:
-        values = agent_row(agent)
+        values = agent_row(agent, self.secret_box)
         block_rows = [block_row(block) for block in new_blocks]
         block_ids = list(agent.block_ids)
 
@@ -150,7 +150,7 @@ class DuckDBStore(Store):
             return con.execute(sql, [agent_id, agent_id]).fetchone()
 
         row = await self._run(work)
-        return None if row is None else agent_from_row(row[:-1], row[-1])
+        return None if row is None else agent_from_row(row[:-1], row[-1], self.secret_box)
 
     async def list_agents(
         self,
@@ -177,10 +177,10 @@ class DuckDBStore(Store):
             before=before, after=after, limit=limit, descending=not ascending,
         )
         rows = await self._run(lambda con: con.execute(sql, params).fetchall())
-        return [agent_from_row(row[:-1], row[-1]) for row in rows]
+        return [agent_from_row(row[:-1], row[-1], self.secret_box) for row in rows]
 
     async def update_agent(self, agent: Agent) -> None:
-        values = agent_row(agent)
+        values = agent_row(agent, self.secret_box)
         block_ids = list(agent.block_ids)
 
         def work(con: duckdb.DuckDBPyConnection) -> None:
@@ -378,16 +378,16 @@ class DuckDBStore(Store):
 
     # --- MCP servers ------------------------------------------------------------------------
     async def create_mcp_server(self, server: McpServer) -> None:
-        values = list(mcp_row(server))
+        values = list(mcp_row(server, self.secret_box))
         await self._run(lambda con: con.execute(f"INSERT INTO mcp_servers ({MCP_COLUMNS}) VALUES "
                                                 "(?, ?, ?, ?, ?, ?, ?)", values))
 
     async def list_mcp_servers(self) -> list[McpServer]:
         rows = await self._run(lambda con: con.execute(DUCKDB_MCP_SELECT).fetchall())
-        return [mcp_from_row(row) for row in rows]
+        return [mcp_from_row(row, self.secret_box) for row in rows]
 
     async def update_mcp_server(self, server: McpServer) -> None:
-        id_, *values = mcp_row(server)
+        id_, *values = mcp_row(server, self.secret_box)
         sql = "UPDATE mcp_servers SET server_name = ?, type = ?, config = ?, tools = ?, created_at = ?, " \
               "updated_at = ? WHERE id = ?"
 

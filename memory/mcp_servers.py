@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from memory.models import utcnow
+from memory.secretbox import SecretBox, seal, unseal_text
 
 SERVER_TYPES = ("streamable_http", "sse", "stdio")
 _CONFIG_FIELDS = ("server_url", "command", "args", "env", "auth_header", "auth_token", "custom_headers")
@@ -52,15 +53,16 @@ class McpServer:
         return [v for v in values if len(v) >= 4]
 
 
-def mcp_row(server: McpServer) -> McpRow:
+def mcp_row(server: McpServer, box: SecretBox | None = None) -> McpRow:
+    """The row; `config` (with the token, headers and env) encrypted when the store has a secret box."""
     config = {name: getattr(server, name) for name in _CONFIG_FIELDS}
-    return (server.id, server.server_name, server.type, orjson.dumps(config).decode(),
+    return (server.id, server.server_name, server.type, seal(config, box),
             orjson.dumps(server.tools).decode(), server.created_at, server.updated_at)
 
 
-def mcp_from_row(row: tuple[Any, ...]) -> McpServer:
+def mcp_from_row(row: tuple[Any, ...], box: SecretBox | None = None) -> McpServer:
     id_, name, type_, config, tools, created_at, updated_at = row
-    values = orjson.loads(config)
+    values = orjson.loads(unseal_text(config, box) or "{}")
     return McpServer(id=id_, server_name=name, type=type_, server_url=values.get("server_url"),
                      command=values.get("command"), args=values.get("args") or [], env=values.get("env") or {},
                      auth_header=values.get("auth_header"), auth_token=values.get("auth_token"),

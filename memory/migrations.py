@@ -133,6 +133,17 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE UNIQUE INDEX mcp_servers_name ON mcp_servers (server_name);
         """,
     ),
+    (
+        7,
+        # Letta's tool rules per agent (approvals included), and a tool's default approval requirement.
+        # DuckDB cannot alter a table that has an index: the name index goes, and comes back in 8.
+        """
+        ALTER TABLE agents ADD COLUMN tool_rules VARCHAR NOT NULL DEFAULT '[]';
+        DROP INDEX tools_name;
+        ALTER TABLE tools ADD COLUMN default_requires_approval BOOLEAN NOT NULL DEFAULT false;
+        """,
+    ),
+    (8, "CREATE UNIQUE INDEX tools_name ON tools (name);"),
 ]
 
 

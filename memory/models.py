@@ -80,6 +80,8 @@ class Agent:
     updated_at: datetime = field(default_factory=utcnow)
     # Environment variables (API keys) for this agent's custom tools; never shown in full by the API.
     tool_env: dict[str, str] = field(default_factory=dict)
+    # Letta's tool rules, as validated JSON objects (tools/rules.py reads them); approvals are rules too.
+    tool_rules: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -96,6 +98,7 @@ class Tool:
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
+    default_requires_approval: bool = False  # agents it is attached to get a requires_approval rule for it
 
 
 @dataclass

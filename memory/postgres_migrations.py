@@ -174,6 +174,14 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX passages_tsv ON passages USING gin (tsv);
         """,
     ),
+    (
+        8,
+        # The embedded store's migration 7: tool rules per agent, a tool's default approval requirement.
+        """
+        ALTER TABLE agents ADD COLUMN tool_rules TEXT NOT NULL DEFAULT '[]';
+        ALTER TABLE tools ADD COLUMN default_requires_approval BOOLEAN NOT NULL DEFAULT false;
+        """,
+    ),
 ]
 
 

@@ -111,7 +111,7 @@ class PostgresStore(Store):
 
     # --- agents -----------------------------------------------------------------------------
     async def create_agent(self, agent: Agent, new_blocks: list[Block]) -> None:
-        values = row_safe(agent_row(agent))
+        values = row_safe(agent_row(agent, self.secret_box))
         block_rows = [row_safe(block_row(block)) for block in new_blocks]
         block_ids = list(agent.block_ids)
 
@@ -126,7 +126,7 @@ class PostgresStore(Store):
     async def get_agent(self, agent_id: str) -> Agent | None:
         sql = f"SELECT {select_list(AGENTS)}, {_AGENT_BLOCK_IDS} FROM agents WHERE id = $1"
         row = await self._fetchrow(sql, agent_id)
-        return None if row is None else agent_from_row(tuple(row)[:-1], row[-1])
+        return None if row is None else agent_from_row(tuple(row)[:-1], row[-1], self.secret_box)
 
     async def list_agents(
         self,
@@ -145,10 +145,10 @@ class PostgresStore(Store):
         if tags:
             query.where(f"tags::jsonb {'?&' if match_all_tags else '?|'} {{}}::text[]", list(tags))
         sql, args = query.page("agents", before=before, after=after, limit=limit, descending=not ascending)
-        return [agent_from_row(tuple(row)[:-1], row[-1]) for row in await self._fetch(sql, *args)]
+        return [agent_from_row(tuple(row)[:-1], row[-1], self.secret_box) for row in await self._fetch(sql, *args)]
 
     async def update_agent(self, agent: Agent) -> None:
-        values = row_safe(agent_row(agent))
+        values = row_safe(agent_row(agent, self.secret_box))
         block_ids = list(agent.block_ids)
 
         async def work(con: asyncpg.Connection) -> None:
@@ -311,16 +311,16 @@ class PostgresStore(Store):
 
     # --- MCP servers ------------------------------------------------------------------------
     async def create_mcp_server(self, server: McpServer) -> None:
-        values = row_safe(mcp_row(server))
+        values = row_safe(mcp_row(server, self.secret_box))
         await self._run(lambda con: con.execute(f"INSERT INTO mcp_servers ({MCP_COLUMNS}) "
                                                 "VALUES ($1, $2, $3, $4, $5, $6, $7)", *values))
 
     async def list_mcp_servers(self) -> list[McpServer]:
         rows = await self._fetch(f"SELECT {MCP_COLUMNS} FROM mcp_servers ORDER BY created_at, id")
-        return [mcp_from_row(tuple(row)) for row in rows]
+        return [mcp_from_row(tuple(row), self.secret_box) for row in rows]
 
     async def update_mcp_server(self, server: McpServer) -> None:
-        values = row_safe(mcp_row(server))
+        values = row_safe(mcp_row(server, self.secret_box))
         sql = ("UPDATE mcp_servers SET server_name = $2, type = $3, config = $4, tools = $5, created_at = $6, "
                "updated_at = $7 WHERE id = $1")
         if await self._run(lambda con: con.execute(sql, *values)) == "UPDATE 0":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+from memory.secretbox import SecretBox
 from memory.models import Agent, Block, Changes, Message, Run, Tool
 from memory.mcp_servers import McpServer
 
@@ -51,6 +52,9 @@ class SchemaTooNewError(StoreError):
 
 class Store(ABC):
     """Persistent agents, blocks, messages, runs and custom tools."""
+
+    # Encrypts agents' tool variables at rest; the server sets it before `open` (None: plain JSON).
+    secret_box: SecretBox | None = None
 
     @abstractmethod
     async def open(self) -> None:

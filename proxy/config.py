@@ -65,6 +65,8 @@ OPTIONS: tuple[Option, ...] = (
            "seconds one MCP tool call (or tool listing) may take before it is a tool error"),
     Option("mcp_connect_timeout", "MEMPROXY_MCP_CONNECT_TIMEOUT", 10.0, float,
            "seconds to connect to an MCP server (or wait for a restarting stdio server) before giving up"),
+    Option("secret_key", "MEMPROXY_SECRET_KEY", None, str,
+           "key encrypting tool variables at rest (unset: secret.key in the data dir; replicas must share one)"),
     Option("log_level", "MEMPROXY_LOG_LEVEL", "info", str, "debug | info | warning | error"),
     Option("log_format", "MEMPROXY_LOG_FORMAT", "text", str,
            "text | json (one object per line with request, agent and run ids; never content or secrets)"),
@@ -118,6 +120,7 @@ class Settings:
     tool_pool: int = 2
     mcp_timeout: float = 30.0
     mcp_connect_timeout: float = 10.0
+    secret_key: str | None = field(default=None, repr=False)  # never in a repr or log
     log_level: str = "info"
     log_format: str = "text"
     duckdb_memory_limit: str = "256MB"

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from memory.agents import AgentMemory
+from memory import secretbox
 from memory.backends import Backend, BackendConfig, describe_backend, select_backend
 from memory.datadir import open_private_dir, release_private_dir
 from memory.longterm.api import LongTermMemory
@@ -72,7 +73,11 @@ async def open_runtime(settings: Settings) -> Runtime:
     if private_dir:
         open_private_dir(settings.data_dir)
     log.info("storage backend: %s", describe_backend(config))
+    if backend.name != "embedded" and not settings.secret_key:
+        log.warning("MEMPROXY_SECRET_KEY is not set: tool variables are encrypted with %s/secret.key; every replica "
+                    "sharing this database must use the same key", settings.data_dir)
     store = backend.store()
+    store.secret_box = secretbox.SecretBox(secretbox.load_key(settings.data_dir, settings.secret_key))
     try:
         await store.open()
     except BaseException:

@@ -3,9 +3,9 @@
 Export writes one agent with its blocks, tools, messages and tool rules. Ids in the file are local to it
 (`agent-0`, `block-1`, `message-2`, ...), as Letta writes them: an import always makes new ids. Letta keeps
 the compiled system prompt as the first message; memproxy compiles its own, so export writes `system` as
-that first message and import skips a leading system message. memproxy's loop continues after every tool
-call, which Letta spells as one `continue_loop` rule per tool: export writes those, and import accepts
-them and refuses every other rule type (memproxy could not enforce it). Secrets are exported as null.
+that first message and import skips a leading system message. Tool rules go out as the agent holds them
+(Letta's shapes); import hands them to the HTTP layer, which checks them as an agent create does. Secrets
+are exported as null.
 
 Import here is structural (shapes, references between entities, message content); the HTTP layer checks
 the agent and block fields with the management API's own validation. Every problem is an
@@ -94,7 +94,7 @@ def to_agent_file(agent: Agent, blocks: list[Block], tools: list[ToolSpec], mess
         "embedding_config": {"embedding_model": agent.embedding} if agent.embedding else None,
         "message_buffer_autoclear": agent.message_buffer_autoclear, "timezone": agent.timezone,
         "block_ids": [block_ids[b.id] for b in blocks], "tool_ids": [tool_ids[t.name] for t in tools],
-        "tool_rules": [{"tool_name": t.name, "type": "continue_loop", "prompt_template": None} for t in tools],
+        "tool_rules": [dict(rule) for rule in agent.tool_rules],
         "secrets": {key: None for key in agent.tool_env} or None,
         "messages": file_messages, "in_context_message_ids": in_context,
         "memory_blocks": [], "tools": [], "source_ids": [], "files_agents": [], "group_ids": [], "identity_ids": [],

@@ -106,9 +106,12 @@ def _agent(agent: Any, where: str, blocks: dict[str, Any], tools: dict[str, Tool
             raise AgentFileError("tools must be tool names", f"{where}.tools[{i}]")
         names.append(name)
     names = list(dict.fromkeys(names))
-    for i, rule in enumerate(_list(agent, "tool_rules", f"{where}.tool_rules")):
-        _rule(rule, f"{where}.tool_rules[{i}]", names)
+    rules = _list(agent, "tool_rules", f"{where}.tool_rules")
+    for i, rule in enumerate(rules):
+        _obj(rule, f"{where}.tool_rules[{i}]")
     fields = {k: v for k, v in agent.items() if k not in STRUCTURE_AGENT_KEYS and k not in IGNORED_AGENT_KEYS}
+    if rules:
+        fields["tool_rules"] = rules  # checked by the HTTP layer as an agent create checks them
     for key in ("secrets", "tool_exec_environment_variables"):
         # Letta exports secrets as null values: the keys say what the tools need, the values are given at import.
         if isinstance(fields.get(key), dict):
@@ -117,17 +120,6 @@ def _agent(agent: Any, where: str, blocks: dict[str, Any], tools: dict[str, Tool
             fields[key] = [item for item in fields[key] if not isinstance(item, dict) or item.get("value")] or None
     return AgentPlan(fields=fields, block_keys=list(dict.fromkeys(block_keys)), inline_blocks=inline,
                      tool_names=names, messages=_messages(agent, where), param=where)
-
-
-def _rule(rule: Any, where: str, tools: list[str]) -> None:
-    _obj(rule, where)
-    kind = rule.get("type")
-    if kind != "continue_loop":
-        raise AgentFileError(f"memproxy cannot enforce {kind!r} tool rules: its loop continues after every tool "
-                             "call, which is only the 'continue_loop' rule", f"{where}.type")
-    if not isinstance(rule.get("tool_name"), str):
-        raise AgentFileError("a tool rule needs a tool_name", f"{where}.tool_name")
-    _off_or_known(rule, {"tool_name", "type", "prompt_template"}, where)
 
 
 def _messages(agent: dict[str, Any], where: str) -> list[Message]:

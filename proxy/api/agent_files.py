@@ -26,6 +26,7 @@ from memory.portable.agent_file_read import AgentFile, read_agent_file
 from proxy.api.agents import DEFAULT_SYSTEM
 from proxy.api.bodies import AGENT_FIELDS, agent_fields, new_block, refuse_unsupported, unique_labels
 from proxy.api.lookup import require_agent, runtime
+from proxy.api.tool_rules import imported_rules, rules_for
 from proxy.errors import APIError
 from proxy.http import parse_json_object, query_bool, read_body
 from proxy.runtime import Runtime
@@ -177,8 +178,14 @@ def _plan(rt: Runtime, parsed: AgentFile, plan: AgentPlan,
     values.setdefault("name", f"agent-{uuid.uuid4().hex[:8]}")
     if options.get("append_copy_suffix") == "true":
         values["name"] += "_copy"
+    try:
+        if body.get("tool_rules") is not None:
+            body["tool_rules"] = imported_rules(body["tool_rules"], plan.tool_names)
+        rules = rules_for(body, plan.tool_names, None, rt.registry)
+    except APIError as exc:
+        raise _placed(exc, plan.param) from None
     agent = Agent(id=new_id("agent"), tools=plan.tool_names, llm_params=fields.llm_params,
-                  tool_env=fields.tool_env or {}, **values)
+                  tool_env=fields.tool_env or {}, tool_rules=rules, **values)
     return agent, blocks, plan
 
 

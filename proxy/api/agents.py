@@ -15,6 +15,7 @@ from memory.models import Agent, Block, Changes, new_id
 from proxy.api.bodies import AgentFields, agent_fields, get_bool, initial_messages, memory_blocks, unique_labels
 from proxy.api.lookup import conflict, is_id, page, require_agent, require_block, runtime, save_agent
 from proxy.api.protocol import agent_json, mask_secret
+from proxy.api.tool_rules import rules_for
 from proxy.api.wire.agents import AgentCreate, AgentListQuery, AgentUpdate
 from proxy.errors import APIError, not_found
 from proxy.http import json_response
@@ -105,7 +106,9 @@ async def _create(rt: Runtime, body: dict[str, Any]) -> Response:
     if include_base is not False and values.get("embedding"):
         # Archival search is only as good as its vectors: agents with an embedding model get the tools by default.
         tools = list(dict.fromkeys([*tools, *ARCHIVAL_TOOLS]))
+    rules = rules_for(body, tools, None, rt.registry)
     agent = Agent(id=new_id("agent"), tools=tools, llm_params=fields.llm_params, tool_env=fields.tool_env or {},
+                  tool_rules=rules,
                   block_ids=[b.id for b in blocks] + [b.id for b in attached], **values)
     live = await rt.memory.create_agent(agent, blocks)
     if opening:
@@ -145,13 +148,16 @@ async def get_agent(request: Request) -> Response:
 async def modify_agent(request: Request, body: AgentUpdate) -> Response:
     rt = runtime(request)
     live = await require_agent(request)
-    fields = agent_fields(body.given())
+    given = body.given()
+    fields = agent_fields(given)
     changes: dict[str, Any] = dict(fields.values)
     if fields.llm_params:
         changes["llm_params"] = {**live.agent.llm_params, **fields.llm_params}
     tools = resolve_tools(fields, rt.registry)
     if tools is not None:
         changes["tools"] = tools
+    if tools is not None or given.get("tool_rules") is not None:
+        changes["tool_rules"] = rules_for(given, changes.get("tools", live.agent.tools), live.agent, rt.registry)
     if fields.tool_env is not None:
         changes["tool_env"] = merged_env(fields.tool_env, live.agent.tool_env)
     if fields.block_ids is not None:

@@ -22,6 +22,7 @@ from memory.store import Conflict, NotFound
 from proxy.api.bodies import ENV_NAME_PATTERN, TOOL_NAME_PATTERN
 from proxy.api.lookup import runtime, save_agent
 from proxy.api.protocol import mask_secret, tool_json
+from proxy.api.tool_rules import detached
 from proxy.errors import APIError, not_found, unprocessable
 from proxy.http import json_response, read_json
 from proxy.limits import MAX_LIST_ITEMS, MAX_NAME_CHARS, MAX_TEXT_CHARS, check_text
@@ -166,7 +167,8 @@ async def delete_mcp_server(request: Request) -> Response:
                 live = await rt.memory.get(agent.id)
                 if live is not None:
                     await save_agent(rt.memory, replace(live.agent, tools=[n for n in live.agent.tools
-                                                                           if n not in names]))
+                                                                           if n not in names],
+                                                        tool_rules=detached(live.agent, *names)))
     await rt.store.delete_mcp_server(server.id)
     await rt.mcp.remove(server.id)  # closes the session; a stdio server's process is stopped
     return Response(status_code=204)

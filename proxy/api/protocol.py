@@ -80,7 +80,7 @@ def tool_json(tool: ServerTool | None, name: str = "") -> dict[str, Any]:
         "source_code": record.source_code if record is not None else None,
         "pip_requirements": None,
         "npm_requirements": None,
-        "default_requires_approval": None,
+        "default_requires_approval": bool(getattr(record, "default_requires_approval", False)),
         "enable_parallel_execution": False,
         "metadata": dict(record.metadata) if record is not None else _mcp_metadata(tool),
         "created_by_id": None,
@@ -181,7 +181,7 @@ def agent_json(live: LiveAgent, endpoint: str | None = None, registry: ToolRegis
         "memory": {"agent_type": AGENT_TYPE, "blocks": blocks, "file_blocks": [], "prompt_template": ""},
         "blocks": blocks,
         "tools": [tool_json(lookup(name), name) for name in agent.tools],
-        "tool_rules": [],
+        "tool_rules": [dict(rule) for rule in agent.tool_rules],
         "sources": [],
         "tags": list(agent.tags),
         "metadata": dict(agent.metadata),
@@ -235,11 +235,13 @@ def letta_messages(message: Message) -> list[dict[str, Any]]:
                     "source": "reasoner_model", "signature": None})
     if message.content or not message.tool_calls:
         out.append({**base, "message_type": "assistant_message", "content": message.content or ""})
+    approvals = message.metadata.get("approval_tool_calls") or ()
     for call in message.tool_calls or ():
         function = call.get("function") or {}
         wire = {"name": function.get("name", ""), "arguments": function.get("arguments", ""),
                 "tool_call_id": call.get("id", "")}
-        out.append({**base, "message_type": "tool_call_message", "tool_call": wire, "tool_calls": [wire]})
+        kind = "approval_request_message" if call.get("id") in approvals else "tool_call_message"
+        out.append({**base, "message_type": kind, "tool_call": wire, "tool_calls": [wire]})
     return out
 
 

@@ -12,7 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from proxy.api import agent_files, agents, archival, blocks, context, core_memory, mcp_servers, messages, runs, tools
+from proxy.api import (agent_files, agents, archival, blocks, context, core_memory, mcp_servers, messages, runs,
+                       tool_rules, tools)
 from proxy.api.health import health
 from proxy.api.models import letta_models, list_models
 from proxy.api.operations import Operation, routes_of
@@ -112,6 +113,7 @@ operations: list[Operation] = [
 
 # Not yet typed (hand-validated, missing from /openapi.json): convert them as proxy/api/operations.py says.
 untyped: list[Route] = [
+    *both(_AGENT + "/tools/approval/{tool_name}", tool_rules.modify_approval, "PATCH"),
     *both("/v1/mcp-servers", mcp_servers.create_mcp_server, "POST"),
     *both("/v1/mcp-servers", mcp_servers.list_mcp_servers, "GET"),
     *both("/v1/mcp-servers/{mcp_server_id}", mcp_servers.get_mcp_server, "GET"),

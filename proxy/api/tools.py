@@ -13,6 +13,7 @@ from memory.store import Conflict, NotFound
 from proxy.api.agents import state
 from proxy.api.lookup import page_of, require_agent, runtime, save_agent
 from proxy.api.protocol import tool_json
+from proxy.api.tool_rules import attached, detached
 from proxy.api.wire.common import PageQuery
 from proxy.api.wire.tools import ToolCreate, ToolListQuery, ToolUpdate
 from proxy.errors import APIError, not_found
@@ -59,7 +60,8 @@ async def create_tool(request: Request, body: ToolCreate) -> Response:
         raise APIError(409, f"a tool named {name!r} already exists", param="source_code", code="conflict")
     record = Tool(id=new_id("tool"), name=name, source_code=fields["source_code"], json_schema=schema,
                   description=schema["description"], tags=list(dict.fromkeys(fields.get("tags", []))),
-                  return_char_limit=fields.get("return_char_limit", 50000), metadata=fields.get("metadata", {}))
+                  return_char_limit=fields.get("return_char_limit", 50000), metadata=fields.get("metadata", {}),
+                  default_requires_approval=fields.get("default_requires_approval", False))
     try:
         await rt.store.create_tool(record)
     except Conflict:
@@ -96,7 +98,9 @@ async def modify_tool(request: Request, body: ToolUpdate) -> Response:
     updated = replace(record, source_code=source, json_schema=schema, description=schema["description"],
                       tags=list(dict.fromkeys(fields.get("tags", record.tags))),
                       return_char_limit=fields.get("return_char_limit", record.return_char_limit),
-                      metadata=fields.get("metadata", record.metadata), updated_at=utcnow())
+                      metadata=fields.get("metadata", record.metadata), updated_at=utcnow(),
+                      default_requires_approval=fields.get("default_requires_approval",
+                                                           record.default_requires_approval))
     try:
         await rt.store.update_tool(updated)
     except NotFound:
@@ -115,7 +119,8 @@ async def delete_tool(request: Request) -> Response:
             live = await rt.memory.get(agent.id)
             if live is not None:
                 await save_agent(rt.memory, replace(live.agent, tools=[n for n in live.agent.tools
-                                                                       if n != record.name]))
+                                                                       if n != record.name],
+                                                    tool_rules=detached(live.agent, record.name)))
     await rt.store.delete_tool(record.id)
     rt.registry.remove(record.name)
     return json_response({"id": record.id, "deleted": True, "message": f"Tool id={record.id} successfully deleted"})
@@ -133,7 +138,8 @@ async def attach_tool(request: Request) -> Response:
     live = await require_agent(request)
     tool = _require_tool(rt, request.path_params["tool_id"])
     if tool.name not in live.agent.tools:
-        live = await save_agent(rt.memory, replace(live.agent, tools=[*live.agent.tools, tool.name]))
+        live = await save_agent(rt.memory, replace(live.agent, tools=[*live.agent.tools, tool.name],
+                                                   tool_rules=attached(live.agent, tool.name, rt.registry)))
     return json_response(state(rt, live))
 
 
@@ -142,5 +148,6 @@ async def detach_tool(request: Request) -> Response:
     live = await require_agent(request)
     tool = _require_tool(rt, request.path_params["tool_id"])
     if tool.name in live.agent.tools:
-        live = await save_agent(rt.memory, replace(live.agent, tools=[n for n in live.agent.tools if n != tool.name]))
+        live = await save_agent(rt.memory, replace(live.agent, tools=[n for n in live.agent.tools if n != tool.name],
+                                                   tool_rules=detached(live.agent, tool.name)))
     return json_response(state(rt, live))

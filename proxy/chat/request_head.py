@@ -9,6 +9,7 @@ from proxy.chat.protocol import ChatRequest
 
 if TYPE_CHECKING:
     from proxy.chat.turn import TurnEnv
+    from tools.rules import StepPlan
 
 
 def upstream_model(handle: str, upstream_url: str) -> str:
@@ -18,14 +19,17 @@ def upstream_model(handle: str, upstream_url: str) -> str:
     return handle
 
 
-def request_tools(env: TurnEnv, live: LiveAgent, request: ChatRequest) -> list[dict[str, Any]]:
-    """The agent's server tools, then the client's own."""
-    tools = env.registry.schemas(tuple(live.agent.tools))
+def request_tools(env: TurnEnv, live: LiveAgent, request: ChatRequest,
+                  plan: StepPlan | None = None) -> list[dict[str, Any]]:
+    """The agent's server tools (those its tool rules allow now), then the client's own (never filtered)."""
+    names = live.agent.tools if plan is None or plan.allowed is None else [
+        n for n in live.agent.tools if n in plan.allowed]
+    tools = env.registry.schemas(tuple(names))
     return [*tools, *request.tools] if request.tools else tools
 
 
-def request_head(env: TurnEnv, live: LiveAgent, request: ChatRequest,
-                 first_step: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def request_head(env: TurnEnv, live: LiveAgent, request: ChatRequest, first_step: bool = True,
+                 plan: StepPlan | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Everything of an upstream request but its messages: model, stream flags, sampling, tools."""
     agent = live.agent
     head: dict[str, Any] = {"model": upstream_model(agent.model, env.upstream.base_url), "stream": True,
@@ -38,10 +42,13 @@ def request_head(env: TurnEnv, live: LiveAgent, request: ChatRequest,
         head.pop("max_completion_tokens", None)
     head.update(request.sampling)
     head.update(request.forwarded)
-    tools = request_tools(env, live, request)
+    tools = request_tools(env, live, request, plan)
     if tools:
         head["tools"] = tools
+        forced = plan.tool_choice() if plan is not None else None
+        if forced is not None:  # the agent's tool rules force this step's call, whatever the client asked
+            head["tool_choice"] = forced
         # `tool_choice` shapes the turn's first step; repeating it would make "required" loop to max_steps.
-        if request.tool_choice is not None and first_step:
+        elif request.tool_choice is not None and first_step:
             head["tool_choice"] = request.tool_choice
     return head, tools

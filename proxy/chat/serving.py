@@ -18,7 +18,7 @@ from proxy.chat.protocol import DONE, KEEPALIVE, ChatRequest, ChunkEncoder, comp
 from proxy.coordination import AgentLocks, CoordinationDown, Lease, LocalAgentLocks, LockTimeout, Release
 from proxy.chat import fleet
 from proxy.chat.retries import RecentTurns, RecordingSink, TurnRecord, replay, turn_key
-from proxy.chat.new_input import split_new_input
+from proxy.chat.new_input import check_approvals, split_new_input
 from proxy.chat.said import ModelOutput
 from proxy.chat.turn import Turn, TurnEnv
 from proxy.api.protocol import run_json
@@ -274,6 +274,11 @@ class TurnRunner:
                 await self._release(lease, bump=False)
                 return Launched(self.env.spawn(replay(started, sink), name="turn-replay"), None, started)
             live = started
+        try:
+            check_approvals(live, new_input)  # under the lock: the calls waiting for approval cannot change now
+        except APIError:
+            await self._release(lease, bump=False)
+            raise
         record = self.recent.start(live.id, key, ttl)
         env = self.env if max_steps is None else dataclasses.replace(self.env, max_steps=max_steps)
         if publisher is not None:

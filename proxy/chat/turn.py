@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from memory.agents import LiveAgent
-from memory.context import content_text, encode_messages, encode_request, media_parts
+from memory.context import encode_messages, encode_request
 from memory.models import Changes, Message, Run, new_id, utcnow
 from memory.store import FenceLost
-from proxy.chat.new_input import NewInput, already_held, pending_client_calls
+from proxy.chat.new_input import NewInput
 from proxy.chat.protocol import RELAYED_DELTA_FIELDS, ChatRequest
 from proxy.chat.request_head import request_head, request_tools
 from proxy.chat.said import ModelOutput, add_usage, chunk_usage
@@ -21,8 +21,11 @@ from proxy.errors import APIError
 from proxy.metrics import Metrics
 from proxy.upstream import UpstreamError
 from tools.registry import ToolContext
+from proxy.chat.turn_rules import Call, RulesMixin
+from tools.rules import FREE, Called, Rules, StepPlan, load
 
 log = logging.getLogger("memproxy.turn")
+_NO_RULES = Rules()
 
 
 class TurnSink(Protocol):
@@ -43,17 +46,6 @@ class TurnSink(Protocol):
 
 
 @dataclass
-class _Call:
-    id: str
-    name: str
-    arguments: list[str] = field(default_factory=list)
-    client: bool = False
-
-    def wire(self) -> dict[str, Any]:
-        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": "".join(self.arguments)}}
-
-
-@dataclass
 class TurnEnv:
     """What a turn needs from the runtime."""
 
@@ -68,7 +60,7 @@ class TurnEnv:
     metrics: Metrics = field(default_factory=Metrics)
 
 
-class Turn:
+class Turn(RulesMixin):
     def __init__(self, env: TurnEnv, live: LiveAgent, request: ChatRequest, new_input: NewInput,
                  sink: TurnSink, client_tools: dict[str, dict[str, Any]], run: Run | None = None) -> None:
         self.env = env
@@ -90,6 +82,10 @@ class Turn:
         self._accepted = False
         self._estimate = 0
         self._partial = ""
+        self.rules = Rules(load(live.agent.tool_rules)) if live.agent.tool_rules else _NO_RULES
+        self.plan: StepPlan = FREE  # what the agent's tool rules allow on the current step
+        self._forced: StepPlan | None = None
+        self.approved_ran: list[str] = []  # tools the client approved that ran before the first step
 
     # --- bookkeeping ------------------------------------------------------------------------
     def _add(self, role: str, content: str | None = None, **kw: Any) -> Message:
@@ -107,10 +103,15 @@ class Turn:
         logs.run_id.set(self.run.id)
         reason = "stop"
         try:
-            self._take_input()
-            while True:
+            await self._take_input()
+            # An approved exit_loop tool ends the turn as soon as it has run.
+            done = self.rules.active and self.rules.exits(self.approved_ran, self._called())
+            while not done:
                 self.steps += 1
                 self.run.steps = self.steps
+                if self.rules.active:
+                    self.plan = self._forced or self.rules.plan(self.live.agent.tools, self._called())
+                    self._forced = None
                 content, calls, upstream_finish, said = await self._step()
                 server_calls = [c for c in calls if not c.client]
                 client_calls = [c for c in calls if c.client]
@@ -118,12 +119,16 @@ class Turn:
                 if calls:
                     if client_calls:
                         metadata["client_tool_calls"] = [c.id for c in client_calls]
+                    if any(c.approval for c in client_calls):
+                        metadata["approval_tool_calls"] = [c.id for c in client_calls if c.approval]
                     self._add("assistant", content or None, tool_calls=[c.wire() for c in calls],
                               metadata=metadata or None)
-                    await self._run_server_tools(server_calls)
+                    ran = await self._run_server_tools(server_calls)
                     if client_calls:
                         reason = "tool_calls"
                         break
+                    if self.rules.active and self.rules.exits(ran, self._called()):
+                        break  # an exit_loop tool ran: the turn ends here, reason "stop"
                     if self.steps >= self.env.max_steps:
                         reason = "length"
                         break
@@ -132,6 +137,12 @@ class Turn:
                 self._add("assistant", content or said.transcript or None, metadata=metadata or None)
                 # The model's own reason (length, content_filter...); only the loop itself says tool_calls.
                 reason = upstream_finish if upstream_finish not in (None, "tool_calls", "function_call") else "stop"
+                if self.rules.active and self.rules.before_exit(self.live.agent.tools, self._called()):
+                    # required_before_exit: no final answer while a required tool has not run; force it.
+                    if self.steps < self.env.max_steps:
+                        self._forced = self.rules.before_exit(self.live.agent.tools, self._called())
+                        continue
+                    reason = "length"
                 break
         except asyncio.CancelledError:
             await asyncio.shield(self._save_interrupted())
@@ -144,35 +155,7 @@ class Turn:
             return
         await self._complete(reason)
 
-    def _take_input(self) -> None:
-        pending = pending_client_calls(self.live)
-        answered: set[str] = set()
-        for result in self.new_input.tool_results:
-            call_id = result.get("tool_call_id")
-            if call_id is None and result.get("role") == "function":
-                # Legacy function results carry only the function's name.
-                call_id = next((i for i, n in pending.items() if n == result.get("name") and i not in answered), None)
-            if call_id in pending and call_id not in answered:
-                answered.add(call_id)
-                content = result.get("content")
-                text = content if isinstance(content, str) else content_text(content)
-                parts = media_parts(content)
-                self._add("tool", text, tool_call_id=call_id, name=pending[call_id],
-                          metadata={"parts": parts} if parts else None)
-        for call_id, name in pending.items():
-            if call_id not in answered:
-                # A dangling tool call would make the upstream reject the history: close it explicitly.
-                self._add("tool", "Error: the client did not return a result for this tool call; it was abandoned.",
-                          tool_call_id=call_id, name=name, metadata={"abandoned": True})
-        texts = [m.get("content") if isinstance(m.get("content"), str) else content_text(m.get("content"))
-                 for m in self.new_input.user]
-        skip = 0 if answered or pending else already_held(self.live, texts)
-        for message, text in list(zip(self.new_input.user, texts))[skip:]:
-            parts = media_parts(message.get("content"))
-            self._add("user", text, name=message.get("name") if isinstance(message.get("name"), str) else None,
-                      metadata={"parts": parts} if parts else None)
-
-    async def _step(self) -> tuple[str, list[_Call], str | None, ModelOutput]:
+    async def _step(self) -> tuple[str, list[Call], str | None, ModelOutput]:
         try:
             return await self._call_upstream(await self._request_body())
         except UpstreamError as exc:
@@ -182,9 +165,9 @@ class Turn:
         # The model said the context is too long although we counted it in: evict harder, try once more.
         return await self._call_upstream(await self._request_body(harder=True))
 
-    async def _call_upstream(self, body: bytes) -> tuple[str, list[_Call], str | None, ModelOutput]:
+    async def _call_upstream(self, body: bytes) -> tuple[str, list[Call], str | None, ModelOutput]:
         parts: list[str] = []
-        calls: dict[int, _Call] = {}
+        calls: dict[int, Call] = {}
         finish: str | None = None
         said = ModelOutput()
         wants_logprobs = self.request.logprobs
@@ -241,14 +224,15 @@ class Turn:
             self.upstream_s += time.perf_counter() - t0
         return "".join(parts), [calls[i] for i in sorted(calls)], finish, said
 
-    def _tool_delta(self, calls: dict[int, _Call], tc: dict[str, Any]) -> None:
+    def _tool_delta(self, calls: dict[int, Call], tc: dict[str, Any]) -> None:
         index = tc.get("index", len(calls))
         fn = tc.get("function") or {}
         call = calls.get(index)
         if call is None:
             name = fn.get("name") or ""
-            call = _Call(id=tc.get("id") or f"call_{new_id('x')[2:26]}", name=name,
-                         client=name in self.client_tools)
+            approval = self._needs_approval(name)
+            call = Call(id=tc.get("id") or f"call_{new_id('x')[2:26]}", name=name,
+                         client=approval or name in self.client_tools, approval=approval)
             calls[index] = call
             if call.client:
                 self.sink.tool_call_start(self._client_index(calls, index), call.id, name)
@@ -261,31 +245,47 @@ class Turn:
                 self.sink.tool_call_arguments(self._client_index(calls, index), fragment)
 
     @staticmethod
-    def _client_index(calls: dict[int, _Call], index: int) -> int:
+    def _client_index(calls: dict[int, Call], index: int) -> int:
         # The client numbers only its own calls, 0..n-1, whatever server calls sit between them.
         return sum(1 for i, c in calls.items() if c.client and i < index)
 
-    async def _run_server_tools(self, calls: list[_Call]) -> None:
+    async def _run_server_tools(self, calls: list[Call], approved: bool = False) -> list[str]:
+        """Run the calls in order (later calls may depend on earlier edits); the names of those that ran."""
+        ran: list[str] = []
         if not calls:
-            return
-        self.sink.working()
+            return ran
+        if not approved:  # an approved call runs before the upstream accepted: no bytes may precede its answer
+            self.sink.working()
         ctx = ToolContext(memory=self.env.memory, live=self.live, longterm=self.env.longterm, run_id=self.run.id)
+        check = self.rules.active and not approved
+        called = self._called() if check else []
         t0 = time.perf_counter()
-        for call in calls:  # in order: later calls may depend on earlier edits
-            self.sink.server_tool_call(call.id, call.name, "".join(call.arguments))
-            outcome = await self.env.registry.execute(ctx, call.name, "".join(call.arguments))
+        for call in calls:
+            arguments = "".join(call.arguments)
+            self.sink.server_tool_call(call.id, call.name, arguments)
+            refusal = self.rules.refusal(self.plan, call.name, called) if check else None
+            if refusal is not None:  # the model ignored what the rules offered: not run, and it reads why
+                self.sink.tool_return(call.id, call.name, refusal, False)
+                self._add("tool", refusal, tool_call_id=call.id, name=call.name,
+                          metadata={"error": True, "refused": True})
+                continue
+            outcome = await self.env.registry.execute(ctx, call.name, arguments)
             self.sink.tool_return(call.id, call.name, outcome.text, outcome.ok)
             self._add("tool", outcome.text, tool_call_id=call.id, name=call.name,
                       metadata=None if outcome.ok else {"error": True})
+            called.append(Called(call.name, outcome.text))
+            ran.append(call.name)
         elapsed = time.perf_counter() - t0
         self.tool_s += elapsed
         self.env.metrics.tool_step.observe(elapsed)
+        return ran
 
     def _tools(self) -> list[dict[str, Any]]:
         return request_tools(self.env, self.live, self.request)
 
     async def _request_body(self, harder: bool = False) -> bytes:
-        head, tools = request_head(self.env, self.live, self.request, first_step=self.steps <= 1)
+        head, tools = request_head(self.env, self.live, self.request, first_step=self.steps <= 1,
+                                   plan=self.plan if self.rules.active else None)
         if self.env.budget is not None:
             budget = await self.env.budget.ensure_fits(self.live, lambda: self.env.memory.system_prompt(self.live),
                                                        self.new_input.instructions, tools, harder=harder)

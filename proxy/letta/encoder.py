@@ -143,9 +143,9 @@ class LettaSink:
 
     def finish(self, reason: str, usage: dict[str, Any]) -> None:
         self._flush()
-        for index in sorted(self._calls):  # client tool calls end the turn: Letta shows them as it stops
+        for index in sorted(self._calls):  # calls waiting for approval end the turn: Letta shows them as it stops
             wire = self._calls[index]
-            self._send(self._message("tool_call_message", tool_call=wire, tool_calls=[wire]))
+            self._send(self._message("approval_request_message", tool_call=wire, tool_calls=[wire]))
         self.started = self.ended = True
         self.stop = {"message_type": "stop_reason", "stop_reason": stop_reason(reason, self.steps, self.max_steps)}
         prompt, completion = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)

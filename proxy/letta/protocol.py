@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, get_args
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from proxy.api.operations import RequestBody
@@ -93,8 +94,11 @@ def _chat_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
         where = f"messages[{i}]"
         if not isinstance(message, dict):
             raise _invalid(where, "must be an object")
+        if message.get("type") == "approval":
+            out.extend(_approvals(message, where))
+            continue
         if message.get("type") not in (None, "message"):
-            raise _refuse(f"{where}.type", "must be \"message\": approvals are not supported by memproxy")
+            raise _refuse(f"{where}.type", "must be \"message\" or \"approval\"")
         unknown = sorted(set(message) - _MESSAGE_FIELDS)
         if unknown:
             raise _refuse(f"{where}.{unknown[0]}", "is not a message field memproxy accepts")
@@ -105,6 +109,37 @@ def _chat_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
         if isinstance(message.get("name"), str):
             wire["name"] = message["name"]
         out.append(wire)
+    return out
+
+
+_APPROVAL_FIELDS = frozenset({"type", "approvals", "approve", "approval_request_id", "reason", "group_id", "otid"})
+
+
+def _approvals(message: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    """Letta's ApprovalCreate as the tool messages the turn engine takes: content {"approve", "reason"}."""
+    unknown = sorted(set(message) - _APPROVAL_FIELDS)
+    if unknown:
+        raise _refuse(f"{where}.{unknown[0]}", "is not an approval field memproxy accepts")
+    items = message.get("approvals")
+    if not isinstance(items, list) or not items:
+        raise _invalid(f"{where}.approvals", "must be a non-empty list of {type: \"approval\", tool_call_id, approve, "
+                       "reason} (the deprecated approve/approval_request_id form is not supported)")
+    out: list[dict[str, Any]] = []
+    for j, item in enumerate(items):
+        at = f"{where}.approvals[{j}]"
+        if not isinstance(item, dict) or item.get("type", "approval") != "approval":
+            raise _refuse(at, "must be an approval ({type: \"approval\", tool_call_id, approve, reason})")
+        call_id, approve, reason = item.get("tool_call_id"), item.get("approve"), item.get("reason")
+        if not isinstance(call_id, str) or not call_id:
+            raise _invalid(f"{at}.tool_call_id", "must be the id of the tool call waiting for approval")
+        if not isinstance(approve, bool):
+            raise _invalid(f"{at}.approve", "must be true or false")
+        if reason is not None and not isinstance(reason, str):
+            raise _invalid(f"{at}.reason", "must be a string")
+        decision: dict[str, Any] = {"approve": approve}
+        if reason:
+            decision["reason"] = reason
+        out.append({"role": "tool", "tool_call_id": call_id, "content": orjson.dumps(decision).decode()})
     return out
 
 
@@ -137,13 +172,18 @@ def _content(content: Any, where: str) -> Any:
 
 
 class MessageCreate(BaseModel):
-    """One of Letta's MessageCreate: a user (or system) message; approvals are refused by name."""
+    """One of Letta's MessageCreate (a user or system message: `role`, `content`), or its ApprovalCreate
+    (`type: "approval"`, `approvals: [{type: "approval", tool_call_id, approve, reason}]`)."""
 
     model_config = ConfigDict(extra="allow", strict=True)
 
-    type: Literal["message"] | None = None
-    role: Literal["user", "system"]
-    content: str | list[dict[str, Any]]
+    type: Literal["message", "approval"] | None = None
+    role: Literal["user", "system"] | None = None
+    content: str | list[dict[str, Any]] | None = None
+    approvals: list[dict[str, Any]] | None = None
+    approve: bool | None = None
+    approval_request_id: str | None = None
+    reason: str | None = None
     name: str | None = None
     otid: str | None = None
     sender_id: str | None = None

@@ -99,7 +99,8 @@ def test_export_then_import_over_http_recreates_the_agent_with_new_ids(
     agent = create_agent(name="af-source", system="You are a test agent.", model="sim-small", tags=["t"],
                          memory_blocks=[{"label": "human", "value": "Name: Ada", "limit": 200},
                                         {"label": "persona", "value": "I am helpful.", "read_only": True}],
-                         secrets={"API_TOKEN": "s3cret"})
+                         secrets={"API_TOKEN": "s3cret"},
+                         tool_rules=[{"type": "max_count_per_step", "tool_name": "memory_insert", "max_count_limit": 5}])
     script = [{"tool_calls": [{"name": "memory_insert", "arguments": {"label": "human", "new_str": "Likes tea."}}]},
               {"reply": "Noted."}]
     chat = http.post("/v1/chat/completions", headers=sim_headers(script=script),
@@ -113,7 +114,8 @@ def test_export_then_import_over_http_recreates_the_agent_with_new_ids(
     assert [b["value"] for b in document["blocks"]] == ["Name: Ada\nLikes tea.", "I am helpful."]
     assert [m["role"] for m in af["messages"]] == ["system", "user", "assistant", "tool", "assistant"]
     assert af["messages"][2]["tool_calls"][0]["function"]["name"] == "memory_insert"
-    assert {r["type"] for r in af["tool_rules"]} == {"continue_loop"}
+    assert af["tool_rules"] == [{"tool_name": "memory_insert", "type": "max_count_per_step", "prompt_template": None,
+                                 "max_count_limit": 5}]
     assert {t["name"] for t in document["tools"]} == set(af and [t["name"] for t in document["tools"]])
 
     imported = upload(http, document)
@@ -210,7 +212,8 @@ def _mutate(path: str, value: Any) -> dict[str, Any]:
     (_mutate("agents", "nope"), 400, "agents"),
     (_mutate("surprise", 1), 400, "surprise"),
     (_mutate("groups", [{"id": "group-0"}]), 400, "groups"),
-    (_mutate("agents.0.tool_rules.0.type", "exit_loop"), 400, "agents[0].tool_rules[0].type"),
+    (_mutate("agents.0.tool_rules.0.type", "teleport"), 422, "agents[0].tool_rules[0].type"),
+    (_mutate("agents.0.tool_rules.0.type", "max_count_per_step"), 422, "agents[0].tool_rules[0].max_count_limit"),
     (_mutate("agents.0.messages.1.role", "approval"), 400, "agents[0].messages[1].role"),
     (_mutate("agents.0.messages.1.content", [{"type": "image", "source": {}}]), 400, "agents[0].messages[1].content[0]"),
     (_mutate("agents.0.block_ids", ["block-9"]), 400, "agents[0].block_ids[0]"),

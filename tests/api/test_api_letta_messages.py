@@ -18,7 +18,7 @@ def _send(base: str, agent: str, body: dict, path: str = "", **sim: object) -> h
     ({"messages": [{"role": "user", "content": "x"}], "background": True}, "background"),
     ({"messages": [{"role": "user", "content": "x"}], "no_such_field": 1}, "no_such_field"),
     ({"messages": [{"role": "user", "content": "x", "mood": "happy"}]}, "messages[0].mood"),
-    ({"messages": [{"type": "approval", "approve": True}]}, "messages[0].type"),
+    ({"messages": [{"type": "approval", "approve": True}]}, "messages[0].approvals"),
     ({"messages": [{"role": "assistant", "content": "x"}]}, "messages[0].role"),
     ({"messages": [{"role": "user", "content": "x"}], "include_return_message_types": ["nope"]},
      "include_return_message_types[0]"),
@@ -79,8 +79,8 @@ def test_a_retry_with_the_same_key_replays_the_turn_instead_of_running_it_again(
 
 def test_agent_fields_memproxy_cannot_honour_are_refused_by_name(server) -> None:
     base = server.base_url
-    for field, value in (("enable_sleeptime", True), ("tool_rules", [{"type": "exit_loop", "tool_name": "x"}]),
-                         ("agent_type", "memgpt_agent"), ("identity_ids", ["identity-1"]), ("made_up", 1)):
+    for field, value in (("enable_sleeptime", True), ("agent_type", "memgpt_agent"), ("identity_ids", ["identity-1"]),
+                         ("made_up", 1)):
         response = httpx.post(base + "/v1/agents/", json={"name": "x", field: value}, timeout=10)
         assert response.status_code == 400 and response.json()["error"]["param"] == field, response.text
     agent = create_agent(base, enable_sleeptime=False, tool_rules=[], agent_type="letta_v1_agent")

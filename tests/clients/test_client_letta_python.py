@@ -208,3 +208,23 @@ def test_timezone_dates_the_memory_and_initial_messages_open_history(server: Any
             [("user", "My name is Ada."), ("assistant", "Hello Ada!")]
         history = list(client.agents.messages.list(agent.id, order="asc"))
         assert [m.message_type for m in history[:2]] == ["user_message", "assistant_message"]
+
+
+def test_tool_rules_and_an_approval_round_trip_validate(server: Any) -> None:
+    client = letta(server, script=[{"tool_calls": [MEMORY_EDIT]}, {"reply": "Noted: you like tea."}])
+    agent = new_agent(client, tool_rules=[{"type": "max_count_per_step", "tool_name": "memory_insert",
+                                           "max_count_limit": 3}])
+    try:
+        assert agent.tool_rules[0].type == "max_count_per_step"
+        updated = client.agents.tools.update_approval("memory_insert", agent_id=agent.id, body_requires_approval=True)
+        assert [r.type for r in updated.tool_rules] == ["max_count_per_step", "requires_approval"]
+        first = client.agents.messages.create(agent.id, messages=[{"role": "user", "content": "I like tea"}])
+        request = [m for m in first.messages if m.message_type == "approval_request_message"]
+        assert first.stop_reason.stop_reason == "requires_approval" and len(request) == 1
+        call_id = request[0].tool_call.tool_call_id
+        second = client.agents.messages.create(agent.id, messages=[
+            {"type": "approval", "approvals": [{"type": "approval", "tool_call_id": call_id, "approve": True}]}])
+        assert [m.message_type for m in second.messages] == ["tool_return_message", "assistant_message"]
+        assert client.agents.blocks.retrieve("human", agent_id=agent.id).value.endswith("Likes tea.")
+    finally:
+        httpx.delete(f"{server.base_url}/v1/agents/{agent.id}", timeout=10)

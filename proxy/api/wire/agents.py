@@ -47,6 +47,10 @@ class AgentUpdate(RequestBody):
     secrets: ToolEnv | None = Field(None, description="tool environment variables: {KEY: value} or "
                                     "[{key, value}]")
     tool_exec_environment_variables: ToolEnv | None = Field(None, description="the older name of `secrets`")
+    tool_rules: list[Any] | None = Field(None, description="Letta's tool rules (run_first, exit_loop, "
+                                         "continue_loop, constrain_child_tools, max_count_per_step, "
+                                         "required_before_exit, conditional, parent_last_tool, requires_approval); "
+                                         "checked field by field (422 naming it)")
 
 
 class InitialMessage(BaseModel):

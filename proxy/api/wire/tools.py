@@ -22,6 +22,8 @@ class ToolUpdate(RequestBody):
     metadata: Metadata | None = None
     return_char_limit: Annotated[int, Field(ge=1, le=MAX_INT)] | None = None
     source_type: Literal["python"] | None = None
+    default_requires_approval: bool | None = Field(None, description="agents this tool is attached to from now "
+                                                   "on wait for a human's approval before it runs")
 
 
 class ToolCreate(ToolUpdate):
