@@ -25,6 +25,7 @@ serve: $(SERVE_STAMP)
 	$(BIN)/memproxy serve $(ARGS)
 
 test: $(TEST_STAMP)
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(MAKE) test-postgres
 	$(MAKE) test-workers

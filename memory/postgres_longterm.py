@@ -140,7 +140,7 @@ class PostgresLongTermMemory(LongTermMemory):
         if not passages:
             return []
         vectors = await self._embed([p.text for p in passages], self.write_embed_timeout)
-        columns = [[p.id for p in passages], [p.agent_id for p in passages], [p.text for p in passages],
+        columns: list[list[Any]] = [[p.id for p in passages], [p.agent_id for p in passages], [p.text for p in passages],
                    [json.dumps(p.tags) for p in passages], [p.created_at for p in passages],
                    [json.dumps(p.metadata) for p in passages]]
         await self._insert("passages", "id, agent_id, text, tags, created_at, metadata",
@@ -285,7 +285,7 @@ class PostgresLongTermMemory(LongTermMemory):
     async def _write_recall(self, batch: list[RecallRecord]) -> None:
         records = list({record.id: record for record in batch}.values())  # the last version of a message wins
         vectors = await self._embed([r.text or "" for r in records], self.recall_embed_timeout)
-        columns = [[r.id for r in records], [r.agent_id for r in records], [r.role for r in records],
+        columns: list[list[Any]] = [[r.id for r in records], [r.agent_id for r in records], [r.role for r in records],
                    [r.text or "" for r in records], [_utc(r.created_at) for r in records]]
         await self._insert("recall", "id, agent_id, role, text, created_at", "u.id, u.agent_id, u.role, u.text,"
                            " u.created_at", "$1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]",

@@ -108,7 +108,7 @@ async def _start_embedded_simulator() -> tuple[Any, str]:
     port = sock.getsockname()[1]
     config = uvicorn.Config(build_sim_app(SimConfig()), log_level="warning", access_log=False, lifespan="off")
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
     task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
     while not server.started and not task.done():
         await asyncio.sleep(0.01)

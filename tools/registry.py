@@ -167,10 +167,8 @@ def default_registry() -> ToolRegistry:
     from tools.memory_tools import MEMORY_TOOLS
 
     registry = ToolRegistry(list(MEMORY_TOOLS))
-    try:
-        from tools.search_tools import SEARCH_TOOLS
-    except ImportError:
-        SEARCH_TOOLS = []
+    from tools.search_tools import SEARCH_TOOLS
+
     for tool in SEARCH_TOOLS:
         registry.add(tool)
     return registry

@@ -102,7 +102,8 @@ def _names(value: Any, param: str) -> tuple[str, ...]:
 def parse_rule(raw: Any, where: str) -> ToolRule:
     if not isinstance(raw, dict):
         raise RuleError(f"`{where}` must be a tool rule object", where)
-    kind = _ALIASES.get(raw.get("type"), raw.get("type"))
+    given = raw.get("type")
+    kind = _ALIASES.get(given, given) if isinstance(given, str) else given
     if kind not in RULE_TYPES:
         raise RuleError(f"`{where}.type` must be one of {', '.join(RULE_TYPES)} (got {raw.get('type')!r})",
                         f"{where}.type")

@@ -52,10 +52,10 @@ async def conversation_search(ctx: ToolContext, args: dict[str, Any]) -> str:
     try:
         hits = await _longterm(ctx).search_recall(
             ctx.live.id, _query(args), roles=roles, limit=_count(args, "limit", 10),
-            start=args.get("start_date"), end=args.get("end_date"), tz=ctx.timezone)
+            start=args.get("start_date"), end=args.get("end_date"), tz=ctx.timezone or "UTC")
     except ValueError as exc:
         raise ToolError(f"bad date filter: {exc}") from None
-    return format_conversation_search(hits, tz=ctx.timezone)
+    return format_conversation_search(hits, tz=ctx.timezone or "UTC")
 
 
 async def archival_memory_insert(ctx: ToolContext, args: dict[str, Any]) -> str:
@@ -76,10 +76,10 @@ async def archival_memory_search(ctx: ToolContext, args: dict[str, Any]) -> str:
         hits = await _longterm(ctx).search_passages(
             ctx.live.id, _query(args), tags=_strings(args, "tags"), tag_match_mode=mode,
             top_k=_count(args, "top_k", 10), start=args.get("start_datetime"), end=args.get("end_datetime"),
-            tz=ctx.timezone)
+            tz=ctx.timezone or "UTC")
     except ValueError as exc:
         raise ToolError(f"bad date filter: {exc}") from None
-    return format_archival_search(hits, tz=ctx.timezone)
+    return format_archival_search(hits, tz=ctx.timezone or "UTC")
 
 
 def _schema(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:

@@ -88,8 +88,8 @@ class LanceLongTermMemory(LongTermMemory):
         self.reopen_interval = reopen_interval
         self._last_reopen = time.monotonic()
         self._db: Any = None
-        self._passages: MemoryTable | None = None
-        self._recall: MemoryTable | None = None
+        self._passages_table: MemoryTable | None = None  # None until open()
+        self._recall_table: MemoryTable | None = None
         self._queue = RecallQueue(self._write_recall, interval=recall_interval)
         self._replace_ids: set[str] = set()  # queued ids that may already be in the table
         self._tasks: list[asyncio.Task[None]] = []
@@ -113,12 +113,24 @@ class LanceLongTermMemory(LongTermMemory):
         with the session. Costs one cold index load on the next search."""
         session = self._new_session()
         db = await lancedb.connect_async(self.path, session=session)
-        for table in (self._passages, self._recall):
+        for table in (self._passages_table, self._recall_table):
             if table is not None:
                 await table.reopen(db)
         # Not closed: reads still running on the old connection finish, then it is freed with its last reference.
         self._db, self._session = db, session
         self._last_reopen = time.monotonic()
+
+    @property
+    def _passages(self) -> MemoryTable:
+        if self._passages_table is None:
+            raise RuntimeError("long-term memory used before open()")
+        return self._passages_table
+
+    @property
+    def _recall(self) -> MemoryTable:
+        if self._recall_table is None:
+            raise RuntimeError("long-term memory used before open()")
+        return self._recall_table
 
     @property
     def cache_bytes(self) -> int:
@@ -128,7 +140,7 @@ class LanceLongTermMemory(LongTermMemory):
     async def memory_figures(self) -> dict[str, float]:
         """LanceDB's cache (MB), queued recall rows and each table's version (for the memory report)."""
         figures: dict[str, float] = {"lance_cache": self.cache_bytes / 2**20, "recall_queue": len(self._queue)}
-        for table in (self._passages, self._recall):
+        for table in (self._passages_table, self._recall_table):
             if table is not None and table.exists:
                 figures[f"{table.name}_version"] = await table.table.version()
         return figures
@@ -137,8 +149,8 @@ class LanceLongTermMemory(LongTermMemory):
     async def open(self) -> None:
         self._db = await lancedb.connect_async(self.path, session=self._session)
         names = set((await self._db.list_tables()).tables)
-        self._passages = MemoryTable(self._db, "passages", PASSAGE_SCHEMA)
-        self._recall = MemoryTable(self._db, "recall", RECALL_SCHEMA)
+        self._passages_table = MemoryTable(self._db, "passages", PASSAGE_SCHEMA)
+        self._recall_table = MemoryTable(self._db, "recall", RECALL_SCHEMA)
         for table in (self._passages, self._recall):
             await table.open_existing(names)
 
@@ -224,7 +236,7 @@ class LanceLongTermMemory(LongTermMemory):
         for cursor, is_after in ((after, True), (before, False)):
             if cursor:
                 anchor = await self.get_passage(agent_id, cursor)
-                if anchor is None:
+                if anchor is None or anchor.created_at is None:  # stored passages always have a time
                     return []
                 # In descending listings "after" means older.
                 later = sql.after_row if is_after == ascending else sql.before_row

@@ -107,7 +107,7 @@ class MemoryTable:
             fits = vectors is not None and self.dim == dim
             for i, row in enumerate(rows):
                 row["embedded"] = fits
-                row[VECTOR] = vectors[i] if fits else None
+                row[VECTOR] = vectors[i] if fits and vectors is not None else None
             await (self.upsert(rows) if upsert else self.add(rows))
         return fits or vectors is None
 

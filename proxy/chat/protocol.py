@@ -136,7 +136,8 @@ def _check_message_fields(message: dict[str, Any], i: int) -> None:
     for name, types in _MESSAGE_FIELD_TYPES.items():
         value = message.get(name)
         if value is not None and not isinstance(value, types):
-            kinds = " or ".join({str: "a string", list: "an array", dict: "an object"}[t] for t in types)
+            names: dict[type, str] = {str: "a string", list: "an array", dict: "an object"}
+            kinds = " or ".join(names[t] for t in types)
             raise APIError(400, f"messages[{i}].{name} must be {kinds}", param=f"messages[{i}].{name}",
                            code="invalid_messages")
     for call in message.get("tool_calls") or ():

@@ -70,8 +70,7 @@ class RulesMixin:
                 # A dangling tool call would make the upstream reject the history: close it explicitly.
                 self._add("tool", "Error: the client did not return a result for this tool call; it was abandoned.",
                           tool_call_id=call_id, name=name, metadata={"abandoned": True})
-        texts = [m.get("content") if isinstance(m.get("content"), str) else content_text(m.get("content"))
-                 for m in self.new_input.user]
+        texts = [content_text(m.get("content")) for m in self.new_input.user]
         skip = 0 if answered or pending else already_held(self.live, texts)
         for message, text in list(zip(self.new_input.user, texts))[skip:]:
             parts = media_parts(message.get("content"))

@@ -195,7 +195,8 @@ def plan_reply(
     )
     default = echo_pieces(markers.text, options.get("reply_tokens", config.reply_tokens))
     salt = f"{len(messages)}:{step_index}"
-    pieces, calls = default, []
+    pieces: list[str] = default
+    calls: list[ToolCallPlan] = []
     if "script" in options:
         script = options["script"]
         if not isinstance(script, list):
