@@ -30,6 +30,10 @@ def _require_tool(rt: Runtime, tool_id: str) -> ServerTool:
 
 
 def _custom(tool: ServerTool) -> Tool:
+    if tool.kind == "mcp":
+        server = (tool.record or {}).get("server_name") if isinstance(tool.record, dict) else None
+        raise APIError(400, f"{tool.name!r} belongs to the MCP server {server!r}: its server defines it; delete the "
+                       "server (DELETE /v1/mcp-servers/{id}) to remove its tools", code="mcp_tool")
     if tool.kind != "custom":
         raise APIError(400, f"{tool.name!r} is a built-in tool and cannot be changed or deleted",
                        code="builtin_tool")

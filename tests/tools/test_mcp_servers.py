@@ -64,6 +64,10 @@ def test_a_streamable_http_server_is_registered_listed_and_its_secrets_are_never
     tool = registered.json()
     assert tool["name"] == "auth_seen" and tool["tool_type"] == "external_mcp"
     assert httpx.get(f"{server.base_url}/v1/tools/{tool['id']}").json()["id"] == tool["id"]
+    refused = httpx.delete(f"{server.base_url}/v1/tools/{tool['id']}")  # its server owns it
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "mcp_tool"
+    assert "http-secrets" in refused.json()["error"]["message"]
+    assert httpx.get(f"{server.base_url}/v1/tools/{tool['id']}").status_code == 200
     result = server.call(server.rt.mcp.call(created["id"], "auth_seen", {}))
     assert result == f"auth={len(TOKEN)}:{TOKEN[-4:]} custom={len(CUSTOM)}:{CUSTOM[-4:]}"
     # Registering again is the same tool, not a clash.
