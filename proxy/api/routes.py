@@ -25,7 +25,7 @@ from proxy.api.wire.common import Deleted, PageQuery
 from proxy.api.wire.messages import LettaMessage, MessageListQuery, Run, RunListQuery
 from proxy.api.wire.service import (Compaction, ContextWindow, Health, LettaModel, OpenAIModelList, PreviewRequest,
                                     SummarizeRequest)
-from proxy.api.wire.tools import Tool, ToolCreate, ToolListQuery, ToolUpdate
+from proxy.api.wire.tools import ApprovalQuery, ApprovalUpdate, Tool, ToolCreate, ToolListQuery, ToolUpdate
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -109,11 +109,13 @@ operations: list[Operation] = [
     Operation("GET", "/v1/runs/", runs.list_runs, "List runs, newest first", _R, query=RunListQuery,
               response=list[Run]),
     Operation("GET", "/v1/runs/{run_id}", runs.get_run, "Retrieve a run", _R, response=Run),
+    Operation("PATCH", _AGENT + "/tools/approval/{tool_name}", tool_rules.modify_approval,
+              "Require (or stop requiring) approval before a tool runs", _T, body=ApprovalUpdate,
+              body_required=False, query=ApprovalQuery, response=AgentState),
 ]
 
 # Not yet typed (hand-validated, missing from /openapi.json): convert them as proxy/api/operations.py says.
 untyped: list[Route] = [
-    *both(_AGENT + "/tools/approval/{tool_name}", tool_rules.modify_approval, "PATCH"),
     *both("/v1/mcp-servers", mcp_servers.create_mcp_server, "POST"),
     *both("/v1/mcp-servers", mcp_servers.list_mcp_servers, "GET"),
     *both("/v1/mcp-servers/{mcp_server_id}", mcp_servers.get_mcp_server, "GET"),

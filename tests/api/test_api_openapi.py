@@ -100,7 +100,8 @@ def test_every_operation_against_its_schema(server: Any, http: httpx.Client) -> 
     assert turn.status_code == 200, turn.text
     run_id = turn.headers["x-memproxy-run-id"]
     # Real ids in the path, so generated bodies reach the handlers (DELETEs keep generated ids: the fixtures stay).
-    ids = {"agent_id": agent, "block_id": block["id"], "tool_id": tool["id"], "block_label": "human", "run_id": run_id}
+    ids = {"agent_id": agent, "block_id": block["id"], "tool_id": tool["id"], "block_label": "human", "run_id": run_id,
+           "tool_name": "memory_insert"}
     schema = schemathesis.openapi.from_url(base + "/openapi.json")
     statuses: dict[str, set[int]] = {}
     failures: list[str] = []
