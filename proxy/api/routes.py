@@ -12,7 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from proxy.api import (agent_files, agents, archival, blocks, context, core_memory, mcp_servers, messages, runs,
+from proxy.api import (agent_files, agents, archival, blocks, context, core_memory, mcp_servers, messages, run_stream,
+                       runs,
                        tool_rules, tools)
 from proxy.api.health import health
 from proxy.api.models import letta_models, list_models
@@ -22,7 +23,7 @@ from proxy.api.wire.archival import (MessageHit, MessageSearch, Passage, Passage
                                      PassageSearchQuery, PassageSearchResponse)
 from proxy.api.wire.blocks import Block, BlockCreate, BlockListQuery, BlockUpdate
 from proxy.api.wire.common import Deleted, PageQuery
-from proxy.api.wire.messages import LettaMessage, MessageListQuery, Run, RunListQuery
+from proxy.api.wire.messages import LettaMessage, MessageListQuery, Run, RunListQuery, RunStreamRequest
 from proxy.api.wire.service import (Compaction, ContextWindow, Health, LettaModel, OpenAIModelList, PreviewRequest,
                                     SummarizeRequest)
 from proxy.api.wire.tools import ApprovalQuery, ApprovalUpdate, Tool, ToolCreate, ToolListQuery, ToolUpdate
@@ -112,6 +113,18 @@ operations: list[Operation] = [
     Operation("PATCH", _AGENT + "/tools/approval/{tool_name}", tool_rules.modify_approval,
               "Require (or stop requiring) approval before a tool runs", _T, body=ApprovalUpdate,
               body_required=False, query=ApprovalQuery, response=AgentState),
+    # Resumable runs (MEMPROXY_REDIS_URL): the events after `starting_after`, then the live run, as SSE.
+    Operation("POST", "/v1/runs/{run_id}/stream", run_stream.stream_run, "Resume a run's stream (Letta's body)", _R,
+              body=RunStreamRequest, body_required=False, stream=True, invalid_status=400,
+              errors=(400, 404, 410, 503)),
+    Operation("GET", "/v1/runs/{run_id}/stream", run_stream.stream_run,
+              "Resume a run's stream (`?starting_after=N` or `Last-Event-ID`)", _R, stream=True,
+              errors=(400, 404, 410, 503),
+              extra={"parameters": [{"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                                    {"name": "starting_after", "in": "query", "required": False,
+                                     "schema": {"type": "integer", "minimum": 0}},
+                                    {"name": "batch_size", "in": "query", "required": False,
+                                     "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}]}),
 ]
 
 # Not yet typed (hand-validated, missing from /openapi.json): convert them as proxy/api/operations.py says.
