@@ -18,7 +18,7 @@ from proxy.api import (agent_files, agents, archival, blocks, context, core_memo
 from proxy.api.health import health
 from proxy.api.models import letta_models, list_models
 from proxy.api.operations import Operation, routes_of
-from proxy.api.wire.agents import AgentCreate, AgentListQuery, AgentState, AgentUpdate
+from proxy.api.wire.agents import AgentCreate, AgentImport, AgentListQuery, AgentState, AgentUpdate
 from proxy.api.wire.archival import (MessageHit, MessageSearch, Passage, PassageCreate, PassageListQuery,
                                      PassageSearchQuery, PassageSearchResponse)
 from proxy.api.wire.blocks import Block, BlockCreate, BlockListQuery, BlockUpdate
@@ -113,6 +113,12 @@ operations: list[Operation] = [
     Operation("PATCH", _AGENT + "/tools/approval/{tool_name}", tool_rules.modify_approval,
               "Require (or stop requiring) approval before a tool runs", _T, body=ApprovalUpdate,
               body_required=False, query=ApprovalQuery, response=AgentState),
+    # Letta agent files (.af): the export is the file itself; the import is multipart (documented by hand).
+    Operation("GET", _AGENT + "/export", agent_files.export_agent, "Export an agent as a Letta agent file", _A,
+              response=dict, errors=(400, 404), extra={"parameters": agent_files.EXPORT_QUERY}),
+    Operation("POST", "/v1/agents/import", agent_files.import_agent, "Import a Letta agent file", _A,
+              response=AgentImport, errors=(400, 409, 413, 422),
+              extra={"requestBody": agent_files.IMPORT_BODY}),
     # Resumable runs (MEMPROXY_REDIS_URL): the events after `starting_after`, then the live run, as SSE.
     Operation("POST", "/v1/runs/{run_id}/stream", run_stream.stream_run, "Resume a run's stream (Letta's body)", _R,
               body=RunStreamRequest, body_required=False, stream=True, invalid_status=400,
@@ -136,7 +142,6 @@ untyped: list[Route] = [
     *both("/v1/mcp-servers/{mcp_server_id}/tools", mcp_servers.list_mcp_server_tools, "GET"),
     *both("/v1/mcp-servers/{mcp_server_id}/tools/{tool_id}", mcp_servers.get_mcp_server_tool, "GET"),
     *both("/v1/mcp-servers/{mcp_server_id}/tools/{tool_name}", mcp_servers.register_mcp_tool, "POST"),
-    *agent_files.routes,
 ]
 
 routes: list[Route] = [*routes_of(operations), *untyped]
