@@ -23,6 +23,7 @@ from proxy.api.wire.archival import (MessageHit, MessageSearch, Passage, Passage
                                      PassageSearchQuery, PassageSearchResponse)
 from proxy.api.wire.blocks import Block, BlockCreate, BlockListQuery, BlockUpdate
 from proxy.api.wire.common import Deleted, PageQuery
+from proxy.api.wire.mcp_servers import McpServer, McpServerCreate
 from proxy.api.wire.messages import LettaMessage, MessageListQuery, Run, RunListQuery, RunStreamRequest
 from proxy.api.wire.service import (Compaction, ContextWindow, Health, LettaModel, OpenAIModelList, PreviewRequest,
                                     SummarizeRequest)
@@ -40,6 +41,7 @@ def both(path: str, endpoint: Endpoint, method: str) -> list[Route]:
 _AGENT = "/v1/agents/{agent_id}"
 _CORE = _AGENT + "/core-memory/blocks"
 _A, _B, _T, _M, _R, _S = ("agents",), ("blocks",), ("tools",), ("messages",), ("runs",), ("server",)
+_MCP, _MC = "/v1/mcp-servers", ("mcp",)
 
 operations: list[Operation] = [
     Operation("GET", "/v1/health/", health, "Liveness, version and search mode", _S, response=Health, open=True,
@@ -113,6 +115,21 @@ operations: list[Operation] = [
     Operation("PATCH", _AGENT + "/tools/approval/{tool_name}", tool_rules.modify_approval,
               "Require (or stop requiring) approval before a tool runs", _T, body=ApprovalUpdate,
               body_required=False, query=ApprovalQuery, response=AgentState),
+    # MCP servers: a remote server is reached when its tools are asked for (502 when it cannot be).
+    Operation("POST", _MCP, mcp_servers.create_mcp_server, "Register an MCP server", _MC, body=McpServerCreate,
+              response=McpServer, errors=(400, 409, 422)),
+    Operation("GET", _MCP, mcp_servers.list_mcp_servers, "List MCP servers", _MC, response=list[McpServer],
+              errors=()),
+    Operation("GET", _MCP + "/{mcp_server_id}", mcp_servers.get_mcp_server, "Retrieve an MCP server", _MC,
+              response=McpServer, errors=(404,)),
+    Operation("DELETE", _MCP + "/{mcp_server_id}", mcp_servers.delete_mcp_server,
+              "Delete an MCP server (its tools are detached from every agent; 204, no body)", _MC, errors=(404,)),
+    Operation("GET", _MCP + "/{mcp_server_id}/tools", mcp_servers.list_mcp_server_tools,
+              "List the tools an MCP server offers now", _MC, response=list[Tool], errors=(404, 502)),
+    Operation("GET", _MCP + "/{mcp_server_id}/tools/{tool_id}", mcp_servers.get_mcp_server_tool,
+              "Retrieve one tool of an MCP server", _MC, response=Tool, errors=(404, 502)),
+    Operation("POST", _MCP + "/{mcp_server_id}/tools/{tool_name}", mcp_servers.register_mcp_tool,
+              "Register an MCP server's tool as a memproxy tool", _MC, response=Tool, errors=(400, 404, 409, 502)),
     # Letta agent files (.af): the export is the file itself; the import is multipart (documented by hand).
     Operation("GET", _AGENT + "/export", agent_files.export_agent, "Export an agent as a Letta agent file", _A,
               response=dict, errors=(400, 404), extra={"parameters": agent_files.EXPORT_QUERY}),
@@ -135,13 +152,6 @@ operations: list[Operation] = [
 
 # Not yet typed (hand-validated, missing from /openapi.json): convert them as proxy/api/operations.py says.
 untyped: list[Route] = [
-    *both("/v1/mcp-servers", mcp_servers.create_mcp_server, "POST"),
-    *both("/v1/mcp-servers", mcp_servers.list_mcp_servers, "GET"),
-    *both("/v1/mcp-servers/{mcp_server_id}", mcp_servers.get_mcp_server, "GET"),
-    *both("/v1/mcp-servers/{mcp_server_id}", mcp_servers.delete_mcp_server, "DELETE"),
-    *both("/v1/mcp-servers/{mcp_server_id}/tools", mcp_servers.list_mcp_server_tools, "GET"),
-    *both("/v1/mcp-servers/{mcp_server_id}/tools/{tool_id}", mcp_servers.get_mcp_server_tool, "GET"),
-    *both("/v1/mcp-servers/{mcp_server_id}/tools/{tool_name}", mcp_servers.register_mcp_tool, "POST"),
 ]
 
 routes: list[Route] = [*routes_of(operations), *untyped]
