@@ -18,7 +18,6 @@ from proxy.api.openapi import OPEN_PATHS as DOCS_PATHS
 from proxy.api.openapi import openapi_routes
 from proxy.api.routes import operations as management_operations
 from proxy.api.routes import routes as management_routes
-from proxy.api.run_stream import routes as run_stream_routes
 from proxy.chat.forward import routes as forward_routes
 from proxy.chat.routes import routes as chat_routes
 from proxy.letta.routes import operations as letta_operations
@@ -66,7 +65,7 @@ def build_app(settings: Settings) -> Starlette:
 
     metrics = Metrics()
     app = Starlette(
-        routes=[*chat_routes, *letta_routes, *management_routes, *run_stream_routes, *console_routes, *forward_routes,
+        routes=[*chat_routes, *letta_routes, *management_routes, *console_routes, *forward_routes,
                 *openapi_routes([*management_operations, *letta_operations]), Route("/metrics", metrics_endpoint)],
         middleware=[Middleware(RequestMetrics, metrics=metrics),
                     Middleware(BearerAuth, keys=settings.api_keys, open_paths=_OPEN_PATHS)],

@@ -18,7 +18,6 @@ import orjson
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from memory.models import Agent, Block, Changes, Tool, new_id, utcnow
 from memory.portable.agent_file import AgentFileError, AgentPlan, ToolSpec, to_agent_file
@@ -259,10 +258,15 @@ async def _write_messages(rt: Runtime, agent_id: str, plan: AgentPlan) -> None:
         rt.turns.env.on_messages(messages)  # searchable by conversation_search
 
 
-# `POST /v1/agents/import` is safe after `/v1/agents/{agent_id}`: that path has no POST, and Starlette prefers a full match.
-routes = [
-    Route("/v1/agents/import", import_agent, methods=["POST"]),
-    Route("/v1/agents/import/", import_agent, methods=["POST"]),
-    Route("/v1/agents/{agent_id}/export", export_agent, methods=["GET"]),
-    Route("/v1/agents/{agent_id}/export/", export_agent, methods=["GET"]),
+
+_OPTION = {"type": "string", "maxLength": 256}
+# The import's body is multipart (Letta's SDKs) and read by `_read_upload`, not by a JSON model: documented here.
+IMPORT_BODY: dict[str, Any] = {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"], "additionalProperties": False,
+    "properties": {"file": {"type": "string", "format": "binary", "description": "the .af file (Letta's v2 JSON)"},
+                   **{name: _OPTION for name in sorted(_FORM_FIELDS - {"file"})}}}}}}
+EXPORT_QUERY: list[dict[str, Any]] = [
+    {"name": "agent_id", "in": "path", "required": True, "schema": {"type": "string"}},
+    {"name": "scrub_messages", "in": "query", "required": False, "schema": {"type": "boolean"}},
+    {"name": "use_legacy_format", "in": "query", "required": False, "schema": {"type": "boolean"}},
 ]

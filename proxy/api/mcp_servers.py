@@ -24,7 +24,8 @@ from proxy.api.lookup import runtime, save_agent
 from proxy.api.protocol import mask_secret, tool_json
 from proxy.api.tool_rules import detached
 from proxy.errors import APIError, not_found, unprocessable
-from proxy.http import json_response, read_json
+from proxy.api.wire.mcp_servers import McpServerCreate
+from proxy.http import json_response
 from proxy.limits import MAX_LIST_ITEMS, MAX_NAME_CHARS, MAX_TEXT_CHARS, check_text
 from proxy.runtime import Runtime
 from tools.mcp import mcp_tool_id
@@ -133,9 +134,9 @@ def _unavailable(exc: McpUnavailable) -> APIError:
     return APIError(502, str(exc), code="mcp_server_unavailable")
 
 
-async def create_mcp_server(request: Request) -> Response:
+async def create_mcp_server(request: Request, body: McpServerCreate) -> Response:
     rt = runtime(request)
-    server = parse_server(await read_json(request))
+    server = parse_server(body.fields())
     if rt.mcp.by_name(server.server_name) is not None:
         raise APIError(409, f"an MCP server named {server.server_name!r} already exists", param="server_name",
                        code="conflict")

@@ -12,20 +12,22 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from proxy.api import (agent_files, agents, archival, blocks, context, core_memory, mcp_servers, messages, runs,
+from proxy.api import (agent_files, agents, archival, blocks, context, core_memory, mcp_servers, messages, run_stream,
+                       runs,
                        tool_rules, tools)
 from proxy.api.health import health
 from proxy.api.models import letta_models, list_models
 from proxy.api.operations import Operation, routes_of
-from proxy.api.wire.agents import AgentCreate, AgentListQuery, AgentState, AgentUpdate
+from proxy.api.wire.agents import AgentCreate, AgentImport, AgentListQuery, AgentState, AgentUpdate
 from proxy.api.wire.archival import (MessageHit, MessageSearch, Passage, PassageCreate, PassageListQuery,
                                      PassageSearchQuery, PassageSearchResponse)
 from proxy.api.wire.blocks import Block, BlockCreate, BlockListQuery, BlockUpdate
 from proxy.api.wire.common import Deleted, PageQuery
-from proxy.api.wire.messages import LettaMessage, MessageListQuery, Run, RunListQuery
+from proxy.api.wire.mcp_servers import McpServer, McpServerCreate
+from proxy.api.wire.messages import LettaMessage, MessageListQuery, Run, RunListQuery, RunStreamRequest
 from proxy.api.wire.service import (Compaction, ContextWindow, Health, LettaModel, OpenAIModelList, PreviewRequest,
                                     SummarizeRequest)
-from proxy.api.wire.tools import Tool, ToolCreate, ToolListQuery, ToolUpdate
+from proxy.api.wire.tools import ApprovalQuery, ApprovalUpdate, Tool, ToolCreate, ToolListQuery, ToolUpdate
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -39,6 +41,7 @@ def both(path: str, endpoint: Endpoint, method: str) -> list[Route]:
 _AGENT = "/v1/agents/{agent_id}"
 _CORE = _AGENT + "/core-memory/blocks"
 _A, _B, _T, _M, _R, _S = ("agents",), ("blocks",), ("tools",), ("messages",), ("runs",), ("server",)
+_MCP, _MC = "/v1/mcp-servers", ("mcp",)
 
 operations: list[Operation] = [
     Operation("GET", "/v1/health/", health, "Liveness, version and search mode", _S, response=Health, open=True,
@@ -109,19 +112,46 @@ operations: list[Operation] = [
     Operation("GET", "/v1/runs/", runs.list_runs, "List runs, newest first", _R, query=RunListQuery,
               response=list[Run]),
     Operation("GET", "/v1/runs/{run_id}", runs.get_run, "Retrieve a run", _R, response=Run),
+    Operation("PATCH", _AGENT + "/tools/approval/{tool_name}", tool_rules.modify_approval,
+              "Require (or stop requiring) approval before a tool runs", _T, body=ApprovalUpdate,
+              body_required=False, query=ApprovalQuery, response=AgentState),
+    # MCP servers: a remote server is reached when its tools are asked for (502 when it cannot be).
+    Operation("POST", _MCP, mcp_servers.create_mcp_server, "Register an MCP server", _MC, body=McpServerCreate,
+              response=McpServer, errors=(400, 409, 422)),
+    Operation("GET", _MCP, mcp_servers.list_mcp_servers, "List MCP servers", _MC, response=list[McpServer],
+              errors=()),
+    Operation("GET", _MCP + "/{mcp_server_id}", mcp_servers.get_mcp_server, "Retrieve an MCP server", _MC,
+              response=McpServer, errors=(404,)),
+    Operation("DELETE", _MCP + "/{mcp_server_id}", mcp_servers.delete_mcp_server,
+              "Delete an MCP server (its tools are detached from every agent; 204, no body)", _MC, errors=(404,)),
+    Operation("GET", _MCP + "/{mcp_server_id}/tools", mcp_servers.list_mcp_server_tools,
+              "List the tools an MCP server offers now", _MC, response=list[Tool], errors=(404, 502)),
+    Operation("GET", _MCP + "/{mcp_server_id}/tools/{tool_id}", mcp_servers.get_mcp_server_tool,
+              "Retrieve one tool of an MCP server", _MC, response=Tool, errors=(404, 502)),
+    Operation("POST", _MCP + "/{mcp_server_id}/tools/{tool_name}", mcp_servers.register_mcp_tool,
+              "Register an MCP server's tool as a memproxy tool", _MC, response=Tool, errors=(400, 404, 409, 502)),
+    # Letta agent files (.af): the export is the file itself; the import is multipart (documented by hand).
+    Operation("GET", _AGENT + "/export", agent_files.export_agent, "Export an agent as a Letta agent file", _A,
+              response=dict, errors=(400, 404), extra={"parameters": agent_files.EXPORT_QUERY}),
+    Operation("POST", "/v1/agents/import", agent_files.import_agent, "Import a Letta agent file", _A,
+              response=AgentImport, errors=(400, 409, 413, 422),
+              extra={"requestBody": agent_files.IMPORT_BODY}),
+    # Resumable runs (MEMPROXY_REDIS_URL): the events after `starting_after`, then the live run, as SSE.
+    Operation("POST", "/v1/runs/{run_id}/stream", run_stream.stream_run, "Resume a run's stream (Letta's body)", _R,
+              body=RunStreamRequest, body_required=False, stream=True, invalid_status=400,
+              errors=(400, 404, 410, 503)),
+    Operation("GET", "/v1/runs/{run_id}/stream", run_stream.stream_run,
+              "Resume a run's stream (`?starting_after=N` or `Last-Event-ID`)", _R, stream=True,
+              errors=(400, 404, 410, 503),
+              extra={"parameters": [{"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                                    {"name": "starting_after", "in": "query", "required": False,
+                                     "schema": {"type": "integer", "minimum": 0}},
+                                    {"name": "batch_size", "in": "query", "required": False,
+                                     "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}]}),
 ]
 
 # Not yet typed (hand-validated, missing from /openapi.json): convert them as proxy/api/operations.py says.
 untyped: list[Route] = [
-    *both(_AGENT + "/tools/approval/{tool_name}", tool_rules.modify_approval, "PATCH"),
-    *both("/v1/mcp-servers", mcp_servers.create_mcp_server, "POST"),
-    *both("/v1/mcp-servers", mcp_servers.list_mcp_servers, "GET"),
-    *both("/v1/mcp-servers/{mcp_server_id}", mcp_servers.get_mcp_server, "GET"),
-    *both("/v1/mcp-servers/{mcp_server_id}", mcp_servers.delete_mcp_server, "DELETE"),
-    *both("/v1/mcp-servers/{mcp_server_id}/tools", mcp_servers.list_mcp_server_tools, "GET"),
-    *both("/v1/mcp-servers/{mcp_server_id}/tools/{tool_id}", mcp_servers.get_mcp_server_tool, "GET"),
-    *both("/v1/mcp-servers/{mcp_server_id}/tools/{tool_name}", mcp_servers.register_mcp_tool, "POST"),
-    *agent_files.routes,
 ]
 
 routes: list[Route] = [*routes_of(operations), *untyped]

@@ -11,11 +11,10 @@ from starlette.responses import Response, StreamingResponse
 
 from memory.models import Changes, Run, utcnow
 from proxy.api.lookup import is_id, runtime
-from proxy.api.routes import both
+from proxy.api.wire.messages import RunStreamRequest
 from proxy.chat.protocol import error_event
 from proxy.chat.serving import SSE_HEADERS
 from proxy.errors import APIError, not_found
-from proxy.http import read_json
 from proxy.resumable import RunLog, follow, unavailable
 
 _FIELDS = frozenset({"starting_after", "include_pings", "poll_interval", "batch_size"})
@@ -67,10 +66,10 @@ def _options(request: Request, body: dict[str, Any]) -> tuple[int, int]:
     return after, batch
 
 
-async def stream_run(request: Request) -> Response:
+async def stream_run(request: Request, body: RunStreamRequest | None = None) -> Response:
+    """Both methods: the POST's body is already typed (its Operation); the query string and header are read here."""
     run_id: str = request.path_params["run_id"]
-    body = await read_json(request, required=False) if request.method == "POST" else {}
-    after, batch = _options(request, body)
+    after, batch = _options(request, body.given() if body is not None else {})
     rt = runtime(request)
     runlog: RunLog | None = rt.turns.runlog
     if not is_id("run", run_id):
@@ -118,8 +117,3 @@ def _gone_event(surface: str, run_id: str) -> bytes:
                                          "seq_id": None}) + b"\n\n"
     return error_event(error)
 
-
-routes = [
-    *both("/v1/runs/{run_id}/stream", stream_run, "POST"),
-    *both("/v1/runs/{run_id}/stream", stream_run, "GET"),
-]

@@ -11,7 +11,8 @@ from starlette.responses import Response
 from memory.models import Agent
 from proxy.api.lookup import require_agent, runtime, save_agent
 from proxy.errors import APIError, unprocessable
-from proxy.http import json_response, read_json
+from proxy.api.wire.tools import ApprovalQuery, ApprovalUpdate
+from proxy.http import json_response
 from tools.registry import ToolRegistry
 from tools.rules import RuleError, check_tools, load, parse_rules, rules_json, set_approval, without_tool
 
@@ -72,19 +73,17 @@ def detached(agent: Agent, *names: str) -> list[dict[str, Any]]:
     return rules_json(rules)
 
 
-async def modify_approval(request: Request) -> Response:
+async def modify_approval(request: Request, body: ApprovalUpdate, query: ApprovalQuery) -> Response:
     """Letta's `PATCH /v1/agents/{id}/tools/approval/{tool_name}` with `{"requires_approval": bool}`."""
     from proxy.api.agents import state
 
     rt = runtime(request)
     live = await require_agent(request)
     name = request.path_params["tool_name"]
-    body = await read_json(request, required=False)
-    required: Any = body.get("requires_approval") if isinstance(body, dict) else None
-    if required is None:  # Letta's deprecated query parameter
-        query = request.query_params.get("requires_approval")
-        required = {"true": True, "false": False}.get((query or "").lower(), query)
-    if not isinstance(required, bool):
+    required = body.requires_approval
+    if required is None and query.requires_approval is not None:  # Letta's deprecated query parameter
+        required = query.requires_approval.lower() == "true"
+    if required is None:
         raise unprocessable("`requires_approval` must be true or false", param="requires_approval")
     if name not in live.agent.tools:
         raise APIError(404, f"the agent has no tool named {name!r}; attach it first", param="tool_name",

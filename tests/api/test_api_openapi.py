@@ -99,8 +99,13 @@ def test_every_operation_against_its_schema(server: Any, http: httpx.Client) -> 
     turn = http.post(f"/v1/agents/{agent}/messages", json={"messages": [{"role": "user", "content": "hi"}]})
     assert turn.status_code == 200, turn.text
     run_id = turn.headers["x-memproxy-run-id"]
+    # An MCP server nobody listens at (port 9, discard): its tools routes answer 502 and nothing runs here.
+    mcp = http.post("/v1/mcp-servers", json={"server_name": "fuzz-remote", "type": "streamable_http",
+                                             "server_url": "http://127.0.0.1:9/mcp"})
+    assert mcp.status_code == 200, mcp.text
     # Real ids in the path, so generated bodies reach the handlers (DELETEs keep generated ids: the fixtures stay).
-    ids = {"agent_id": agent, "block_id": block["id"], "tool_id": tool["id"], "block_label": "human", "run_id": run_id}
+    ids = {"agent_id": agent, "block_id": block["id"], "tool_id": tool["id"], "block_label": "human", "run_id": run_id,
+           "tool_name": http.get(f"/v1/agents/{agent}").json()["tools"][0]["name"], "mcp_server_id": mcp.json()["id"]}
     schema = schemathesis.openapi.from_url(base + "/openapi.json")
     statuses: dict[str, set[int]] = {}
     failures: list[str] = []
@@ -116,8 +121,19 @@ def test_every_operation_against_its_schema(server: Any, http: httpx.Client) -> 
                 for name in list(case.path_parameters or {}):
                     if name in ids:
                         case.path_parameters[name] = ids[name]
-            response = case.call_and_validate(base_url=base, timeout=30,
-                                              checks=[not_a_server_error, response_schema_conformance])
+            if label == "POST /v1/mcp-servers" and isinstance(case.body, dict):
+                # Never a stdio server: its `command` would be started on this machine. Remote ones only.
+                for local in ("command", "args", "env"):
+                    case.body.pop(local, None)
+                if case.body.get("type") == "stdio":
+                    case.body["type"] = "streamable_http"
+            # The MCP server's tools routes ask an unreachable server: their documented answer is 502.
+            unreachable = label.startswith("GET /v1/mcp-servers/{mcp_server_id}/tools") or \
+                label == "POST /v1/mcp-servers/{mcp_server_id}/tools/{tool_name}"
+            checks = [response_schema_conformance] if unreachable else [not_a_server_error, response_schema_conformance]
+            response = case.call_and_validate(base_url=base, timeout=30, checks=checks)
+            if unreachable and response.status_code >= 500:
+                assert (response.status_code, response.json()["error"]["code"]) == (502, "mcp_server_unavailable")
             statuses.setdefault(label, set()).add(response.status_code)
 
         try:
@@ -127,8 +143,13 @@ def test_every_operation_against_its_schema(server: Any, http: httpx.Client) -> 
     assert not failures, "\n\n".join(failures)
     assert len(statuses) == len(management_operations) + len(letta_operations)
     # Not only errors: most operations answered 200 at least once with a body that matched its schema.
-    answered = [label for label, seen in statuses.items() if 200 in seen]
-    assert len(answered) >= len(statuses) * 2 // 3, statuses
+    # (Not counted: the MCP tools routes, whose server is unreachable here, and resuming runs, which needs Redis.)
+    reachable = {label: seen for label, seen in statuses.items()
+                 if not label.startswith("GET /v1/mcp-servers/{mcp_server_id}/tools")
+                 and label not in ("POST /v1/mcp-servers/{mcp_server_id}/tools/{tool_name}",
+                                   "POST /v1/runs/{run_id}/stream", "GET /v1/runs/{run_id}/stream")}
+    answered = [label for label, seen in reachable.items() if 200 in seen]
+    assert len(answered) >= len(reachable) * 2 // 3, statuses
 
 
 def test_an_unsupported_field_inside_a_nested_body_is_named_with_its_path(http: httpx.Client,

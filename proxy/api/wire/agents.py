@@ -205,3 +205,10 @@ class AgentListQuery(PageQuery):
     name: str | None = None
     tags: list[str] | None = None
     match_all_tags: bool | None = None
+
+
+class AgentImport(BaseModel):
+    """`POST /v1/agents/import`: the new agents' ids, in the file's order."""
+
+    model_config = ConfigDict(extra="forbid")
+    agent_ids: list[str]

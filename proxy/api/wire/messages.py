@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from proxy.api.operations import RequestBody
 from proxy.api.wire.common import PageQuery
 
 
@@ -112,3 +113,14 @@ class Run(BaseModel):
 
 class RunListQuery(PageQuery):
     agent_id: str | None = None
+
+
+class RunStreamRequest(RequestBody):
+    """`POST /v1/runs/{run_id}/stream`: where to resume (Letta's body). `Last-Event-ID`, when sent, wins."""
+
+    starting_after: Annotated[int, Field(ge=0)] | None = None
+    include_pings: bool | None = None
+    poll_interval: Annotated[float, Field(ge=0)] | None = None
+    batch_size: Annotated[int, Field(ge=1, le=10000)] | None = None
+    model_config = ConfigDict(json_schema_extra={"additionalProperties": False,
+                                                 "examples": [{"starting_after": 0, "batch_size": 100}]})

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from proxy.api.operations import RequestBody
+from proxy.api.operations import QueryParams, RequestBody
 from proxy.api.wire.common import Description, Metadata, NameList, PageQuery, Text
 from proxy.limits import MAX_INT
 
@@ -62,3 +62,15 @@ class ToolListQuery(PageQuery):
     name: str | None = None
 
 
+
+
+class ApprovalUpdate(RequestBody):
+    """`PATCH /v1/agents/{id}/tools/approval/{tool_name}`: the body, or Letta's deprecated query parameter."""
+
+    requires_approval: bool | None = None
+    model_config = ConfigDict(json_schema_extra={"additionalProperties": False,
+                                                 "examples": [{"requires_approval": True}]})
+
+
+class ApprovalQuery(QueryParams):
+    requires_approval: Literal["true", "false", "True", "False", "TRUE", "FALSE"] | None = None
