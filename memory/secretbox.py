@@ -1,8 +1,8 @@
 """Tool environment variables encrypted at rest (Fernet: AES-128-CBC with an HMAC-SHA256 tag).
 
-The key comes from `MEMPROXY_SECRET_KEY` (a Fernet key, or any other string, stretched with SHA-256),
-else from `secret.key` in the data dir, generated (0600) on first start. Every replica sharing one
-PostgreSQL database must share the key: set `MEMPROXY_SECRET_KEY` there.
+The key comes from `MEMPROXY_SECRET_KEY` (a Fernet key, or any other string, stretched with SHA-256).
+Without it the embedded backend generates `secret.key` (0600) in its data dir on first start; PostgreSQL
+stores the values unencrypted (said at start), since replicas must share one key the operator gives.
 A stored value is `fernet:<token>` around the JSON object; a plain JSON object (written before
 encryption, or by a store opened without a key, as unit tests of the store do) is still read, and is
 encrypted the next time the agent is written.

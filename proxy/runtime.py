@@ -73,11 +73,14 @@ async def open_runtime(settings: Settings) -> Runtime:
     if private_dir:
         open_private_dir(settings.data_dir)
     log.info("storage backend: %s", describe_backend(config))
-    if backend.name != "embedded" and not settings.secret_key:
-        log.warning("MEMPROXY_SECRET_KEY is not set: tool variables are encrypted with %s/secret.key; every replica "
-                    "sharing this database must use the same key", settings.data_dir)
     store = backend.store()
-    store.secret_box = secretbox.SecretBox(secretbox.load_key(settings.data_dir, settings.secret_key))
+    if private_dir or settings.secret_key:
+        store.secret_box = secretbox.SecretBox(secretbox.load_key(settings.data_dir, settings.secret_key))
+    else:
+        # A key file beside one replica would differ from the next replica's, and a key kept in the database
+        # protects nothing: on PostgreSQL encryption needs the operator's key, shared by every replica.
+        log.warning("MEMPROXY_SECRET_KEY is not set: agents' tool variables and MCP credentials are stored "
+                    "unencrypted in PostgreSQL; set it (the same on every replica) to encrypt them")
     try:
         await store.open()
     except BaseException:

@@ -41,9 +41,13 @@ def _stored_env(server: Any, agent: str, sql: str = "SELECT tool_env FROM agents
     return str(row[0])
 
 
+# On PostgreSQL only a configured key encrypts (replicas must share it); the embedded backend makes its own.
+KEYED = {"secret_key": "the operator's key, shared by every replica"} if ON_POSTGRES else {}
+
+
 def test_tool_variables_are_encrypted_in_the_database_and_survive_a_restart(make_server, tmp_path) -> None:
     data_dir = str(tmp_path / "data")
-    first = make_server(data_dir=data_dir)
+    first = make_server(data_dir=data_dir, **KEYED)
     agent = create_agent(first.base_url, secrets={"WEATHER_API_KEY": SECRET})
     bare = create_agent(first.base_url)
     mcp = httpx.post(f"{first.base_url}/v1/mcp-servers/", timeout=10, json={
@@ -59,9 +63,12 @@ def test_tool_variables_are_encrypted_in_the_database_and_survive_a_restart(make
     config = _stored_env(first, mcp.json()["id"], "SELECT config FROM mcp_servers WHERE id = ?")
     assert config.startswith(PREFIX) and SECRET not in config
     key_file = os.path.join(data_dir, KEY_FILE)
-    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+    if ON_POSTGRES:
+        assert not os.path.exists(key_file)  # nothing is written to a data dir on PostgreSQL
+    else:
+        assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
 
-    second = make_server(data_dir=data_dir)
+    second = make_server(data_dir=data_dir, **KEYED)
     live = second.call(second.rt.memory.get(agent))
     [server] = second.call(second.rt.store.list_mcp_servers())
     assert server.auth_token == "Bearer " + SECRET and server.custom_headers == {"X-Key": SECRET}
@@ -87,3 +94,15 @@ def test_a_configured_key_is_used_and_another_key_cannot_read(make_server, tmp_p
     with pytest.raises(SecretKeyError):
         unseal_text(stored, None)
     assert unseal_text('{"OLD":"plain"}', right) == '{"OLD":"plain"}'  # written before encryption: still read
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="the embedded backend always has a key (its data dir's key file)")
+def test_on_postgres_without_a_key_values_are_stored_plain_and_no_key_file_is_made(make_server, tmp_path) -> None:
+    data_dir = str(tmp_path / "plain")
+    server = make_server(data_dir=data_dir)
+    agent = create_agent(server.base_url, secrets={"K": SECRET})
+    shown = httpx.get(f"{server.base_url}/v1/agents/{agent}").json()["secrets"]
+    assert [(s["key"], s["value"]) for s in shown] == [("K", "sk-...ghij")]  # still masked by the API
+    server.stop()
+    assert _stored_env(server, agent) == '{"K":"' + SECRET + '"}'
+    assert not os.path.exists(os.path.join(data_dir, KEY_FILE))
