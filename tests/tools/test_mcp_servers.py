@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import McpProcess, stdio_body
+from mcp_support import McpProcess, stdio_body
 from helpers import create_agent, free_port
 
 TOKEN = "Bearer mcp-token-abcdefghijklmnop-4321"

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from conftest import McpProcess, stdio_body
+from mcp_support import McpProcess, stdio_body
 from helpers import agent_calls, create_agent, sdk, sim_headers
 
 
