@@ -140,14 +140,7 @@ class PostgresLongTermMemory(LongTermMemory):
         if not passages:
             return []
         vectors = await self._embed([p.text for p in passages], self.write_embed_timeout)
-        columns: list[list[Any]] = [[p.id for p in passages], [p.agent_id for p in passages], [p.text for p in passages],
-                   [json.dumps(p.tags) for p in passages], [p.created_at for p in passages],
-                   [json.dumps(p.metadata) for p in passages]]
-        await self._insert("passages", "id, agent_id, text, tags, created_at, metadata",
-                           "u.id, u.agent_id, u.text, ARRAY(SELECT json_array_elements_text(u.tags::json)),"
-                           " u.created_at, u.metadata",
-                           "$1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[]",
-                           "id, agent_id, text, tags, created_at, metadata", columns, vectors, upsert=False)
+        await self._insert_passages(passages, [p.created_at for p in passages], vectors)
         return passages
 
     async def get_passage(self, agent_id: str, passage_id: str) -> Passage | None:
@@ -282,6 +275,18 @@ class PostgresLongTermMemory(LongTermMemory):
             after or "", limit)
         return [row[0] for row in rows]
 
+    async def _insert_passages(self, passages: list[Passage], created_at: list[datetime | None],
+                               vectors: list[list[float]] | None) -> None:
+        """Insert passages (new ids only) with their creation times and, when given, their vectors."""
+        columns: list[list[Any]] = [[p.id for p in passages], [p.agent_id for p in passages], [p.text for p in passages],
+                                    [json.dumps(p.tags) for p in passages], list(created_at),
+                                    [json.dumps(p.metadata) for p in passages]]
+        await self._insert("passages", "id, agent_id, text, tags, created_at, metadata",
+                           "u.id, u.agent_id, u.text, ARRAY(SELECT json_array_elements_text(u.tags::json)),"
+                           " u.created_at, u.metadata",
+                           "$1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[]",
+                           "id, agent_id, text, tags, created_at, metadata", columns, vectors, upsert=False)
+
     async def _write_recall(self, batch: list[RecallRecord]) -> None:
         records = list({record.id: record for record in batch}.values())  # the last version of a message wins
         vectors = await self._embed([r.text or "" for r in records], self.recall_embed_timeout)
@@ -309,16 +314,8 @@ class PostgresLongTermMemory(LongTermMemory):
             for p in passages:
                 ids.check_id(p.id, "passage id")
                 ids.check_id(p.agent_id, "agent_id")
-            columns: list[list[Any]] = [
-                [p.id for p in passages], [p.agent_id for p in passages], [p.text for p in passages],
-                [json.dumps(p.tags) for p in passages],
-                [_utc(p.created_at or datetime.now(timezone.utc)) for p in passages],
-                [json.dumps(p.metadata) for p in passages]]
-            await self._insert("passages", "id, agent_id, text, tags, created_at, metadata",
-                               "u.id, u.agent_id, u.text, ARRAY(SELECT json_array_elements_text(u.tags::json)),"
-                               " u.created_at, u.metadata",
-                               "$1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[]",
-                               "id, agent_id, text, tags, created_at, metadata", columns, vectors, upsert=False)
+            await self._insert_passages(
+                passages, [_utc(p.created_at or datetime.now(timezone.utc)) for p in passages], vectors)
 
     # --- shared write / embedding -------------------------------------------------------------
     async def _insert(self, table: str, names: str, select: str, arrays: str, aliases: str,
