@@ -130,8 +130,12 @@ def _require_server(rt: Runtime, server_id: str) -> McpServer:
     return server
 
 
-def _unavailable(exc: McpUnavailable) -> APIError:
-    return APIError(502, str(exc), code="mcp_server_unavailable")
+async def _server_tools(rt: Runtime, server: McpServer) -> list[dict[str, Any]]:
+    """The server's tools, asked of it now; 502 when it cannot answer."""
+    try:
+        return await rt.mcp.list_tools(server)
+    except McpUnavailable as exc:
+        raise APIError(502, str(exc), code="mcp_server_unavailable") from None
 
 
 async def create_mcp_server(request: Request, body: McpServerCreate) -> Response:
@@ -178,10 +182,7 @@ async def delete_mcp_server(request: Request) -> Response:
 async def list_mcp_server_tools(request: Request) -> Response:
     rt = runtime(request)
     server = _require_server(rt, request.path_params["mcp_server_id"])
-    try:
-        specs = await rt.mcp.list_tools(server)
-    except McpUnavailable as exc:
-        raise _unavailable(exc) from None
+    specs = await _server_tools(rt, server)
     return json_response([tool_json(rt.mcp.server_tool(server, spec)) for spec in specs])
 
 
@@ -190,10 +191,7 @@ async def get_mcp_server_tool(request: Request) -> Response:
     rt = runtime(request)
     server = _require_server(rt, request.path_params["mcp_server_id"])
     tool_id = request.path_params["tool_id"]
-    try:
-        specs = await rt.mcp.list_tools(server)
-    except McpUnavailable as exc:
-        raise _unavailable(exc) from None
+    specs = await _server_tools(rt, server)
     spec = next((s for s in specs if mcp_tool_id(server.id, s["name"]) == tool_id), None)
     if spec is None:
         raise not_found(f"tool of MCP server {server.server_name!r}", tool_id)
@@ -205,10 +203,7 @@ async def register_mcp_tool(request: Request) -> Response:
     rt = runtime(request)
     server = _require_server(rt, request.path_params["mcp_server_id"])
     name = request.path_params["tool_name"]
-    try:
-        specs = await rt.mcp.list_tools(server)
-    except McpUnavailable as exc:
-        raise _unavailable(exc) from None
+    specs = await _server_tools(rt, server)
     spec = next((s for s in specs if s["name"] == name), None)
     if spec is None:
         raise not_found(f"tool of MCP server {server.server_name!r}", name)
