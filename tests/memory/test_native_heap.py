@@ -29,11 +29,13 @@ def rss():
 libc = ctypes.CDLL(None)
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
-blocks = [libc.malloc(64 * 1024) for _ in range(480)]  # 30 MB of heap chunks, below the mmap threshold
+blocks = [libc.malloc(64 * 1024) for _ in range(960)]  # 60 MB of heap chunks, below the mmap threshold
 for block in blocks:
     ctypes.memset(block, 1, 64 * 1024)
-pin = libc.malloc(64)
-for block in blocks:
+# Free every other block and keep the rest: a freed chunk then never borders another free chunk or the
+# top of the heap, so free() itself cannot give it back (it would if the block ended the heap), and only
+# malloc_trim can release its pages.
+for block in blocks[0::2]:
     libc.free(block)
 freed = rss()
 print(native_heap.trim(), freed - rss())
