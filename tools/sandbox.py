@@ -30,6 +30,9 @@ OUTPUT_LIMIT = 1024 * 1024  # characters of result the model may get; more is tr
 # not the data dir, not /home, not /proc (another process's environment holds the server's keys).
 SYSTEM_TREES = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc")
 DEVICES = ("/dev/null", "/dev/zero", "/dev/random", "/dev/urandom")
+# Working dirs are named after the server process that made them, so a server can tell which ones a killed
+# server left behind (a SIGKILL runs no cleanup) and remove them when it starts.
+WORKDIR_PREFIX = "memproxy-tool-"
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,41 @@ def readable_trees() -> list[str]:
     return sorted(os.path.realpath(t) for t in trees if os.path.exists(t))
 
 
+def sweep_orphans(root: str | None = None) -> int:
+    """Remove the working dirs of servers that are gone; returns how many. Only our own user's dirs."""
+    root = root or tempfile.gettempdir()
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return 0
+    removed = 0
+    for name in names:
+        owner = name[len(WORKDIR_PREFIX):].partition("-")[0]
+        if not name.startswith(WORKDIR_PREFIX) or not owner.isdigit() or _alive(int(owner)):
+            continue
+        path = os.path.join(root, name)
+        try:
+            if os.lstat(path).st_uid != os.getuid() or os.path.islink(path):
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed += not os.path.exists(path)
+    if removed:
+        log.info("removed %d working directories of tool processes left by a server that was killed", removed)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: not ours to judge
+    return True
+
+
 def _beneath(path: str, tree: str) -> bool:
     return path == tree or path.startswith(tree.rstrip("/") + "/")
 
@@ -90,6 +128,7 @@ class Sandbox:
         self._closed = False
         self.landlock = landlock_abi()
         self.read = readable_trees()
+        sweep_orphans()
         if not self.landlock:
             log.warning("Landlock is not available on this kernel: custom tools can read every file the "
                         "server's user can, the data directory included")
@@ -105,7 +144,7 @@ class Sandbox:
 
     async def _start(self) -> _Child:
         limits = self.limits
-        workdir = tempfile.mkdtemp(prefix="memproxy-tool-")
+        workdir = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-")
         cpu = max(1, int(limits.timeout) + 1)
         try:
             # Started with PATH alone: the call brings the tool's own variables, never the server's.

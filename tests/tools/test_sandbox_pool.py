@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
 
-from tools.sandbox import Sandbox, SandboxLimits
+import pytest
+
+from tools.sandbox import WORKDIR_PREFIX, Sandbox, SandboxLimits, sweep_orphans
 
 REPORT = ("def report():\n    import os\n"
           "    return {'pid': os.getpid(), 'env': dict(os.environ), 'cwd': os.getcwd(), 'files': os.listdir('.')}\n")
@@ -79,5 +85,46 @@ async def test_a_waiting_child_that_died_is_replaced_by_a_fresh_one() -> None:
         result = await sandbox.run("def three():\n    return 3\n", "three", {}, {})
         assert result.ok and result.text == "3"
         assert not os.path.exists(dead.workdir)
+    finally:
+        await sandbox.close()
+
+
+KILLED_SERVER = """
+import asyncio, sys
+from tools.sandbox import Sandbox, SandboxLimits
+
+async def main():
+    sandbox = Sandbox(SandboxLimits(timeout=10, memory_mb=256), pool=2)
+    sandbox._refill()
+    while len(sandbox._spare) < 2:
+        await asyncio.sleep(0.02)
+    print("ready", flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_killed_servers_working_dirs_are_removed_by_the_next_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": str(root)}
+    server = await asyncio.create_subprocess_exec(sys.executable, "-c", KILLED_SERVER, env=env, cwd=root,
+                                                  stdout=asyncio.subprocess.PIPE)
+    assert server.stdout is not None
+    assert await asyncio.wait_for(server.stdout.readline(), 30) == b"ready\n"
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert len(left) == 2 and all(name.startswith(f"{WORKDIR_PREFIX}{server.pid}-") for name in left)
+    server.send_signal(signal.SIGKILL)  # no cleanup runs: the two waiting children's dirs stay behind
+    await server.wait()
+    assert sorted(p.name for p in tmp_path.iterdir()) == left
+    ours = tmp_path / f"{WORKDIR_PREFIX}{os.getpid()}-live"  # a running server's dir is never touched
+    ours.mkdir()
+    other = tmp_path / "memproxy-tool-notapid"
+    other.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    sandbox = Sandbox(SandboxLimits(timeout=10, memory_mb=256), pool=0)  # sweeps when it starts
+    try:
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([ours.name, other.name])
+        assert sweep_orphans(str(tmp_path)) == 0
     finally:
         await sandbox.close()
