@@ -13,24 +13,14 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 from memory.compile import MemoryMetadata, compile_system_prompt
 from memory.incontext import InContext
 from memory.models import Agent, Block, Changes, Message, new_id, utcnow
-from memory.store import Store
+from memory.protocols import ArchivalStats, Coherence, Store
 
 log = logging.getLogger("memproxy.memory")
-
-
-class ArchivalStats(Protocol):
-    """What the prompt needs to know about an agent's archival memory."""
-
-    async def count_passages(self, agent_id: str) -> int: ...
-
-    async def passage_tags(self, agent_id: str) -> list[str]: ...
-
-    async def delete_agent(self, agent_id: str) -> None: ...
 
 
 @dataclass
@@ -67,14 +57,6 @@ class LiveAgent:
     def invalidate_prompt(self) -> None:
         self.prompt = None
         self.pinned_meta = None
-
-
-class Coherence(Protocol):
-    """Tells the other processes sharing the store that agents changed (proxy.coordination.AgentLocks)."""
-
-    shared: bool
-
-    async def changed(self, agent_ids: list[str]) -> list[tuple[str, int | None, int]]: ...
 
 
 class AgentMemory:
