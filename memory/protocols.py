@@ -7,7 +7,9 @@ as their base to inherit the few defaults; mypy checks every method against the 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+import asyncio
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -17,6 +19,8 @@ if TYPE_CHECKING:
     from memory.mcp_servers import McpServer
     from memory.models import Agent, Block, Changes, Message, Run, Tool
     from memory.secretbox import SecretBox
+
+T = TypeVar("T")
 
 # Each page of a keyset scan costs about a scan of the table in DuckDB and LanceDB: few, large pages.
 ID_PAGE_SIZE = 50_000
@@ -255,5 +259,20 @@ class Coherence(Protocol):
 class Summarizer(Protocol):
     """Writes the running summary of evicted messages (the server's is a chat call to the upstream)."""
 
-    async def __call__(self, request: dict[str, Any]) -> str:
+    async def __call__(self, request: dict[str, Any], /) -> str:
         """The summary text the model returns for an OpenAI chat completions request body."""
+
+
+class Claim(Protocol):
+    """A process's hold on a shared database, kept while it serves (memory.backends.Backend.claim)."""
+
+    async def close(self) -> None:
+        """Give the claim up."""
+
+
+class Spawn(Protocol):
+    """Runs a coroutine off the request path, keeping it referenced until it ends (proxy.runtime.Runtime.spawn)."""
+
+    def __call__(self, coro: Coroutine[Any, Any, T], name: str | None = None) -> asyncio.Task[T]:
+        """The task running `coro`."""
+        ...
