@@ -1,46 +1,24 @@
 """memory.compaction: a compaction changes the live agent only through AgentMemory, so cache and store agree.
 
-Run on a real DuckDB file and a real PostgreSQL schema. The summarizer is the one collaborator that
-is not the store: a plain coroutine stands in for the upstream's chat call.
+Run on a real DuckDB file and a real PostgreSQL schema (the `store` fixture of conftest.py). The
+summarizer is the one collaborator that is not the store: a coroutine stands in for the upstream's chat call.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import pg
 import pytest
 
 from memory.agents import AgentMemory, LiveAgent
 from memory.compaction import ContextBudget, is_summary
-from memory.duckdb_store import DuckDBStore
 from memory.models import Agent, Changes, new_id
-from memory.postgres_store import PostgresStore
 from memory.protocols import Store
 from memory.store import Conflict
 
 
 async def _summary(request: dict[str, Any]) -> str:
     return "They talked about lines of text."
-
-
-@pytest.fixture(params=["duckdb", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    opened: Store
-    schema = database = None
-    if request.param == "duckdb":
-        opened = DuckDBStore(str(tmp_path / "compaction.duckdb"))
-    else:
-        database = request.getfixturevalue("postgres_url")
-        schema, url = await pg.create_schema(database)
-        opened = PostgresStore(url)
-    await opened.open()
-    yield opened
-    await opened.close()
-    if schema is not None and database is not None:
-        await pg.drop_schema(database, schema)
 
 
 async def agent_with_history(memory: AgentMemory, turns: int) -> LiveAgent:
