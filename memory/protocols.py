@@ -275,4 +275,3 @@ class Spawn(Protocol):
 
     def __call__(self, coro: Coroutine[Any, Any, T], name: str | None = None) -> asyncio.Task[T]:
         """The task running `coro`."""
-        ...

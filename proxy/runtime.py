@@ -43,7 +43,7 @@ class Runtime:
     mcp: McpServers = field(init=False, repr=False)  # the MCP servers and their pooled connections
     budget: ContextBudget = field(init=False, repr=False)
     heap_trimmer: asyncio.Task[None] | None = None  # memory.native_heap.trim_every
-    reconciliation: dict[str, Any] = field(default_factory=dict)  # what start-up repaired in the search index
+    reconciliation: dict[str, str | int] = field(default_factory=dict)  # what start-up repaired in the search index
     metrics: Metrics = field(default_factory=Metrics)
     private_dir: bool = False  # holds the data dir's private umask (the embedded backend), released at close
     claim: Claim | None = None  # this process's claim on a shared database (Backend.claim)
