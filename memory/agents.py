@@ -10,71 +10,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 from memory.compile import MemoryMetadata, compile_system_prompt
-from memory.incontext import InContext
+from memory.live import LiveAgent
 from memory.models import Agent, Block, Changes, Message, new_id, utcnow
-from memory.store import Store
+from memory.protocols import ArchivalStats, Coherence, Store
+
+__all__ = ["AgentMemory", "LiveAgent"]
 
 log = logging.getLogger("memproxy.memory")
-
-
-class ArchivalStats(Protocol):
-    """What the prompt needs to know about an agent's archival memory."""
-
-    async def count_passages(self, agent_id: str) -> int: ...
-
-    async def passage_tags(self, agent_id: str) -> list[str]: ...
-
-    async def delete_agent(self, agent_id: str) -> None: ...
-
-
-@dataclass
-class LiveAgent:
-    agent: Agent
-    blocks: list[Block]  # attached blocks in order; shared Block objects from the block cache
-    messages: list[Message]  # in-context messages by seq (a summary is a system message first)
-    next_seq: int
-    recall_count: int
-    archival_count: int = 0
-    archival_tags: tuple[str, ...] = ()
-    prompt: str | None = None
-    prompt_meta: MemoryMetadata | None = None
-    in_context: InContext = field(default_factory=InContext)  # wire bytes and tokens of `messages`
-    extra: dict[str, Any] = field(default_factory=dict)
-    # Several processes: the agent's version in Redis this state matches (None = not known: check at the next
-    # lease), and the fencing token of the turn lock held on it right now (0 = none).
-    version: int | None = None
-    fence: int = 0
-    # The `<memory_metadata>` another process compiled the agent's prompt with: a reload here compiles the same
-    # bytes (the upstream's prompt cache survives the agent moving between processes) until a block changes.
-    pinned_meta: MemoryMetadata | None = None
-
-    @property
-    def id(self) -> str:
-        return self.agent.id
-
-    def block(self, label: str) -> Block | None:
-        for block in self.blocks:
-            if block.label == label:
-                return block
-        return None
-
-    def invalidate_prompt(self) -> None:
-        self.prompt = None
-        self.pinned_meta = None
-
-
-class Coherence(Protocol):
-    """Tells the other processes sharing the store that agents changed (proxy.coordination.AgentLocks)."""
-
-    shared: bool
-
-    async def changed(self, agent_ids: list[str]) -> list[tuple[str, int | None, int]]: ...
 
 
 class AgentMemory:
@@ -355,6 +303,25 @@ class AgentMemory:
         live.messages = []
         live.invalidate_prompt()
         await self.announce([live.id])
+
+    async def put_summary(self, live: LiveAgent, content: str, metadata: dict[str, Any], gone: set[str]) -> Message:
+        """Replace the messages `gone` by a summary put first in context, with the next seq; stored in one commit.
+
+        If the commit fails, the agent is dropped from the cache: the next `get` reloads the store's truth.
+        """
+        summary = Message(id=new_id("message"), agent_id=live.id, seq=live.next_seq, role="system", content=content,
+                          metadata=metadata)
+        live.next_seq += 1
+        live.recall_count += 1
+        self.evict(live, gone)
+        live.messages.insert(0, summary)
+        try:
+            await self.store.commit(Changes(messages=[summary], evict_message_ids=sorted(gone), insert_only=True,
+                                            fence=(live.id, live.fence) if live.fence else None))
+        except BaseException:
+            self.forget(live.id)
+            raise
+        return summary
 
     def evict(self, live: LiveAgent, message_ids: set[str]) -> list[Message]:
         """Take messages out of the in-context list; the caller persists the eviction."""

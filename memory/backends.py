@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from memory.longterm.api import LongTermMemory
 from memory.longterm.embedder import Embedder
+from memory.protocols import Claim
 from memory.store import Store
 
 LANCE_DIR = "lance"
@@ -45,7 +45,7 @@ class Backend(ABC):
     def longterm(self, embedder: Embedder | None) -> LongTermMemory:
         """Long-term memory, embedding with `embedder` (None: full-text search only)."""
 
-    async def claim(self, *, shared: bool) -> Any:
+    async def claim(self, *, shared: bool) -> Claim | None:
         """Claim the store for this process (`shared`: beside others that coordinate through Redis).
 
         Returns a handle with an async `close()`, or None when the backend has nothing to claim (the embedded
@@ -95,7 +95,7 @@ class PostgresBackend(Backend):
 
         return PostgresLongTermMemory(self.database_url, embedder)
 
-    async def claim(self, *, shared: bool) -> Any:
+    async def claim(self, *, shared: bool) -> Claim | None:
         from memory.postgres_claim import claim_database
 
         return await claim_database(self.database_url, shared=shared)

@@ -11,18 +11,17 @@ import asyncio
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 from memory.agents import AgentMemory, LiveAgent
 from memory.context import wire_message
-from memory.models import Changes, Message, new_id
+from memory.models import Message
+from memory.protocols import Spawn, Summarizer
 from memory.summary import build_summary_request, summary_message_text, truncate_fallback
 from memory.tokens import UsageCalibration, context_window_for, default_counter
 from memory.window import needs_eviction, past_high_water, plan_eviction, reply_reserve
 
 log = logging.getLogger("memproxy.compaction")
-
-Summarize = Callable[[dict[str, Any]], Awaitable[str]]
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ def is_summary(message: Message) -> bool:
 class ContextBudget:
     """Token accounting and compaction for every agent."""
 
-    def __init__(self, memory: AgentMemory, summarize: Summarize, spawn: Callable[..., Any], *,
+    def __init__(self, memory: AgentMemory, summarize: Summarizer, spawn: Spawn, *,
                  high_water: float = 0.75, fraction: float = 0.30, summary_timeout: float = 60.0,
                  default_window: int = 128_000) -> None:
         self.memory = memory
@@ -173,16 +172,9 @@ class ContextBudget:
             old_summary = previous.metadata.get("summary") if previous is not None else None
             hidden = (previous.metadata.get("hidden", 0) if previous is not None else 0) + len(evicted)
             text = await self._summarize(live, old_summary, [wire_message(m) for m in evicted], window)
-            summary = Message(id=new_id("message"), agent_id=live.id, seq=live.next_seq, role="system",
-                              content=summary_message_text(text, len(evicted), hidden),
-                              metadata={"kind": "summary", "summary": text, "hidden": hidden})
-            live.next_seq += 1
-            live.recall_count += 1
             gone = {m.id for m in evicted} | ({previous.id} if previous is not None else set())
-            self.memory.evict(live, gone)
-            live.messages.insert(0, summary)
-            await self.memory.commit(Changes(messages=[summary], evict_message_ids=sorted(gone), insert_only=True,
-                                             fence=(live.id, live.fence) if live.fence else None))
+            await self.memory.put_summary(live, summary_message_text(text, len(evicted), hidden),
+                                          {"kind": "summary", "summary": text, "hidden": hidden}, gone)
             log.info("agent %s: %d messages evicted into a summary (%d hidden in all)", live.id, len(evicted), hidden)
             return len(evicted)
 

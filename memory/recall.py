@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 from memory.longterm import LongTermMemory, RecallRecord
 from memory.models import Message
@@ -56,7 +56,7 @@ class Reconciliation:
     def fixed(self) -> int:
         return self.reindexed + self.orphan_messages + self.orphan_agents
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, int]:
         return {"reindexed": self.reindexed, "orphan_messages": self.orphan_messages,
                 "orphan_agents": self.orphan_agents}
 

@@ -4,14 +4,16 @@ A lock is taken as a `Lease`: besides holding the agent, it carries the lease's 
 number that grows with every lease of the agent; the store refuses a commit whose token is older than
 one it has seen, so a holder that lost its lock cannot write over a newer turn), the agent's version
 (the live cache reloads an agent whose version moved), and the idempotency record of the request.
-The Redis implementation is in proxy/redis_coordination.py.
+The interface is `proxy.protocols.AgentLocks`; the Redis implementation is in proxy/redis_coordination.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable
+
+from proxy.protocols import AgentLocks as AgentLocks  # declared with the other extension points
 
 Release = Callable[[], Awaitable[None]]
 # (agent id, version before, version after) for every agent a bump touched; None = the versions are unknown
@@ -49,30 +51,6 @@ class Lease:
             return None, None
         release, self._release = self._release, None
         return await release(bump=bump, record=record, record_ttl=record_ttl, meta=meta)
-
-
-class AgentLocks(Protocol):
-    """One turn at a time per agent, and (across processes) what every process must know of the agent."""
-
-    shared: bool  # several processes: versions, fencing and idempotency records live in Redis
-
-    async def lease(self, agent_id: str, timeout: float, *, idem_key: str | None = None,
-                    run: dict[str, Any] | None = None, record: dict[str, Any] | None = None,
-                    record_ttl: float = 0.0) -> Lease: ...
-
-    async def acquire(self, agent_id: str, timeout: float) -> Release: ...
-
-    async def changed(self, agent_ids: list[str]) -> Bumped: ...
-
-    async def running(self, run_id: str) -> dict[str, Any] | None: ...
-
-    async def running_runs(self, limit: int = 1000) -> list[dict[str, Any]]: ...
-
-    async def record(self, agent_id: str, idem_key: str, value: dict[str, Any], ttl: float) -> None: ...
-
-    def on_drop(self, callback: OnDrop) -> None: ...
-
-    async def close(self) -> None: ...
 
 
 class LocalAgentLocks:

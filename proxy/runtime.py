@@ -5,19 +5,27 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from memory.agents import AgentMemory
 from memory import secretbox
 from memory.backends import Backend, BackendConfig, describe_backend, select_backend
 from memory.datadir import open_private_dir, release_private_dir
-from memory.longterm.api import LongTermMemory
-from memory.store import Store
+from memory.protocols import Claim, LongTermMemory, Store
 from proxy.config import Settings
 from proxy.metrics import Metrics
 from proxy.upstream import Upstream
 
+if TYPE_CHECKING:
+    from memory.compaction import ContextBudget
+    from proxy.chat.serving import TurnRunner
+    from tools.mcp import McpServers
+    from tools.registry import ToolRegistry
+    from tools.sandbox import Sandbox
+
 log = logging.getLogger("memproxy")
+T = TypeVar("T")
 
 
 @dataclass
@@ -27,20 +35,21 @@ class Runtime:
     memory: AgentMemory
     upstream: Upstream
     backend: Backend
-    longterm: LongTermMemory | None = None  # opened by start_services, once the upstream URL is final
-    turns: Any = None  # proxy.chat.serving.TurnRunner
-    registry: Any = None  # tools.registry.ToolRegistry, the one registry of the server
-    sandbox: Any = None  # tools.sandbox.Sandbox, where custom tools run
-    mcp: Any = None  # tools.mcp.McpServers, the MCP servers and their pooled connections
-    budget: Any = None  # memory.compaction.ContextBudget
+    # Set by start_services (proxy/services.py) before the first request; reading one earlier is a bug.
+    longterm: LongTermMemory | None = None  # opened once the upstream URL is final
+    turns: TurnRunner = field(init=False, repr=False)
+    registry: ToolRegistry = field(init=False, repr=False)  # the one registry of the server
+    sandbox: Sandbox = field(init=False, repr=False)  # where custom tools run
+    mcp: McpServers = field(init=False, repr=False)  # the MCP servers and their pooled connections
+    budget: ContextBudget = field(init=False, repr=False)
     heap_trimmer: asyncio.Task[None] | None = None  # memory.native_heap.trim_every
-    reconciliation: dict[str, Any] = field(default_factory=dict)  # what start-up repaired in the search index
+    reconciliation: dict[str, str | int] = field(default_factory=dict)  # what start-up repaired in the search index
     metrics: Metrics = field(default_factory=Metrics)
     private_dir: bool = False  # holds the data dir's private umask (the embedded backend), released at close
-    claim: Any = None  # the session holding this process's claim on a shared database (Backend.claim)
+    claim: Claim | None = None  # this process's claim on a shared database (Backend.claim)
     background: set[asyncio.Task[Any]] = field(default_factory=set)
 
-    def spawn(self, coro: Any, name: str | None = None) -> asyncio.Task[Any]:
+    def spawn(self, coro: Coroutine[Any, Any, T], name: str | None = None) -> asyncio.Task[T]:
         """Run work off the request path, keeping a reference so it is not collected mid-flight."""
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self.background.add(task)

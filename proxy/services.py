@@ -38,7 +38,7 @@ async def start_services(rt: Runtime) -> None:
     longterm = await _open_longterm(rt, skip)
     on_messages = live_indexer(rt.store, longterm, skip)
 
-    async def summarize(body: dict) -> str:
+    async def summarize(body: dict[str, Any]) -> str:
         data = await rt.upstream.chat(body)
         return str(data["choices"][0]["message"].get("content") or "")
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import jsonschema
 import orjson
 
 from memory.agents import AgentMemory, LiveAgent
-from memory.longterm.api import LongTermMemory
+from memory.protocols import LongTermMemory
+from tools.protocols import ToolFunction
 
 # Tools every agent gets when created with include_base_tools (the default).
 BASE_TOOLS: tuple[str, ...] = ("memory_insert", "memory_replace", "memory_rethink", "conversation_search")
@@ -45,9 +46,6 @@ class ToolContext:
             self.timezone = self.live.agent.timezone
 
 
-ToolFunction = Callable[[ToolContext, dict[str, Any]], Awaitable[str]]
-
-
 @dataclass(frozen=True)
 class ServerTool:
     name: str
@@ -79,7 +77,7 @@ class ToolRegistry:
     def __init__(self, tools: list[ServerTool] | None = None) -> None:
         self._tools: dict[str, ServerTool] = {}
         self._schemas: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        self._validators: dict[str, Any] = {}
+        self._validators: dict[str, jsonschema.Draft202012Validator] = {}
         for tool in tools or []:
             self.add(tool)
 

@@ -138,7 +138,7 @@ class Sandbox:
             if exposed:
                 log.warning("the data directory %s lies inside %s, which custom tools may read", path, exposed[0])
 
-    async def run(self, source: str, name: str, arguments: dict, env: dict[str, str]) -> SandboxResult:
+    async def run(self, source: str, name: str, arguments: dict[str, object], env: dict[str, str]) -> SandboxResult:
         async with self._slots:
             return await self._run(source, name, arguments, env)
 
@@ -199,7 +199,7 @@ class Sandbox:
         for child in spare:
             await _discard(child)
 
-    async def _run(self, source: str, name: str, arguments: dict, env: dict[str, str]) -> SandboxResult:
+    async def _run(self, source: str, name: str, arguments: dict[str, object], env: dict[str, str]) -> SandboxResult:
         limits = self.limits
         child_env = {**env, "PATH": _path()}
         child = await self._take()

@@ -13,6 +13,10 @@ import resource
 import sys
 import traceback
 
+TYPE_CHECKING = False  # the typing module is not imported here: the child starts before every tool call
+if TYPE_CHECKING:
+    from typing import Any
+
 
 class CappedText(io.TextIOBase):
     """A text stream that keeps the first `limit` characters and counts the rest."""
@@ -72,7 +76,7 @@ class _PathBeneath(ctypes.Structure):
     _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
 
 
-def confine(read: list, write: list) -> int:
+def confine(read: list[str], write: list[str]) -> int:
     """Allow file access only beneath `read` (read, execute) and `write` (everything); the Landlock ABI, 0 if none."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.syscall.restype = ctypes.c_long
@@ -139,7 +143,7 @@ def main() -> None:
     printed = CappedText(output)
     sys.stdout = sys.stderr = printed
     try:
-        namespace: dict = {"__name__": "memproxy_tool"}
+        namespace: dict[str, Any] = {"__name__": "memproxy_tool"}
         exec(compile(call["source"], "<tool>", "exec"), namespace)
         result = namespace[call["name"]](**call["arguments"])
         text = capped(as_text(result), output) if result is not None else printed.text()

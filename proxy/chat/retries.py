@@ -11,17 +11,19 @@ import asyncio
 import hashlib
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any, AsyncIterator
 
 import orjson
 
 from proxy.chat.protocol import ChatRequest
 from proxy.errors import APIError
+from proxy.protocols import TurnSink
 
 IDEMPOTENCY_HEADERS = ("idempotency-key", "x-idempotency-key", "x-request-id")
 
 
-def turn_key(chat: ChatRequest, headers: Any) -> tuple[str, float]:
+def turn_key(chat: ChatRequest, headers: Mapping[str, str]) -> tuple[str, float]:
     """(key, seconds a finished turn may be replayed for it).
 
     An explicit key replays for ten minutes. A repeated transcript (one that carries an assistant
@@ -81,7 +83,7 @@ class TurnRecord:
 class RecordingSink:
     """Forwards turn events to the requester's sink and records them for retries."""
 
-    def __init__(self, inner: Any, record: TurnRecord) -> None:
+    def __init__(self, inner: TurnSink, record: TurnRecord) -> None:
         self.inner = inner
         self.record = record
 
@@ -119,7 +121,7 @@ class RecordingSink:
     def finish(self, reason: str, usage: dict[str, Any]) -> None:
         self._both("finish", reason, usage)
 
-    def error(self, error: Any) -> None:
+    def error(self, error: APIError) -> None:
         self._both("error", error)
 
 
@@ -175,7 +177,7 @@ class RecentTurns:
         return sum(len(records) for records in self._by_agent.values())
 
 
-async def replay(record: TurnRecord, sink: Any) -> None:
+async def replay(record: TurnRecord, sink: TurnSink) -> None:
     """Feed a recorded (or still running) turn into a new requester's sink."""
     async for name, args in record.follow():
         if name == "error" and args == (None,):

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
+from collections.abc import Mapping
 from typing import Any, AsyncIterator
 
 from starlette.requests import Request
@@ -25,6 +26,7 @@ from proxy.api.protocol import run_json
 from proxy.errors import APIError
 from proxy.http import json_response
 from proxy.metrics import server_timing
+from proxy.protocols import TurnSink
 from proxy.resumable import KEEPALIVE_LINE, Publisher, RunLog, TeeQueue, open_resumable, wants_resumable
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -204,7 +206,7 @@ class TurnRunner:
         return await self._respond(started.task, sink, encoder, request, owner=started.turn is not None,
                                    timing=timing, detached=publisher is not None and started.turn is not None)
 
-    async def launch(self, live: LiveAgent, chat: ChatRequest, sink: Any, headers: Any, *,
+    async def launch(self, live: LiveAgent, chat: ChatRequest, sink: TurnSink, headers: Mapping[str, str], *,
                      scope: str = "", max_steps: int | None = None, publisher: Publisher | None = None) -> Launched:
         """Start the turn a request asks for, feeding `sink`; a repeated request replays the turn it repeats.
 
@@ -220,11 +222,11 @@ class TurnRunner:
             raise
         if publisher is not None and started.turn is None:
             # A replay of an earlier turn: its events are not this run's (the original keeps its own log).
-            sink.queue = asyncio.Queue()
+            sink.queue = asyncio.Queue()  # type: ignore[attr-defined]  # a resumable run's sink streams from a queue
             await publisher.discard()
         return started
 
-    async def _launch(self, live: LiveAgent, chat: ChatRequest, sink: Any, headers: Any, scope: str,
+    async def _launch(self, live: LiveAgent, chat: ChatRequest, sink: TurnSink, headers: Mapping[str, str], scope: str,
                       max_steps: int | None, publisher: Publisher | None) -> Launched:
         key, ttl = turn_key(chat, headers)
         key = scope + key
@@ -326,7 +328,7 @@ class TurnRunner:
                 sink.said.message_fields(), sink.said.logprobs)))
         return await self._stream(task, sink, request, owner, timing, detached)
 
-    async def _run_locked(self, turn: Turn, lease: Lease, record: Any, ttl: float,
+    async def _run_locked(self, turn: Turn, lease: Lease, record: TurnRecord, ttl: float,
                           publisher: Publisher | None = None) -> None:
         self.env.metrics.turns_in_flight.inc()
         try:
@@ -427,7 +429,7 @@ class _TurnTiming:
 
     __slots__ = ("chat", "turn", "record")
 
-    def __init__(self, chat: ChatRequest, turn: Turn | None, record: Any = None) -> None:
+    def __init__(self, chat: ChatRequest, turn: Turn | None, record: TurnRecord | None = None) -> None:
         self.chat, self.turn, self.record = chat, turn, record
 
     @property

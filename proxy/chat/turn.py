@@ -6,11 +6,13 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable
 
-from memory.agents import LiveAgent
+from memory.agents import AgentMemory, LiveAgent
+from memory.compaction import ContextBudget
 from memory.context import encode_messages, encode_request
 from memory.models import Changes, Message, Run, new_id, utcnow
+from memory.protocols import LongTermMemory, Spawn
 from memory.store import FenceLost
 from proxy.chat.new_input import NewInput
 from proxy.chat.protocol import RELAYED_DELTA_FIELDS, ChatRequest
@@ -19,7 +21,9 @@ from proxy.chat.said import ModelOutput, add_usage, chunk_usage
 from proxy import logs
 from proxy.errors import APIError
 from proxy.metrics import Metrics
+from proxy.protocols import ChatUpstream, TurnSink
 from proxy.upstream import UpstreamError
+from tools.protocols import Tools
 from tools.registry import ToolContext
 from proxy.chat.turn_rules import Call, RulesMixin
 from tools.rules import FREE, Called, Rules, StepPlan, load
@@ -28,35 +32,18 @@ log = logging.getLogger("memproxy.turn")
 _NO_RULES = Rules()
 
 
-class TurnSink(Protocol):
-    """Where a turn sends what the client sees, in order."""
-
-    def accepted(self) -> None: ...
-    def content(self, text: str) -> None: ...
-    def relay(self, delta: dict[str, Any], logprobs: Any) -> None: ...
-    def fingerprint(self, value: str) -> None: ...
-    def tool_call_start(self, index: int, call_id: str, name: str) -> None: ...
-    def tool_call_arguments(self, index: int, fragment: str) -> None: ...
-    def working(self) -> None: ...
-    # A server tool call and its result: shown by Letta's messages API only (DESIGN rule 6 hides them on OpenAI's).
-    def server_tool_call(self, call_id: str, name: str, arguments: str) -> None: ...
-    def tool_return(self, call_id: str, name: str, text: str, ok: bool) -> None: ...
-    def finish(self, reason: str, usage: dict[str, Any]) -> None: ...
-    def error(self, error: APIError) -> None: ...
-
-
 @dataclass
 class TurnEnv:
     """What a turn needs from the runtime."""
 
-    memory: Any
-    upstream: Any
-    registry: Any
-    longterm: Any
+    memory: AgentMemory
+    upstream: ChatUpstream
+    registry: Tools
+    longterm: LongTermMemory | None  # None: no archival or recall search tools work
     max_steps: int
-    spawn: Any
-    budget: Any = None  # memory.compaction.ContextBudget
-    on_messages: Any = None  # callback(list[Message]) after messages are committed (recall indexing)
+    spawn: Spawn
+    budget: ContextBudget | None = None  # None: no token accounting, the context is never compacted
+    on_messages: Callable[[list[Message]], None] | None = None  # after messages are committed (recall indexing)
     metrics: Metrics = field(default_factory=Metrics)
 
 

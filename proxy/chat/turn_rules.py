@@ -8,6 +8,7 @@ from typing import Any
 from memory.agents import LiveAgent
 from memory.context import content_text, media_parts
 from memory.models import Message
+from proxy.protocols import TurnSink
 from proxy.chat.new_input import NewInput, already_held, approval_decision, pending_approvals, pending_client_calls
 from tools.rules import Called, Rules, StepPlan
 
@@ -34,7 +35,7 @@ class RulesMixin:
     approved_ran: list[str]
     rules: Rules
     plan: StepPlan
-    sink: Any
+    sink: TurnSink
 
     def _add(self, role: str, content: str | None = None, **kw: Any) -> Message:
         raise NotImplementedError

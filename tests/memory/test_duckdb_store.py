@@ -21,13 +21,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
-import pg
 import pytest
 
 from memory.duckdb_store import DuckDBStore, open_store
 from memory.migrations import MIGRATIONS, SchemaTooNewError, apply_migrations
 from memory.models import Agent, Block, Changes, Message, Run, new_id
-from memory.postgres_store import PostgresStore
 from memory.store import Conflict, NotFound, Store
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -64,23 +62,6 @@ async def duck(tmp_path: Path) -> AsyncIterator[DuckDBStore]:
     await db.open()
     yield db
     await db.close()
-
-
-@pytest.fixture(params=["duckdb", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "duckdb":
-        db: Store = DuckDBStore(str(tmp_path / "data" / "memproxy.duckdb"))
-        await db.open()
-        yield db
-        await db.close()
-        return
-    database = request.getfixturevalue("postgres_url")
-    schema, url = await pg.create_schema(database)
-    db = PostgresStore(url)
-    await db.open()
-    yield db
-    await db.close()
-    await pg.drop_schema(database, schema)
 
 
 async def with_worker_blocked(db: Store, *changes: Changes) -> list[BaseException | None]:

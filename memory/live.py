@@ -1,0 +1,50 @@
+"""One agent's live state: its record, blocks and in-context messages as the hot path reads them.
+
+`memory.agents.AgentMemory` is its only writer (a turn's lock fence aside), so the cached prompt and the
+in-context totals change exactly when what they depend on does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from memory.compile import MemoryMetadata
+from memory.incontext import InContext
+from memory.models import Agent, Block, Message
+
+
+@dataclass
+class LiveAgent:
+    agent: Agent
+    blocks: list[Block]  # attached blocks in order; shared Block objects from the block cache
+    messages: list[Message]  # in-context messages by seq (a summary is a system message first)
+    next_seq: int
+    recall_count: int
+    archival_count: int = 0
+    archival_tags: tuple[str, ...] = ()
+    prompt: str | None = None
+    prompt_meta: MemoryMetadata | None = None
+    in_context: InContext = field(default_factory=InContext)  # wire bytes and tokens of `messages`
+    extra: dict[str, Any] = field(default_factory=dict)
+    # Several processes: the agent's version in Redis this state matches (None = not known: check at the next
+    # lease), and the fencing token of the turn lock held on it right now (0 = none).
+    version: int | None = None
+    fence: int = 0
+    # The `<memory_metadata>` another process compiled the agent's prompt with: a reload here compiles the same
+    # bytes (the upstream's prompt cache survives the agent moving between processes) until a block changes.
+    pinned_meta: MemoryMetadata | None = None
+
+    @property
+    def id(self) -> str:
+        return self.agent.id
+
+    def block(self, label: str) -> Block | None:
+        for block in self.blocks:
+            if block.label == label:
+                return block
+        return None
+
+    def invalidate_prompt(self) -> None:
+        self.prompt = None
+        self.pinned_meta = None
