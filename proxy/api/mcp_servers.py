@@ -40,7 +40,8 @@ _MAX_URL_CHARS = 4096
 
 def server_json(server: McpServer) -> dict[str, Any]:
     """Letta's StdioMCPServer / SSEMCPServer / StreamableHTTPMCPServer, every secret masked."""
-    out: dict[str, Any] = {"id": server.id, "server_name": server.server_name, "type": server.type}
+    out: dict[str, Any] = {"id": server.id, "server_name": server.server_name, "type": server.type,
+                           "mcp_server_type": server.type}
     if server.type == "stdio":
         out.update(command=server.command, args=list(server.args),
                    env={key: mask_secret(value) for key, value in server.env.items()} or None)
