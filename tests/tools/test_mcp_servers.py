@@ -103,6 +103,16 @@ def test_an_sse_server_lists_its_tools(server, mcp_sse: McpProcess) -> None:
     ({"server_name": "a", "server_url": "http://127.0.0.1:1/mcp", "custom_headers": {"X": "a\nb"}}, 422,
      "custom_headers"),
     ({"server_name": "a", "server_url": "http://127.0.0.1:1/mcp", "headers": {}}, 422, "headers"),
+    # The shape Letta's SDKs send: the connection under `config`, its type as `mcp_server_type`.
+    ({"server_name": "a", "config": {"mcp_server_type": "streamable_http"}}, 422, "server_url"),
+    ({"server_name": "a", "config": {"mcp_server_type": "stdio", "server_url": "http://127.0.0.1:1/mcp"}}, 422,
+     "server_url"),
+    ({"server_name": "a", "config": {"server_url": "http://127.0.0.1:1/mcp", "headers": {}}}, 422, "headers"),
+    ({"server_name": "a", "server_url": "http://127.0.0.1:1/mcp", "config": {"server_url": "http://127.0.0.1:2/mcp"}},
+     422, "server_url"),
+    ({"server_name": "a", "config": "http://127.0.0.1:1/mcp"}, 422, "config"),
+    ({"server_name": "a", "config": {"mcp_server_type": "websocket", "server_url": "http://127.0.0.1:1/mcp"}}, 422,
+     "config.mcp_server_type"),
     ([1, 2], 400, None),
 ])
 def test_bad_bodies_are_4xx_in_the_openai_shape_and_nothing_is_stored(server, body: Any, status: int,
