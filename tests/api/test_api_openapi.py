@@ -121,7 +121,8 @@ def test_every_operation_against_its_schema(server: Any, http: httpx.Client) -> 
                 for name in list(case.path_parameters or {}):
                     if name in ids:
                         case.path_parameters[name] = ids[name]
-            if label == "POST /v1/mcp-servers" and isinstance(case.body, dict):
+            if label in ("POST /v1/mcp-servers", "PATCH /v1/mcp-servers/{mcp_server_id}") and isinstance(case.body,
+                                                                                                   dict):
                 # Never a stdio server: its `command` would be started on this machine. Remote ones only.
                 for fields, kind in ((case.body, "type"), (case.body.get("config"), "mcp_server_type")):
                     if isinstance(fields, dict):

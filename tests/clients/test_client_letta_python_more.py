@@ -49,6 +49,11 @@ def test_custom_tools_are_managed_attached_and_called_in_a_turn(server: Any, cli
         assert client.tools.retrieve(created.id).source_code == ROLL
         updated = client.tools.update(created.id, description="Roll one die.")
         assert updated.description == "Roll one die." and updated.id == created.id
+        upserted = client.tools.upsert(source_code=ROLL.replace("rolled a", "you rolled a"), tags=["dice", "games"])
+        assert upserted.id == created.id and upserted.tags == ["dice", "games"]  # the same tool, changed
+        fresh = client.tools.upsert(source_code=ROLL.replace("def roll(", "def roll_again("))
+        assert fresh.name == "roll_again" and fresh.id != created.id  # none of that name: created
+        client.tools.delete(fresh.id)
         assert [t.id for t in client.tools.list(name="roll")] == [created.id]
         everything = [t.id for t in client.tools.list(limit=1)]  # pages of one, to the end
         assert created.id in everything and len(everything) == len(set(everything)) > 1
@@ -61,7 +66,7 @@ def test_custom_tools_are_managed_attached_and_called_in_a_turn(server: Any, cli
         assert kinds == ["tool_call_message", "tool_return_message", "assistant_message"]
         call, result = answer.messages[0], answer.messages[1]
         assert call.tool_call.name == "roll" and json.loads(call.tool_call.arguments) == {"sides": 6}
-        assert result.status == "success" and "rolled a 6 on a d6" in result.tool_return
+        assert result.status == "success" and "you rolled a 6 on a d6" in result.tool_return
         assert answer.messages[2].content == "You rolled a six."
 
         detached = client.agents.tools.detach(created.id, agent_id=agent.id)
@@ -82,6 +87,10 @@ def test_mcp_servers_their_tools_and_a_turn_calling_one(server: Any, client: Let
         assert created.mcp_server_type == "streamable_http" and created.server_url == mcp_url
         assert created.auth_token != "Bearer sdk-token-abcdefghijklmnop"  # masked, never shown back
         assert client.mcp_servers.retrieve(created.id).id == created.id
+        renamed = client.mcp_servers.update(created.id, server_name="sdk-mcp-renamed", config={
+            "mcp_server_type": "streamable_http", "auth_token": "Bearer sdk-token-qrstuvwxyzabcdef"})
+        assert (renamed.server_name, renamed.server_url, renamed.auth_header) == \
+            ("sdk-mcp-renamed", mcp_url, "Authorization")  # what was not given is kept
         assert created.id in [s.id for s in client.mcp_servers.list()]
         tools = {t.name: t for t in client.mcp_servers.tools.list(created.id)}
         assert {"add", "weather"} <= set(tools) and tools["add"].tool_type == "external_mcp"

@@ -65,6 +65,14 @@ class McpServerCreate(RequestBody):
         return out
 
 
+class McpServerUpdate(McpServerCreate):
+    """Letta's UpdateStdioMCPServer / UpdateSSEMCPServer / UpdateStreamableHTTPMCPServer: the fields to change."""
+
+    server_name: str | None = None  # type: ignore[assignment]
+    model_config = ConfigDict(json_schema_extra={"additionalProperties": False, "examples": [
+        {"config": {"mcp_server_type": "streamable_http", "server_url": "http://127.0.0.1:9/mcp"}}]})
+
+
 class McpServer(BaseModel):
     """Letta's StdioMCPServer / SSEMCPServer / StreamableHTTPMCPServer: stdio fields or remote ones."""
 
