@@ -82,7 +82,11 @@ def test_node_sdk_tools_mcp_agent_files_and_the_rest_validate(server, node, mcp_
         "mcpUpdated": McpServerUpdateResponse, "mcpList": McpServerListResponse, "mcpTools": McpToolList,
         "mcpTool": Tool, "mcpRegistered": Tool, "mcpAttached": AgentState, "mcpTurn": LettaResponse,
         "afterMcp": AgentState, "imported": AgentImportFileResponse, "copy": AgentState,
-        "compacted": CompactionResponse, "reset": Optional[AgentState]})
+        "compacted": CompactionResponse, "reset": Optional[AgentState], "agentTools": List[Tool],
+        "approval": Optional[AgentState], "blockRetrieved": BlockResponse, "blockUpdated": BlockResponse})
+    assert [t.name for t in typed["agentTools"]] == [t.name for t in typed["toolDetached"].tools]
+    assert typed["approval"].tool_rules[-1].type == "requires_approval" and out["passageDeleted"]["deleted"]
+    assert typed["blockUpdated"].value == "changed" and typed["blockRetrieved"].value == "temporary"
     tool = typed["tool"]
     assert typed["toolUpserted"].id == tool.id and typed["toolUpserted"].tags == ["dice", "games"]
     assert typed["toolUpdated"].description == "Roll one die." and tool.id in [t.id for t in typed["toolPages"]]
@@ -111,7 +115,9 @@ def test_node_sdk_follows_a_background_run_by_stream(resumable_server, node) -> 
     out = node.run("letta_sdk.mjs", {"scenario": "runs", "baseURL": resumable_server.base_url,
                                      "replyHeaders": sim_headers(reply="Done in the background.")}, timeout=120)
     typed = _validated(out, {"run": Run, "followed": List[LettaStreamingResponse],
-                             "resumed": List[LettaStreamingResponse], "runDone": Run, "runs": List[Run]})
+                             "resumed": List[LettaStreamingResponse], "resumedByGet": List[LettaStreamingResponse],
+                             "runDone": Run, "runs": List[Run]})
+    assert [e.model_dump() for e in typed["resumedByGet"]] == [e.model_dump() for e in typed["resumed"]]
     followed = typed["followed"]
     assert [e.seq_id for e in followed] == list(range(1, len(followed) + 1))
     assert [e.message_type for e in followed][-2:] == ["stop_reason", "usage_statistics"]

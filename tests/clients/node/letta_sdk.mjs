@@ -83,6 +83,11 @@ async function resources(input) {
   out.toolTurn = await client(input, input.rollHeaders).agents.messages.create(
     agent.id, { messages: [{ role: "user", content: "Roll a d6." }] });
   out.toolDetached = await letta.agents.tools.detach(out.tool.id, { agent_id: agent.id });
+  out.agentTools = await all(letta.agents.tools.list(agent.id, { limit: 1 }));
+  out.approval = await letta.agents.tools.updateApproval("memory_insert", { agent_id: agent.id,
+                                                                            body_requires_approval: true });
+  const passage = (await letta.agents.passages.create(agent.id, { text: "A passage to delete." }))[0];
+  out.passageDeleted = await letta.agents.passages.delete(passage.id, { agent_id: agent.id });
 
   out.mcp = await letta.mcpServers.create({ server_name: "node-mcp", config: {
     mcp_server_type: "streamable_http", server_url: input.mcpURL } });
@@ -119,6 +124,8 @@ async function resources(input) {
   out.compacted = await letta.agents.messages.compact(agent.id);
   out.reset = await letta.agents.messages.reset(agent.id, {});
   const scratch = await letta.blocks.create({ label: "scratch", value: "temporary" });
+  out.blockRetrieved = await letta.blocks.retrieve(scratch.id);
+  out.blockUpdated = await letta.blocks.update(scratch.id, { value: "changed" });
   out.blockDeleted = await letta.blocks.delete(scratch.id);
   out.toolDeleted = await letta.tools.delete(out.tool.id);
   out.agentDeleted = await letta.agents.delete(out.copy.id);
@@ -138,6 +145,10 @@ async function runs(input) {
   for await (const event of await letta.runs.messages.stream(out.run.id, { starting_after: 0 })) out.followed.push(event);
   out.resumed = [];
   for await (const event of await letta.runs.messages.stream(out.run.id, { starting_after: 2 })) out.resumed.push(event);
+  // GET /v1/runs/{id}/stream (resume by `starting_after`): the SDK only POSTs; its raw helper GETs, as SSE.
+  out.resumedByGet = [];
+  const got = await letta.get(`/v1/runs/${out.run.id}/stream`, { query: { starting_after: 2 }, stream: true });
+  for await (const event of got) out.resumedByGet.push(event);
   out.runDone = await letta.runs.retrieve(out.run.id);
   out.runs = await all(letta.runs.list({ agent_id: agent.id, limit: 1 }));
   await letta.agents.delete(agent.id);
