@@ -12,10 +12,9 @@ from proxy.errors import unprocessable
 ServerType = Literal["stdio", "sse", "streamable_http"]
 
 
-class McpServerConfig(RequestBody):
-    """The connection as Letta's SDKs (1.x) send it: `{"server_name", "config": {..., "mcp_server_type"}}`."""
+class McpConnectionFields(RequestBody):
+    """A server's connection fields: a stdio server's, or a remote one's."""
 
-    mcp_server_type: ServerType | None = None
     server_url: str | None = None
     auth_header: str | None = None
     auth_token: str | None = None
@@ -25,7 +24,13 @@ class McpServerConfig(RequestBody):
     env: dict[str, Any] | None = None
 
 
-class McpServerCreate(RequestBody):
+class McpServerConfig(McpConnectionFields):
+    """The connection as Letta's SDKs (1.x) send it: `{"server_name", "config": {..., "mcp_server_type"}}`."""
+
+    mcp_server_type: ServerType | None = None
+
+
+class McpServerCreate(McpConnectionFields):
     """Letta's CreateStdioMCPServer / CreateSSEMCPServer / CreateStreamableHTTPMCPServer in one body: flat, as
     Letta's API reference shows it, or with the connection under `config`, as Letta's SDKs send it.
 
@@ -35,13 +40,6 @@ class McpServerCreate(RequestBody):
     server_name: str
     type: ServerType | None = None
     id: str | None = None
-    server_url: str | None = None
-    auth_header: str | None = None
-    auth_token: str | None = None
-    custom_headers: dict[str, Any] | None = None
-    command: str | None = None
-    args: list[str] | None = None
-    env: dict[str, Any] | None = None
     config: McpServerConfig | None = None
     model_config = ConfigDict(json_schema_extra={
         "additionalProperties": False,
