@@ -162,6 +162,19 @@ async def get_mcp_server(request: Request) -> Response:
     return json_response(server_json(_require_server(runtime(request), request.path_params["mcp_server_id"])))
 
 
+def _unmasked(given: dict[str, Any], server: McpServer) -> dict[str, Any]:
+    """A secret sent back as the API shows it (masked) keeps its stored value: a GET, edited, can be PATCHed."""
+    out = dict(given)
+    if server.auth_token and out.get("auth_token") == mask_secret(server.auth_token):
+        out["auth_token"] = server.auth_token
+    for name, stored in (("custom_headers", server.custom_headers), ("env", server.env)):
+        values = out.get(name)
+        if isinstance(values, dict):
+            out[name] = {key: stored[key] if key in stored and value == mask_secret(stored[key]) else value
+                         for key, value in values.items()}
+    return out
+
+
 async def update_mcp_server(request: Request, body: McpServerUpdate) -> Response:
     """Letta's Update Mcp Server: the given fields change (a new `type` replaces the whole connection); the
     server's registered tools keep their names and are reached through the new connection from now on."""
@@ -172,7 +185,7 @@ async def update_mcp_server(request: Request, body: McpServerUpdate) -> Response
     if given.get("type") in (None, server.type):
         fields.update({name: getattr(server, name) or None for name in (
             _STDIO_FIELDS if server.type == "stdio" else _REMOTE_FIELDS)})
-    fields.update({name: value for name, value in given.items() if value is not None})
+    fields.update({name: value for name, value in _unmasked(given, server).items() if value is not None})
     updated = replace(parse_server(fields), id=server.id, tools=server.tools, created_at=server.created_at)
     other = rt.mcp.by_name(updated.server_name)
     if other is not None and other.id != server.id:

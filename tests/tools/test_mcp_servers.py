@@ -225,6 +225,10 @@ def test_an_update_moves_the_server_and_its_attached_tools_follow_or_is_refused_
         assert (refused.status_code, refused.json()["error"]["param"]) == (status, param), refused.text
         assert httpx.get(path).json() == created  # nothing of a refused update was kept
     assert httpx.patch(f"{base}/v1/mcp-servers/mcp_server-nope", json={"server_name": "x"}).status_code == 404
+    # What a GET shows, sent back as is (secrets masked): the stored secrets are kept, not replaced by masks.
+    shown = {k: v for k, v in httpx.get(path).json().items() if k not in ("id", "mcp_server_type")}
+    assert httpx.patch(path, json=shown, timeout=30).json() == created
+    assert server.rt.mcp.servers[created["id"]].auth_token == TOKEN
 
     # The server goes away: its registered tool fails as a tool result, the API answers 502.
     down = httpx.patch(path, json={"config": {"server_url": f"http://127.0.0.1:{free_port()}/mcp"}}, timeout=30)
