@@ -24,7 +24,7 @@ from proxy.api.lookup import runtime, save_agent
 from proxy.api.protocol import mask_secret, tool_json
 from proxy.api.tool_rules import detached
 from proxy.errors import APIError, not_found, unprocessable
-from proxy.api.wire.mcp_servers import McpServerCreate
+from proxy.api.wire.mcp_servers import McpServerCreate, McpServerUpdate
 from proxy.http import json_response
 from proxy.limits import MAX_LIST_ITEMS, MAX_NAME_CHARS, MAX_TEXT_CHARS, check_text
 from proxy.runtime import Runtime
@@ -40,7 +40,8 @@ _MAX_URL_CHARS = 4096
 
 def server_json(server: McpServer) -> dict[str, Any]:
     """Letta's StdioMCPServer / SSEMCPServer / StreamableHTTPMCPServer, every secret masked."""
-    out: dict[str, Any] = {"id": server.id, "server_name": server.server_name, "type": server.type}
+    out: dict[str, Any] = {"id": server.id, "server_name": server.server_name, "type": server.type,
+                           "mcp_server_type": server.type}
     if server.type == "stdio":
         out.update(command=server.command, args=list(server.args),
                    env={key: mask_secret(value) for key, value in server.env.items()} or None)
@@ -159,6 +160,46 @@ async def list_mcp_servers(request: Request) -> Response:
 
 async def get_mcp_server(request: Request) -> Response:
     return json_response(server_json(_require_server(runtime(request), request.path_params["mcp_server_id"])))
+
+
+def _unmasked(given: dict[str, Any], server: McpServer) -> dict[str, Any]:
+    """A secret sent back as the API shows it (masked) keeps its stored value: a GET, edited, can be PATCHed."""
+    out = dict(given)
+    if server.auth_token and out.get("auth_token") == mask_secret(server.auth_token):
+        out["auth_token"] = server.auth_token
+    for name, stored in (("custom_headers", server.custom_headers), ("env", server.env)):
+        values = out.get(name)
+        if isinstance(values, dict):
+            out[name] = {key: stored[key] if key in stored and value == mask_secret(stored[key]) else value
+                         for key, value in values.items()}
+    return out
+
+
+async def update_mcp_server(request: Request, body: McpServerUpdate) -> Response:
+    """Letta's Update Mcp Server: the given fields change (a new `type` replaces the whole connection); the
+    server's registered tools keep their names and are reached through the new connection from now on."""
+    rt = runtime(request)
+    server = _require_server(rt, request.path_params["mcp_server_id"])
+    given = body.fields()
+    fields: dict[str, Any] = {"server_name": server.server_name, "type": server.type}
+    if given.get("type") in (None, server.type):
+        fields.update({name: getattr(server, name) or None for name in (
+            _STDIO_FIELDS if server.type == "stdio" else _REMOTE_FIELDS)})
+    fields.update({name: value for name, value in _unmasked(given, server).items() if value is not None})
+    updated = replace(parse_server(fields), id=server.id, tools=server.tools, created_at=server.created_at)
+    other = rt.mcp.by_name(updated.server_name)
+    if other is not None and other.id != server.id:
+        raise APIError(409, f"an MCP server named {updated.server_name!r} already exists", param="server_name",
+                       code="conflict")
+    try:
+        await rt.store.update_mcp_server(updated)
+    except NotFound:
+        raise not_found("mcp server", server.id) from None
+    await rt.mcp.remove(server.id)  # the old connection closes (a stdio process stops); the new one starts
+    rt.mcp.add(updated)
+    for spec in updated.tools:
+        rt.registry.add(rt.mcp.server_tool(updated, spec))
+    return json_response(server_json(updated))
 
 
 async def delete_mcp_server(request: Request) -> Response:

@@ -72,10 +72,10 @@ def _operation(op: Operation, schemas: _Schemas) -> dict[str, Any]:
         content["application/json"] = {"schema": schemas.ref(op.response, "serialization")}
     if op.stream:
         content["text/event-stream"] = {"schema": _SSE_EVENT}
-    ok: dict[str, Any] = {"description": "OK"}
+    ok: dict[str, Any] = {"description": "OK" if op.status == 200 else "No content"}
     if content:
         ok["content"] = content
-    responses: dict[str, Any] = {"200": ok}
+    responses: dict[str, Any] = {str(op.status): ok}
     error = {"content": {"application/json": {"schema": schemas.ref(ErrorResponse, "serialization")}}}
     for status in (*op.errors, *(() if op.open else (401,))):
         responses[str(status)] = {"description": _STATUS_TEXT.get(status, "Error"), **error}

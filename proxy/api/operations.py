@@ -139,6 +139,7 @@ class Operation:
     query: type[QueryParams] | None = None
     response: Any = None  # a model, `list[Model]`, a union; None: no JSON schema declared
     body_required: bool = True
+    status: int = 200  # the success status the handler answers (204: no body), as Letta's reference says
     stream: bool = False  # also answers text/event-stream
     errors: tuple[int, ...] = (400, 404, 422)
     invalid_status: int = 422  # Letta's messages API answers a malformed body with 400, as it always has

@@ -23,7 +23,7 @@ from proxy.api.wire.archival import (MessageHit, MessageSearch, Passage, Passage
                                      PassageSearchQuery, PassageSearchResponse)
 from proxy.api.wire.blocks import Block, BlockCreate, BlockListQuery, BlockUpdate
 from proxy.api.wire.common import Deleted, PageQuery
-from proxy.api.wire.mcp_servers import McpServer, McpServerCreate
+from proxy.api.wire.mcp_servers import McpServer, McpServerCreate, McpServerUpdate
 from proxy.api.wire.messages import LettaMessage, MessageListQuery, Run, RunListQuery, RunStreamRequest
 from proxy.api.wire.service import (Compaction, ContextWindow, Health, LettaModel, OpenAIModelList, PreviewRequest,
                                     SummarizeRequest)
@@ -65,6 +65,8 @@ operations: list[Operation] = [
               response=AgentState),
     Operation("POST", "/v1/tools/", tools.create_tool, "Create a custom Python tool", _T, body=ToolCreate,
               response=Tool, errors=(400, 409, 422)),
+    Operation("PUT", "/v1/tools/", tools.upsert_tool, "Create a custom Python tool, or change the one of its name",
+              _T, body=ToolCreate, response=Tool),
     Operation("GET", "/v1/tools/", tools.list_tools, "List tools", _T, query=ToolListQuery, response=list[Tool]),
     Operation("GET", "/v1/tools/{tool_id}", tools.get_tool, "Retrieve a tool", _T, response=Tool),
     Operation("PATCH", "/v1/tools/{tool_id}", tools.modify_tool, "Modify a custom tool", _T, body=ToolUpdate,
@@ -122,8 +124,11 @@ operations: list[Operation] = [
               errors=()),
     Operation("GET", _MCP + "/{mcp_server_id}", mcp_servers.get_mcp_server, "Retrieve an MCP server", _MC,
               response=McpServer, errors=(404,)),
+    Operation("PATCH", _MCP + "/{mcp_server_id}", mcp_servers.update_mcp_server, "Change an MCP server", _MC,
+              body=McpServerUpdate, response=McpServer, errors=(400, 404, 409, 422)),
     Operation("DELETE", _MCP + "/{mcp_server_id}", mcp_servers.delete_mcp_server,
-              "Delete an MCP server (its tools are detached from every agent; 204, no body)", _MC, errors=(404,)),
+              "Delete an MCP server (its tools are detached from every agent; 204, no body)", _MC, status=204,
+              errors=(404,)),
     Operation("GET", _MCP + "/{mcp_server_id}/tools", mcp_servers.list_mcp_server_tools,
               "List the tools an MCP server offers now", _MC, response=list[Tool], errors=(404, 502)),
     Operation("GET", _MCP + "/{mcp_server_id}/tools/{tool_id}", mcp_servers.get_mcp_server_tool,

@@ -80,7 +80,7 @@ async def modify_approval(request: Request, body: ApprovalUpdate, query: Approva
     rt = runtime(request)
     live = await require_agent(request)
     name = request.path_params["tool_name"]
-    required = body.requires_approval
+    required = body.requires_approval if body.requires_approval is not None else body.body_requires_approval
     if required is None and query.requires_approval is not None:  # Letta's deprecated query parameter
         required = query.requires_approval.lower() == "true"
     if required is None:

@@ -59,9 +59,24 @@ async def create_tool(request: Request, body: ToolCreate) -> Response:
     rt = runtime(request)
     fields = _fields(body)
     schema = _schema(fields["source_code"], fields.get("json_schema"), fields.get("description"))
+    if schema["name"] in rt.registry:
+        raise APIError(409, f"a tool named {schema['name']!r} already exists", param="source_code", code="conflict")
+    return await _create(rt, fields, schema)
+
+
+async def upsert_tool(request: Request, body: ToolCreate) -> Response:
+    """Letta's upsert: the custom tool of the function's name is changed, or created when there is none."""
+    rt = runtime(request)
+    fields = _fields(body)
+    schema = _schema(fields["source_code"], fields.get("json_schema"), fields.get("description"))
+    existing = rt.registry.get(schema["name"])
+    if existing is None:
+        return await _create(rt, fields, schema)
+    return await _modify(rt, _custom(existing), fields)
+
+
+async def _create(rt: Runtime, fields: dict[str, Any], schema: dict[str, Any]) -> Response:
     name = schema["name"]
-    if name in rt.registry:
-        raise APIError(409, f"a tool named {name!r} already exists", param="source_code", code="conflict")
     record = Tool(id=new_id("tool"), name=name, source_code=fields["source_code"], json_schema=schema,
                   description=schema["description"], tags=list(dict.fromkeys(fields.get("tags", []))),
                   return_char_limit=fields.get("return_char_limit", 50000), metadata=fields.get("metadata", {}),
@@ -88,8 +103,10 @@ async def get_tool(request: Request) -> Response:
 
 async def modify_tool(request: Request, body: ToolUpdate) -> Response:
     rt = runtime(request)
-    record = _custom(_require_tool(rt, request.path_params["tool_id"]))
-    fields = _fields(body)
+    return await _modify(rt, _custom(_require_tool(rt, request.path_params["tool_id"])), _fields(body))
+
+
+async def _modify(rt: Runtime, record: Tool, fields: dict[str, Any]) -> Response:
     source = fields.get("source_code", record.source_code)
     given = fields.get("json_schema")
     if given is None and "source_code" not in fields:

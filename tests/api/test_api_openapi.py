@@ -121,12 +121,15 @@ def test_every_operation_against_its_schema(server: Any, http: httpx.Client) -> 
                 for name in list(case.path_parameters or {}):
                     if name in ids:
                         case.path_parameters[name] = ids[name]
-            if label == "POST /v1/mcp-servers" and isinstance(case.body, dict):
+            if label in ("POST /v1/mcp-servers", "PATCH /v1/mcp-servers/{mcp_server_id}") and isinstance(case.body,
+                                                                                                   dict):
                 # Never a stdio server: its `command` would be started on this machine. Remote ones only.
-                for local in ("command", "args", "env"):
-                    case.body.pop(local, None)
-                if case.body.get("type") == "stdio":
-                    case.body["type"] = "streamable_http"
+                for fields, kind in ((case.body, "type"), (case.body.get("config"), "mcp_server_type")):
+                    if isinstance(fields, dict):
+                        for local in ("command", "args", "env"):
+                            fields.pop(local, None)
+                        if fields.get(kind) == "stdio":
+                            fields[kind] = "streamable_http"
             # The MCP server's tools routes ask an unreachable server: their documented answer is 502.
             unreachable = label.startswith("GET /v1/mcp-servers/{mcp_server_id}/tools") or \
                 label == "POST /v1/mcp-servers/{mcp_server_id}/tools/{tool_name}"
@@ -159,3 +162,33 @@ def test_an_unsupported_field_inside_a_nested_body_is_named_with_its_path(http: 
     error = expect_error(http.post("/v1/agents/", json=body), 400, "unsupported_parameter")
     assert error["param"] == "memory_blocks[1].is_template"
     assert len(http.get("/v1/agents/").json()) == before
+
+
+# What Letta's API reference (/work/shared/seeds) says each DELETE answers: 200 with a JSON body, except MCP
+# servers, whose reference answers 204.
+LETTA_DELETE_STATUS = {"/v1/agents/{agent_id}": 200, "/v1/agents/{agent_id}/archival-memory/{passage_id}": 200,
+                       "/v1/blocks/{block_id}": 200, "/v1/tools/{tool_id}": 200, "/v1/mcp-servers/{mcp_server_id}": 204}
+
+
+def test_every_delete_declares_and_answers_the_status_of_letta_reference(http: httpx.Client) -> None:
+    document = http.get("/openapi.json").json()
+    declared = {path: [status for status in item["delete"]["responses"] if status.startswith("2")]
+                for path, item in document["paths"].items() if "delete" in item}
+    assert declared == {path: [str(status)] for path, status in LETTA_DELETE_STATUS.items()}
+    agent = create_agent(str(http.base_url).rstrip("/"))
+    passage = http.post(f"/v1/agents/{agent}/archival-memory", json={"text": "to delete"}).json()[0]
+    block = http.post("/v1/blocks/", json={"label": "gone", "value": "v"}).json()
+    tool = http.post("/v1/tools/", json={"source_code": "def gone() -> str:\n    \"\"\"Gone.\"\"\"\n    return 'x'\n"})
+    mcp = http.post("/v1/mcp-servers", json={"server_name": "gone", "type": "streamable_http",
+                                             "server_url": "http://127.0.0.1:9/mcp"}).json()
+    ids = {"agent_id": agent, "passage_id": passage["id"], "block_id": block["id"], "tool_id": tool.json()["id"],
+           "mcp_server_id": mcp["id"]}
+    for path in ("/v1/agents/{agent_id}/archival-memory/{passage_id}", "/v1/blocks/{block_id}", "/v1/tools/{tool_id}",
+                 "/v1/mcp-servers/{mcp_server_id}", "/v1/agents/{agent_id}"):
+        response = http.delete(path.format(**ids))
+        assert response.status_code == LETTA_DELETE_STATUS[path], (path, response.text)
+        if response.status_code == 204:
+            assert response.content == b""
+        else:
+            assert response.json()["deleted"] is True
+        assert http.delete(path.format(**ids)).status_code == 404  # gone: a second delete finds nothing

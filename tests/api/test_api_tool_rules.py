@@ -85,7 +85,10 @@ def test_approval_is_set_per_agent_and_by_a_tools_default(server) -> None:
         response.json()["tool_rules"]
     assert httpx.patch(url, json={"requires_approval": False}).json()["tool_rules"] == []
     assert httpx.patch(url + "?requires_approval=true").json()["tool_rules"][0]["type"] == "requires_approval"
-    for body, status, param in (({"requires_approval": "yes"}, 422, "requires_approval"), ({}, 422, "requires_approval")):
+    # Letta's Node SDK sends the field as `body_requires_approval` (the Python SDK as `requires_approval`).
+    assert httpx.patch(url, json={"body_requires_approval": False}).json()["tool_rules"] == []
+    for body, status, param in (({"requires_approval": "yes"}, 422, "requires_approval"), ({}, 422, "requires_approval"),
+                                ({"body_requires_approval": "yes"}, 422, "body_requires_approval")):
         response = httpx.patch(f"{base}/v1/agents/{agent}/tools/approval/memory_replace", json=body)
         assert response.status_code == status and response.json()["error"]["param"] == param
     response = httpx.patch(f"{base}/v1/agents/{agent}/tools/approval/not_attached", json={"requires_approval": True})

@@ -159,3 +159,24 @@ def test_tool_variables_are_masked_and_kept_when_sent_back_masked(server: Any, h
 def _stored_env(server: Any, agent_id: str) -> dict[str, str]:
     agent = server.call(server.rt.store.get_agent(agent_id))
     return dict(agent.tool_env)
+
+
+def test_upsert_creates_then_changes_the_tool_of_that_name_and_refuses_built_ins(http: httpx.Client,
+                                                                                 expect_error: Callable) -> None:
+    first = http.put("/v1/tools/", json={"source_code": WEATHER, "tags": ["a"]})
+    assert first.status_code == 200, first.text
+    tool = first.json()
+    try:
+        source = WEATHER.replace("sunny", "rainy")
+        again = http.put("/v1/tools/", json={"source_code": source, "tags": ["b"]}).json()
+        assert (again["id"], again["source_code"], again["tags"]) == (tool["id"], source, ["b"])
+        assert [t["id"] for t in http.get("/v1/tools/", params={"name": "get_weather"}).json()] == [tool["id"]]
+        before = http.get("/v1/tools/").json()
+        expect_error(http.put("/v1/tools/", json={"source_code": "def memory_insert(label: str):\n    return label\n"}),
+                     400, "builtin_tool")
+        expect_error(http.put("/v1/tools/", json={"source_code": "not python("}), 400, "invalid_tool")
+        expect_error(http.put("/v1/tools/", json={"tags": ["no source"]}), 422, "validation_error")
+        assert http.get("/v1/tools/").json() == before
+        assert http.get(f"/v1/tools/{tool['id']}").json()["source_code"] == source
+    finally:
+        _delete(http, tool)

@@ -82,3 +82,38 @@ def node() -> NodeRunner:
                             f"{(proc.stderr or proc.stdout)[-2000:]}")
             STAMP.write_text(digest)
     return NodeRunner(node_bin)
+
+
+@pytest.fixture
+def resumable_server(request: pytest.FixtureRequest, make_server: Any, redis_url: str) -> Any:
+    """A server with Redis-backed resumable runs (what `GET/POST /v1/runs/{id}/stream` need).
+
+    Skipped without Redis, a failure under CI=true (the `redis_url` fixture). Under MEMPROXY_TEST_WORKERS the
+    module's server is a fleet on Redis already."""
+    import uuid
+
+    import redis
+
+    if int(os.environ.get("MEMPROXY_TEST_WORKERS") or 1) > 1:
+        yield request.getfixturevalue("server")
+        return
+    prefix = f"mpt:{uuid.uuid4().hex[:12]}:"
+    yield make_server(redis_url=redis_url, redis_prefix=prefix, keepalive_interval=0.2)
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=prefix + "*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def mcp_url() -> Any:
+    """The real MCP test server (tests/tools/mcp_server.py) over streamable HTTP, for the whole session."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))  # tests/tools/mcp_support.py
+    from mcp_support import start_mcp
+
+    proc = start_mcp("streamable-http")
+    yield proc.url
+    proc.stop()

@@ -6,10 +6,14 @@ Python SDK generates from the same OpenAPI document, as its strict mode does.
 
 from __future__ import annotations
 
-from typing import Any, List
+from typing import Any, List, Optional
 
 from letta_client._models import validate_type
-from letta_client.types import AgentState, BlockResponse, ModelListResponse
+from letta_client.types import (AgentImportFileResponse, AgentState, BlockResponse, HealthResponse,
+                                McpServerCreateResponse, McpServerListResponse, McpServerRetrieveResponse,
+                                McpServerUpdateResponse, ModelListResponse, Tool)
+from letta_client.types.conversations import CompactionResponse
+from letta_client.types.mcp_servers import ToolListResponse as McpToolList
 from letta_client.types.agents import (LettaResponse, LettaStreamingResponse, Message, PassageCreateResponse,
                                        PassageListResponse, PassageSearchResponse, Run)
 
@@ -53,3 +57,69 @@ def test_node_sdk_tour_validates_and_auto_paginates(server, node) -> None:
     assert typed["run"].background and typed["runDone"].status == "completed"
     assert typed["runs"][0].id == typed["run"].id and len(typed["runs"]) == 3  # two pages of runs
     assert out["cancel"] == {}
+
+
+ROLL_SOURCE = ('def roll(sides: int) -> str:\n    """Roll a die.\n\n    Args:\n        sides: How many faces.\n    """\n'
+               '    return f"rolled a {sides}"\n')
+
+
+def _validated(out: dict[str, Any], shapes: dict[str, Any]) -> dict[str, Any]:
+    """Each response the Node SDK got, validated against the Python SDK's type of the same response."""
+    return {name: validate_type(type_=shape, value=out[name]) for name, shape in shapes.items()}
+
+
+def test_node_sdk_tools_mcp_agent_files_and_the_rest_validate(server, node, mcp_url: str) -> None:
+    out = node.run("letta_sdk.mjs", {
+        "scenario": "resources", "baseURL": server.base_url, "mcpURL": mcp_url, "rollSource": ROLL_SOURCE,
+        "rollHeaders": sim_headers(script=[{"tool_calls": [{"name": "roll", "arguments": {"sides": 6}}]},
+                                           {"reply": "A six."}]),
+        "addHeaders": sim_headers(script=[{"tool_calls": [{"name": "add", "arguments": {"a": 2, "b": 3}}]},
+                                          {"reply": "Five."}])}, timeout=120)
+    typed = _validated(out, {
+        "health": HealthResponse, "tool": Tool, "toolRetrieved": Tool, "toolUpdated": Tool, "toolUpserted": Tool,
+        "toolPages": List[Tool], "toolAttached": AgentState, "toolTurn": LettaResponse, "toolDetached": AgentState,
+        "mcp": McpServerCreateResponse, "mcpRetrieved": McpServerRetrieveResponse,
+        "mcpUpdated": McpServerUpdateResponse, "mcpList": McpServerListResponse, "mcpTools": McpToolList,
+        "mcpTool": Tool, "mcpRegistered": Tool, "mcpAttached": AgentState, "mcpTurn": LettaResponse,
+        "afterMcp": AgentState, "imported": AgentImportFileResponse, "copy": AgentState,
+        "compacted": CompactionResponse, "reset": Optional[AgentState], "agentTools": List[Tool],
+        "approval": Optional[AgentState], "blockRetrieved": BlockResponse, "blockUpdated": BlockResponse})
+    assert [t.name for t in typed["agentTools"]] == [t.name for t in typed["toolDetached"].tools]
+    assert typed["approval"].tool_rules[-1].type == "requires_approval" and out["passageDeleted"]["deleted"]
+    assert typed["blockUpdated"].value == "changed" and typed["blockRetrieved"].value == "temporary"
+    tool = typed["tool"]
+    assert typed["toolUpserted"].id == tool.id and typed["toolUpserted"].tags == ["dice", "games"]
+    assert typed["toolUpdated"].description == "Roll one die." and tool.id in [t.id for t in typed["toolPages"]]
+    assert "roll" in [t.name for t in typed["toolAttached"].tools]
+    assert "roll" not in [t.name for t in typed["toolDetached"].tools]
+    turn = typed["toolTurn"].messages
+    assert [m.message_type for m in turn] == ["tool_call_message", "tool_return_message", "assistant_message"]
+    assert turn[1].status == "success" and "rolled a 6" in turn[1].tool_return
+
+    assert typed["mcp"].mcp_server_type == "streamable_http" and typed["mcpUpdated"].server_name == "node-mcp-renamed"
+    assert typed["mcp"].id in [s.id for s in typed["mcpList"]] and typed["mcpTool"].name == "add"
+    assert typed["mcpRegistered"].tool_type == "external_mcp"
+    assert [m.message_type for m in typed["mcpTurn"].messages][1] == "tool_return_message"
+    assert typed["mcpTurn"].messages[1].tool_return == "5" and out["mcpDeleted"] is None
+    assert "add" not in [t.name for t in typed["afterMcp"].tools]
+
+    assert out["exported"]["agents"][0]["name"] == "node-more"
+    assert typed["copy"].name == "node-more-copy" and typed["imported"].agent_ids == [typed["copy"].id]
+    assert out["context"]["num_messages"] > 0 and out["preview"]["messages"][-1]["content"] == "next"
+    assert isinstance(out["searched"], list) and out["openaiModels"]["object"] == "list"
+    for deleted in ("blockDeleted", "toolDeleted", "agentDeleted"):
+        assert out[deleted]["deleted"] is True  # Letta's reference: 200 with a body
+
+
+def test_node_sdk_follows_a_background_run_by_stream(resumable_server, node) -> None:
+    out = node.run("letta_sdk.mjs", {"scenario": "runs", "baseURL": resumable_server.base_url,
+                                     "replyHeaders": sim_headers(reply="Done in the background.")}, timeout=120)
+    typed = _validated(out, {"run": Run, "followed": List[LettaStreamingResponse],
+                             "resumed": List[LettaStreamingResponse], "resumedByGet": List[LettaStreamingResponse],
+                             "runDone": Run, "runs": List[Run]})
+    assert [e.model_dump() for e in typed["resumedByGet"]] == [e.model_dump() for e in typed["resumed"]]
+    followed = typed["followed"]
+    assert [e.seq_id for e in followed] == list(range(1, len(followed) + 1))
+    assert [e.message_type for e in followed][-2:] == ["stop_reason", "usage_statistics"]
+    assert [e.model_dump() for e in typed["resumed"]] == [e.model_dump() for e in followed[2:]]
+    assert typed["runDone"].status == "completed" and [r.id for r in typed["runs"]] == [typed["run"].id]

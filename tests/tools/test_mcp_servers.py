@@ -103,6 +103,16 @@ def test_an_sse_server_lists_its_tools(server, mcp_sse: McpProcess) -> None:
     ({"server_name": "a", "server_url": "http://127.0.0.1:1/mcp", "custom_headers": {"X": "a\nb"}}, 422,
      "custom_headers"),
     ({"server_name": "a", "server_url": "http://127.0.0.1:1/mcp", "headers": {}}, 422, "headers"),
+    # The shape Letta's SDKs send: the connection under `config`, its type as `mcp_server_type`.
+    ({"server_name": "a", "config": {"mcp_server_type": "streamable_http"}}, 422, "server_url"),
+    ({"server_name": "a", "config": {"mcp_server_type": "stdio", "server_url": "http://127.0.0.1:1/mcp"}}, 422,
+     "server_url"),
+    ({"server_name": "a", "config": {"server_url": "http://127.0.0.1:1/mcp", "headers": {}}}, 422, "headers"),
+    ({"server_name": "a", "server_url": "http://127.0.0.1:1/mcp", "config": {"server_url": "http://127.0.0.1:2/mcp"}},
+     422, "server_url"),
+    ({"server_name": "a", "config": "http://127.0.0.1:1/mcp"}, 422, "config"),
+    ({"server_name": "a", "config": {"mcp_server_type": "websocket", "server_url": "http://127.0.0.1:1/mcp"}}, 422,
+     "config.mcp_server_type"),
     ([1, 2], 400, None),
 ])
 def test_bad_bodies_are_4xx_in_the_openai_shape_and_nothing_is_stored(server, body: Any, status: int,
@@ -194,3 +204,42 @@ def test_servers_and_registered_tools_survive_a_restart_and_stdio_processes_stop
     assert "whoami" in [t["name"] for t in httpx.get(f"{again.base_url}/v1/agents/{agent}/tools").json()]
     second = again.call(again.rt.mcp.call(created["id"], "whoami", {}))
     assert "value=kept" in second and int(second.split()[0].removeprefix("pid=")) != pid
+
+
+def test_an_update_moves_the_server_and_its_attached_tools_follow_or_is_refused_whole(
+        server, mcp_http: McpProcess, mcp_sse: McpProcess) -> None:
+    base = server.base_url
+    created = _register(base, {"server_name": "movable", "server_url": mcp_http.url,
+                               "auth_header": "Authorization", "auth_token": TOKEN})
+    assert httpx.post(f"{base}/v1/mcp-servers/{created['id']}/tools/slow", timeout=30).status_code == 200
+    agent = create_agent(base, tools=["slow"])
+    path = f"{base}/v1/mcp-servers/{created['id']}"
+    for body, status, param in (({"config": {"mcp_server_type": "stdio", "server_url": mcp_sse.url}}, 422,
+                                 "server_url"),
+                                ({"config": {"command": "x"}}, 422, "command"),
+                                ({"server_name": "clash-taken"}, 409, "server_name"),
+                                ({"config": {"server_url": "ftp://x/mcp"}}, 422, "server_url")):
+        if status == 409:
+            _register(base, {"server_name": "clash-taken", "server_url": "http://127.0.0.1:9/mcp"})
+        refused = httpx.patch(path, json=body, timeout=30)
+        assert (refused.status_code, refused.json()["error"]["param"]) == (status, param), refused.text
+        assert httpx.get(path).json() == created  # nothing of a refused update was kept
+    assert httpx.patch(f"{base}/v1/mcp-servers/mcp_server-nope", json={"server_name": "x"}).status_code == 404
+    # What a GET shows, sent back as is (secrets masked): the stored secrets are kept, not replaced by masks.
+    shown = {k: v for k, v in httpx.get(path).json().items() if k not in ("id", "mcp_server_type")}
+    assert httpx.patch(path, json=shown, timeout=30).json() == created
+    assert server.rt.mcp.servers[created["id"]].auth_token == TOKEN
+
+    # The server goes away: its registered tool fails as a tool result, the API answers 502.
+    down = httpx.patch(path, json={"config": {"server_url": f"http://127.0.0.1:{free_port()}/mcp"}}, timeout=30)
+    assert down.status_code == 200 and down.json()["auth_token"] == created["auth_token"]  # the token is kept
+    assert httpx.get(f"{path}/tools", timeout=30).status_code == 502
+    with pytest.raises(Exception, match="could not run"):
+        server.call(server.rt.registry.get("slow").run(None, {"seconds": 0}))
+    moved = httpx.patch(path, json={"server_name": "moved", "config": {"mcp_server_type": "sse",
+                                                                       "server_url": mcp_sse.url}}, timeout=30)
+    assert moved.status_code == 200, moved.text
+    assert (moved.json()["type"], moved.json()["auth_token"]) == ("sse", None)  # a new type: a new connection
+    assert server.call(server.rt.registry.get("slow").run(None, {"seconds": 0})) == "done sleeping"
+    assert "slow" in [t["name"] for t in httpx.get(f"{base}/v1/agents/{agent}/tools").json()]
+    assert server.rt.registry.get("slow").record["server_name"] == "moved"

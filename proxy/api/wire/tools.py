@@ -68,6 +68,8 @@ class ApprovalUpdate(RequestBody):
     """`PATCH /v1/agents/{id}/tools/approval/{tool_name}`: the body, or Letta's deprecated query parameter."""
 
     requires_approval: bool | None = None
+    body_requires_approval: bool | None = Field(None, description="the same: the name Letta's Node SDK (1.x) "
+                                                "sends it under")
     model_config = ConfigDict(json_schema_extra={"additionalProperties": False,
                                                  "examples": [{"requires_approval": True}]})
 
