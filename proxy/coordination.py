@@ -39,6 +39,7 @@ class Lease:
     prior: dict[str, Any] | None = None  # the idempotency record found for the request, if any
     joined: str | None = None  # the run of an equal request that was in flight while this one waited
     meta: dict[str, Any] | None = None  # the prompt metadata the agent's last holder compiled with
+    tools_version: int | None = None  # the fleet's custom tools / MCP servers version (None: one process)
     _release: Callable[..., Awaitable[tuple[int | None, int | None]]] | None = field(default=None, repr=False)
 
     async def release(self, *, bump: bool = True, record: dict[str, Any] | None = None,
@@ -110,6 +111,9 @@ class LocalAgentLocks:
 
     async def running(self, run_id: str) -> dict[str, Any] | None:
         return None  # the runner's own map of runs in flight is complete
+
+    async def tools_version(self) -> int:
+        return 0  # one process: its tool registry is the only copy
 
     async def running_runs(self, limit: int = 1000) -> list[dict[str, Any]]:
         return []

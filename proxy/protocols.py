@@ -49,6 +49,9 @@ class AgentLocks(Protocol):
     async def running_runs(self, limit: int = 1000) -> list[dict[str, Any]]:
         """Runs in flight in every process."""
 
+    async def tools_version(self) -> int:
+        """The fleet's custom tools / MCP servers version (proxy/tool_sync.py); 0 with one process."""
+
     async def record(self, agent_id: str, idem_key: str, value: dict[str, Any], ttl: float) -> None:
         """Leave an idempotency record for a request to the agent."""
 

@@ -5,11 +5,12 @@ Every key starts with the configured prefix (MEMPROXY_REDIS_PREFIX):
     turn:<agent>        the lock: a random owner id, PX = the lock TTL, renewed every third of it
     fence:<agent>       the last fencing token handed out for the agent
     ver:<agent>         the agent's version, bumped after every commit that touches the agent
+    ver:@tools          the custom tools' and MCP servers' version, bumped after each of their writes
     run:<run>           a run in flight (JSON), as long as its lock is held
     idem:<agent>:<key>  a request's idempotency record: {"run", "state": running|done|failed, "until", "ended"}
     running             sorted set of the runs in flight (for listing them)
     meta:<agent>        the prompt metadata the agent's last turn compiled with (a day; keeps prompts byte-stable)
-    changed             pub/sub channel: "agent=version,..." after each bump (eager cache drops)
+    changed             pub/sub channel: "agent=version,..." after each bump (eager cache drops; @tools too)
 
 Tokens and versions come from one rule, `max(INCR, Redis clock in microseconds)`: they grow with every
 lease even if Redis restarts empty, so the store's fence and the caches' versions never go back.
@@ -47,13 +48,13 @@ local function next_of(key)
 end
 """
 
-# KEYS: lock, fence, ver, idem, run, running (zset of runs in flight), meta
+# KEYS: lock, fence, ver, idem, run, running (zset of runs in flight), meta, tools version
 # ARGV: owner, ttl_ms, run json ('' = none), check idem ('1'/'0'), idem record json ('' = none), its ttl ms, run id
 _TAKE = _NEXT + """
 local prior = false
 if ARGV[4] == '1' then prior = redis.call('get', KEYS[4]) end
 if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {0, prior, false, false}
+  return {0, prior, false, false, false}
 end
 local fence = next_of(KEYS[2])
 if ARGV[3] ~= '' then
@@ -61,7 +62,7 @@ if ARGV[3] ~= '' then
   redis.call('zadd', KEYS[6], fence, ARGV[7])
 end
 if not prior and ARGV[5] ~= '' then redis.call('set', KEYS[4], ARGV[5], 'PX', ARGV[6]) end
-return {fence, prior, redis.call('get', KEYS[3]), redis.call('get', KEYS[7])}
+return {fence, prior, redis.call('get', KEYS[3]), redis.call('get', KEYS[7]), redis.call('get', KEYS[8])}
 """
 
 # KEYS: lock, ver, run, idem, running, meta
@@ -169,7 +170,7 @@ class RedisAgentLocks:
         keys = [self.prefix + agent_id, f"{self.base}fence:{agent_id}", f"{self.base}ver:{agent_id}",
                 self.idem_key(agent_id, idem_key) if idem_key else f"{self.base}idem:-",
                 f"{self.base}run:{run['id']}" if run else f"{self.base}run:-", self.base + "running",
-                f"{self.base}meta:{agent_id}"]
+                f"{self.base}meta:{agent_id}", f"{self.base}ver:@tools"]
         run_id = str(run["id"]) if run else ""
         args: list[bytes | str | int] = [owner, self.ttl_ms, orjson.dumps(run) if run else b"", "1" if idem_key else "0",
                 orjson.dumps(record) if record else b"", max(1, int(record_ttl * 1000)), run_id]
@@ -179,7 +180,7 @@ class RedisAgentLocks:
                 await self._announce()
             delay = self.poll
             while True:
-                fence, prior_raw, version, meta = await self._call("taking a turn lock",
+                fence, prior_raw, version, meta, tools = await self._call("taking a turn lock",
                                                                    lambda: self._take(keys, args))
                 prior = orjson.loads(prior_raw) if prior_raw else None
                 if fence:
@@ -218,7 +219,7 @@ class RedisAgentLocks:
             return (_int(old) or 0, int(new)) if bump else (None, None)
 
         return Lease(agent_id, fence=int(fence), version=_int(version) or 0, prior=prior, joined=joined,
-                     meta=orjson.loads(meta) if meta else None, _release=give)
+                     meta=orjson.loads(meta) if meta else None, tools_version=_int(tools) or 0, _release=give)
 
     async def acquire(self, agent_id: str, timeout: float) -> Release:
         lease = await self.lease(agent_id, timeout)
@@ -253,6 +254,11 @@ class RedisAgentLocks:
             self.unannounced.update(ids)
             return []
         return [(agent, int(flat[2 * i]), int(flat[2 * i + 1])) for i, agent in enumerate(ids)]
+
+    async def tools_version(self) -> int:
+        """The fleet's custom tools and MCP servers version (proxy/tool_sync.py); 0 before any write."""
+        return _int(await self._call("reading the tools version",
+                                     lambda: self.client.get(f"{self.base}ver:@tools"))) or 0
 
     async def _announce(self) -> None:
         pending, self.unannounced = list(self.unannounced), set()

@@ -20,6 +20,7 @@ from proxy.upstream import Upstream
 if TYPE_CHECKING:
     from memory.compaction import ContextBudget
     from proxy.chat.serving import TurnRunner
+    from proxy.tool_sync import ToolSync
     from tools.mcp import McpServers
     from tools.registry import ToolRegistry
     from tools.sandbox import Sandbox
@@ -42,6 +43,7 @@ class Runtime:
     sandbox: Sandbox = field(init=False, repr=False)  # where custom tools run
     mcp: McpServers = field(init=False, repr=False)  # the MCP servers and their pooled connections
     budget: ContextBudget = field(init=False, repr=False)
+    tools: ToolSync = field(init=False, repr=False)  # the registry and MCP servers kept current across processes
     heap_trimmer: asyncio.Task[None] | None = None  # memory.native_heap.trim_every
     reconciliation: dict[str, str | int] = field(default_factory=dict)  # what start-up repaired in the search index
     metrics: Metrics = field(default_factory=Metrics)

@@ -14,9 +14,10 @@ from memory.native_heap import trim_every
 from memory.recall import live_indexer, reconcile
 from proxy.chat.serving import TurnRunner
 from proxy.chat.turn import TurnEnv
-from proxy.coordination import agent_locks
+from proxy.coordination import AgentLocks, CoordinationDown, agent_locks
 from proxy.resumable import RunLog
 from proxy.runtime import Runtime
+from proxy.tool_sync import ToolSync
 from tools.custom import SourceError, custom_tool
 from tools.mcp import McpServers
 from tools.registry import ToolRegistry, default_registry
@@ -29,10 +30,15 @@ async def start_services(rt: Runtime) -> None:
     settings = rt.settings
     rt.sandbox = Sandbox(SandboxLimits(timeout=settings.tool_timeout, memory_mb=settings.tool_memory_mb),
                          private=(settings.data_dir,), pool=max(0, settings.tool_pool))
+    locks = agent_locks(settings.redis_url, prefix=settings.redis_prefix, ttl=settings.lock_ttl)
+    tools_version = await _tools_version(locks)  # read before loading: a write after it bumps past it
     rt.registry = await build_registry(rt)
     rt.mcp = McpServers(rt.store, rt.registry, call_timeout=settings.mcp_timeout,
                         connect_timeout=settings.mcp_connect_timeout)
     await rt.mcp.load()
+    rt.tools = ToolSync(rt.store, rt.registry, rt.mcp, rt.sandbox, locks, lock_timeout=settings.agent_lock_timeout,
+                        spawn=rt.spawn)
+    rt.tools.version = tools_version
     # Built-in tools' results are echoes of memory, not worth finding; custom tools' results are new facts.
     skip = frozenset(tool.name for tool in rt.registry.tools() if tool.kind == "builtin")
     longterm = await _open_longterm(rt, skip)
@@ -50,16 +56,29 @@ async def start_services(rt: Runtime) -> None:
                   on_messages=on_messages, metrics=rt.metrics)
     rt.metrics.sample(lambda: _cache_families(rt))
     rt.heap_trimmer = asyncio.get_running_loop().create_task(_heap_upkeep(rt), name="malloc-trim")
-    locks = agent_locks(settings.redis_url, prefix=settings.redis_prefix, ttl=settings.lock_ttl)
     rt.turns = TurnRunner(env, lock_timeout=settings.agent_lock_timeout, keepalive=settings.keepalive_interval,
                           locks=locks, max_inline_bytes=settings.max_inline_bytes)
     if locks.shared:
         # Several processes share the store: writes bump agent versions in Redis, and announcements drop copies.
         rt.memory.coherence = locks
-        locks.on_drop(rt.memory.dropped)
+        rt.turns.leases.tools = rt.tools  # a lease that reads a newer tools version reloads tools first
+        tools = rt.tools
+
+        def dropped(versions: dict[str, int] | None) -> None:
+            tools.heard(versions)
+            rt.memory.dropped(versions)
+
+        locks.on_drop(dropped)
     if settings.redis_url:
         rt.turns.runlog = RunLog(settings.redis_url, prefix=settings.redis_prefix, ttl=settings.resumable_ttl,
                                  max_events=settings.resumable_max_events, locks=rt.turns.locks)
+
+
+async def _tools_version(locks: AgentLocks) -> int | None:
+    try:
+        return await locks.tools_version()
+    except CoordinationDown:
+        return None  # unknown: the first lease reloads the tools
 
 
 async def build_registry(rt: Runtime) -> ToolRegistry:

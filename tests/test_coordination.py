@@ -83,3 +83,32 @@ async def test_local_locks_keep_no_entry_for_agents_not_in_a_turn() -> None:
     await asyncio.gather(behind, return_exceptions=True)
     await holder()
     assert len(locks) == 0
+
+
+async def test_a_lease_reads_the_tools_version_a_tools_write_bumped(redis_url: str) -> None:
+    prefix = "memproxy-test-toolsver:"
+    a, b = RedisAgentLocks(redis_url, prefix=prefix), RedisAgentLocks(redis_url, prefix=prefix)
+    agent = "agent-00000000-0000-4000-8000-00000000000c"
+    try:
+        heard: list[dict[str, int] | None] = []
+        b.on_drop(heard.append)
+        await asyncio.sleep(0.2)  # subscribed
+        assert await b.tools_version() == 0
+        [(_, old, new)] = await a.changed(["@tools"])  # what proxy/tool_sync.py does after a tool write
+        assert old == 0 and new > 0 and await b.tools_version() == new
+        lease = await b.lease(agent, timeout=1)
+        assert lease.tools_version == new  # read in the lock's own round trip: no extra one per turn
+        await lease.release(bump=False)
+        for _ in range(100):
+            if heard:
+                break
+            await asyncio.sleep(0.02)
+        assert heard == [{"@tools": new}]
+    finally:
+        direct = redis.Redis.from_url(redis_url)
+        keys = list(direct.scan_iter(match=prefix + "*"))
+        if keys:
+            direct.delete(*keys)
+        direct.close()
+        await a.close()
+        await b.close()

@@ -46,6 +46,7 @@ async def export_agent(request: Request) -> Response:
         raise APIError(400, "memproxy agents have one conversation; leave conversation_id unset",
                        param="conversation_id", code="unsupported_parameter")
     with_messages = not query_bool(request, "scrub_messages", False)
+    await rt.tools.current()
     await rt.memory.settled(live.id)  # every acknowledged turn is in the store
     agent = live.agent
     blocks = await rt.store.get_blocks(agent.block_ids)
@@ -77,6 +78,11 @@ async def import_agent(request: Request) -> Response:
         parsed = read_agent_file(data)
     except AgentFileError as exc:
         raise APIError(400, f"{exc.param}: {exc}", param=exc.param, code="invalid_agent_file") from None
+    async with rt.tools.writing():  # its custom tools are written like POST /v1/tools writes them
+        return await _import(rt, parsed, options)
+
+
+async def _import(rt: Runtime, parsed: AgentFile, options: dict[str, str]) -> Response:
     plans = [_plan(rt, parsed, plan, options) for plan in parsed.agents]
     tools = _check_tools(rt, parsed, options)
     created: list[str] = []

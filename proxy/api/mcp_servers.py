@@ -142,6 +142,11 @@ async def _server_tools(rt: Runtime, server: McpServer) -> list[dict[str, Any]]:
 async def create_mcp_server(request: Request, body: McpServerCreate) -> Response:
     rt = runtime(request)
     server = parse_server(body.fields())
+    async with rt.tools.writing():
+        return await _create(rt, server)
+
+
+async def _create(rt: Runtime, server: McpServer) -> Response:
     if rt.mcp.by_name(server.server_name) is not None:
         raise APIError(409, f"an MCP server named {server.server_name!r} already exists", param="server_name",
                        code="conflict")
@@ -155,11 +160,15 @@ async def create_mcp_server(request: Request, body: McpServerCreate) -> Response
 
 
 async def list_mcp_servers(request: Request) -> Response:
-    return json_response([server_json(server) for server in runtime(request).mcp.servers.values()])
+    rt = runtime(request)
+    await rt.tools.current()
+    return json_response([server_json(server) for server in rt.mcp.servers.values()])
 
 
 async def get_mcp_server(request: Request) -> Response:
-    return json_response(server_json(_require_server(runtime(request), request.path_params["mcp_server_id"])))
+    rt = runtime(request)
+    await rt.tools.current()
+    return json_response(server_json(_require_server(rt, request.path_params["mcp_server_id"])))
 
 
 def _unmasked(given: dict[str, Any], server: McpServer) -> dict[str, Any]:
@@ -179,6 +188,11 @@ async def update_mcp_server(request: Request, body: McpServerUpdate) -> Response
     """Letta's Update Mcp Server: the given fields change (a new `type` replaces the whole connection); the
     server's registered tools keep their names and are reached through the new connection from now on."""
     rt = runtime(request)
+    async with rt.tools.writing():
+        return await _update(rt, request, body)
+
+
+async def _update(rt: Runtime, request: Request, body: McpServerUpdate) -> Response:
     server = _require_server(rt, request.path_params["mcp_server_id"])
     given = body.fields()
     fields: dict[str, Any] = {"server_name": server.server_name, "type": server.type}
@@ -204,6 +218,11 @@ async def update_mcp_server(request: Request, body: McpServerUpdate) -> Response
 
 async def delete_mcp_server(request: Request) -> Response:
     rt = runtime(request)
+    async with rt.tools.writing():
+        return await _delete(rt, request)
+
+
+async def _delete(rt: Runtime, request: Request) -> Response:
     server = _require_server(rt, request.path_params["mcp_server_id"])
     names = {spec["name"] for spec in server.tools}
     # Detached from every agent first: an agent never holds a name that no longer exists.
@@ -222,6 +241,7 @@ async def delete_mcp_server(request: Request) -> Response:
 
 async def list_mcp_server_tools(request: Request) -> Response:
     rt = runtime(request)
+    await rt.tools.current()
     server = _require_server(rt, request.path_params["mcp_server_id"])
     specs = await _server_tools(rt, server)
     return json_response([tool_json(rt.mcp.server_tool(server, spec)) for spec in specs])
@@ -230,6 +250,7 @@ async def list_mcp_server_tools(request: Request) -> Response:
 async def get_mcp_server_tool(request: Request) -> Response:
     """One tool of the server by its id (Letta's Get Mcp Tool), asked of the server now."""
     rt = runtime(request)
+    await rt.tools.current()
     server = _require_server(rt, request.path_params["mcp_server_id"])
     tool_id = request.path_params["tool_id"]
     specs = await _server_tools(rt, server)
@@ -242,15 +263,24 @@ async def get_mcp_server_tool(request: Request) -> Response:
 async def register_mcp_tool(request: Request) -> Response:
     """Make one tool of the server a memproxy tool (Letta's add_mcp_tool), ready to attach to agents."""
     rt = runtime(request)
+    await rt.tools.current()
     server = _require_server(rt, request.path_params["mcp_server_id"])
     name = request.path_params["tool_name"]
-    specs = await _server_tools(rt, server)
+    specs = await _server_tools(rt, server)  # asked outside the tools lock: a slow server holds up no one
     spec = next((s for s in specs if s["name"] == name), None)
     if spec is None:
         raise not_found(f"tool of MCP server {server.server_name!r}", name)
     if not TOOL_NAME_PATTERN.match(name):
         raise APIError(400, f"the MCP tool name {name!r} is not a valid OpenAI function name "
                        "(letters, digits, _ and -, at most 64)", param="tool_name", code="invalid_tool")
+    async with rt.tools.writing():
+        return await _register(rt, server.id, spec)
+
+
+async def _register(rt: Runtime, server_id: str, spec: dict[str, Any]) -> Response:
+    """Under the tools lock: the server's tools as now stored, plus this one (a concurrent one is not lost)."""
+    server = _require_server(rt, server_id)  # deleted meanwhile: 404
+    name = spec["name"]
     taken = rt.registry.get(name)
     if taken is not None and taken.id != mcp_tool_id(server.id, name):
         raise APIError(409, f"a tool named {name!r} already exists ({taken.kind}); MCP tools keep the names "

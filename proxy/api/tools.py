@@ -59,9 +59,11 @@ async def create_tool(request: Request, body: ToolCreate) -> Response:
     rt = runtime(request)
     fields = _fields(body)
     schema = _schema(fields["source_code"], fields.get("json_schema"), fields.get("description"))
-    if schema["name"] in rt.registry:
-        raise APIError(409, f"a tool named {schema['name']!r} already exists", param="source_code", code="conflict")
-    return await _create(rt, fields, schema)
+    async with rt.tools.writing():
+        if schema["name"] in rt.registry:
+            raise APIError(409, f"a tool named {schema['name']!r} already exists", param="source_code",
+                           code="conflict")
+        return await _create(rt, fields, schema)
 
 
 async def upsert_tool(request: Request, body: ToolCreate) -> Response:
@@ -69,10 +71,11 @@ async def upsert_tool(request: Request, body: ToolCreate) -> Response:
     rt = runtime(request)
     fields = _fields(body)
     schema = _schema(fields["source_code"], fields.get("json_schema"), fields.get("description"))
-    existing = rt.registry.get(schema["name"])
-    if existing is None:
-        return await _create(rt, fields, schema)
-    return await _modify(rt, _custom(existing), fields)
+    async with rt.tools.writing():
+        existing = rt.registry.get(schema["name"])
+        if existing is None:
+            return await _create(rt, fields, schema)
+        return await _modify(rt, _custom(existing), fields)
 
 
 async def _create(rt: Runtime, fields: dict[str, Any], schema: dict[str, Any]) -> Response:
@@ -92,18 +95,22 @@ async def _create(rt: Runtime, fields: dict[str, Any], schema: dict[str, Any]) -
 
 async def list_tools(request: Request, query: ToolListQuery) -> Response:
     rt = runtime(request)
+    await rt.tools.current()
     name = query.name
     tools = [t for t in rt.registry.tools() if name is None or t.name == name]
     return json_response([tool_json(t) for t in page_of(request, tools, "tool", lambda t: t.id, default_limit=50)])
 
 
 async def get_tool(request: Request) -> Response:
-    return json_response(tool_json(_require_tool(runtime(request), request.path_params["tool_id"])))
+    rt = runtime(request)
+    await rt.tools.current()
+    return json_response(tool_json(_require_tool(rt, request.path_params["tool_id"])))
 
 
 async def modify_tool(request: Request, body: ToolUpdate) -> Response:
     rt = runtime(request)
-    return await _modify(rt, _custom(_require_tool(rt, request.path_params["tool_id"])), _fields(body))
+    async with rt.tools.writing():
+        return await _modify(rt, _custom(_require_tool(rt, request.path_params["tool_id"])), _fields(body))
 
 
 async def _modify(rt: Runtime, record: Tool, fields: dict[str, Any]) -> Response:
@@ -133,6 +140,11 @@ async def _modify(rt: Runtime, record: Tool, fields: dict[str, Any]) -> Response
 
 async def delete_tool(request: Request) -> Response:
     rt = runtime(request)
+    async with rt.tools.writing():
+        return await _delete(rt, request)
+
+
+async def _delete(rt: Runtime, request: Request) -> Response:
     record = _custom(_require_tool(rt, request.path_params["tool_id"]))
     # Detached from every agent first: an agent never holds a name that no longer exists.
     for agent in await rt.store.list_agents(limit=None):
@@ -149,6 +161,7 @@ async def delete_tool(request: Request) -> Response:
 
 async def list_agent_tools(request: Request, query: PageQuery) -> Response:
     rt = runtime(request)
+    await rt.tools.current()
     live = await require_agent(request)
     tools = [tool_json(rt.registry.get(name), name) for name in live.agent.tools]
     return json_response(page_of(request, tools, "tool", lambda t: t["id"]))
@@ -156,6 +169,7 @@ async def list_agent_tools(request: Request, query: PageQuery) -> Response:
 
 async def attach_tool(request: Request) -> Response:
     rt = runtime(request)
+    await rt.tools.current()
     live = await require_agent(request)
     tool = _require_tool(rt, request.path_params["tool_id"])
     if tool.name not in live.agent.tools:
@@ -166,6 +180,7 @@ async def attach_tool(request: Request) -> Response:
 
 async def detach_tool(request: Request) -> Response:
     rt = runtime(request)
+    await rt.tools.current()
     live = await require_agent(request)
     tool = _require_tool(rt, request.path_params["tool_id"])
     if tool.name in live.agent.tools:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 from datetime import date
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Protocol
 
 from memory.agents import AgentMemory, LiveAgent
 from memory.compile import MemoryMetadata
@@ -20,6 +20,10 @@ from proxy.chat.retries import TurnRecord
 from proxy.coordination import AgentLocks, CoordinationDown, Lease, LockTimeout
 from proxy.errors import APIError
 
+class CatchUp(Protocol):
+    async def catch_up(self, version: int | None) -> None: ...
+
+
 class Leases:
     """Takes and gives back the runner's turn leases; maps a busy agent to 409 and a silent Redis to 503."""
 
@@ -27,16 +31,25 @@ class Leases:
         self.locks = locks
         self.memory = memory
         self.lock_timeout = lock_timeout
+        # Set by start_services with several processes: brings the tool registry to the lease's tools version.
+        self.tools: CatchUp | None = None
 
     async def take(self, agent_id: str, **kw: Any) -> Lease:
         try:
-            return await self.locks.lease(agent_id, self.lock_timeout, **kw)
+            lease = await self.locks.lease(agent_id, self.lock_timeout, **kw)
         except LockTimeout:
             raise APIError(409, f"agent {agent_id} is busy with another turn; retry when it finishes",
                            code="agent_busy") from None
         except CoordinationDown as exc:
             raise APIError(503, f"{exc}; agent turns are refused until it answers again",
                            code="coordination_unavailable", headers={"Retry-After": "1"}) from None
+        if self.tools is not None and lease.tools_version is not None:
+            try:
+                await self.tools.catch_up(lease.tools_version)
+            except BaseException:
+                await lease.release(bump=False)
+                raise
+        return lease
 
     async def give(self, lease: Lease, *, bump: bool, record: dict[str, Any] | None = None,
                    record_ttl: float = 0.0, meta: dict[str, Any] | None = None) -> None:

@@ -137,7 +137,15 @@ def test_redis_down_fails_turns_fast_with_503_and_they_work_when_it_returns(
     edited = httpx.patch(f"{replica.base_url}/v1/agents/{agent}/core-memory/blocks/human",
                          json={"value": "Name: Edited while Redis was down"}, timeout=20)
     assert edited.status_code == 200  # stored in PostgreSQL; announced once Redis answers
+    # Tools and MCP servers change only under the fleet's tools lock: refused, nothing stored; reads work.
+    tool = httpx.post(f"{replica.base_url}/v1/tools/", json={"source_code": "def ping() -> str:\n    return 'pong'\n"},
+                      timeout=20)
+    assert tool.status_code == 503 and tool.json()["error"]["code"] == "coordination_unavailable"
+    assert fleet.query("SELECT count(*) AS n FROM tools")[0]["n"] == 0
+    assert httpx.get(f"{replica.base_url}/v1/tools/", timeout=20).status_code == 200
     own_redis()  # back, and empty: tokens and versions continue from the clock
     assert ask(replica.base_url, agent, "three").status_code == 200
     assert "Name: Edited while Redis was down" in system_of(agent_calls(sim_requests)[-1])
     assert [c for r, c, _ in history(fleet, agent) if r == "user"] == ["one", "three"]
+    assert httpx.post(f"{replica.base_url}/v1/tools/", json={"source_code": "def ping() -> str:\n    return 'pong'\n"},
+                      timeout=20).status_code == 200

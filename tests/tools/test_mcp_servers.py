@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from typing import Any
@@ -243,3 +244,21 @@ def test_an_update_moves_the_server_and_its_attached_tools_follow_or_is_refused_
     assert server.call(server.rt.registry.get("slow").run(None, {"seconds": 0})) == "done sleeping"
     assert "slow" in [t["name"] for t in httpx.get(f"{base}/v1/agents/{agent}/tools").json()]
     assert server.rt.registry.get("slow").record["server_name"] == "moved"
+
+
+def test_concurrent_registrations_on_one_server_keep_every_tool_after_a_restart(make_server, mcp_http: McpProcess,
+                                                                                tmp_path) -> None:
+    srv = make_server(str(tmp_path / "data"))
+    created = _register(srv.base_url, {"server_name": "race", "server_url": mcp_http.url})
+    names = ["add", "weather", "picture", "broken", "slow"]
+
+    async def register_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=60) as client:
+            return await asyncio.gather(*(client.post(f"{srv.base_url}/v1/mcp-servers/{created['id']}/tools/{n}")
+                                          for n in names))
+
+    assert [r.status_code for r in asyncio.run(register_all())] == [200] * len(names)
+    srv.stop()
+    again = make_server(str(tmp_path / "data"), database_url=srv.settings.database_url)
+    tools = {t["name"]: t["tool_type"] for t in httpx.get(f"{again.base_url}/v1/tools/", timeout=10).json()}
+    assert all(tools.get(n) == "external_mcp" for n in names), tools
