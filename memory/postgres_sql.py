@@ -80,3 +80,15 @@ def store_error(exc: BaseException) -> BaseException:
         conflict.__cause__ = exc
         return conflict
     return exc
+
+
+async def keep_session(con: asyncpg.Connection) -> None:
+    """The pools' `reset`: give a connection back without asyncpg's default reset query.
+
+    That query (`SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`) is one more round trip and
+    one more PostgreSQL transaction per pool checkout: 1 of every 2 commits of a turn, measured. memproxy's
+    pooled sessions hold nothing it would clear: no cursor, LISTEN or session SET (only SET LOCAL), and the
+    one session advisory lock (migrations) is unlocked in a `finally`. asyncpg still rolls back an open
+    transaction on release whatever the reset does.
+    """
+    return None

@@ -27,6 +27,7 @@ from memory.postgres_migrations import apply_migrations
 from memory.postgres_sql import (
     bulk_insert_sql,
     insert_sql,
+    keep_session,
     row_safe,
     select_list,
     store_error,
@@ -53,7 +54,8 @@ class PostgresStore(PgCatalog, Store):
         if self._pool is not None:
             return
         try:
-            pool = await asyncpg.create_pool(self.dsn, min_size=self._min_size, max_size=self._max_size)
+            pool = await asyncpg.create_pool(self.dsn, min_size=self._min_size, max_size=self._max_size,
+                                             reset=keep_session)
         except (OSError, asyncpg.PostgresError) as exc:
             # The URL is named without its password: this message ends up in the start-up log.
             raise StoreError(f"cannot open the PostgreSQL database {redact_url(self.dsn)}: {exc}") from exc
