@@ -31,7 +31,7 @@ from memory.longterm.records import Passage, PassageWithVector, RecallRecord, Se
 from memory.longterm.timefilter import TimeBound, parse_range
 from memory.models import new_id
 from memory.postgres_migrations import apply_migrations, enable_vectors
-from memory.postgres_sql import keep_session, text_safe
+from memory.postgres_sql import CONNECT_TIMEOUT, keep_session, text_safe
 from memory.postgres_search import Where, ensure_hnsw, search, time_range, vector_literal
 
 log = logging.getLogger("memproxy.longterm")
@@ -80,7 +80,7 @@ class PostgresLongTermMemory(LongTermMemory):
     async def open(self) -> None:
         if self._pool is not None:
             return
-        pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=5, reset=keep_session)
+        pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=5, reset=keep_session, timeout=CONNECT_TIMEOUT)
         try:
             async with pool.acquire() as con:
                 await apply_migrations(con)

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 
 from memory.duckdb_rows import Table
-from memory.store import Conflict
+from memory.store import Conflict, StoreUnavailable
 
 _PG_TYPES = {"VARCHAR": "text", "BIGINT": "int8", "INTEGER": "int4", "BOOLEAN": "bool", "TIMESTAMPTZ": "timestamptz"}
 
@@ -69,16 +69,30 @@ def row_safe(row: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(text_safe(v) for v in row)
 
 
+# Seconds a new pooled connection may take (asyncpg's default is 60): a database host that went away without a
+# reset (no answer at all) fails a call within this instead of holding it for a minute.
+CONNECT_TIMEOUT = 5.0
+
 # A duplicate key, or a lost race with another writer (which PostgreSQL may report as either of the others).
 _CONFLICTS = (asyncpg.UniqueViolationError, asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
 
 
+# The server is gone, going, starting or full, or the connection to it broke (a time-out is an OSError).
+_GONE = (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError,
+         asyncpg.CrashShutdownError, asyncpg.TooManyConnectionsError)
+
+
 def store_error(exc: BaseException) -> BaseException:
-    """The interface error for `exc`: Conflict for a taken key or a lost race; anything else unchanged."""
+    """The interface error for `exc`: Conflict for a taken key or a lost race, StoreUnavailable when the
+    database did not answer; anything else unchanged."""
     if isinstance(exc, _CONFLICTS):
         conflict = Conflict(str(exc))
         conflict.__cause__ = exc
         return conflict
+    if isinstance(exc, _GONE):
+        gone = StoreUnavailable(f"the PostgreSQL database did not answer ({type(exc).__name__})")
+        gone.__cause__ = exc
+        return gone
     return exc
 
 

@@ -26,6 +26,7 @@ from memory.postgres_commit import PgGroupCommit
 from memory.postgres_migrations import apply_migrations
 from memory.postgres_sql import (
     bulk_insert_sql,
+    CONNECT_TIMEOUT,
     insert_sql,
     keep_session,
     row_safe,
@@ -55,7 +56,7 @@ class PostgresStore(PgCatalog, Store):
             return
         try:
             pool = await asyncpg.create_pool(self.dsn, min_size=self._min_size, max_size=self._max_size,
-                                             reset=keep_session)
+                                             reset=keep_session, timeout=CONNECT_TIMEOUT)
         except (OSError, asyncpg.PostgresError) as exc:
             # The URL is named without its password: this message ends up in the start-up log.
             raise StoreError(f"cannot open the PostgreSQL database {redact_url(self.dsn)}: {exc}") from exc
@@ -89,7 +90,7 @@ class PostgresStore(PgCatalog, Store):
                     return await work(con)
                 async with con.transaction():
                     return await work(con)
-        except asyncpg.PostgresError as exc:
+        except Exception as exc:  # noqa: BLE001 - mapped to the Store's errors, or raised as it was
             error = store_error(exc)
             if error is exc:
                 raise

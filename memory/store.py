@@ -49,5 +49,13 @@ class FenceLost(Conflict):
     """A write made under a turn lock that another process has since taken (the holder paused past its TTL)."""
 
 
+class StoreUnavailable(StoreError):
+    """The database did not answer: down, unreachable, restarting, full, or the connection was lost mid-call.
+
+    Nothing the call was writing is committed unless the database committed it before it went away (a turn's
+    client is then told it failed, never that it was saved); the call can be sent again once it answers.
+    """
+
+
 class SchemaTooNewError(StoreError):
     """The database was migrated by a newer memproxy than this one."""

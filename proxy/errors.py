@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from memory.store import Conflict, NotFound
+from memory.store import Conflict, NotFound, StoreUnavailable
 
 log = logging.getLogger("memproxy")
 
@@ -77,7 +77,16 @@ async def handle_store_error(request: Request, exc: Exception) -> Response:
         return not_found(exc.kind, exc.ident).response()
     if isinstance(exc, Conflict):
         return APIError(409, f"the change conflicts with another write: {exc}", code="conflict").response()
+    if isinstance(exc, StoreUnavailable):
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        return database_unavailable(exc).response()
     return await handle_unexpected(request, exc)
+
+
+def database_unavailable(exc: StoreUnavailable) -> APIError:
+    """503 for a call that needed the database while it did not answer; nothing of the call was saved."""
+    return APIError(503, f"{exc}; the request did not complete, send it again once the database answers",
+                    code="database_unavailable", headers={"Retry-After": "1"})
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:

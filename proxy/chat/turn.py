@@ -13,13 +13,13 @@ from memory.compaction import ContextBudget
 from memory.context import encode_messages, encode_request
 from memory.models import Changes, Message, Run, new_id, utcnow
 from memory.protocols import LongTermMemory, Spawn
-from memory.store import FenceLost
+from memory.store import FenceLost, StoreUnavailable
 from proxy.chat.new_input import NewInput
 from proxy.chat.protocol import RELAYED_DELTA_FIELDS, ChatRequest
 from proxy.chat.request_head import request_head, request_tools
 from proxy.chat.said import ModelOutput, add_usage, chunk_usage
 from proxy import logs
-from proxy.errors import APIError
+from proxy.errors import APIError, database_unavailable
 from proxy.metrics import Metrics
 from proxy.protocols import ChatUpstream, TurnSink
 from proxy.upstream import UpstreamError
@@ -344,6 +344,9 @@ class Turn(RulesMixin):
         self.env.memory.forget(self.live.id)
         if isinstance(exc, FenceLost):  # another process took the agent over: nothing of this turn was stored
             self.sink.error(APIError(503, f"{exc}; send the request again", code="turn_lock_lost"))
+            return
+        if isinstance(exc, StoreUnavailable):  # its commit could not reach the database: saving the failure neither
+            self.sink.error(database_unavailable(exc))
             return
         self.run.status, self.run.stop_reason = "failed", "error"
         self.run.error = f"internal error ({type(exc).__name__})"
