@@ -47,7 +47,8 @@ class ToolSync:
         self.spawn = spawn
         self.version: int | None = None  # None: unknown, the next lease reloads
         self.reloads = 0
-        self._reloading = asyncio.Lock()
+        self._reloading = asyncio.Lock()  # held by a reload, and by a write from its current registry to its bump
+        self._writer: asyncio.Task[Any] | None = None  # the task inside `writing`, which may reload without it
 
     @property
     def shared(self) -> bool:
@@ -96,18 +97,22 @@ class ToolSync:
                            code="coordination_unavailable", headers={"Retry-After": "1"}) from None
         try:
             await self.current()
-            try:
-                yield
-            except APIError as exc:
-                if exc.status >= 500 and self.shared:
-                    await self.bump()  # it may have written part of its change: let every process look again
-                raise
-            except BaseException:
+            async with self._reloading:  # no reload of older state lands between our write and our bump
+                self._writer = asyncio.current_task()
+                try:
+                    yield
+                except APIError as exc:
+                    if exc.status >= 500 and self.shared:
+                        await self.bump()  # it may have written part of its change: let every process look again
+                    raise
+                except BaseException:
+                    if self.shared:
+                        await self.bump()
+                    raise
+                finally:
+                    self._writer = None
                 if self.shared:
                     await self.bump()
-                raise
-            if self.shared:
-                await self.bump()
         finally:
             await release()
 
@@ -127,15 +132,21 @@ class ToolSync:
 
     async def reload(self, version: int | None) -> None:
         """Bring the registry and MCP servers to the store's state, which is at least as new as `version`."""
+        if self._writer is not None and self._writer is asyncio.current_task():
+            await self._load(version)  # inside this process's own write (it holds the lock)
+            return
         async with self._reloading:
-            if version is not None and version == self.version:
-                return
-            tools = await self.store.list_tools()
-            servers = await self.store.list_mcp_servers()
-            self._custom(tools)
-            await self._servers(servers)
-            self.version = version
-            self.reloads += 1
+            await self._load(version)
+
+    async def _load(self, version: int | None) -> None:
+        if version is not None and version == self.version:
+            return
+        tools = await self.store.list_tools()
+        servers = await self.store.list_mcp_servers()
+        self._custom(tools)
+        await self._servers(servers)
+        self.version = version
+        self.reloads += 1
 
     def _custom(self, records: list[Tool]) -> None:
         stored = {record.name: record for record in records}

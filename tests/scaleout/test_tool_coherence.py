@@ -139,3 +139,30 @@ def test_concurrent_registrations_across_replicas_keep_every_tool_and_one_of_eac
     assert race(lambda base: create_tool(base, tool_source("race", "echo_race"))) == [200] + [409] * 5
     assert fleet3.query("SELECT count(*) AS n FROM mcp_servers WHERE server_name = 'twin'")[0]["n"] == 1
     assert fleet3.query("SELECT count(*) AS n FROM tools WHERE name = 'echo_race'")[0]["n"] == 1
+
+
+def test_a_tool_write_acknowledged_by_a_replica_killed_next_is_called_on_another_and_a_held_lock_is_409(
+        make_fleet: Callable[[], Fleet]) -> None:
+    import redis
+
+    fleet = make_fleet()
+    a, b = fleet.start(2, MEMPROXY_AGENT_LOCK_TIMEOUT="1")
+    agent = create_agent(b.base_url)
+    warm(b.base_url, agent)
+    created = create_tool(a.base_url, tool_source("kept", "kept_tool"))
+    assert created.status_code == 200, created.text
+    a.kill()  # right after the acknowledgement: the write and its announcement are already out
+    attach(b.base_url, agent, created.json()["id"])
+    assert call(b.base_url, agent, "kept_tool", {"text": "x"}) == "kept: X"
+
+    # The tools lock held elsewhere (a writer mid-change) past the wait: 409, nothing stored; then it works.
+    client = redis.Redis.from_url(fleet.redis_url)
+    try:
+        client.set(fleet.prefix + "turn:@tools", "another-writer", px=3000)
+        busy = create_tool(b.base_url, tool_source("busy", "busy_tool"))
+        assert busy.status_code == 409 and busy.json()["error"]["code"] == "tools_busy"
+        assert fleet.query("SELECT count(*) AS n FROM tools WHERE name = 'busy_tool'")[0]["n"] == 0
+        client.delete(fleet.prefix + "turn:@tools")
+    finally:
+        client.close()
+    assert create_tool(b.base_url, tool_source("busy", "busy_tool")).status_code == 200
