@@ -31,7 +31,7 @@ from memory.longterm.records import Passage, PassageWithVector, RecallRecord, Se
 from memory.longterm.timefilter import TimeBound, parse_range
 from memory.models import new_id
 from memory.postgres_migrations import apply_migrations, enable_vectors
-from memory.postgres_sql import CONNECT_TIMEOUT, keep_session, text_safe
+from memory.postgres_sql import CONNECT_TIMEOUT, ReportingPool, keep_session, text_safe
 from memory.postgres_search import Where, ensure_hnsw, search, time_range, vector_literal
 
 log = logging.getLogger("memproxy.longterm")
@@ -120,7 +120,7 @@ class PostgresLongTermMemory(LongTermMemory):
     def pool(self) -> asyncpg.Pool:
         if self._pool is None:
             raise RuntimeError("PostgresLongTermMemory is not open")
-        return self._pool
+        return ReportingPool(self._pool)
 
     # --- passages ---------------------------------------------------------------------------
     async def add_passages(

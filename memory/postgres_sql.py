@@ -6,8 +6,9 @@ timestamps as instants, so a row means the same thing in either database.
 
 from __future__ import annotations
 
+import contextlib
 from functools import lru_cache
-from typing import Any
+from typing import Any, AsyncIterator
 
 import asyncpg
 
@@ -82,6 +83,55 @@ _GONE = (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError
          asyncpg.CrashShutdownError, asyncpg.TooManyConnectionsError)
 
 
+def unavailable_error(exc: BaseException) -> StoreUnavailable | None:
+    """StoreUnavailable for a failure of the database itself (not of the statement), else None."""
+    if not isinstance(exc, _GONE):
+        return None
+    gone = StoreUnavailable(f"the PostgreSQL database did not answer ({type(exc).__name__})")
+    gone.__cause__ = exc
+    return gone
+
+
+class ReportingPool:
+    """An asyncpg pool whose calls raise StoreUnavailable when the database does not answer (long-term
+    memory's pool: its callers, such as the archival routes, then answer 503 like the store's)."""
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        try:
+            return await getattr(self._pool, method)(*args)
+        except Exception as exc:  # noqa: BLE001 - re-raised as it was unless the database is gone
+            gone = unavailable_error(exc)
+            if gone is None:
+                raise
+            raise gone from exc
+
+    async def fetch(self, *args: Any) -> Any:
+        return await self._call("fetch", *args)
+
+    async def fetchrow(self, *args: Any) -> Any:
+        return await self._call("fetchrow", *args)
+
+    async def fetchval(self, *args: Any) -> Any:
+        return await self._call("fetchval", *args)
+
+    async def execute(self, *args: Any) -> Any:
+        return await self._call("execute", *args)
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[Any]:
+        try:
+            async with self._pool.acquire() as con:
+                yield con
+        except Exception as exc:  # noqa: BLE001 - as in _call
+            gone = unavailable_error(exc)
+            if gone is None:
+                raise
+            raise gone from exc
+
+
 def store_error(exc: BaseException) -> BaseException:
     """The interface error for `exc`: Conflict for a taken key or a lost race, StoreUnavailable when the
     database did not answer; anything else unchanged."""
@@ -89,11 +139,7 @@ def store_error(exc: BaseException) -> BaseException:
         conflict = Conflict(str(exc))
         conflict.__cause__ = exc
         return conflict
-    if isinstance(exc, _GONE):
-        gone = StoreUnavailable(f"the PostgreSQL database did not answer ({type(exc).__name__})")
-        gone.__cause__ = exc
-        return gone
-    return exc
+    return unavailable_error(exc) or exc
 
 
 async def keep_session(con: asyncpg.Connection) -> None:

@@ -117,7 +117,8 @@ def test_postgres_cut_mid_serve_fails_fast_with_503_loses_nothing_and_recovers(
     fleet, relay = relayed
     replica = fleet.replica()
     base = replica.base_url
-    agent, streamer = create_agent(base), create_agent(base)
+    agent, streamer, quiet = create_agent(base), create_agent(base), create_agent(base)
+    assert httpx.get(f"{base}/v1/agents/{quiet}", timeout=30).status_code == 200  # cached: only its archive is asked
     assert ask(base, agent, "one").status_code == 200
     assert ask(base, streamer, "one").status_code == 200  # both cached: their next turns fail at the commit
 
@@ -135,6 +136,8 @@ def test_postgres_cut_mid_serve_fails_fast_with_503_loses_nothing_and_recovers(
     unavailable(httpx.post(f"{base}/v1/tools/", json={"source_code": "def ping() -> str:\n    return 'pong'\n"},
                            timeout=30))
     unavailable(httpx.get(f"{base}/v1/agents/{agent}/messages", timeout=30))
+    unavailable(httpx.post(f"{base}/v1/agents/{quiet}/archival-memory", json={"text": "Lost fact."}, timeout=30))
+    unavailable(httpx.get(f"{base}/v1/agents/{quiet}/archival-memory/search", params={"query": "fact"}, timeout=30))
 
     relay.restore()  # the same memproxy, not restarted
     assert ask(base, agent, "three").status_code == 200
@@ -144,11 +147,12 @@ def test_postgres_cut_mid_serve_fails_fast_with_503_loses_nothing_and_recovers(
     assert [(r["role"], r["content"]) for r in rows] == [("user", "one"), ("assistant", "re: one"),
                                                          ("user", "three"), ("assistant", "re: three")]
     assert all(r["run_id"] for r in rows)
-    assert fleet.query("SELECT count(*) AS n FROM agents")[0]["n"] == 2
+    assert fleet.query("SELECT count(*) AS n FROM agents")[0]["n"] == 3
     assert [r["content"] for r in fleet.query("SELECT content FROM messages WHERE agent_id = $1 AND role = 'user'",
                                              streamer)] == ["one"]
     assert fleet.query("SELECT count(*) AS n FROM runs")[0]["n"] == 3  # the acknowledged turns' runs only
     assert fleet.query("SELECT count(*) AS n FROM tools")[0]["n"] == 0
+    assert fleet.query("SELECT count(*) AS n FROM passages")[0]["n"] == 0
     edited = httpx.patch(f"{base}/v1/agents/{agent}/core-memory/blocks/human", json={"value": "Name: Back"},
                          timeout=30)
     assert edited.status_code == 200
