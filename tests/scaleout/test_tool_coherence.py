@@ -75,6 +75,9 @@ def test_a_custom_tool_created_updated_and_deleted_on_one_replica_is_what_anothe
     assert changed.status_code == 200, changed.text
     assert call(b, agent, "shout", {"text": "hi"}) == "v2: HI"
     assert httpx.get(f"{c}/v1/tools/{tool_id}", timeout=10).json()["source_code"] == tool_source("v2")
+    upserted = httpx.put(f"{c}/v1/tools/", json={"source_code": tool_source("v3")}, timeout=30)  # Letta's upsert
+    assert upserted.status_code == 200 and upserted.json()["id"] == tool_id, upserted.text
+    assert call(b, agent, "shout", {"text": "hi"}) == "v3: HI"
 
     assert httpx.delete(f"{a}/v1/tools/{tool_id}", timeout=30).status_code == 200
     result = call(b, agent, "shout", {"text": "hi"})
@@ -100,6 +103,10 @@ def test_an_mcp_server_registered_on_one_replica_lists_and_serves_its_tools_on_a
     assert registered.status_code == 200, registered.text
     attach(c, agent, registered.json()["id"])
     assert call(b, agent, "add", {"a": 2, "b": 40}) == "42" and offered(sim_requests, "add")
+    renamed = httpx.patch(f"{a}/v1/mcp-servers/{server_id}", json={"server_name": "fleet-mcp-renamed"}, timeout=30)
+    assert renamed.status_code == 200, renamed.text
+    assert httpx.get(f"{b}/v1/mcp-servers/{server_id}", timeout=10).json()["server_name"] == "fleet-mcp-renamed"
+    assert call(b, agent, "add", {"a": 1, "b": 2}) == "3"  # B's new connection serves the tool
 
     assert httpx.delete(f"{c}/v1/mcp-servers/{server_id}", timeout=30).status_code == 204
     assert httpx.get(f"{b}/v1/mcp-servers/{server_id}", timeout=10).status_code == 404
