@@ -76,7 +76,7 @@ class ToolSync:
         if versions is None:
             self.version = None
             self.spawn(self._reload_quietly(None), name="tools-reload")
-        elif TOOLS in versions and versions[TOOLS] != self.version:
+        elif TOOLS in versions and (self.version is None or versions[TOOLS] > self.version):  # late news: none
             self.spawn(self._reload_quietly(versions[TOOLS]), name="tools-reload")
 
     # --- writing ------------------------------------------------------------------------------
@@ -139,8 +139,8 @@ class ToolSync:
             await self._load(version)
 
     async def _load(self, version: int | None) -> None:
-        if version is not None and version == self.version:
-            return
+        if version is not None and self.version is not None and version <= self.version:
+            return  # versions only grow: already loaded at this one or past it
         tools = await self.store.list_tools()
         servers = await self.store.list_mcp_servers()
         self._custom(tools)
