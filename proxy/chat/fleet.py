@@ -20,7 +20,10 @@ from proxy.chat.retries import TurnRecord
 from proxy.coordination import AgentLocks, CoordinationDown, Lease, LockTimeout
 from proxy.errors import APIError
 
+
 class CatchUp(Protocol):
+    """What a lease needs of the tools' coherence (proxy.tool_sync.ToolSync)."""
+
     async def catch_up(self, version: int | None) -> None: ...
 
 
