@@ -9,9 +9,10 @@ import time
 from typing import Any, AsyncIterator
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from memory.agents import LiveAgent
+from proxy.asgi_stream import EventStream
 from memory.context import inline_bytes
 from memory.models import Run, new_id
 from proxy.chat.protocol import DONE, KEEPALIVE, ChatRequest, ChunkEncoder, completion_object, error_event
@@ -365,8 +366,8 @@ class TurnRunner:
             if not owner:
                 task.cancel()
             return Response(status_code=499)
-        return timing.stamp(StreamingResponse(self._events(first, task, sink, owner, timing, detached),
-                                              media_type="text/event-stream", headers=SSE_HEADERS))
+        return timing.stamp(EventStream(self._events(first, task, sink, owner, timing, detached),
+                                        media_type="text/event-stream", headers=SSE_HEADERS))
 
     async def _events(self, first: bytes | None, task: asyncio.Task[None], sink: StreamSink,
                       owner: bool, timing: _TurnTiming, detached: bool = False) -> AsyncIterator[bytes]:
