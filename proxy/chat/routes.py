@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -50,6 +51,7 @@ routes = [
     Route("/v1/voice-beta/{agent_id}/chat/completions", chat_completions, methods=["POST"]),
 ]
 
+Endpoint = Callable[[Request], Awaitable[Response]]
 # The chat paths with no path parameters: the ones ChatFastPath serves.
 FAST_PATHS = frozenset(route.path for route in routes if "{" not in route.path)
 
@@ -63,17 +65,19 @@ class ChatFastPath:
     requests, and the voice path with its agent id, go through the router.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, endpoint: Endpoint = chat_completions, paths: frozenset[str] = FAST_PATHS) -> None:
         self.app = app
+        self.endpoint = endpoint  # another endpoint only in `python -m bench.asgi_cost`
+        self.paths = paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in FAST_PATHS:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in self.paths:
             await self.app(scope, receive, send)
             return
-        scope["endpoint"] = chat_completions  # the route name RequestMetrics counts
+        scope["endpoint"] = self.endpoint  # the route name RequestMetrics counts
         request = Request(scope, receive)
         try:
-            response = await chat_completions(request)
+            response = await self.endpoint(request)
         except APIError as exc:
             response = exc.response()
         except StoreError as exc:
