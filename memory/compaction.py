@@ -56,6 +56,9 @@ class ContextBudget:
         self.summary_timeout = summary_timeout
         self.default_window = default_window
         self.counter = default_counter()
+        # The last tools list counted, by identity: a turn's lists are built once and never mutated (the
+        # registry's shared lists neither), so its budget checks and `after_turn` encode the schemas once.
+        self._tools_counted: tuple[list[dict[str, Any]] | None, int] = (None, 0)
 
     # --- measuring --------------------------------------------------------------------------
     def window_of(self, live: LiveAgent) -> tuple[int, int]:
@@ -91,10 +94,17 @@ class ContextBudget:
 
     def fixed_tokens(self, live: LiveAgent, prompt: str, instructions: list[dict[str, Any]],
                      tools: list[dict[str, Any]]) -> int:
-        total = self._prompt_tokens(live, prompt) + self.counter.count_tools(tools) + 3
+        total = self._prompt_tokens(live, prompt) + self._tool_tokens(tools) + 3
         for instruction in instructions:
             total += self.counter.count_message(instruction)
         return total
+
+    def _tool_tokens(self, tools: list[dict[str, Any]]) -> int:
+        counted, count = self._tools_counted
+        if counted is not tools:
+            count = self.counter.count_tools(tools)
+            self._tools_counted = (tools, count)
+        return count
 
     def message_tokens(self, live: LiveAgent, message: Message) -> int:
         """Tokens of one in-context message, counted once."""

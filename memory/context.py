@@ -119,8 +119,13 @@ def encode_messages(live: LiveAgent, system_prompt: str, instructions: list[dict
 
 def encode_request(head: dict[str, Any], messages_json: bytes) -> bytes:
     """`head` (model, tools, sampling, stream...) with the pre-encoded messages spliced in."""
-    encoded = orjson.dumps(head)
-    return encoded[:-1] + b',"messages":' + messages_json + b"}"
+    return splice_messages(orjson.dumps(head)[:-1], messages_json)
+
+
+def splice_messages(head_open: bytes, messages_json: bytes) -> bytes:
+    """A head's JSON without its closing brace, with the pre-encoded messages spliced in."""
+    # One join, one copy: chained `+` copied a 5,000-message body (~600 KB) three times per upstream call.
+    return b"".join((head_open, b',"messages":', messages_json, b"}"))
 
 
 def request_messages(live: LiveAgent, system_prompt: str, instructions: list[dict[str, Any]]) -> list[dict[str, Any]]:

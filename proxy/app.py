@@ -19,6 +19,7 @@ from proxy.api.openapi import openapi_routes
 from proxy.api.routes import operations as management_operations
 from proxy.api.routes import routes as management_routes
 from proxy.chat.forward import routes as forward_routes
+from proxy.chat.routes import ChatFastPath
 from proxy.chat.routes import routes as chat_routes
 from proxy.letta.routes import operations as letta_operations
 from proxy.letta.routes import routes as letta_routes
@@ -68,7 +69,8 @@ def build_app(settings: Settings) -> Starlette:
         routes=[*chat_routes, *letta_routes, *management_routes, *console_routes, *forward_routes,
                 *openapi_routes([*management_operations, *letta_operations]), Route("/metrics", metrics_endpoint)],
         middleware=[Middleware(RequestMetrics, metrics=metrics),
-                    Middleware(BearerAuth, keys=settings.api_keys, open_paths=_OPEN_PATHS)],
+                    Middleware(BearerAuth, keys=settings.api_keys, open_paths=_OPEN_PATHS),
+                    Middleware(ChatFastPath)],
         exception_handlers={
             APIError: handle_api_error,
             HTTPException: handle_http_exception,

@@ -7,8 +7,9 @@ from typing import Any, AsyncIterator, Mapping
 import httpx
 import orjson
 from starlette.background import BackgroundTask
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
+from proxy.asgi_stream import EventStream
 from proxy.errors import APIError
 from proxy.http1 import ReadTimeout, StreamCut
 from proxy.upstream import UpstreamError
@@ -33,8 +34,8 @@ async def relay_response(response: Any) -> Response:
     if not response.headers.get("content-type", "").startswith("text/event-stream"):
         body = await read_all(response)
         return Response(body, status_code=response.status_code, headers=headers)
-    return StreamingResponse(relay_stream(response), status_code=response.status_code, headers=headers,
-                             background=BackgroundTask(response.aclose))
+    return EventStream(relay_stream(response), status_code=response.status_code, headers=headers,
+                       background=BackgroundTask(response.aclose))
 
 
 async def read_all(response: Any) -> bytes:

@@ -23,6 +23,7 @@ class NewInput:
     user: list[dict[str, Any]] = field(default_factory=list)
     tool_results: list[dict[str, Any]] = field(default_factory=list)
     instructions: list[dict[str, Any]] = field(default_factory=list)
+    last_assistant: int = -1  # index in the request of the answer the new input follows (-1: none)
 
 
 def split_new_input(messages: list[dict[str, Any]]) -> NewInput:
@@ -31,7 +32,7 @@ def split_new_input(messages: list[dict[str, Any]]) -> NewInput:
     for i, message in enumerate(messages):
         if message.get("role") == "assistant":
             last_assistant = i
-    new = NewInput()
+    new = NewInput(last_assistant=last_assistant)
     for i, message in enumerate(messages):
         role = message["role"]
         if role in ("system", "developer"):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from memory.agents import LiveAgent
 from proxy.chat.protocol import ChatRequest
 
@@ -31,6 +33,14 @@ def request_tools(env: TurnEnv, live: LiveAgent, request: ChatRequest,
 def request_head(env: TurnEnv, live: LiveAgent, request: ChatRequest, first_step: bool = True,
                  plan: StepPlan | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Everything of an upstream request but its messages: model, stream flags, sampling, tools."""
+    head = fixed_head(env, live, request)
+    tools = request_tools(env, live, request, plan)
+    _add_tools(head, tools, request, first_step, plan)
+    return head, tools
+
+
+def fixed_head(env: TurnEnv, live: LiveAgent, request: ChatRequest) -> dict[str, Any]:
+    """The part of the head every step of a turn shares: model, stream flags, sampling, forwarded fields."""
     agent = live.agent
     head: dict[str, Any] = {"model": upstream_model(agent.model, env.upstream.base_url), "stream": True,
                             "stream_options": {"include_usage": True}}
@@ -42,7 +52,11 @@ def request_head(env: TurnEnv, live: LiveAgent, request: ChatRequest, first_step
         head.pop("max_completion_tokens", None)
     head.update(request.sampling)
     head.update(request.forwarded)
-    tools = request_tools(env, live, request, plan)
+    return head
+
+
+def _add_tools(head: dict[str, Any], tools: list[dict[str, Any]], request: ChatRequest, first_step: bool,
+               plan: StepPlan | None) -> None:
     if tools:
         head["tools"] = tools
         forced = plan.tool_choice() if plan is not None else None
@@ -51,4 +65,28 @@ def request_head(env: TurnEnv, live: LiveAgent, request: ChatRequest, first_step
         # `tool_choice` shapes the turn's first step; repeating it would make "required" loop to max_steps.
         elif request.tool_choice is not None and first_step:
             head["tool_choice"] = request.tool_choice
-    return head, tools
+
+
+class TurnHead:
+    """A turn's request heads, built once per turn: each distinct step shape (the tools its rules allow,
+    what they force, whether `tool_choice` still applies) is assembled and encoded on first use only."""
+
+    def __init__(self, env: TurnEnv, live: LiveAgent, request: ChatRequest) -> None:
+        self.env, self.live, self.request = env, live, request
+        self._fixed = fixed_head(env, live, request)
+        self._steps: dict[tuple[StepPlan | None, bool], tuple[bytes, list[dict[str, Any]]]] = {}
+
+    def step(self, first_step: bool, plan: StepPlan | None) -> tuple[bytes, list[dict[str, Any]]]:
+        """(the head's JSON without its closing brace, the tools it offers)."""
+        key = (plan, first_step and self.request.tool_choice is not None)
+        built = self._steps.get(key)
+        if built is None:
+            head = dict(self._fixed)
+            tools = request_tools(self.env, self.live, self.request, plan)
+            _add_tools(head, tools, self.request, first_step, plan)
+            built = self._steps[key] = (orjson.dumps(head)[:-1], tools)
+        return built
+
+    def tools(self) -> list[dict[str, Any]]:
+        """Every tool the turn may offer (its rules not applied)."""
+        return self.step(False, None)[1]

@@ -2,7 +2,8 @@
 
 Voice clients retry when the first byte is slow and SDKs retry on network errors; either way the
 agent must not hear the user twice. A turn is identified by the client's idempotency header when
-it sends one, else by a digest of the whole request.
+it sends one, else by a digest of what the agent acts on: the new input, and where in the conversation
+it comes (the answer it follows and the transcript's length), never the whole transcript.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, AsyncIterator
 
 import orjson
 
+from proxy.chat.new_input import NewInput
 from proxy.chat.protocol import ChatRequest
 from proxy.errors import APIError
 from proxy.protocols import TurnSink
@@ -23,22 +25,30 @@ from proxy.protocols import TurnSink
 IDEMPOTENCY_HEADERS = ("idempotency-key", "x-idempotency-key", "x-request-id")
 
 
-def turn_key(chat: ChatRequest, headers: Mapping[str, str]) -> tuple[str, float]:
+def turn_key(chat: ChatRequest, headers: Mapping[str, str], new_input: NewInput) -> tuple[str, float]:
     """(key, seconds a finished turn may be replayed for it).
 
     An explicit key replays for ten minutes. A repeated transcript (one that carries an assistant
     message) replays for a minute: a genuinely new turn would include the previous answer. A bare
     message repeated after its turn finished may be meant ("yes", "yes"), so it only joins a turn
     still in flight.
+
+    Without a key, the digest covers what the turn acts on (the new input after the last answer, the
+    instructions, the client's tools) and a stamp of where the request stands in the conversation: the
+    transcript's length and the answer the new input follows. The agent keeps its own history, so older
+    messages the client resends change nothing the turn does; hashing them made a turn's bookkeeping grow
+    with the transcript. The same words after a new answer, or at another length, are a new turn.
     """
     for name in IDEMPOTENCY_HEADERS:
         value = headers.get(name)
         if value:
             return "key:" + value, 600.0
-    digest = hashlib.blake2b(orjson.dumps([chat.model, chat.messages, chat.tools], option=orjson.OPT_SORT_KEYS),
-                             digest_size=16).hexdigest()
-    has_history = any(m.get("role") == "assistant" for m in chat.messages)
-    return "body:" + digest, 60.0 if has_history else 0.0
+    messages = chat.messages
+    follows = new_input.last_assistant
+    stamp = [len(messages), messages[follows] if follows >= 0 else None]
+    digest = hashlib.blake2b(orjson.dumps([chat.model, chat.tools, new_input.instructions, messages[follows + 1:],
+                                           stamp], option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
+    return "body:" + digest, 60.0 if follows >= 0 else 0.0
 
 
 class TurnRecord:

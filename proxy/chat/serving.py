@@ -10,17 +10,18 @@ from collections.abc import Mapping
 from typing import Any, AsyncIterator
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from memory.agents import LiveAgent
+from proxy.asgi_stream import EventStream
 from memory.context import inline_bytes
 from memory.models import Run, new_id
-from proxy.chat.protocol import DONE, KEEPALIVE, ChatRequest, ChunkEncoder, completion_object, error_event
+from proxy.chat.protocol import KEEPALIVE, ChatRequest, ChunkEncoder, completion_object, error_event
 from proxy.coordination import AgentLocks, CoordinationDown, Lease, LocalAgentLocks, LockTimeout, Release
 from proxy.chat import fleet
 from proxy.chat.retries import RecentTurns, RecordingSink, TurnRecord, replay, turn_key
 from proxy.chat.new_input import check_approvals, split_new_input
-from proxy.chat.said import ModelOutput
+from proxy.chat.sinks import CollectSink, StreamSink, end_unanswered
 from proxy.chat.turn import Turn, TurnEnv
 from proxy.api.protocol import run_json
 from proxy.errors import APIError
@@ -30,123 +31,6 @@ from proxy.protocols import TurnSink
 from proxy.resumable import KEEPALIVE_LINE, Publisher, RunLog, TeeQueue, open_resumable, wants_resumable
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-class StreamSink:
-    """Encodes turn events as SSE bytes onto a queue; `None` ends the stream."""
-
-    def __init__(self, encoder: ChunkEncoder) -> None:
-        self.encoder = encoder
-        self.queue: asyncio.Queue[bytes | APIError | None] = asyncio.Queue()
-        self.started = False
-        self.ended = False
-        self.spoke = False  # content or a tool call was sent: a disconnect now is a barge-in
-        self.spoke_at: float | None = None  # when the first content arrived from the turn
-
-    def accepted(self) -> None:
-        if not self.started:
-            self.started = True
-            self.queue.put_nowait(self.encoder.role())
-
-    def content(self, text: str) -> None:
-        if not self.spoke:
-            self.spoke, self.spoke_at = True, time.perf_counter()
-        self.queue.put_nowait(self.encoder.content(text))
-
-    def relay(self, delta: dict[str, Any], logprobs: Any) -> None:
-        if not self.spoke:
-            self.spoke, self.spoke_at = True, time.perf_counter()
-        self.queue.put_nowait(self.encoder.relay(delta, logprobs))
-
-    def fingerprint(self, value: str) -> None:
-        self.encoder.fingerprint(value)
-
-    def tool_call_start(self, index: int, call_id: str, name: str) -> None:
-        if not self.spoke:
-            self.spoke, self.spoke_at = True, time.perf_counter()
-        self.queue.put_nowait(self.encoder.tool_call_start(index, call_id, name))
-
-    def tool_call_arguments(self, index: int, fragment: str) -> None:
-        self.queue.put_nowait(self.encoder.tool_call_arguments(index, fragment))
-
-    def working(self) -> None:
-        self.queue.put_nowait(KEEPALIVE)
-
-    def server_tool_call(self, call_id: str, name: str, arguments: str) -> None:
-        return None  # server tools stay invisible to OpenAI clients (DESIGN rule 6)
-
-    def tool_return(self, call_id: str, name: str, text: str, ok: bool) -> None:
-        return None
-
-    def finish(self, reason: str, usage: dict[str, int]) -> None:
-        self.accepted()
-        self.ended = True
-        self.queue.put_nowait(self.encoder.finish(reason))
-        if self.encoder.include_usage:
-            self.queue.put_nowait(self.encoder.usage(usage))
-        self.queue.put_nowait(DONE)
-        self.queue.put_nowait(None)
-
-    def error(self, error: APIError) -> None:
-        self.ended = True
-        if not self.started:
-            self.queue.put_nowait(error)  # nothing sent yet: the client gets a real HTTP status
-            return
-        self.queue.put_nowait(error_event(error))
-        self.queue.put_nowait(DONE)
-        self.queue.put_nowait(None)
-
-
-class CollectSink:
-    """Gathers a whole turn for `stream: false`."""
-
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-        self.said = ModelOutput()
-        self.system_fingerprint: str | None = None
-        self.calls: dict[int, dict[str, Any]] = {}
-        self.reason: str | None = None
-        self.usage: dict[str, Any] = {}
-        self.failure: APIError | None = None
-
-    def accepted(self) -> None:
-        return None
-
-    def content(self, text: str) -> None:
-        self.parts.append(text)
-
-    def relay(self, delta: dict[str, Any], logprobs: Any) -> None:
-        if delta.get("content"):
-            self.parts.append(delta["content"])
-        self.said.add(delta, logprobs)
-
-    def fingerprint(self, value: str) -> None:
-        self.system_fingerprint = value
-
-    def tool_call_start(self, index: int, call_id: str, name: str) -> None:
-        self.calls[index] = {"id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
-
-    def tool_call_arguments(self, index: int, fragment: str) -> None:
-        self.calls[index]["function"]["arguments"] += fragment
-
-    def working(self) -> None:
-        return None
-
-    def server_tool_call(self, call_id: str, name: str, arguments: str) -> None:
-        return None  # server tools stay invisible to OpenAI clients (DESIGN rule 6)
-
-    def tool_return(self, call_id: str, name: str, text: str, ok: bool) -> None:
-        return None
-
-    def finish(self, reason: str, usage: dict[str, Any]) -> None:
-        self.reason, self.usage = reason, usage
-
-    def error(self, error: APIError) -> None:
-        self.failure = error
-
-    @property
-    def ended(self) -> bool:
-        return self.reason is not None or self.failure is not None
 
 
 @dataclasses.dataclass
@@ -228,12 +112,12 @@ class TurnRunner:
 
     async def _launch(self, live: LiveAgent, chat: ChatRequest, sink: TurnSink, headers: Mapping[str, str], scope: str,
                       max_steps: int | None, publisher: Publisher | None) -> Launched:
-        key, ttl = turn_key(chat, headers)
+        new_input = split_new_input(chat.messages)
+        key, ttl = turn_key(chat, headers, new_input)
         key = scope + key
         record = self.recent.find(live.id, key)
         if record is not None:
             return Launched(self.env.spawn(replay(record, sink), name="turn-replay"), None, record)
-        new_input = split_new_input(chat.messages)
         if not new_input.user and not new_input.tool_results:
             raise APIError(400, "no new input: the request must end with a user message (or tool results) "
                            "after the last assistant message", param="messages", code="no_new_input")
@@ -310,10 +194,10 @@ class TurnRunner:
 
     async def _respond(self, task: asyncio.Task[None], sink: StreamSink | CollectSink, encoder: ChunkEncoder,
                        request: Request | None, owner: bool, timing: _TurnTiming, detached: bool = False) -> Response:
-        task.add_done_callback(lambda _: _end_unanswered(sink))
+        task.add_done_callback(lambda _: end_unanswered(sink))
         if isinstance(sink, CollectSink):
             await asyncio.wait([task])  # not cancelled with this request: the turn finishes for a retry
-            _end_unanswered(sink)
+            end_unanswered(sink)
             if sink.failure is not None:
                 return timing.stamp(sink.failure.response())
             content = "".join(sink.parts)
@@ -367,8 +251,8 @@ class TurnRunner:
             if not owner:
                 task.cancel()
             return Response(status_code=499)
-        return timing.stamp(StreamingResponse(self._events(first, task, sink, owner, timing, detached),
-                                              media_type="text/event-stream", headers=SSE_HEADERS))
+        return timing.stamp(EventStream(self._events(first, task, sink, owner, timing, detached),
+                                        media_type="text/event-stream", headers=SSE_HEADERS))
 
     async def _events(self, first: bytes | None, task: asyncio.Task[None], sink: StreamSink,
                       owner: bool, timing: _TurnTiming, detached: bool = False) -> AsyncIterator[bytes]:
@@ -415,13 +299,6 @@ class TurnRunner:
             # A resumable run is detached from its client: it goes on for whoever resumes it.
             if not task.done() and (heard or not owner) and not detached:
                 task.cancel()
-
-
-def _end_unanswered(sink: StreamSink | CollectSink) -> None:
-    """A turn task that stopped without finishing or failing its answer still ends the client's stream."""
-    if not sink.ended:
-        sink.error(APIError(500, "the agent's turn stopped without an answer; send the request again",
-                            code="internal_error"))
 
 
 class _TurnTiming:

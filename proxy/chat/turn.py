@@ -10,13 +10,13 @@ from typing import Any, Callable
 
 from memory.agents import AgentMemory, LiveAgent
 from memory.compaction import ContextBudget
-from memory.context import encode_messages, encode_request
+from memory.context import encode_messages, splice_messages
 from memory.models import Changes, Message, Run, new_id, utcnow
 from memory.protocols import LongTermMemory, Spawn
 from memory.store import FenceLost, StoreUnavailable
 from proxy.chat.new_input import NewInput
 from proxy.chat.protocol import RELAYED_DELTA_FIELDS, ChatRequest
-from proxy.chat.request_head import request_head, request_tools
+from proxy.chat.request_head import TurnHead
 from proxy.chat.said import ModelOutput, add_usage, chunk_usage
 from proxy import logs
 from proxy.errors import APIError, database_unavailable
@@ -73,6 +73,7 @@ class Turn(RulesMixin):
         self.plan: StepPlan = FREE  # what the agent's tool rules allow on the current step
         self._forced: StepPlan | None = None
         self.approved_ran: list[str] = []  # tools the client approved that ran before the first step
+        self.head = TurnHead(env, live, request)  # the request head and tool schemas, built once per turn
 
     # --- bookkeeping ------------------------------------------------------------------------
     def _add(self, role: str, content: str | None = None, **kw: Any) -> Message:
@@ -267,12 +268,8 @@ class Turn(RulesMixin):
         self.env.metrics.tool_step.observe(elapsed)
         return ran
 
-    def _tools(self) -> list[dict[str, Any]]:
-        return request_tools(self.env, self.live, self.request)
-
     async def _request_body(self, harder: bool = False) -> bytes:
-        head, tools = request_head(self.env, self.live, self.request, first_step=self.steps <= 1,
-                                   plan=self.plan if self.rules.active else None)
+        head, tools = self.head.step(self.steps <= 1, self.plan if self.rules.active else None)
         if self.env.budget is not None:
             budget = await self.env.budget.ensure_fits(self.live, lambda: self.env.memory.system_prompt(self.live),
                                                        self.new_input.instructions, tools, harder=harder)
@@ -281,7 +278,7 @@ class Turn(RulesMixin):
                                     "tokens even after evicting all earlier messages", code="context_length_exceeded")
             self._estimate = budget.estimate
         system = self.env.memory.system_prompt(self.live)
-        return encode_request(head, encode_messages(self.live, system, self.new_input.instructions))
+        return splice_messages(head, encode_messages(self.live, system, self.new_input.instructions))
 
     # --- endings ----------------------------------------------------------------------------
     def _timings(self) -> dict[str, float]:
@@ -312,7 +309,7 @@ class Turn(RulesMixin):
         self.sink.finish(reason, dict(self.usage))
         if self.env.budget is not None and not self.live.agent.message_buffer_autoclear:
             try:
-                self.env.budget.after_turn(self.live, self.env.memory.system_prompt(self.live), self._tools())
+                self.env.budget.after_turn(self.live, self.env.memory.system_prompt(self.live), self.head.tools())
             except Exception:  # noqa: BLE001 - the turn is done and saved; only the next budget check is at stake
                 log.exception("turn %s: measuring the context after the turn failed", self.run.id)
 

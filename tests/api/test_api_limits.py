@@ -180,6 +180,27 @@ def test_a_500_closes_its_connection_and_says_so(make_server: Callable[..., Any]
         server.call(server.rt.store.open())
 
 
+def test_a_500_on_the_chat_path_closes_its_connection_too(make_server: Callable[..., Any]) -> None:
+    """/v1/chat/completions bypasses Starlette's router (ChatFastPath): its failures must still end the same way."""
+    server = make_server()
+    server.call(server.rt.store.close())  # an agent not loaded yet must be read from a store that is gone
+    try:
+        body = json.dumps({"model": "agent-00000000-0000-4000-8000-000000000000",
+                           "messages": [{"role": "user", "content": "hi"}]}).encode()
+        request = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                   b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            head, answer = _exchange(sock, request)
+            assert head.startswith(b"http/1.1 500"), head
+            assert b"connection: close" in head
+            assert json.loads(answer)["error"]["code"] == "internal_error"
+            assert sock.recv(1) == b""
+    finally:
+        server.call(server.rt.store.open())
+    counted = httpx.get(server.base_url + "/metrics").text
+    assert 'memproxy_requests_total{route="chat_completions",status="500"} 1.0' in counted
+
+
 def test_auth_exemption_is_by_exact_path(make_server: Callable[..., Any]) -> None:
     server = make_server(api_keys=("secret",))
     for path in ("/v1/health", "/v1/health/"):

@@ -128,3 +128,23 @@ def test_recorded_turns_are_bounded_per_agent_and_across_agents() -> None:
         recent.start(agent, "key:k", 600.0)
     assert recent.find("agent-a", "key:k") is None  # least recently active agent dropped past max_agents
     assert recent.find("agent-d", "key:k") is not None and len(recent) == 3
+
+
+def _key(messages: list[dict]) -> str:
+    from proxy.chat.new_input import split_new_input
+    from proxy.chat.protocol import parse_chat_request
+    from proxy.chat.retries import turn_key
+
+    chat = parse_chat_request({"model": "agent-x", "messages": messages})
+    return turn_key(chat, {}, split_new_input(chat.messages))[0]
+
+
+def test_the_retry_key_follows_the_new_input_and_the_answer_before_it_not_older_history() -> None:
+    base = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "hello"}, {"role": "user", "content": "again"}]
+    older_edited = [base[0], {"role": "user", "content": "HI"}, *base[2:]]
+    assert _key(older_edited) == _key(base)  # the agent keeps its own history: older messages change nothing
+    assert _key([*base[:2], {"role": "assistant", "content": "hey"}, base[3]]) != _key(base)  # after another answer
+    assert _key([base[0], *base]) != _key(base)  # at another length
+    assert _key([{"role": "system", "content": "be long"}, *base[1:]]) != _key(base)  # other instructions
+    assert _key([*base[:3], {"role": "user", "content": "again!"}]) != _key(base)  # other new input
