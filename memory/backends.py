@@ -29,7 +29,7 @@ class BackendConfig:
     duckdb_memory_limit: str | None = None  # DuckDB's buffer pool; None: DuckDB's default (80% of RAM)
     search_cache_bytes: int | None = None  # LanceDB's index and metadata caches
     search_optimize_interval: float = 10.0  # seconds between compactions of the search tables
-    search_reopen_interval: float = 60.0  # least seconds between fresh LanceDB sessions (after a compaction)
+    search_reopen_interval: float = 10.0  # least seconds between fresh LanceDB sessions (after a compaction)
 
 
 class Backend(ABC):

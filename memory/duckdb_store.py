@@ -1,25 +1,21 @@
-"""DuckDBStore: the embedded default `Store`. One connection, one worker thread, group commit."""
+"""DuckDBStore: the embedded default `Store`: agents, blocks, messages and runs in one DuckDB file."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 import duckdb
 
-from memory import duckdb_portable
-from memory.duckdb_commit import GroupCommit, transaction
-from memory.duckdb_errors import store_error
+from memory.duckdb_catalog import DuckDBCatalog
+from memory.duckdb_commit import transaction
+from memory.duckdb_connection import scalar
 from memory.duckdb_rows import (
     AGENTS,
     BLOCKS,
     ID_IN_LIST,
     MESSAGES,
     RUNS,
-    TOOLS,
     Row,
     agent_from_row,
     agent_row,
@@ -28,100 +24,21 @@ from memory.duckdb_rows import (
     block_row,
     message_from_row,
     run_from_row,
-    tool_from_row,
-    tool_row,
 )
-from memory.migrations import apply_migrations
-from memory.mcp_servers import DUCKDB_MCP_SELECT, MCP_COLUMNS, McpServer, mcp_from_row, mcp_row
-from memory.models import Agent, Block, Changes, Message, Run, Tool
+from memory.models import Agent, Block, Message, Run
 from memory.store import ID_PAGE_SIZE, NotFound, Store
-
-T = TypeVar("T")
 
 DATABASE_FILE = "memproxy.duckdb"
 
 _AGENT_BLOCK_IDS = "(SELECT list(block_id ORDER BY position) FROM agent_blocks WHERE agent_id = agents.id)"
 
 
-class DuckDBStore(Store):
+class DuckDBStore(DuckDBCatalog, Store):
     """Agents, blocks, messages, runs and custom tools in one DuckDB file.
 
-    DuckDB connections are not thread-safe, so the one connection lives on one worker thread and
-    every query is handed to it; the event loop never blocks on the database.
+    The connection, its worker thread and group commit are in `DuckDBConnection`; custom tools, MCP
+    servers and export scans in `DuckDBCatalog`; agents, blocks, messages and runs here.
     """
-
-    def __init__(self, path: str, *, memory_limit: str | None = None) -> None:
-        self.path = path
-        self.memory_limit = memory_limit  # DuckDB's own default is 80% of RAM
-        self._executor: ThreadPoolExecutor | None = None
-        self._con: duckdb.DuckDBPyConnection | None = None
-        self._group = GroupCommit()
-
-    # --- lifecycle --------------------------------------------------------------------------
-    async def open(self) -> None:
-        if self._executor is not None:
-            return
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duckdb")
-        self._executor = executor
-        try:
-            await asyncio.get_running_loop().run_in_executor(executor, self._connect)
-        except BaseException:
-            self._executor = None
-            executor.shutdown(wait=False)
-            raise
-
-    async def close(self) -> None:
-        executor = self._executor
-        if executor is None:
-            return
-        try:
-            await asyncio.get_running_loop().run_in_executor(executor, self._disconnect)
-        finally:
-            self._executor = None
-            executor.shutdown(wait=False)
-
-    def _connect(self) -> None:
-        if not self.path.startswith(":memory:"):
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        con = duckdb.connect(self.path)
-        try:
-            # One worker thread per query: the server needs the other core, and our queries are small.
-            con.execute("SET threads = 1")
-            # Naive datetimes a caller passes are then read as UTC, never as the host's zone.
-            con.execute("SET TimeZone = 'UTC'")
-            # Rows written since the last checkpoint stay in memory until it; checkpoint every 4 MB of WAL (not 16).
-            con.execute("SET checkpoint_threshold = '4MB'")
-            if self.memory_limit:
-                # The buffer pool keeps every block it has read or written until this limit; the rest is re-read.
-                con.execute("SET memory_limit = ?", [self.memory_limit])
-            apply_migrations(con)
-        except BaseException:
-            con.close()
-            raise
-        self._con = con
-
-    def _disconnect(self) -> None:
-        self._group.drain(self._con)
-        con, self._con = self._con, None
-        if con is not None:
-            con.close()
-
-    async def _run(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-        executor = self._executor
-        if executor is None:
-            raise RuntimeError("DuckDBStore is not open")
-        return await asyncio.get_running_loop().run_in_executor(executor, self._on_worker, work)
-
-    def _on_worker(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-        if self._con is None:
-            raise RuntimeError("DuckDBStore is closed")
-        try:
-            return work(self._con)
-        except duckdb.Error as exc:
-            error = store_error(exc)
-            if error is exc:
-                raise
-            raise error from exc
 
     # --- agents -----------------------------------------------------------------------------
     async def create_agent(self, agent: Agent, new_blocks: list[Block]) -> None:
@@ -185,7 +102,7 @@ class DuckDBStore(Store):
 
         def work(con: duckdb.DuckDBPyConnection) -> None:
             with transaction(con):
-                if _scalar(con, AGENTS.update_by_id_sql, [*values[1:], values[0]]) == 0:
+                if scalar(con, AGENTS.update_by_id_sql, [*values[1:], values[0]]) == 0:
                     # An upsert here would resurrect an agent deleted while a turn was still running.
                     raise NotFound("agent", agent.id)
                 con.execute("DELETE FROM agent_blocks WHERE agent_id = ?", [agent.id])
@@ -196,7 +113,7 @@ class DuckDBStore(Store):
     async def delete_agent(self, agent_id: str) -> bool:
         def work(con: duckdb.DuckDBPyConnection) -> bool:
             with transaction(con):
-                if _scalar(con, "DELETE FROM agents WHERE id = ?", [agent_id]) == 0:
+                if scalar(con, "DELETE FROM agents WHERE id = ?", [agent_id]) == 0:
                     return False
                 detached = [
                     row[0]
@@ -217,7 +134,7 @@ class DuckDBStore(Store):
         return await self._run(work)
 
     async def count_agents(self) -> int:
-        return await self._run(lambda con: _scalar(con, "SELECT count(*) FROM agents", []))
+        return await self._run(lambda con: scalar(con, "SELECT count(*) FROM agents", []))
 
     # --- blocks -----------------------------------------------------------------------------
     async def create_block(self, block: Block) -> None:
@@ -257,7 +174,7 @@ class DuckDBStore(Store):
         def work(con: duckdb.DuckDBPyConnection) -> bool:
             with transaction(con):
                 con.execute("DELETE FROM agent_blocks WHERE block_id = ?", [block_id])
-                return _scalar(con, "DELETE FROM blocks WHERE id = ?", [block_id]) > 0
+                return scalar(con, "DELETE FROM blocks WHERE id = ?", [block_id]) > 0
 
         return await self._run(work)
 
@@ -303,7 +220,7 @@ class DuckDBStore(Store):
 
     async def count_messages(self, agent_id: str) -> int:
         sql = "SELECT count(*) FROM messages WHERE agent_id = ?"
-        return await self._run(lambda con: _scalar(con, sql, [agent_id]))
+        return await self._run(lambda con: scalar(con, sql, [agent_id]))
 
     async def agent_ids(self, *, after: str | None = None, limit: int = ID_PAGE_SIZE) -> list[str]:
         sql = "SELECT id FROM agents WHERE id > ? ORDER BY id LIMIT ?"
@@ -322,7 +239,7 @@ class DuckDBStore(Store):
 
     async def max_message_seq(self, agent_id: str) -> int:
         sql = "SELECT coalesce(max(seq), 0) FROM messages WHERE agent_id = ?"
-        return await self._run(lambda con: _scalar(con, sql, [agent_id]))
+        return await self._run(lambda con: scalar(con, sql, [agent_id]))
 
     async def reset_messages(self, agent_id: str) -> None:
         sql = "UPDATE messages SET in_context = false WHERE agent_id = ? AND in_context"
@@ -349,106 +266,10 @@ class DuckDBStore(Store):
         rows = await self._run(lambda con: con.execute(sql, params).fetchall())
         return [run_from_row(row) for row in rows]
 
-    # --- custom tools -----------------------------------------------------------------------
-    async def create_tool(self, tool: Tool) -> None:
-        values = tool_row(tool)
-        await self._run(lambda con: con.execute(TOOLS.insert_sql, values))
-
-    async def get_tool(self, tool_id: str) -> Tool | None:
-        sql = f"SELECT {TOOLS.select_list} FROM tools WHERE id = ?"
-        row = await self._run(lambda con: con.execute(sql, [tool_id]).fetchone())
-        return None if row is None else tool_from_row(row)
-
-    async def list_tools(self) -> list[Tool]:
-        sql = f"SELECT {TOOLS.select_list} FROM tools ORDER BY created_at, id"
-        rows = await self._run(lambda con: con.execute(sql).fetchall())
-        return [tool_from_row(row) for row in rows]
-
-    async def update_tool(self, tool: Tool) -> None:
-        values = tool_row(tool)
-
-        def work(con: duckdb.DuckDBPyConnection) -> None:
-            if _scalar(con, TOOLS.update_by_id_sql, [*values[1:], values[0]]) == 0:
-                raise NotFound("tool", tool.id)
-
-        await self._run(work)
-
-    async def delete_tool(self, tool_id: str) -> bool:
-        return await self._run(lambda con: _scalar(con, "DELETE FROM tools WHERE id = ?", [tool_id]) > 0)
-
-    # --- MCP servers ------------------------------------------------------------------------
-    async def create_mcp_server(self, server: McpServer) -> None:
-        values = list(mcp_row(server, self.secret_box))
-        await self._run(lambda con: con.execute(f"INSERT INTO mcp_servers ({MCP_COLUMNS}) VALUES "
-                                                "(?, ?, ?, ?, ?, ?, ?)", values))
-
-    async def list_mcp_servers(self) -> list[McpServer]:
-        rows = await self._run(lambda con: con.execute(DUCKDB_MCP_SELECT).fetchall())
-        return [mcp_from_row(row, self.secret_box) for row in rows]
-
-    async def update_mcp_server(self, server: McpServer) -> None:
-        id_, *values = mcp_row(server, self.secret_box)
-        sql = "UPDATE mcp_servers SET server_name = ?, type = ?, config = ?, tools = ?, created_at = ?, " \
-              "updated_at = ? WHERE id = ?"
-
-        def work(con: duckdb.DuckDBPyConnection) -> None:
-            if _scalar(con, sql, [*values, id_]) == 0:
-                raise NotFound("mcp server", id_)
-
-        await self._run(work)
-
-    async def delete_mcp_server(self, server_id: str) -> bool:
-        return await self._run(lambda con: _scalar(con, "DELETE FROM mcp_servers WHERE id = ?", [server_id]) > 0)
-
-    # --- writes -----------------------------------------------------------------------------
-    async def commit(self, changes: Changes) -> None:
-        if not changes:
-            return
-        executor = self._executor
-        if executor is None:
-            raise RuntimeError("DuckDBStore is not open")
-        done = self._group.enqueue(changes)
-        # Whichever drain runs first takes every queued commit; the later ones find nothing to do.
-        executor.submit(self._drain_commits)
-        # If the caller is cancelled here the write may still land; the worker skips the dead future.
-        await done
-
-    def _drain_commits(self) -> None:
-        self._group.drain(self._con)
-
-    @property
-    def commit_transactions(self) -> int:
-        """Transactions the group commit has run; fewer than `commit` calls means batching."""
-        return self._group.transactions
-
-    # --- export / import (memory.portable) ----------------------------------------------------
-    async def scan(self, kind: str, *, after: str | None = None, limit: int = 1000) -> list[Any]:
-        return await self._run(lambda con: duckdb_portable.scan(con, kind, after, limit))
-
-    async def existing_ids(self, kind: str, ids: list[str]) -> set[str]:
-        return await self._run(lambda con: duckdb_portable.existing_ids(con, kind, list(ids)))
-
-
-    async def memory_figures(self) -> dict[str, float]:
-        """MB in DuckDB's buffer pool and in its WAL file (for the memory report)."""
-        def work(con: duckdb.DuckDBPyConnection) -> float:
-            return float(_scalar(con, "SELECT sum(memory_usage_bytes) FROM duckdb_memory()", []) or 0)
-
-        wal = self.path + ".wal"
-        size = os.path.getsize(wal) if os.path.exists(wal) else 0
-        return {"duckdb": await self._run(work) / 2**20, "duckdb_wal": size / 2**20}
-
 
 def open_store(data_dir: str, *, memory_limit: str | None = None) -> DuckDBStore:
     """A (not yet opened) store at `<data_dir>/memproxy.duckdb`."""
     return DuckDBStore(os.path.join(data_dir, DATABASE_FILE), memory_limit=memory_limit)
-
-
-def _scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> Any:
-    """The single value a query returns; for INSERT, UPDATE and DELETE, the number of rows changed."""
-    row = con.execute(sql, params).fetchone()
-    assert row is not None
-    return row[0]
 
 
 def _attach_blocks(con: duckdb.DuckDBPyConnection, agent_id: str, block_ids: list[str]) -> None:

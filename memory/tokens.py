@@ -35,9 +35,12 @@ AUDIO_BYTES_PER_TOKEN = 3200
 # Files (PDFs): roughly a text token per four bytes of the document.
 FILE_BYTES_PER_TOKEN = 4
 
-DEFAULT_CACHE_SIZE = 16384
+# The cache is for strings that recur (roles, names, ids, short instructions): a message's own count is kept
+# with the message (memory.incontext), so caching every message's text only filled this up with strings never
+# asked for again, 16,384 of them pinning ~5 MB after a few thousand turns. At most 2,048 x 1,024 chars now.
+DEFAULT_CACHE_SIZE = 2048
 # Longer strings are rarely repeated verbatim, and keeping them alive would pin a lot of memory.
-DEFAULT_CACHE_MAX_CHARS = 4096
+DEFAULT_CACHE_MAX_CHARS = 1024
 TOOL_CACHE_SIZE = 1024
 
 

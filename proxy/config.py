@@ -76,9 +76,9 @@ OPTIONS: tuple[Option, ...] = (
            "MiB of LanceDB index and metadata cache for recall and archival search"),
     Option("search_optimize_interval", "MEMPROXY_SEARCH_OPTIMIZE_INTERVAL", 10.0, float,
            "seconds between compactions of the search tables while they are written (each one holds memory)"),
-    Option("search_reopen_interval", "MEMPROXY_SEARCH_REOPEN_INTERVAL", 60.0, float,
-           "least seconds between reopening the search tables after a compaction (frees readers of replaced "
-           "index versions); 0 = never"),
+    Option("search_reopen_interval", "MEMPROXY_SEARCH_REOPEN_INTERVAL", 10.0, float,
+           "least seconds between reopening the search tables after a compaction (frees readers and buffers of "
+           "replaced index versions; the default reopens after every compaction); 0 = never"),
     Option("agent_cache_size", "MEMPROXY_AGENT_CACHE_SIZE", 20000, int,
            "agents kept loaded in memory (least recently used are dropped, and reloaded on their next request)"),
     Option("malloc_trim_interval", "MEMPROXY_MALLOC_TRIM_INTERVAL", 30.0, float,
@@ -126,7 +126,7 @@ class Settings:
     duckdb_memory_limit: str = "256MB"
     search_cache_mb: int = 16
     search_optimize_interval: float = 10.0
-    search_reopen_interval: float = 60.0
+    search_reopen_interval: float = 10.0
     agent_cache_size: int = 20000
     malloc_trim_interval: float = 30.0
     memory_report_interval: float = 0.0

@@ -16,8 +16,8 @@ from memory.store import Store
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Modules that are one backend's implementation; only memory/backends.py may import them.
-BACKEND_MODULES = ("duckdb", "lancedb", "memory.duckdb_store", "memory.duckdb_commit", "memory.duckdb_rows",
-                   "memory.migrations", "memory.longterm.index", "memory.longterm.tables", "asyncpg",
+BACKEND_MODULES = ("duckdb", "lancedb", "memory.duckdb_store", "memory.duckdb_connection", "memory.duckdb_catalog",
+                   "memory.duckdb_commit", "memory.duckdb_rows", "memory.migrations", "memory.longterm.index", "memory.longterm.tables", "asyncpg",
                    "memory.postgres_store", "memory.postgres_commit", "memory.postgres_sql",
                    "memory.postgres_migrations")
 

@@ -64,3 +64,13 @@ async def test_trim_loop_stops_when_cancelled_and_does_nothing_when_disabled() -
     loop.cancel()
     await asyncio.gather(loop, return_exceptions=True)
     assert loop.cancelled()
+
+
+def test_trim_with_arrow_loaded_also_asks_its_pool_to_give_back() -> None:
+    # Run fresh: whether pyarrow is loaded decides what trim touches, and trim must never be what loads it.
+    code = ("import sys; from memory import native_heap; native_heap.trim(); print('pyarrow' in sys.modules); "
+            "import pyarrow as pa; b = pa.allocate_buffer(8 << 20); del b; native_heap.trim(); print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "ok"]

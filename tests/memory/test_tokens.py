@@ -7,6 +7,8 @@ import pytest
 import tiktoken
 
 from memory.tokens import (
+    DEFAULT_CACHE_MAX_CHARS,
+    DEFAULT_CACHE_SIZE,
     IMAGE_PART_TOKENS,
     REPLY_PRIMING_TOKENS,
     TOKENS_PER_MESSAGE,
@@ -71,6 +73,17 @@ def test_short_strings_are_cached_long_ones_are_not() -> None:
     c.count_text("x" * 100)
     c.count_text("x" * 100)
     assert c.cache_info()["size"] == 1
+
+
+def test_the_default_cache_is_bounded_in_strings_and_in_length() -> None:
+    c = TokenCounter()
+    for i in range(DEFAULT_CACHE_SIZE + 100):  # each turn's messages are new strings: they must not pile up
+        c.count_text(f"a reply that is only ever counted once, number {i}")
+    assert c.cache_info()["size"] == DEFAULT_CACHE_SIZE
+    c.clear_cache()
+    c.count_text("y" * (DEFAULT_CACHE_MAX_CHARS + 1))
+    assert c.cache_info()["size"] == 0
+    assert DEFAULT_CACHE_SIZE * DEFAULT_CACHE_MAX_CHARS <= 4 * 2**20  # at most a few MB of cached text
 
 
 def test_fallback_when_encoding_cannot_load(caplog: pytest.LogCaptureFixture) -> None:
