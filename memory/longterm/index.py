@@ -75,6 +75,7 @@ class LanceLongTermMemory(LongTermMemory):
         query_embed_timeout: float = 5.0,
         cache_bytes: int | None = None,
         reopen_interval: float = 60.0,
+        recall_batch: int = 256,
     ) -> None:
         self.path = path
         self.embedder = embedder
@@ -90,7 +91,7 @@ class LanceLongTermMemory(LongTermMemory):
         self._db: Any = None
         self._passages_table: MemoryTable | None = None  # None until open()
         self._recall_table: MemoryTable | None = None
-        self._queue = RecallQueue(self._write_recall, interval=recall_interval)
+        self._queue = RecallQueue(self._write_recall, interval=recall_interval, max_batch=recall_batch)
         self._replace_ids: set[str] = set()  # queued ids that may already be in the table
         self._tasks: list[asyncio.Task[None]] = []
         self._maybe_unembedded = embedder is not None  # rows from an earlier run may still lack vectors
