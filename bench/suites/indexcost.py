@@ -6,10 +6,12 @@ is indexed into the recall table before memproxy starts (`seed.index_recall`: th
 the HTTP API would take hours. No embedding model (the default): full-text search only.
 
 memproxy then starts on that data dir (its start-up repair must find nothing to fix), `DRIVEN` agents take
-one warm-up turn each, and once memproxy is idle `CONCURRENCY` connections send `TURNS` zero-delay turns
-(two new recall rows each). The window closes `TAIL_S` seconds after the last turn, so the recall writes of
-the last turns fall inside it. `TURNS` is long enough to hold at least one maintenance pass (compaction and
-index update) at every size, so its cost is in the figure, amortized as the server amortizes it.
+one warm-up turn each, and once memproxy is idle `CONCURRENCY` connections send zero-delay turns (two new
+recall rows each): `TURNS`, or `TURNS_SHARE` of the table's size if more. The window closes `TAIL_S` seconds
+after the last turn, so the recall writes of the last turns fall inside it. The window is long enough to
+hold a maintenance pass (compaction, index update, version cleanup) at every size under the default
+schedule (a pass per 10% of the table in new rows, see memory/longterm/maintenance.py), so its cost is in
+the figure, amortized as the server amortizes it.
 
 Indexer CPU is the CPU of LanceDB's threads (`/proc/<pid>/task/*/stat`, threads named `lancedb-tokio-w` and `lance-cpu`):
 every append, compaction, index update, version cleanup and search-table reopen runs there. The event
@@ -48,12 +50,14 @@ from bench.suites.turncost import _quiet
 # Seeding a million messages takes minutes: with this set, each size's seeded data dir (before memproxy first ran on
 # it) is kept there and copied for later runs.
 CACHE_ENV = "MEMPROXY_BENCH_INDEXCOST_CACHE"
+SIZES_ENV = "MEMPROXY_BENCH_INDEXCOST_SIZES"  # e.g. "100000": measure only these sizes
 SIZES = (1_000, 100_000, 1_000_000)
 SMOKE_SIZES = (200, 2_000)
 AGENTS = 200
 DRIVEN = 16
 CONCURRENCY = 8
-TURNS = 4_000
+TURNS = 12_000
+TURNS_SHARE = 0.06  # 1M messages: 60,000 turns, 120,000 new rows
 SEARCHES = 100
 TAIL_S = 1.5
 INDEXER_THREADS = ("lance",)  # LanceDB's threads: `lancedb-tokio-w` (its runtime) and `lance-cpu` (its CPU pool)
@@ -171,6 +175,8 @@ async def _seeded(h: Harness, size: int, agents: int) -> tuple[Any, int]:
 async def run(h: Harness) -> SuiteResult:
     smoke = h.scale.smoke
     sizes = SMOKE_SIZES if smoke else SIZES
+    if os.environ.get(SIZES_ENV):
+        sizes = tuple(int(n) for n in os.environ[SIZES_ENV].split(","))
     agents, driven = (4, 4) if smoke else (AGENTS, DRIVEN)
     turns, concurrency, searches = (40, 2, 10) if smoke else (TURNS, CONCURRENCY, SEARCHES)
     points: dict[str, Any] = {}
@@ -180,7 +186,8 @@ async def run(h: Harness) -> SuiteResult:
         h.start_memproxy(data)
         warm_errors = await warm_agents(h, ids[:driven])
         await _quiet(h)
-        point = await _window(h, ids[:driven], turns, concurrency)
+        point = await _window(h, ids[:driven], max(turns, int(size * TURNS_SHARE)) if not smoke else turns,
+                              concurrency)
         point.update(indexed=indexed, warmup_errors=warm_errors)
         point["search"] = await _search(h, ids, searches)
         point["freshness"] = await _freshness(h, ids[0])

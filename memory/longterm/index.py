@@ -25,36 +25,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime, timezone
 from typing import Any
 
 import lancedb
 from lancedb.query import ColumnOrdering
 
-from memory.longterm import maintenance, portable, sql
+from memory.longterm import maintenance, sql
 from memory.longterm.archival import ArchivalPassages
 from memory.longterm.api import ID_PAGE_SIZE, LongTermMemory
 from memory.longterm.embedder import Embedder, RareWarning, embed_or_none
 from memory.longterm.recall_queue import RecallQueue
-from memory.longterm.records import Passage, PassageWithVector, RecallRecord, SearchHit, vector_groups
+from memory.longterm.records import RecallRecord, SearchHit
 from memory.longterm.reembed import Reembedder
-from memory.longterm.schema import (
-    PASSAGE_COLUMNS,
-    PASSAGE_SCHEMA,
-    RECALL_COLUMNS,
-    RECALL_SCHEMA,
-    as_utc,
-    passage_from_row,
-    passage_row,
-    recall_from_row,
-    recall_row,
-)
+from memory.longterm.schema import PASSAGE_SCHEMA, RECALL_COLUMNS, RECALL_SCHEMA, recall_from_row, recall_row
 from memory.longterm.search import search_table
 from memory.longterm.tables import MemoryTable
 from memory.longterm.timefilter import TimeBound, parse_range
-from memory.models import new_id
 
 log = logging.getLogger("memproxy.longterm")
+
 
 class LanceLongTermMemory(ArchivalPassages, LongTermMemory):
     """Archival passages and the recall index for every agent, in one LanceDB directory."""
