@@ -10,7 +10,7 @@ one warm-up turn each, and once memproxy is idle `CONCURRENCY` connections send 
 (two new recall rows each). The window closes `TAIL_S` seconds after the last turn, so the recall writes of
 the last turns fall inside it. At the turn rates of a 2-core machine the window holds maintenance passes
 (compaction, index update, version cleanup) at every size under the default schedule (a pass per 10% of
-the table in new rows or per 128 writes, see memory/longterm/maintenance.py), so their cost is in the
+the table in new rows or per 64 writes, see memory/longterm/maintenance.py), so their cost is in the
 figure, amortized as the server amortizes it.
 
 Indexer CPU is the CPU of LanceDB's threads (`/proc/<pid>/task/*/stat`, threads named `lancedb-tokio-w` and `lance-cpu`):

@@ -33,7 +33,7 @@ log = logging.getLogger("memproxy.longterm")
 
 MIN_ROWS = 2_000  # rows written since the last pass before a pass is due...
 TABLE_SHARE = 0.1  # ...or this share of the table's rows, whichever is more
-MAX_WRITES = 128  # writes (so unindexed fragments) since the last pass that make one due anyway
+MAX_WRITES = 64  # writes (so unindexed fragments) since the last pass that make one due anyway
 QUIET_INTERVALS = 6  # a table with no write for this many optimize intervals gets its pending pass
 
 

@@ -27,11 +27,11 @@ def _table(rows: int, written: int, writes: int, *, since_pass: float, since_wri
 
 def test_a_big_table_waits_for_its_share_of_new_rows() -> None:
     busy = {"since_pass": 60.0, "since_write": 0.5}
-    assert not maintenance.pass_due(_table(1_000_000, 50_000, 100, **busy), 1000.0, INTERVAL)
-    assert maintenance.pass_due(_table(1_000_000, 100_000, 100, **busy), 1000.0, INTERVAL)
+    assert not maintenance.pass_due(_table(1_000_000, 50_000, 10, **busy), 1000.0, INTERVAL)
+    assert maintenance.pass_due(_table(1_000_000, 100_000, 10, **busy), 1000.0, INTERVAL)
     # A small table: the floor, not the share, decides.
-    assert not maintenance.pass_due(_table(1_000, 1_999, 100, **busy), 1000.0, INTERVAL)
-    assert maintenance.pass_due(_table(1_000, 2_000, 100, **busy), 1000.0, INTERVAL)
+    assert not maintenance.pass_due(_table(1_000, 1_999, 10, **busy), 1000.0, INTERVAL)
+    assert maintenance.pass_due(_table(1_000, 2_000, 10, **busy), 1000.0, INTERVAL)
 
 
 def test_never_sooner_than_the_interval_and_never_without_writes() -> None:
