@@ -51,6 +51,7 @@ from bench.suites.turncost import _quiet
 # it) is kept there and copied for later runs.
 CACHE_ENV = "MEMPROXY_BENCH_INDEXCOST_CACHE"
 SIZES_ENV = "MEMPROXY_BENCH_INDEXCOST_SIZES"  # e.g. "100000": measure only these sizes
+TURNS_ENV = "MEMPROXY_BENCH_INDEXCOST_TURNS"  # a longer window (more maintenance passes in it)
 SIZES = (1_000, 100_000, 1_000_000)
 SMOKE_SIZES = (200, 2_000)
 AGENTS = 200
@@ -178,6 +179,7 @@ async def run(h: Harness) -> SuiteResult:
         sizes = tuple(int(n) for n in os.environ[SIZES_ENV].split(","))
     agents, driven = (4, 4) if smoke else (AGENTS, DRIVEN)
     turns, concurrency, searches = (40, 2, 10) if smoke else (TURNS, CONCURRENCY, SEARCHES)
+    turns = int(os.environ.get(TURNS_ENV) or turns)
     points: dict[str, Any] = {}
     for size in sizes:
         data, indexed = await _seeded(h, size, agents)
