@@ -9,9 +9,12 @@ table (`TABLE_SHARE`, at least `MIN_ROWS`): the table-sized pass is paid once pe
 its cost per row stays flat as the table grows.
 
 Between passes each write leaves a small unindexed fragment, which full-text search scans and which costs
-every search a little, so `MAX_WRITES` bounds them; and a table that goes quiet (no write for
-`QUIET_INTERVALS` optimize intervals, a minute by default) gets its pass then, when no turn waits for the CPU.
-New rows are searchable from their write on, indexed or not.
+every search a little (~0.07 ms each), so `MAX_WRITES` bounds them. That bound wins on a big table under
+load (the recall writer commits about once every 0.75 s, so 64 writes take ~50 s): there a pass comes every
+64 writes, five times less often than the old fixed 10 s, and its share per turn still grows with the table
+(`python -m bench indexcost`). A table that goes quiet (no write for `QUIET_INTERVALS` optimize intervals, a
+minute by default) gets its pending pass then, when no turn waits for the CPU. New rows are searchable from
+their write on, indexed or not.
 """
 
 from __future__ import annotations
