@@ -5,8 +5,8 @@ delete versions older than a minute. Its cost grows with the table, not with wha
 rewrites every fragment under ~1M rows together with the new ones (so the whole table, up to a million
 rows) and the indexes are remapped to the rewritten rows. Passes every few seconds would make each turn
 pay for the whole table. So a pass comes once the rows written since the last one reach a share of the
-table (`TABLE_SHARE`, at least `MIN_ROWS`): the table-sized pass is paid once per that many rows, and
-its cost per row stays flat as the table grows.
+table (`TABLE_SHARE`, at least `MIN_ROWS`): the table-sized pass is paid once per that many rows, so
+while this rule decides, its cost per row stays flat as the table grows.
 
 Between passes each write leaves a small unindexed fragment, which full-text search scans and which costs
 every search a little (~0.07 ms each), so `MAX_WRITES` bounds them. That bound wins on a big table under
