@@ -97,6 +97,16 @@ def clone_agents(data_dir: Path, template_id: str, count: int, messages: int, ta
         con.close()
 
 
+def agent_ids(data_dir: Path, name_prefix: str) -> list[str]:
+    """Ids of the agents whose name starts with `name_prefix`, by name."""
+    con = duckdb.connect(str(data_dir / DATABASE_FILE), read_only=True)
+    try:
+        rows = con.execute("SELECT id FROM agents WHERE starts_with(name, ?) ORDER BY name", [name_prefix]).fetchall()
+        return [row[0] for row in rows]
+    finally:
+        con.close()
+
+
 def count_rows(data_dir: Path) -> dict[str, int]:
     con = duckdb.connect(str(data_dir / DATABASE_FILE), read_only=True)
     try:
@@ -154,3 +164,45 @@ async def add_passages(data_dir: Path, agent_id: str, start: int, count: int, *,
         await lt.optimize()
     finally:
         await lt.close()
+
+
+# --- the recall index (LanceDB), for the indexcost suite ----------------------------------------------
+
+def recall_text(i: int, vocabulary: list[str], words: int = 20) -> str:
+    """Deterministic varied text for the `i`-th seeded recall row (the clones' own texts differ only by a number)."""
+    import random
+
+    rng = random.Random(i)
+    return " ".join(rng.choice(vocabulary) for _ in range(words))
+
+
+async def index_recall(data_dir: Path, *, batch: int = 20_000) -> int:
+    """Index every seeded message into `<data_dir>/lance`'s recall table (memproxy stopped), then optimize.
+
+    The rows go through `LanceLongTermMemory.enqueue_messages(new=True)` and its write-behind queue, the
+    path the server's turns take, in `batch`-row writes; ids, agents, roles and times are the stored
+    messages' own, so the server's start-up repair finds nothing to fix. The text is varied pseudo-words
+    (the clones' texts differ only by a number, which would make every full-text query match every row).
+    """
+    from memory.longterm import LanceLongTermMemory, RecallRecord
+    from memory.longterm.schema import as_utc
+
+    vocabulary = passage_vocabulary()
+    lt = LanceLongTermMemory(str(data_dir / LANCE_DIR), None, recall_batch=batch)
+    await lt.open()
+    con = duckdb.connect(str(data_dir / DATABASE_FILE), read_only=True)
+    done = 0
+    try:
+        cursor = con.execute("SELECT id, agent_id, role, created_at FROM messages WHERE content IS NOT NULL "
+                             "AND length(content) > 0 AND role IN ('user', 'assistant') ORDER BY id")
+        while rows := cursor.fetchmany(batch):
+            lt.enqueue_messages([RecallRecord(id=r[0], agent_id=r[1], role=r[2], text=recall_text(done + k, vocabulary),
+                                              created_at=as_utc(r[3]))
+                                 for k, r in enumerate(rows)], new=True)
+            done += len(rows)
+            await lt.flush()
+        await lt.optimize()
+    finally:
+        con.close()
+        await lt.close()
+    return done

@@ -25,23 +25,23 @@ import asyncpg
 
 from memory.longterm import sql as ids
 from memory.longterm.api import ID_PAGE_SIZE, LongTermMemory
-from memory.longterm.embedder import Embedder, RareWarning, embed_or_none
+from memory.longterm.embedder import Embedder, RareWarning
 from memory.longterm.recall_queue import RecallQueue
 from memory.longterm.records import Passage, PassageWithVector, RecallRecord, SearchHit, vector_groups
 from memory.longterm.timefilter import TimeBound, parse_range
 from memory.models import new_id
 from memory.postgres_migrations import apply_migrations, enable_vectors
-from memory.postgres_sql import CONNECT_TIMEOUT, ReportingPool, keep_session, text_safe
-from memory.postgres_search import Where, ensure_hnsw, search, time_range, vector_literal
+from memory.postgres_search import Where, search, time_range
+from memory.postgres_sql import CONNECT_TIMEOUT, keep_session
+from memory.postgres_vectors import PostgresVectors
 
 log = logging.getLogger("memproxy.longterm")
 
 _PASSAGE_COLUMNS = "id, agent_id, text, tags, created_at, metadata"
 _RECALL_COLUMNS = "id, agent_id, role, text, created_at"
-_REEMBED_BATCH = 256
 
 
-class PostgresLongTermMemory(LongTermMemory):
+class PostgresLongTermMemory(PostgresVectors, LongTermMemory):
     """Archival passages and the recall index for every agent, in PostgreSQL."""
 
     indexes_in_store_commit = True  # the recall table is in the store's database
@@ -70,11 +70,6 @@ class PostgresLongTermMemory(LongTermMemory):
         self._indexed_dims: set[tuple[str, int]] = set()
         self._maybe_unembedded = embedder is not None
         self._warn = RareWarning(log)
-
-    @property
-    def vector_search(self) -> bool:
-        """Whether searches can rank by vector at all (an embedder, and pgvector on the server)."""
-        return self.embedder is not None and self.vectors_available
 
     # --- lifecycle --------------------------------------------------------------------------
     async def open(self) -> None:
@@ -116,11 +111,6 @@ class PostgresLongTermMemory(LongTermMemory):
         self._pool = None
         await pool.close()
 
-    @property
-    def pool(self) -> asyncpg.Pool:
-        if self._pool is None:
-            raise RuntimeError("PostgresLongTermMemory is not open")
-        return ReportingPool(self._pool)
 
     # --- passages ---------------------------------------------------------------------------
     async def add_passages(
@@ -316,72 +306,6 @@ class PostgresLongTermMemory(LongTermMemory):
                 ids.check_id(p.agent_id, "agent_id")
             await self._insert_passages(
                 passages, [_utc(p.created_at or datetime.now(timezone.utc)) for p in passages], vectors)
-
-    # --- shared write / embedding -------------------------------------------------------------
-    async def _insert(self, table: str, names: str, select: str, arrays: str, aliases: str,
-                      columns: list[list[Any]], vectors: list[list[float]] | None, *, upsert: bool) -> None:
-        """One INSERT ... SELECT FROM unnest for every row, the embedding too when there is one."""
-        args: list[Any] = [text_safe(column) for column in columns]
-        if self.vectors_available:
-            names += ", embedding"
-            select += ", u.embedding::vector"
-            arrays += f", ${len(args) + 1}::text[]"
-            aliases += ", embedding"
-            args.append([vector_literal(v) for v in vectors] if vectors else [None] * len(columns[0]))
-        sql = f"INSERT INTO {table} ({names}) SELECT {select} FROM unnest({arrays}) AS u({aliases})"
-        if upsert:
-            sets = ", ".join(f"{n.strip()} = EXCLUDED.{n.strip()}" for n in names.split(",") if n.strip() != "id")
-            sql += f" ON CONFLICT (id) DO UPDATE SET {sets}"
-        async with self.pool.acquire() as con:
-            if vectors and self.vectors_available and (table, len(vectors[0])) not in self._indexed_dims:
-                await ensure_hnsw(con, table, len(vectors[0]))
-                self._indexed_dims.add((table, len(vectors[0])))
-            await con.execute(sql, *args)
-        if self.embedder is not None and vectors is None:
-            self._maybe_unembedded = True
-
-    async def _embed(self, texts: list[str], timeout: float) -> list[list[float]] | None:
-        """Vectors for `texts`, or None (rows are then stored for full-text search and re-embedded later)."""
-        if not self.vector_search or not texts:
-            return None
-        return await embed_or_none(self.embedder, texts, timeout, self._warn)  # type: ignore[arg-type]
-
-    async def _query_vector(self, query: str) -> list[float] | None:
-        vectors = await self._embed([query], self.query_embed_timeout)
-        return vectors[0] if vectors else None
-
-    async def embed_pending(self) -> int:
-        """Give vectors to rows stored without one; returns how many were embedded."""
-        if not self.vector_search:
-            return 0
-        self._maybe_unembedded = False  # cleared first: a write failing meanwhile sets it again
-        done = 0
-        for table in ("passages", "recall"):
-            while True:
-                rows = await self.pool.fetch(
-                    f"SELECT id, text FROM {table} WHERE embedding IS NULL ORDER BY id LIMIT {_REEMBED_BATCH}")
-                if not rows:
-                    break
-                vectors = await self._embed([row[1] for row in rows], self.write_embed_timeout)
-                if vectors is None:
-                    self._maybe_unembedded = True
-                    return done
-                async with self.pool.acquire() as con:
-                    await ensure_hnsw(con, table, len(vectors[0]))
-                    await con.execute(
-                        f"UPDATE {table} SET embedding = u.v::vector FROM unnest($1::text[], $2::text[]) AS u(id, v)"
-                        f" WHERE {table}.id = u.id", [row[0] for row in rows], [vector_literal(v) for v in vectors])
-                done += len(rows)
-        return done
-
-    async def _reembed_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.reembed_interval)
-            if self._maybe_unembedded:
-                try:
-                    await self.embed_pending()
-                except Exception:
-                    log.exception("re-embedding failed")
 
 
 def _utc(value: datetime) -> datetime:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from bench.suite import Suite
-from bench.suites import context, latency, resumable, scaleout, scaling, search, soak, throughput, toolstep, turncost
+from bench.suites import (context, indexcost, latency, resumable, scaleout, scaling, search, soak, throughput,
+                          toolstep, turncost)
 
 SUITES: dict[str, Suite] = {
     "latency": Suite("latency", "TTFT, inter-chunk and e2e of direct/passthrough/agent, interleaved",
@@ -18,6 +19,8 @@ SUITES: dict[str, Suite] = {
                      context.run, context.plot),
     "turncost": Suite("turncost", "CPU per agent turn at 50/500/5,000 messages in context; per passthrough request",
                       turncost.run),
+    "indexcost": Suite("indexcost", "recall indexer CPU per turn and recall search latency at 1k/100k/1M messages",
+                       indexcost.run),
     "scaleout": Suite("scaleout", "agent turns/s and CPU per turn of --workers 1 and 2 on PostgreSQL + Redis",
                       scaleout.run),
     "resumable": Suite("resumable", "added TTFT and e2e of resumable agent turns (events via Redis) vs plain ones",

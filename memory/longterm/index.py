@@ -13,8 +13,8 @@ is added later (see `tables.py`). A row whose embedding failed is stored anyway 
 Freshness: the FTS index is created with the table, and LanceDB's full-text search also scans rows
 the index has not absorbed yet (checked in the tests), so a row is searchable as soon as its write
 commits. The background loop compacts fragments and folds new rows into the indexes (`optimize`)
-every few seconds after writes, never per write. Recall writes go through a write-behind queue
-flushed within ~200 ms.
+once the rows written since the last pass reach a share of the table (see `maintenance.py`), never
+per write. Recall writes go through a write-behind queue flushed within about a second.
 
 Everything is async on LanceDB's async API (its work runs on LanceDB's own threads); the event
 loop only converts small Arrow results.
@@ -25,41 +25,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime, timezone
 from typing import Any
 
 import lancedb
 from lancedb.query import ColumnOrdering
 
-from memory import native_heap
-from memory.longterm import portable, sql
+from memory.longterm import maintenance, sql
+from memory.longterm.archival import ArchivalPassages
 from memory.longterm.api import ID_PAGE_SIZE, LongTermMemory
 from memory.longterm.embedder import Embedder, RareWarning, embed_or_none
 from memory.longterm.recall_queue import RecallQueue
-from memory.longterm.records import Passage, PassageWithVector, RecallRecord, SearchHit, vector_groups
+from memory.longterm.records import RecallRecord, SearchHit
 from memory.longterm.reembed import Reembedder
-from memory.longterm.schema import (
-    PASSAGE_COLUMNS,
-    PASSAGE_SCHEMA,
-    RECALL_COLUMNS,
-    RECALL_SCHEMA,
-    as_utc,
-    passage_from_row,
-    passage_row,
-    recall_from_row,
-    recall_row,
-)
+from memory.longterm.schema import PASSAGE_SCHEMA, RECALL_COLUMNS, RECALL_SCHEMA, recall_from_row, recall_row
 from memory.longterm.search import search_table
 from memory.longterm.tables import MemoryTable
 from memory.longterm.timefilter import TimeBound, parse_range
-from memory.models import new_id
 
 log = logging.getLogger("memproxy.longterm")
 
-STATS_CACHE_SIZE = 10_000
 
-
-class LanceLongTermMemory(LongTermMemory):
+class LanceLongTermMemory(ArchivalPassages, LongTermMemory):
     """Archival passages and the recall index for every agent, in one LanceDB directory."""
 
     def __init__(
@@ -74,7 +60,8 @@ class LanceLongTermMemory(LongTermMemory):
         recall_embed_timeout: float = 0.75,
         query_embed_timeout: float = 5.0,
         cache_bytes: int | None = None,
-        reopen_interval: float = 60.0,
+        reopen_interval: float = 10.0,
+        recall_batch: int = 256,
     ) -> None:
         self.path = path
         self.embedder = embedder
@@ -84,41 +71,38 @@ class LanceLongTermMemory(LongTermMemory):
         self.recall_embed_timeout = recall_embed_timeout  # short: a slow embedder must not delay recall
         self.query_embed_timeout = query_embed_timeout
         self._cache_bytes = cache_bytes
-        self._session = self._new_session()
+        self._session = maintenance.new_session(cache_bytes)
         self.reopen_interval = reopen_interval
-        self._last_reopen = time.monotonic()
+        self.last_reopen = time.monotonic()
         self._db: Any = None
         self._passages_table: MemoryTable | None = None  # None until open()
         self._recall_table: MemoryTable | None = None
-        self._queue = RecallQueue(self._write_recall, interval=recall_interval)
+        self._queue = RecallQueue(self._write_recall, interval=recall_interval, max_batch=recall_batch)
         self._replace_ids: set[str] = set()  # queued ids that may already be in the table
         self._tasks: list[asyncio.Task[None]] = []
-        self._maybe_unembedded = embedder is not None  # rows from an earlier run may still lack vectors
+        self.maybe_unembedded = embedder is not None  # rows from an earlier run may still lack vectors
         self._warn = RareWarning(log)
         self._reembedder = Reembedder(embedder, write_embed_timeout, self._warn) if embedder is not None else None
         self._stats: dict[str, tuple[int, list[str]]] = {}
         self._passage_writes = 0  # bumps on every passage write; a stats read spanning one is not cached
 
-    def _new_session(self) -> lancedb.Session:
-        # LanceDB caches index pages and file metadata per table version, and every write and compaction makes
-        # a version, so entries of dead versions pile up to the cap: 6 GiB + 1 GiB unless we give a smaller one.
-        total = self._cache_bytes
-        index_bytes = None if total is None else total * 3 // 4
-        metadata_bytes = None if total is None else total - total * 3 // 4
-        return lancedb.Session(index_cache_size_bytes=index_bytes, metadata_cache_size_bytes=metadata_bytes)
-
     async def reopen(self) -> None:
         """Swap in a fresh session and connection. The session keeps a reader (an open file and its buffers) of
         every full-text index version a compaction replaced, past the cache's size accounting: they go only
         with the session. Costs one cold index load on the next search."""
-        session = self._new_session()
+        session = maintenance.new_session(self._cache_bytes)
         db = await lancedb.connect_async(self.path, session=session)
         for table in (self._passages_table, self._recall_table):
             if table is not None:
                 await table.reopen(db)
         # Not closed: reads still running on the old connection finish, then it is freed with its last reference.
         self._db, self._session = db, session
-        self._last_reopen = time.monotonic()
+        self.last_reopen = time.monotonic()
+
+    @property
+    def tables(self) -> list[MemoryTable]:
+        """The tables open so far (both once `open()` ran)."""
+        return [t for t in (self._passages_table, self._recall_table) if t is not None]
 
     @property
     def _passages(self) -> MemoryTable:
@@ -161,7 +145,7 @@ class LanceLongTermMemory(LongTermMemory):
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._queue.run(), name="longterm-recall-writer"),
-            loop.create_task(self._maintain(), name="longterm-maintenance"),
+            loop.create_task(maintenance.maintain(self), name="longterm-maintenance"),
         ]
 
     async def close(self) -> None:
@@ -184,128 +168,8 @@ class LanceLongTermMemory(LongTermMemory):
         await self._queue.drain()
 
     async def optimize(self) -> None:
-        """Compact both tables and fold new rows into their indexes (the background loop does this too)."""
-        for table in (self._passages, self._recall):
-            for _ in range(5):  # a concurrent delete can pre-empt a compaction; try again
-                if await table.optimize():
-                    break
-
-    # --- passages ---------------------------------------------------------------------------
-    async def add_passages(
-        self,
-        agent_id: str,
-        items: list[tuple[str, list[str]]],
-        created_at: datetime | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> list[Passage]:
-        """Store passages durably (searchable on return); returns them with their new ids."""
-        sql.check_id(agent_id, "agent_id")
-        when = as_utc(created_at) if created_at is not None else datetime.now(timezone.utc)
-        passages = [
-            Passage(new_id("passage"), agent_id, str(text or ""), _unique(tags), when, dict(metadata or {}))
-            for text, tags in items
-        ]
-        if not passages:
-            return []
-        vectors = await self._embed_for_write([p.text for p in passages], self.write_embed_timeout)
-        rows = [passage_row(p) for p in passages]
-        await self._store(self._passages, rows, vectors, upsert=False)
-        self._passage_writes += 1
-        self._stats.pop(agent_id, None)
-        return passages
-
-    async def get_passage(self, agent_id: str, passage_id: str) -> Passage | None:
-        where = sql.all_of(sql.agent_scope(agent_id), f"id = {sql.quote(sql.check_id(passage_id, 'passage_id'))}")
-        rows = await self._passages.rows(where, PASSAGE_COLUMNS, limit=1)
-        return passage_from_row(rows[0]) if rows else None
-
-    async def list_passages(
-        self,
-        agent_id: str,
-        after: str | None = None,
-        before: str | None = None,
-        limit: int | None = 100,
-        search: str | None = None,
-        ascending: bool = True,
-    ) -> list[Passage]:
-        """Passages by creation time. `after`/`before` are passage-id cursors in the listing's order;
-        with only `before`, the page is the `limit` passages just before it. An unknown cursor gives []."""
-        clauses = [sql.agent_scope(agent_id)]
-        if search:
-            clauses.append(sql.contains_text(search))
-        for cursor, is_after in ((after, True), (before, False)):
-            if cursor:
-                anchor = await self.get_passage(agent_id, cursor)
-                if anchor is None or anchor.created_at is None:  # stored passages always have a time
-                    return []
-                # In descending listings "after" means older.
-                later = sql.after_row if is_after == ascending else sql.before_row
-                clauses.append(later(anchor.created_at, anchor.id))
-        # Paging backwards from `before` reads from the cursor outwards, then restores the order.
-        reverse = bool(before) and not after
-        forward = ascending != reverse
-        order = [ColumnOrdering(column_name=c, ascending=forward) for c in ("created_at", "id")]
-        cap = None if limit is None else max(0, min(limit, 100_000))
-        rows = await self._passages.rows(sql.all_of(*clauses), PASSAGE_COLUMNS, limit=cap, order=order)
-        if reverse:
-            rows.reverse()
-        return [passage_from_row(row) for row in rows]
-
-    async def delete_passage(self, agent_id: str, passage_id: str) -> bool:
-        where = sql.all_of(sql.agent_scope(agent_id), f"id = {sql.quote(sql.check_id(passage_id, 'passage_id'))}")
-        table = self._passages
-        async with table.lock:
-            if await table.count(where) == 0:
-                return False
-            await table.delete(where)
-        self._passage_writes += 1
-        self._stats.pop(agent_id, None)
-        return True
-
-    async def count_passages(self, agent_id: str) -> int:
-        return (await self._passage_stats(agent_id))[0]
-
-    async def passage_tags(self, agent_id: str) -> list[str]:
-        """Sorted unique tags of the agent's passages (cached; the prompt compiler asks every turn)."""
-        return list((await self._passage_stats(agent_id))[1])
-
-    async def _passage_stats(self, agent_id: str) -> tuple[int, list[str]]:
-        cached = self._stats.get(agent_id)
-        if cached is not None:
-            return cached
-        writes = self._passage_writes
-        rows = await self._passages.rows(sql.agent_scope(agent_id), ["tags"])
-        stats = (len(rows), sorted({tag for row in rows for tag in row["tags"] or []}))
-        if writes == self._passage_writes:
-            if len(self._stats) >= STATS_CACHE_SIZE:
-                self._stats.clear()
-            self._stats[agent_id] = stats
-        return stats
-
-    async def passage_ids_all(self) -> set[str]:
-        return {row["id"] for row in await self._passages.rows("true", ["id"])}
-
-    async def search_passages(
-        self,
-        agent_id: str,
-        query: str,
-        *,
-        tags: list[str] | None = None,
-        tag_match_mode: str = "any",
-        top_k: int = 10,
-        start: TimeBound = None,
-        end: TimeBound = None,
-        mode: str = "hybrid",
-        tz: str = "UTC",
-    ) -> list[SearchHit]:
-        """Hybrid (or vector / fts) search of one agent's passages; dates are inclusive."""
-        lower, upper = parse_range(start, end, tz)
-        where = sql.all_of(
-            sql.agent_scope(agent_id), sql.tags_filter(tags, tag_match_mode), sql.time_filter(lower, upper)
-        )
-        return await search_table(
-            self._passages, where, query, top_k, mode, PASSAGE_COLUMNS, passage_from_row, self._query_vector
-        )
+        """Compact both tables and fold new rows into their indexes (the background loop does this when due)."""
+        await maintenance.optimize_now([self._passages, self._recall])
 
     # --- recall -----------------------------------------------------------------------------
     def enqueue_messages(self, records: list[RecallRecord], *, new: bool = False) -> None:
@@ -398,19 +262,6 @@ class LanceLongTermMemory(LongTermMemory):
         if replace:
             self._replace_ids.difference_update(latest)
 
-    # --- export / import (memory.portable) ----------------------------------------------------
-    async def export_passages(self, *, after: str | None = None, limit: int = 1000) -> list[PassageWithVector]:
-        return await portable.lance_passage_page(self._passages, after, limit)
-
-    async def existing_passage_ids(self, ids: list[str]) -> set[str]:
-        return await portable.lance_present_ids(self._passages, list(ids))
-
-    async def put_passages(self, items: list[PassageWithVector]) -> None:
-        for passages, vectors in vector_groups(items):
-            await self._store(self._passages, portable.lance_rows(passages), vectors, upsert=False)
-        self._passage_writes += 1
-        self._stats.clear()
-
     # --- shared write / search / embedding --------------------------------------------------
     async def _store(
         self, table: MemoryTable, rows: list[dict[str, Any]], vectors: list[list[float]] | None, *, upsert: bool
@@ -418,7 +269,7 @@ class LanceLongTermMemory(LongTermMemory):
         if not await table.write(rows, vectors, upsert=upsert) and vectors is not None:
             self._warn(f"{table.name}: embeddings have {len(vectors[0])} dimensions but the table has {table.dim}")
         if self.embedder is not None and (vectors is None or table.dim != len(vectors[0])):
-            self._maybe_unembedded = True
+            self.maybe_unembedded = True
 
     async def _embed_for_write(self, texts: list[str], timeout: float) -> list[list[float]] | None:
         """Vectors for `texts`, or None (rows are then stored for full-text search and re-embedded later)."""
@@ -437,41 +288,8 @@ class LanceLongTermMemory(LongTermMemory):
         if self._reembedder is None:
             return 0
         # Cleared first: a write failing while this pass runs sets it again.
-        self._maybe_unembedded = False
+        self.maybe_unembedded = False
         done, finished = await self._reembedder.run([self._passages, self._recall])
         if not finished:
-            self._maybe_unembedded = True
+            self.maybe_unembedded = True
         return done
-
-    # --- background -------------------------------------------------------------------------
-    async def _maintain(self) -> None:
-        last_reembed = time.monotonic()
-        while True:
-            await asyncio.sleep(min(1.0, self.optimize_interval))
-            now = time.monotonic()
-            optimized = False
-            for table in (self._passages, self._recall):
-                if table.writes_since_optimize and now - table.last_optimize >= self.optimize_interval:
-                    try:
-                        optimized = await table.optimize() or optimized
-                    except Exception:
-                        log.exception("optimizing %s failed", table.name)
-            if optimized and self.reopen_interval > 0 and now - self._last_reopen >= self.reopen_interval:
-                try:
-                    await self.reopen()
-                except Exception:
-                    log.exception("reopening the search tables failed")
-            if optimized:
-                # A compaction's buffers (tens of MB on a big table) are freed by LanceDB's threads into their
-                # own malloc arenas, which keep them; hand those pages back at once rather than at the next trim.
-                await asyncio.to_thread(native_heap.trim)
-            if self._maybe_unembedded and now - last_reembed >= self.reembed_interval:
-                last_reembed = now
-                try:
-                    await self.embed_pending()
-                except Exception:
-                    log.exception("re-embedding failed")
-
-
-def _unique(tags: list[str] | None) -> list[str]:
-    return list(dict.fromkeys(str(tag) for tag in tags or []))

@@ -55,16 +55,23 @@ class RecallQueue:
         self._pending = [record for record in self._pending if keep(record)]
 
     async def drain(self) -> None:
-        """Write everything queued; raises if a write fails (the batch stays queued)."""
+        """Write everything queued before the call; raises if a write fails (the batch stays queued).
+
+        Messages queued while it writes wait for the next call: under load, chasing them wrote a few rows
+        every few milliseconds, each write a LanceDB commit and a fragment every search then scans.
+        """
         async with self.lock:
-            while self._pending:
-                batch = self._pending[: self._max_batch]
-                del self._pending[: self._max_batch]
+            owed = len(self._pending)
+            while owed > 0 and self._pending:
+                size = min(self._max_batch, owed)
+                batch = self._pending[:size]
+                del self._pending[:size]
                 try:
                     await self._write(batch)
                 except BaseException:
                     self._pending[0:0] = batch
                     raise
+                owed -= size
 
     async def run(self) -> None:
         """Background loop: write soon after messages arrive, at most once per `interval`."""

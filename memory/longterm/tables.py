@@ -45,7 +45,10 @@ class MemoryTable:
         self.lock = asyncio.Lock()
         self._optimizing = asyncio.Lock()  # one compaction at a time; writers do not wait for it
         self.writes_since_optimize = 0
+        self.rows_since_optimize = 0  # rows added or replaced since the last pass
+        self.row_count = 0  # the table's rows as of the last pass, plus those added since (deletes not counted)
         self.last_optimize = time.monotonic()
+        self.last_write = 0.0
 
     @property
     def exists(self) -> bool:
@@ -65,6 +68,7 @@ class MemoryTable:
         schema = await self.table.schema()
         if VECTOR in schema.names:
             self.dim = schema.field(VECTOR).type.list_size
+        self.row_count = await self.table.count_rows()
         await self._ensure_indexes()
 
     async def reopen(self, db: Any) -> None:
@@ -114,7 +118,7 @@ class MemoryTable:
     async def add(self, rows: list[dict[str, Any]]) -> None:
         """Append rows. Call under lock, after `ensure`."""
         await self.table.add(self.arrow(rows))
-        self.writes_since_optimize += 1
+        self._wrote(len(rows))
 
     async def upsert(self, rows: list[dict[str, Any]]) -> None:
         """Insert rows, replacing any row with the same id. Call under lock, after `ensure`."""
@@ -125,7 +129,7 @@ class MemoryTable:
             await builder.execute(data)
 
         await _retry_once(attempt)
-        self.writes_since_optimize += 1
+        self._wrote(len(rows))
 
     async def set_vectors(self, ids: list[str], texts: list[str], vectors: list[list[float]]) -> None:
         """Store vectors for existing rows whose text is still what was embedded. Call under lock."""
@@ -144,12 +148,18 @@ class MemoryTable:
             await builder.execute(source)
 
         await _retry_once(attempt)
-        self.writes_since_optimize += 1
+        self._wrote(0, len(ids))
 
     async def delete(self, where: str) -> None:
         """Delete matching rows. Call under lock."""
         await _retry_once(lambda: self.table.delete(where))
+        self._wrote(0)
+
+    def _wrote(self, added: int, changed: int = 0) -> None:
         self.writes_since_optimize += 1
+        self.rows_since_optimize += added + changed
+        self.row_count += added
+        self.last_write = time.monotonic()
 
     async def optimize(self) -> bool:
         """Compact fragments, fold new rows into the FTS and scalar indexes, drop old versions.
@@ -160,7 +170,7 @@ class MemoryTable:
             return True
         async with self._optimizing:
             started = time.perf_counter()
-            writes = self.writes_since_optimize
+            writes, rows = self.writes_since_optimize, self.rows_since_optimize
             try:
                 await self.table.optimize(cleanup_older_than=CLEANUP_AFTER)
             except RuntimeError as exc:
@@ -170,7 +180,9 @@ class MemoryTable:
                 return False
             # Writes that landed during the compaction are still owed one.
             self.writes_since_optimize -= writes
+            self.rows_since_optimize -= rows
             self.last_optimize = time.monotonic()
+            self.row_count = await self.table.count_rows()  # deletes are counted again here
         log.debug("optimized %s in %.0f ms", self.name, (time.perf_counter() - started) * 1000)
         return True
 

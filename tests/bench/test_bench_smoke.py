@@ -32,6 +32,8 @@ REQUIRED = [
     *(f"soak.rss_mb.{k}" for k in ("start", "warmup", "middle", "end", "warmup_end", "max_after_warmup")),
     "soak.growth_after_warmup_pct", "soak.growth_from_warmup_turns_pct", "soak.warmup_end_turns", "soak.flat",
     "soak.turns_per_s",
+    *(f"indexcost.recall.n{n}.{k}" for n in (200, 2000)
+      for k in ("indexer_ms_per_turn", "process_ms_per_turn", "search.latency_ms.p50")),
 ]
 
 

@@ -1,0 +1,95 @@
+"""Upkeep of the search tables: when a table gets a maintenance pass, the loop that runs passes, and reopening.
+
+A pass is LanceDB's `optimize`: compact small fragments, fold new rows into the FTS and agent_id indexes,
+delete versions older than a minute. Its cost grows with the table, not with what changed: compaction
+rewrites every fragment under ~1M rows together with the new ones (so the whole table, up to a million
+rows) and the indexes are remapped to the rewritten rows. Passes every few seconds would make each turn
+pay for the whole table. So a pass comes once the rows written since the last one reach a share of the
+table (`TABLE_SHARE`, at least `MIN_ROWS`): the table-sized pass is paid once per that many rows, so
+while this rule decides, its cost per row stays flat as the table grows.
+
+Between passes each write leaves a small unindexed fragment, which full-text search scans and which costs
+every search a little (~0.07 ms each), so `MAX_WRITES` bounds them. That bound wins on a big table under
+load (the recall writer commits about once every 0.75 s, so 64 writes take ~50 s): there a pass comes every
+64 writes, five times less often than the old fixed 10 s, and its share per turn still grows with the table
+(`python -m bench indexcost`). A table that goes quiet (no write for `QUIET_INTERVALS` optimize intervals, a
+minute by default) gets its pending pass then, when no turn waits for the CPU. New rows are searchable from
+their write on, indexed or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import lancedb
+
+from memory import native_heap
+from memory.longterm.tables import MemoryTable
+
+if TYPE_CHECKING:
+    from memory.longterm.index import LanceLongTermMemory
+
+log = logging.getLogger("memproxy.longterm")
+
+MIN_ROWS = 2_000  # rows written since the last pass before a pass is due...
+TABLE_SHARE = 0.1  # ...or this share of the table's rows, whichever is more
+MAX_WRITES = 64  # writes (so unindexed fragments) since the last pass that make one due anyway
+QUIET_INTERVALS = 6  # a table with no write for this many optimize intervals gets its pending pass
+
+
+def pass_due(table: MemoryTable, now: float, interval: float) -> bool:
+    """Whether `table` should get a maintenance pass now; never sooner than `interval` after the last."""
+    if not table.writes_since_optimize or now - table.last_optimize < interval:
+        return False
+    if table.rows_since_optimize >= max(MIN_ROWS, TABLE_SHARE * table.row_count):
+        return True
+    return table.writes_since_optimize >= MAX_WRITES or now - table.last_write >= QUIET_INTERVALS * interval
+
+
+def new_session(total_bytes: int | None) -> lancedb.Session:
+    # LanceDB caches index pages and file metadata per table version, and every write and compaction makes
+    # a version, so entries of dead versions pile up to the cap: 6 GiB + 1 GiB unless we give a smaller one.
+    index_bytes = None if total_bytes is None else total_bytes * 3 // 4
+    metadata_bytes = None if total_bytes is None else total_bytes - total_bytes * 3 // 4
+    return lancedb.Session(index_cache_size_bytes=index_bytes, metadata_cache_size_bytes=metadata_bytes)
+
+
+async def optimize_now(tables: list[MemoryTable]) -> None:
+    """A pass on every table, now (retried: a concurrent delete can pre-empt a compaction)."""
+    for table in tables:
+        for _ in range(5):
+            if await table.optimize():
+                break
+
+
+async def maintain(lt: LanceLongTermMemory) -> None:
+    """The background loop: passes when due, then reopen (at most every reopen_interval), trim, re-embed."""
+    last_reembed = time.monotonic()
+    while True:
+        await asyncio.sleep(min(1.0, lt.optimize_interval))
+        now = time.monotonic()
+        optimized = False
+        for table in lt.tables:
+            if pass_due(table, now, lt.optimize_interval):
+                try:
+                    optimized = await table.optimize() or optimized
+                except Exception:
+                    log.exception("optimizing %s failed", table.name)
+        if optimized and lt.reopen_interval > 0 and now - lt.last_reopen >= lt.reopen_interval:
+            try:
+                await lt.reopen()
+            except Exception:
+                log.exception("reopening the search tables failed")
+        if optimized:
+            # A compaction's buffers (tens of MB on a big table) are freed by LanceDB's threads into their
+            # own malloc arenas, which keep them; hand those pages back at once rather than at the next trim.
+            await asyncio.to_thread(native_heap.trim)
+        if lt.maybe_unembedded and now - last_reembed >= lt.reembed_interval:
+            last_reembed = now
+            try:
+                await lt.embed_pending()
+            except Exception:
+                log.exception("re-embedding failed")

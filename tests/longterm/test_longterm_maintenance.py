@@ -1,0 +1,72 @@
+"""When a search table gets its maintenance pass: once per share of the table, not every few seconds."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from memory.longterm import LanceLongTermMemory, RecallRecord, maintenance
+from memory.longterm.schema import RECALL_SCHEMA
+from memory.longterm.tables import MemoryTable
+from memory.models import new_id
+
+INTERVAL = 10.0
+
+
+def records(agent_id: str, count: int = 20) -> list[RecallRecord]:
+    now = datetime.now(timezone.utc)
+    return [RecallRecord(new_id("message"), agent_id, "user", f"note {i} about kites", now) for i in range(count)]
+
+
+def _table(rows: int, written: int, writes: int, *, since_pass: float, since_write: float) -> MemoryTable:
+    table = MemoryTable(None, "recall", RECALL_SCHEMA)
+    table.row_count, table.rows_since_optimize, table.writes_since_optimize = rows, written, writes
+    table.last_optimize, table.last_write = 1000.0 - since_pass, 1000.0 - since_write
+    return table
+
+
+def test_a_big_table_waits_for_its_share_of_new_rows() -> None:
+    busy = {"since_pass": 60.0, "since_write": 0.5}
+    assert not maintenance.pass_due(_table(1_000_000, 50_000, 10, **busy), 1000.0, INTERVAL)
+    assert maintenance.pass_due(_table(1_000_000, 100_000, 10, **busy), 1000.0, INTERVAL)
+    # A small table: the floor, not the share, decides.
+    assert not maintenance.pass_due(_table(1_000, 1_999, 10, **busy), 1000.0, INTERVAL)
+    assert maintenance.pass_due(_table(1_000, 2_000, 10, **busy), 1000.0, INTERVAL)
+
+
+def test_never_sooner_than_the_interval_and_never_without_writes() -> None:
+    assert not maintenance.pass_due(_table(1_000, 50_000, 900, since_pass=5.0, since_write=0.1), 1000.0, INTERVAL)
+    assert not maintenance.pass_due(_table(1_000, 0, 0, since_pass=600.0, since_write=600.0), 1000.0, INTERVAL)
+
+
+def test_many_small_writes_or_a_quiet_table_get_their_pass() -> None:
+    busy = {"since_pass": 60.0, "since_write": 0.5}
+    assert maintenance.pass_due(_table(1_000_000, 600, maintenance.MAX_WRITES, **busy), 1000.0, INTERVAL)
+    quiet = maintenance.QUIET_INTERVALS * INTERVAL
+    assert maintenance.pass_due(_table(1_000_000, 2, 1, since_pass=quiet, since_write=quiet), 1000.0, INTERVAL)
+    assert not maintenance.pass_due(_table(1_000_000, 2, 1, since_pass=quiet, since_write=quiet - 1), 1000.0,
+                                    INTERVAL)
+
+
+async def test_row_counts_follow_writes_and_passes(tmp_path: Any) -> None:
+    lt = LanceLongTermMemory(str(tmp_path / "lance"), None)
+    agent_id = new_id("agent")
+    await lt.open()
+    try:
+        batch = records(agent_id)
+        lt.enqueue_messages(batch, new=True)
+        await lt.flush()
+        table = lt.tables[1]
+        written = len(batch)
+        assert (table.row_count, table.rows_since_optimize, table.writes_since_optimize) == (written, written, 1)
+        await lt.delete_recall([r.id for r in batch[:3]])
+        await lt.optimize()
+        assert (table.row_count, table.rows_since_optimize, table.writes_since_optimize) == (written - 3, 0, 0)
+    finally:
+        await lt.close()
+    reopened = LanceLongTermMemory(str(tmp_path / "lance"), None)
+    await reopened.open()
+    try:
+        assert reopened.tables[1].row_count == written - 3
+    finally:
+        await reopened.close()
