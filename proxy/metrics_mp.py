@@ -19,6 +19,8 @@ from typing import Any, Iterator
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.registry import Collector
 
+from tools.sandbox import pid_alive
+
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 _LIVE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db$")
 
@@ -67,21 +69,11 @@ def worker_exited(pid: int) -> None:
         multiprocess.mark_process_dead(pid)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def forget_dead_workers(path: str) -> None:
     """Drop the live gauges of workers that died without saying so (SIGKILL, OOM): whatever supervises them."""
     for name in glob.glob(os.path.join(path, "gauge_live*_*.db")):
         found = _LIVE_FILE.search(os.path.basename(name))
-        if found is not None and not _alive(int(found.group(1))):
+        if found is not None and not pid_alive(int(found.group(1))):
             worker_exited(int(found.group(1)))
 
 

@@ -77,7 +77,7 @@ def sweep_orphans(root: str | None = None) -> int:
     removed = 0
     for name in names:
         owner = name[len(WORKDIR_PREFIX):].partition("-")[0]
-        if not name.startswith(WORKDIR_PREFIX) or not owner.isdigit() or _alive(int(owner)):
+        if not name.startswith(WORKDIR_PREFIX) or not owner.isdigit() or pid_alive(int(owner)):
             continue
         path = os.path.join(root, name)
         try:
@@ -92,7 +92,8 @@ def sweep_orphans(root: str | None = None) -> int:
     return removed
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this id exists (one of another user counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
