@@ -131,7 +131,24 @@ async def _import(backend: Any, settings: Settings, path: str, progress: bool) -
     problems = report.mismatches()
     for problem in problems:
         print(f"memproxy import: count mismatch: {problem}", file=sys.stderr)
+    if report.counts["tool"].added and settings.redis_url:
+        await _announce_tools(settings)
     return 1 if problems else 0
+
+
+async def _announce_tools(settings: Settings) -> None:
+    """Bump the fleet's tools version, so servers running on this database load the imported tools now."""
+    from proxy.coordination import agent_locks
+    from proxy.tool_sync import TOOLS
+
+    locks = agent_locks(settings.redis_url, prefix=settings.redis_prefix, ttl=settings.lock_ttl)
+    try:
+        bumped = await locks.changed([TOOLS])
+    finally:
+        await locks.close()
+    if not bumped:
+        print("memproxy import: Redis did not answer: running servers load the imported tools at their next "
+              "start", file=sys.stderr)
 
 
 def _fail(message: str) -> int:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Callable
 
 import httpx
@@ -173,3 +175,40 @@ def test_a_tool_write_acknowledged_by_a_replica_killed_next_is_called_on_another
     finally:
         client.close()
     assert create_tool(b.base_url, tool_source("busy", "busy_tool")).status_code == 200
+
+
+def test_a_custom_tool_imported_beside_a_running_replica_is_called_by_its_next_turn(
+        make_fleet: Callable[[], Fleet], tmp_path: Path) -> None:
+    source, target = make_fleet(), make_fleet()
+    origin = source.replica()
+    created = create_tool(origin.base_url, tool_source("moved", "moved_tool"))
+    assert created.status_code == 200, created.text
+    running = target.replica()
+    agent = create_agent(running.base_url)
+    warm(running.base_url, agent)  # its registry is loaded, at the fleet's tools version, before the import
+
+    exported = tmp_path / "tools.jsonl.gz"
+    memproxy("export", str(exported), env={**source.env})
+    out = memproxy("import", str(exported), env={**target.env})
+    assert "tool" in out
+
+    listed = httpx.get(f"{running.base_url}/v1/tools/", params={"name": "moved_tool"}, timeout=10).json()
+    assert [t["id"] for t in listed] == [created.json()["id"]]
+    attach(running.base_url, agent, created.json()["id"])
+    assert call(running.base_url, agent, "moved_tool", {"text": "hi"}) == "moved: HI"
+
+    # Redis not answering: the import still completes, and says when the servers will see its tools.
+    another = create_tool(origin.base_url, tool_source("later", "later_tool"))
+    assert another.status_code == 200, another.text
+    memproxy("export", str(exported), env={**source.env})
+    out = memproxy("import", str(exported), env={**target.env, "MEMPROXY_REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert "Redis did not answer" in out and "next start" in out
+    assert target.query("SELECT count(*) AS n FROM tools WHERE name = 'later_tool'")[0]["n"] == 1
+
+
+def memproxy(*args: str, env: dict[str, str]) -> str:
+    """`memproxy ARGS` as a subprocess with a fleet's settings; its stderr (the report) when it succeeds."""
+    done = subprocess.run([sys.executable, "-m", "proxy", *args, "--quiet"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stderr
