@@ -70,7 +70,7 @@ class DuckDBCatalog(DuckDBConnection):
 
     # --- export / import (memory.portable) ----------------------------------------------------
     async def scan(self, kind: str, *, after: str | None = None, limit: int = 1000) -> list[Any]:
-        return await self._run(lambda con: duckdb_portable.scan(con, kind, after, limit))
+        return await self._run(lambda con: duckdb_portable.scan(con, kind, after, limit, self.secret_box))
 
     async def existing_ids(self, kind: str, ids: list[str]) -> set[str]:
         return await self._run(lambda con: duckdb_portable.existing_ids(con, kind, list(ids)))

@@ -20,6 +20,7 @@ from memory.duckdb_rows import (
     run_from_row,
     tool_from_row,
 )
+from memory.secretbox import SecretBox
 from memory.store import PORTABLE_KINDS
 
 _TABLES: dict[str, Table] = {"tools": TOOLS, "blocks": BLOCKS, "agents": AGENTS, "runs": RUNS, "messages": MESSAGES}
@@ -32,13 +33,15 @@ def _table(kind: str) -> Table:
     return _TABLES[kind]
 
 
-def scan(con: duckdb.DuckDBPyConnection, kind: str, after: str | None, limit: int) -> list[Any]:
+def scan(con: duckdb.DuckDBPyConnection, kind: str, after: str | None, limit: int,
+         box: SecretBox | None = None) -> list[Any]:
+    """One keyset page of `kind`; agents' tool variables opened with `box` (export writes them in the clear)."""
     table = _table(kind)
     extra = f", {_BLOCK_IDS}" if kind == "agents" else ""
     sql = f"SELECT {table.select_list}{extra} FROM {table.name} WHERE id > ? ORDER BY id LIMIT ?"
     rows = con.execute(sql, [after or "", int(limit)]).fetchall()
     if kind == "agents":
-        return [agent_from_row(row[:-1], row[-1]) for row in rows]
+        return [agent_from_row(row[:-1], row[-1], box) for row in rows]
     convert = {"tools": tool_from_row, "blocks": block_from_row, "runs": run_from_row, "messages": message_from_row}
     return [convert[kind](row) for row in rows]
 

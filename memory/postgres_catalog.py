@@ -91,7 +91,7 @@ class PgCatalog:
         rows = await self._fetch(f"SELECT {select_list(table)}{extra} FROM {table.name}"
                                  ' WHERE id > $1 ORDER BY id LIMIT $2', after or "", int(limit))
         if kind == "agents":
-            return [agent_from_row(tuple(row)[:-1], row[-1]) for row in rows]
+            return [agent_from_row(tuple(row)[:-1], row[-1], self.secret_box) for row in rows]
         convert = {"tools": tool_from_row, "blocks": block_from_row, "runs": run_from_row, "messages": message_from_row}
         return [convert[kind](tuple(row)) for row in rows]
 

@@ -18,7 +18,8 @@ from memory.portable.records import KINDS, FormatError
 from memory.store import StoreError
 from proxy.config import OPTIONS, Settings
 from proxy.preflight import Refused, claim_data_dir
-from proxy.runtime import backend_config
+from memory.secretbox import SecretKeyError
+from proxy.runtime import backend_config, secret_box
 
 
 def add_commands(commands: Any) -> None:
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         work = _export if args.command == "export" else _import
         return asyncio.run(work(backend, settings, args.file, progress))
-    except (FormatError, StoreError, OSError) as exc:
+    except (FormatError, StoreError, OSError, SecretKeyError) as exc:
         return _fail(str(exc))
     finally:
         if held is not None:
@@ -67,6 +68,7 @@ async def _export(backend: Any, settings: Settings, path: str, progress: bool) -
     from memory.portable.records import header
 
     store, longterm = backend.store(), backend.longterm(None)
+    store.secret_box = secret_box(settings, backend.name)  # the file holds the values in the clear
     await store.open()
     try:
         await longterm.open()
@@ -103,6 +105,7 @@ async def _import(backend: Any, settings: Settings, path: str, progress: bool) -
         embedder = HttpEmbedder(settings.upstream_url, settings.upstream_api_key, settings.embedding_model)
     skip = frozenset(tool.name for tool in default_registry().tools() if tool.kind == "builtin")
     store, longterm = backend.store(), backend.longterm(embedder)
+    store.secret_box = secret_box(settings, backend.name)  # sealed again as the server would
     bar = Progress("importing", total=reader.size, enabled=progress)
     await store.open()
     try:
@@ -131,13 +134,13 @@ async def _import(backend: Any, settings: Settings, path: str, progress: bool) -
     problems = report.mismatches()
     for problem in problems:
         print(f"memproxy import: count mismatch: {problem}", file=sys.stderr)
-    if report.counts["tool"].added and settings.redis_url:
+    if (report.counts["tool"].added or report.counts["mcp_server"].added) and settings.redis_url:
         await _announce_tools(settings)
     return 1 if problems else 0
 
 
 async def _announce_tools(settings: Settings) -> None:
-    """Bump the fleet's tools version, so servers running on this database load the imported tools now."""
+    """Bump the fleet's tools version: servers running on this database load the imported tools and MCP servers now."""
     from proxy.coordination import agent_locks
     from proxy.tool_sync import TOOLS
 

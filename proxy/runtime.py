@@ -68,6 +68,18 @@ class Runtime:
             await asyncio.gather(*list(self.background), return_exceptions=True)
 
 
+def secret_box(settings: Settings, backend_name: str) -> secretbox.SecretBox | None:
+    """The key tool variables and MCP credentials are sealed with: the configured one, else (embedded backend
+    only) the data dir's key file; None on PostgreSQL without MEMPROXY_SECRET_KEY (values stored plain).
+
+    A key file beside one replica would differ from the next replica's, and a key kept in the database
+    protects nothing: on PostgreSQL encryption needs the operator's key, shared by every replica.
+    """
+    if backend_name == "embedded" or settings.secret_key:
+        return secretbox.SecretBox(secretbox.load_key(settings.data_dir, settings.secret_key))
+    return None
+
+
 def backend_config(settings: Settings) -> BackendConfig:
     return BackendConfig(
         data_dir=settings.data_dir, database_url=settings.database_url,
@@ -85,11 +97,8 @@ async def open_runtime(settings: Settings) -> Runtime:
         open_private_dir(settings.data_dir)
     log.info("storage backend: %s", describe_backend(config))
     store = backend.store()
-    if private_dir or settings.secret_key:
-        store.secret_box = secretbox.SecretBox(secretbox.load_key(settings.data_dir, settings.secret_key))
-    else:
-        # A key file beside one replica would differ from the next replica's, and a key kept in the database
-        # protects nothing: on PostgreSQL encryption needs the operator's key, shared by every replica.
+    store.secret_box = secret_box(settings, backend.name)
+    if store.secret_box is None:
         log.warning("MEMPROXY_SECRET_KEY is not set: agents' tool variables and MCP credentials are stored "
                     "unencrypted in PostgreSQL; set it (the same on every replica) to encrypt them")
     try:

@@ -1,7 +1,8 @@
 """Export: every record of a backend, streamed a keyset page at a time into an export file.
 
-Order: tools, blocks, agents, runs, messages, passages — each kind ascending by id, so everything a
-record refers to (an agent's blocks, a message's agent) is written before it. Memory holds one page.
+Order: MCP servers, tools, blocks, agents, runs, messages, passages — each kind ascending by id, so
+everything a record refers to (an agent's blocks, a message's agent) is written before it. Memory holds one
+page (MCP servers, a handful, all at once).
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ async def dump(store: Store, longterm: LongTermMemory, write: Callable[[dict[str
                on_record: Callable[[int], None] | None = None, page: int = PAGE) -> dict[str, int]:
     """Write every record and the end record; returns the count of each kind."""
     counts = {kind: 0 for kind in KINDS}
-    total = 0
+    servers = sorted(await store.list_mcp_servers(), key=lambda server: server.id)
+    for server in servers:
+        write(to_record("mcp_server", server))
+    counts["mcp_server"] = total = len(servers)
     for kind, table in TABLES.items():
         after: str | None = None
         while True:

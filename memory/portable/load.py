@@ -17,6 +17,7 @@ from typing import Any
 
 from memory.longterm.api import LongTermMemory
 from memory.longterm.records import PassageWithVector
+from memory.mcp_servers import McpServer
 from memory.models import Changes
 from memory.portable.records import KINDS, TABLES, FormatError, from_record
 from memory.recall import index_messages, reconcile
@@ -107,6 +108,9 @@ class Loader:
         if kind == "passage":
             await self._passages(records, count)
             return
+        if kind == "mcp_server":
+            await self._mcp_servers(records, count)
+            return
         table = TABLES[kind]
         ids = [r.id for r in records]
         if len(set(ids)) != len(ids):
@@ -153,6 +157,25 @@ class Loader:
         count.added += len(new)
         count.present += len(present)
         count.found += len(await self.longterm.existing_passage_ids(ids))
+
+    async def _mcp_servers(self, servers: list[McpServer], count: KindCount) -> None:
+        ids = {server.id for server in servers}
+
+        async def held() -> set[str]:
+            return ids & {server.id for server in await self.store.list_mcp_servers()}
+
+        present = await held()
+        for server in servers:
+            if server.id in present:
+                continue
+            try:
+                await self.store.create_mcp_server(server)
+            except Conflict as exc:
+                raise LoadError(f"mcp_server: the target already has an MCP server named {server.server_name!r} "
+                                f"under another id ({exc})") from None
+            count.added += 1
+        count.present += len(present)
+        count.found += len(await held())
 
     async def _require_agents(self, kind: str, agent_ids: list[str]) -> None:
         wanted = sorted(set(agent_ids))

@@ -14,18 +14,25 @@ import typing
 from datetime import datetime, timezone
 from typing import Any, Union
 
+import re
+
 from memory.longterm.records import Passage, PassageWithVector
 from memory.longterm.sql import ID_PATTERN
+from memory.mcp_servers import McpServer
 from memory.models import Agent, Block, Message, Run, Tool
 
 FORMAT = "memproxy-export"
-VERSION = 1
+# 2: MCP servers (kind `mcp_server`) are exported. A version 1 file (none) is still read.
+VERSION = 2
 
-Record = Agent | Block | Message | Run | Tool
+Record = Agent | Block | Message | Run | Tool | McpServer
 
-# The order kinds appear in a file: everything a record refers to comes before it.
-KINDS: dict[str, type[Any]] = {"tool": Tool, "block": Block, "agent": Agent, "run": Run, "message": Message,
-                               "passage": Passage}
+# The order kinds appear in a file: everything a record refers to comes before it (an agent's MCP tools are
+# named by their server's record).
+KINDS: dict[str, type[Any]] = {"mcp_server": McpServer, "tool": Tool, "block": Block, "agent": Agent, "run": Run,
+                               "message": Message, "passage": Passage}
+# An MCP server's id has an underscore in its prefix (`mcp_server-<uuid>`).
+_MCP_ID = re.compile(r"^mcp_server-[0-9a-f-]{36}$")
 # Store tables by record kind (passages live in long-term memory).
 TABLES = {"tool": "tools", "block": "blocks", "agent": "agents", "run": "runs", "message": "messages"}
 
@@ -92,7 +99,8 @@ def from_record(obj: Any, line: int) -> tuple[str, Any]:
             raise FormatError(f"line {line}: {kind} lacks field {name!r}")
         args[name] = _value(hint, values[name], f"line {line}: {kind}.{name}")
     for name in ("id", "agent_id"):
-        if name in args and not ID_PATTERN.match(args[name]):
+        pattern = _MCP_ID if kind == "mcp_server" and name == "id" else ID_PATTERN
+        if name in args and not pattern.match(args[name]):
             raise FormatError(f"line {line}: {kind}.{name} is not a memproxy id: {args[name]!r}")
     record = cls(**args)
     if kind == "passage":

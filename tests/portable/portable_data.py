@@ -1,7 +1,8 @@
 """A populated embedded data dir for the export/import tests and the move bench (importable as `portable_data`).
 
 Records are written through the store and long-term memory interfaces, as a server writes them:
-agents with blocks, runs, messages (a few in context, the rest evicted), custom tools, and passages.
+agents with blocks, runs, messages (a few in context, the rest evicted), custom tools, an MCP server, and
+passages.
 Every message and passage carries a word of its own (`msgword<i>`, `pword<i>`), so a search for that
 word has one right answer on every backend, whatever its ranking function.
 """
@@ -15,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from memory.backends import LANCE_DIR
 from memory.duckdb_store import open_store
 from memory.longterm import Embedder, LanceLongTermMemory
+from memory.mcp_servers import McpServer
 from memory.models import Agent, Block, Changes, Message, Run, Tool, new_id
 from memory.recall import index_messages
 
@@ -31,8 +33,15 @@ async def populate(data_dir: str, *, agents: int = 3, messages: int = 300, passa
     await store.open()
     await longterm.open()
     longterm.start_background()
-    counts = {"tool": 1, "block": 1 + 2 * agents, "agent": agents, "run": 0, "message": 0, "passage": 0}
+    counts = {"mcp_server": 1, "tool": 1, "block": 1 + 2 * agents, "agent": agents, "run": 0, "message": 0,
+              "passage": 0}
     try:
+        await store.create_mcp_server(McpServer(
+            id=new_id("mcp_server"), server_name="weather", type="streamable_http",
+            server_url="https://mcp.example.test/mcp", auth_token="Bearer mcp-secret",
+            custom_headers={"X-Team": "moved"},
+            tools=[{"name": "forecast", "description": "Tomorrow's weather.",
+                    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]))
         await store.create_tool(Tool(id=new_id("tool"), name="roll_dice", description="Roll a die.",
                                      source_code="def roll_dice(sides: int) -> int:\n    return sides\n",
                                      json_schema={"name": "roll_dice", "description": "Roll a die.",

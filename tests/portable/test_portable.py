@@ -19,9 +19,12 @@ import pytest
 from memory.backends import LANCE_DIR
 from memory.duckdb_store import open_store
 from memory.longterm import Embedder, LanceLongTermMemory, LongTermMemory
+from memory.mcp_servers import McpServer
+from memory.models import Agent, new_id
 from memory.postgres_longterm import PostgresLongTermMemory
 from memory.postgres_store import PostgresStore
 from memory.recall import reconcile
+from memory.secretbox import SecretBox, load_key
 from memory.store import PORTABLE_KINDS, Store
 from portable_data import populate
 from proxy.preflight import claim_data_dir
@@ -150,6 +153,7 @@ async def test_a_data_dir_moves_to_postgres_with_every_record_and_the_same_searc
     table = done.stderr.decode()
     assert "message          300       300         0       300" in table
     assert "passage          100       100         0       100" in table
+    assert "mcp_server         1         1         0         1" in table
     async for src in embedded(data_dir):
         async for dst in postgres(postgres_schema_url):
             assert await src.counts() == await dst.counts() == {
@@ -161,6 +165,8 @@ async def test_a_data_dir_moves_to_postgres_with_every_record_and_the_same_searc
                     await src.store.list_messages(agent.id, limit=None)
                 assert await dst.store.list_messages(agent.id, in_context_only=True, limit=None) == \
                     await src.store.list_messages(agent.id, in_context_only=True, limit=None)
+            # MCP servers move with their connection, credentials and registered tools.
+            assert await dst.store.list_mcp_servers() == await src.store.list_mcp_servers() != []
             assert await same_search_results(src, dst) == 9 + 12
             # The recall index was built by the import: nothing is left for a server's start-up to repair.
             assert (await reconcile(dst.store, dst.longterm, frozenset())).fixed == 0
@@ -238,7 +244,7 @@ async def test_a_truncated_file_stops_with_a_clear_error_and_a_rerun_with_the_wh
     (lambda data: data[:20] + bytes(b ^ 0x5A for b in data[20:60]) + data[60:], "corrupt"),
     (lambda data: gzip.compress(gzip.decompress(data).replace(b'"kind":"run"', b'"kind":"run', 1)), "not JSON"),
     (lambda data: gzip.compress(gzip.decompress(data).rsplit(b"\n", 2)[0] + b"\n"), "ends without its end record"),
-    (lambda data: gzip.compress(b'{"format":"memproxy-export","version":2}\n'), "newer than this memproxy reads"),
+    (lambda data: gzip.compress(b'{"format":"memproxy-export","version":99}\n'), "newer than this memproxy reads"),
     (lambda data: gzip.compress(gzip.decompress(data).replace(b'"seq":', b'"sequence":', 1)), "has no field"),
 ])
 def test_a_damaged_or_newer_file_is_refused_with_a_clear_message(
@@ -407,3 +413,63 @@ def test_a_target_holding_different_data_under_a_name_stops_the_import_cleanly(
         return {}
 
     assert asyncio.run(after()) == {"tools": 1, "blocks": 0, "agents": 0, "runs": 0, "messages": 0, "passages": 0}
+
+
+async def _sealed(data_dir: str, secret_key: str | None = None) -> tuple[Agent, McpServer]:
+    """A data dir as a server leaves it: an agent's tool variables and an MCP server's token encrypted."""
+    store = open_store(data_dir)
+    store.secret_box = SecretBox(load_key(data_dir, secret_key))
+    await store.open()
+    try:
+        agent = Agent(id=new_id("agent"), name="sealed", system="You are a test agent.",
+                      tool_env={"API_TOKEN": "tok-sealed-1234"})
+        await store.create_agent(agent, [])
+        server = McpServer(id=new_id("mcp_server"), server_name="sealed-mcp", type="sse",
+                           server_url="https://mcp.example.test/sse", auth_token="Bearer sealed-5678")
+        await store.create_mcp_server(server)
+        return await store.get_agent(agent.id), server
+    finally:
+        await store.close()
+
+
+def _raw(data_dir: str, sql: str) -> list[Any]:
+    import duckdb
+
+    con = duckdb.connect(os.path.join(data_dir, "memproxy.duckdb"), read_only=True)
+    try:
+        return [row[0] for row in con.execute(sql).fetchall()]
+    finally:
+        con.close()
+
+
+def test_encrypted_tool_variables_and_mcp_credentials_move_and_are_sealed_again(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source, target = str(tmp_path / "source"), str(tmp_path / "target")
+    agent, server = asyncio.run(_sealed(source))
+    assert all(v.startswith("fernet:") for v in _raw(source, "SELECT tool_env FROM agents"))
+    exported = tmp_path / "sealed.jsonl.gz"
+    code, err = cli_here(capsys, "export", str(exported), "--data-dir", source)
+    assert code == 0, err
+    assert b"tok-sealed-1234" in gzip.decompress(exported.read_bytes())  # the file holds them in the clear (0600)
+    code, err = cli_here(capsys, "import", str(exported), "--data-dir", target)
+    assert code == 0, err
+    # The target (its own key file) stores them encrypted again, and reads them back whole.
+    assert all(v.startswith("fernet:") for v in _raw(target, "SELECT tool_env FROM agents"))
+    assert all(v.startswith("fernet:") for v in _raw(target, "SELECT config FROM mcp_servers"))
+
+    async def read_back() -> tuple[Agent, list[McpServer]]:
+        store = open_store(target)
+        store.secret_box = SecretBox(load_key(target, None))
+        await store.open()
+        try:
+            return await store.get_agent(agent.id), await store.list_mcp_servers()
+        finally:
+            await store.close()
+
+    moved, servers = asyncio.run(read_back())
+    assert moved.tool_env == {"API_TOKEN": "tok-sealed-1234"} and servers == [server]
+
+    # A data dir sealed under another key than the one configured: one clear line, no traceback.
+    code, err = cli_here(capsys, "export", str(tmp_path / "no.jsonl.gz"), "--data-dir", source,
+                         "--secret-key", "not-the-key")
+    assert code == 1 and "cannot be decrypted" in err and "Traceback" not in err, err
