@@ -18,7 +18,7 @@ from proxy.coordination import AgentLocks, CoordinationDown, agent_locks
 from proxy.resumable import RunLog
 from proxy.runtime import Runtime
 from proxy.tool_sync import ToolSync
-from tools.custom import SourceError, custom_tool
+from tools.custom import load_custom_tool
 from tools.mcp import McpServers
 from tools.registry import ToolRegistry, default_registry
 from tools.sandbox import Sandbox, SandboxLimits
@@ -88,10 +88,7 @@ async def build_registry(rt: Runtime) -> ToolRegistry:
         if record.name in registry:
             log.warning("custom tool %s (%s) is shadowed by a built-in tool and not loaded", record.name, record.id)
             continue
-        try:
-            registry.add(custom_tool(record, rt.sandbox))
-        except (SourceError, KeyError) as exc:
-            log.warning("custom tool %s (%s) could not be loaded: %s", record.name, record.id, exc)
+        load_custom_tool(registry, record, rt.sandbox)
     return registry
 
 

@@ -21,7 +21,7 @@ from memory.models import Tool
 from memory.store import Store
 from proxy.coordination import AgentLocks, CoordinationDown, LockTimeout
 from proxy.errors import APIError
-from tools.custom import SourceError, custom_tool
+from tools.custom import load_custom_tool
 from tools.mcp import McpServers, mcp_tool_id
 from tools.registry import ToolRegistry
 from tools.sandbox import Sandbox
@@ -157,10 +157,7 @@ class ToolSync:
             held = self.registry.get(name)
             if held is not None and (held.kind == "builtin" or (held.kind == "custom" and held.record == record)):
                 continue
-            try:
-                self.registry.add(custom_tool(record, self.sandbox))
-            except (SourceError, KeyError) as exc:
-                log.warning("custom tool %s (%s) could not be loaded: %s", record.name, record.id, exc)
+            load_custom_tool(self.registry, record, self.sandbox)
 
     async def _servers(self, servers: list[McpServer]) -> None:
         stored = {server.id: server for server in servers}

@@ -10,7 +10,7 @@ from typing import Any
 import jsonschema
 
 from memory.models import Tool
-from tools.registry import ServerTool, ToolContext, ToolError
+from tools.registry import ServerTool, ToolContext, ToolError, ToolRegistry
 from tools.sandbox import Sandbox
 
 log = logging.getLogger("memproxy")
@@ -66,6 +66,16 @@ def checked_schema(source: str, given: dict[str, Any] | None) -> dict[str, Any]:
         raise SourceError(f"json_schema.parameters is not a valid JSON schema: {exc.message}") from None
     description = given.get("description", derived["description"])
     return {"name": name, "description": str(description or ""), "parameters": parameters}
+
+
+def load_custom_tool(registry: ToolRegistry, record: Tool, sandbox: Sandbox) -> bool:
+    """Put a stored custom tool in the registry; False (said in the log) when its source no longer loads."""
+    try:
+        registry.add(custom_tool(record, sandbox))
+    except (SourceError, KeyError) as exc:
+        log.warning("custom tool %s (%s) could not be loaded: %s", record.name, record.id, exc)
+        return False
+    return True
 
 
 def custom_tool(record: Tool, sandbox: Sandbox) -> ServerTool:
