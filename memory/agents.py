@@ -36,6 +36,7 @@ class AgentMemory:
     def __init__(self, store: Store, *, archival: ArchivalStats | None = None, capacity: int = 20000,
                  today: Callable[[str], date] | None = None) -> None:
         self.store = store
+        store.on_rejected = self.forget  # a turn the tables refused after all: reload that agent from them
         self.archival = archival
         self.capacity = capacity
         self._today = today or (lambda zone: datetime.now(ZoneInfo(zone)).date())
@@ -341,7 +342,7 @@ class AgentMemory:
         so waiting costs one commit, not a queue of them. The write outlives a cancelled caller.
         """
         assert changes.insert_only and not changes.blocks
-        task = asyncio.ensure_future(self.store.commit(changes))
+        task = asyncio.ensure_future(self.store.append_turn(changes))
         self._unsettled.setdefault(agent_id, set()).add(task)
         task.add_done_callback(lambda done: self._settle(agent_id, done))
         await asyncio.shield(task)

@@ -1,10 +1,15 @@
-"""Group commit for DuckDBStore: concurrent `Changes` share one transaction, and one bad write fails alone."""
+"""Group commit for DuckDBStore: concurrent `Changes` share one transaction, and one bad write fails alone.
+
+Journaled turns (see duckdb_journal.py) wait here too, already acknowledged: they reach the tables with the
+next group, which moves `journal_state.applied` in the same transaction.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -24,7 +29,9 @@ from memory.duckdb_rows import (
     run_row,
 )
 from memory.models import Changes
+from memory.store import Conflict
 
+log = logging.getLogger("memproxy")
 _IN_CONTEXT = [name for name, _ in MESSAGES.columns].index("in_context")
 # Up to this many rows a VALUES list inserts faster than unnesting one list per column (measured).
 _VALUES_MAX_ROWS = 4
@@ -54,8 +61,13 @@ class _PendingCommit:
     runs: list[Row]
     evict_ids: list[str]
     insert_only: bool
-    done: asyncio.Future[None]
-    loop: asyncio.AbstractEventLoop
+    done: asyncio.Future[None] | None  # None: a journaled turn, acknowledged by the journal
+    loop: asyncio.AbstractEventLoop | None  # None: a journal record read back at start
+    seq: int = 0  # a journaled turn's record
+
+
+# A journaled turn that fails with one of these can never be written; anything else (I/O, memory) may pass later.
+_DATA_ERRORS = (duckdb.ConstraintException, duckdb.ConversionException, duckdb.InvalidInputException, Conflict)
 
 
 class GroupCommit:
@@ -64,11 +76,19 @@ class GroupCommit:
     def __init__(self) -> None:
         # Transactions committed so far; fewer than the number of commits means batching happened.
         self.transactions = 0
+        self.journaled = 0  # journaled turns queued, not yet in the tables
+        self.applied_seq = 0  # highest journal record in the tables (or rejected by them)
+        # Called on the database thread: a journaled turn the tables refused, and the new `applied_seq`.
+        self.on_rejected: Callable[[_PendingCommit, BaseException], None] | None = None
+        self.on_applied: Callable[[int], None] | None = None
         self._pending: list[_PendingCommit] = []
         self._lock = threading.Lock()
 
-    def enqueue(self, changes: Changes) -> asyncio.Future[None]:
-        """Queue `changes` (on the event loop); the future resolves once they are durable or have failed."""
+    def enqueue(self, changes: Changes, seq: int = 0) -> asyncio.Future[None] | None:
+        """Queue `changes` (on the event loop); the future resolves once they are durable or have failed.
+
+        With a journal `seq` the write is already durable in the journal: no future, it lands with the next group.
+        """
         loop = asyncio.get_running_loop()
         # Rows are taken now, on the caller's side: the records may be mutated before the worker gets to them.
         pending = _PendingCommit(
@@ -77,17 +97,36 @@ class GroupCommit:
             runs=[run_row(run) for run in changes.runs],
             evict_ids=list(changes.evict_message_ids),
             insert_only=changes.insert_only,
-            done=loop.create_future(),
+            done=None if seq else loop.create_future(),
             loop=loop,
+            seq=seq,
         )
         with self._lock:
             self._pending.append(pending)
+            self.journaled += bool(seq)
         return pending.done
+
+    def withdraw(self, seq: int) -> bool:
+        """Drop a journaled turn still queued (its record could not be written); False if it already landed."""
+        with self._lock:
+            for i, pending in enumerate(self._pending):
+                if pending.seq == seq:
+                    del self._pending[i]
+                    self.journaled -= 1
+                    return True
+        return False
+
+    def requeue(self, pending: _PendingCommit) -> None:
+        """Queue a journal record read back at start (its rows as they were written)."""
+        with self._lock:
+            self._pending.append(pending)
+            self.journaled += 1
 
     def drain(self, con: duckdb.DuckDBPyConnection | None) -> None:
         """Apply everything queued so far in one transaction (on the database thread), then wake each caller."""
         with self._lock:
             batch, self._pending = self._pending, []
+            self.journaled = 0
         if not batch:
             return
         outcomes: list[BaseException | None]
@@ -102,21 +141,57 @@ class GroupCommit:
             with transaction(con):
                 _write(con, batch)
             self.transactions += 1
+            self._applied(batch)
             return [None] * len(batch)
         except Exception as exc:  # noqa: BLE001 - retried one by one below, or reported as is
-            if len(batch) == 1:
+            if len(batch) == 1 and not batch[0].seq:
                 return [store_error(exc)]
         # One bad Changes must not fail the others, so each gets its own transaction.
         outcomes: list[BaseException | None] = []
-        for pending in batch:
+        for i, pending in enumerate(batch):
             try:
                 with transaction(con):
                     _write(con, [pending])
                 self.transactions += 1
+                self._applied([pending])
                 outcomes.append(None)
             except Exception as exc:  # noqa: BLE001 - handed to that caller
-                outcomes.append(store_error(exc))
+                error = store_error(exc)
+                if pending.seq and not isinstance(error, _DATA_ERRORS):
+                    # The tables cannot take writes now; journaled turns wait (in order) for the next try.
+                    self._hold_back(batch[i:], error)
+                    return outcomes + [error] * (len(batch) - i)
+                if pending.seq:
+                    self._reject(con, pending, error)
+                outcomes.append(error)
         return outcomes
+
+    def _applied(self, batch: list[_PendingCommit]) -> None:
+        seq = max((pending.seq for pending in batch), default=0)
+        if seq:
+            self.applied_seq = seq
+            if self.on_applied is not None:
+                self.on_applied(seq)
+
+    def _reject(self, con: duckdb.DuckDBPyConnection, pending: _PendingCommit, error: BaseException) -> None:
+        """A journaled turn the tables refuse: reported, and passed over so a restart does not try it again."""
+        if self.on_rejected is not None:
+            self.on_rejected(pending, error)
+        try:
+            with transaction(con):
+                con.execute("UPDATE journal_state SET applied = ?", [pending.seq])
+            self._applied([pending])
+        except duckdb.Error:
+            pass  # then it is tried (and reported) again at the next start
+
+    def _hold_back(self, rest: list[_PendingCommit], error: BaseException) -> None:
+        """Put the journaled turns back at the head of the queue; they stay durable in the journal meanwhile."""
+        journaled = [pending for pending in rest if pending.seq]
+        with self._lock:
+            self._pending[:0] = journaled
+            self.journaled += len(journaled)
+        log.warning("%d journaled turns could not reach the tables yet (%s); tried again with the next group",
+                    len(journaled), type(error).__name__)
 
 
 def _write(con: duckdb.DuckDBPyConnection, batch: list[_PendingCommit]) -> None:
@@ -151,6 +226,9 @@ def _write(con: duckdb.DuckDBPyConnection, batch: list[_PendingCommit]) -> None:
     for table, rows in ((MESSAGES, new_messages), (RUNS, new_runs)):
         if rows:
             _insert_rows(con, table, list(rows.values()))
+    seq = max((pending.seq for pending in batch), default=0)
+    if seq:
+        con.execute("UPDATE journal_state SET applied = ?", [seq])
 
 
 def _replace_rows(con: duckdb.DuckDBPyConnection, table: Table, rows: list[Row]) -> None:
@@ -174,6 +252,8 @@ def _settle(batch: list[_PendingCommit], outcomes: list[BaseException | None]) -
     """Resolve each caller's future on its own loop, one wake-up per loop."""
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], BaseException | None]]] = {}
     for pending, outcome in zip(batch, outcomes):
+        if pending.done is None or pending.loop is None:
+            continue
         by_loop.setdefault(pending.loop, []).append((pending.done, outcome))
     for loop, results in by_loop.items():
         try:

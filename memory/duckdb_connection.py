@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import duckdb
+import orjson
 
-from memory.duckdb_commit import GroupCommit
+from memory.duckdb_commit import GroupCommit, _PendingCommit
 from memory.duckdb_errors import store_error
-from memory.duckdb_rows import Row
+from memory.duckdb_journal import Journal, JournalRecord, RejectHandler, read_records
+from memory.duckdb_rows import Row, message_row, run_row
 from memory.migrations import apply_migrations
 from memory.models import Changes
 from memory.secretbox import SecretBox
+from memory.store import StoreUnavailable
 
 T = TypeVar("T")
+log = logging.getLogger("memproxy")
+
+# Journaled turns reach the tables this long after the first of a group, or once this many are queued.
+APPLY_DELAY_S = 0.1
+APPLY_AT = 256
+# Past this many journaled turns the tables have not taken (they keep failing), turns are refused.
+JOURNAL_BACKLOG_MAX = 20_000
 
 
 class DuckDBConnection:
@@ -27,12 +38,21 @@ class DuckDBConnection:
 
     secret_box: SecretBox | None  # set by the server before `open` (see Store.secret_box)
 
-    def __init__(self, path: str, *, memory_limit: str | None = None) -> None:
+    def __init__(self, path: str, *, memory_limit: str | None = None, journal: bool = True) -> None:
         self.path = path
         self.memory_limit = memory_limit  # DuckDB's own default is 80% of RAM
         self._executor: ThreadPoolExecutor | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
         self._group = GroupCommit()
+        self._group.on_rejected = self._rejected
+        self._group.on_applied = self._on_applied
+        on_disk = not path.startswith(":memory:")
+        self._journal = Journal(path + ".journal") if journal and on_disk else None
+        self._journal_seq = 0
+        self._apply_timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Told (on the event loop) the agent id of a journaled turn the tables refused; see `_rejected`.
+        self.on_rejected: RejectHandler | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
     async def open(self) -> None:
@@ -40,8 +60,9 @@ class DuckDBConnection:
             return
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duckdb")
         self._executor = executor
+        self._loop = asyncio.get_running_loop()
         try:
-            await asyncio.get_running_loop().run_in_executor(executor, self._connect)
+            await self._loop.run_in_executor(executor, self._connect)
         except BaseException:
             self._executor = None
             executor.shutdown(wait=False)
@@ -51,6 +72,9 @@ class DuckDBConnection:
         executor = self._executor
         if executor is None:
             return
+        if self._apply_timer is not None:
+            self._apply_timer.cancel()
+            self._apply_timer = None
         try:
             await asyncio.get_running_loop().run_in_executor(executor, self._disconnect)
         finally:
@@ -72,13 +96,36 @@ class DuckDBConnection:
                 # The buffer pool keeps every block it has read or written until this limit; the rest is re-read.
                 con.execute("SET memory_limit = ?", [self.memory_limit])
             apply_migrations(con)
+            if self._journal is not None:
+                self._replay(con, self._journal)
         except BaseException:
             con.close()
             raise
         self._con = con
 
+    def _replay(self, con: duckdb.DuckDBPyConnection, journal: Journal) -> None:
+        """Apply the journal's records the tables do not have yet (a crash came first), then start it afresh."""
+        row = con.execute("SELECT applied FROM journal_state").fetchone()
+        applied = int(row[0]) if row else 0
+        records = read_records(journal.path)
+        todo = [record for record in records if record.seq > applied]
+        for record in todo:
+            self._group.requeue(_PendingCommit(blocks=[], messages=record.messages, runs=record.runs,
+                                               evict_ids=record.evict_ids, insert_only=True, done=None,
+                                               loop=None, seq=record.seq))
+        self._group.drain(con)
+        if self._group.journaled:
+            raise StoreUnavailable(f"the turn journal {journal.path} could not be applied to the tables")
+        if todo:
+            log.info("turn journal: %d turns acknowledged before the last stop applied to the tables", len(todo))
+        self._journal_seq = max([applied, self._group.applied_seq, *(record.seq for record in records)])
+        journal.applied = journal.durable = self._journal_seq
+        journal.open()
+
     def _disconnect(self) -> None:
         self._group.drain(self._con)
+        if self._journal is not None:
+            self._journal.close()
         con, self._con = self._con, None
         if con is not None:
             con.close()
@@ -92,6 +139,8 @@ class DuckDBConnection:
     def _on_worker(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         if self._con is None:
             raise RuntimeError("DuckDBStore is closed")
+        # Journaled turns first: every read sees what was acknowledged, and every write lands after them.
+        self._group.drain(self._con)
         try:
             return work(self._con)
         except duckdb.Error as exc:
@@ -108,6 +157,7 @@ class DuckDBConnection:
         if executor is None:
             raise RuntimeError("DuckDBStore is not open")
         done = self._group.enqueue(changes)
+        assert done is not None
         # Whichever drain runs first takes every queued commit; the later ones find nothing to do.
         executor.submit(self._drain_commits)
         # If the caller is cancelled here the write may still land; the worker skips the dead future.
@@ -115,6 +165,74 @@ class DuckDBConnection:
 
     def _drain_commits(self) -> None:
         self._group.drain(self._con)
+
+    async def append_turn(self, changes: Changes) -> None:
+        """Write a turn's new rows: durable once its journal record is synced; the tables get it with a group."""
+        if not changes:
+            return
+        journal = self._journal
+        if journal is None or journal.broken is not None or changes.blocks or not changes.insert_only:
+            await self.commit(changes)
+            return
+        executor = self._executor
+        if executor is None:
+            raise RuntimeError("DuckDBStore is not open")
+        if self._group.journaled >= JOURNAL_BACKLOG_MAX:
+            raise StoreUnavailable("the database has not taken the journaled turns; try again shortly")
+        self._journal_seq += 1
+        seq = self._journal_seq
+        self._group.enqueue(changes, seq)
+        durable = journal.submit(JournalRecord(
+            seq, [message_row(message, message.in_context) for message in changes.messages],
+            [run_row(run) for run in changes.runs], list(changes.evict_message_ids)))
+        if self._group.journaled >= APPLY_AT:
+            executor.submit(self._drain_commits)
+        elif self._apply_timer is None:
+            self._apply_timer = asyncio.get_running_loop().call_later(APPLY_DELAY_S, self._apply_later)
+        try:
+            await durable
+        except StoreUnavailable:
+            # Not durable, so not written: out of the queue unless a group already took it to the tables.
+            self._group.withdraw(seq)
+            raise
+
+    def _apply_later(self) -> None:
+        self._apply_timer = None
+        executor = self._executor
+        if executor is not None and self._group.journaled:
+            executor.submit(self._drain_commits)
+            # If the tables refused the group for now, it is back in the queue: try again after another delay.
+            self._apply_timer = asyncio.get_running_loop().call_later(APPLY_DELAY_S, self._apply_later)
+
+    def _on_applied(self, seq: int) -> None:
+        if self._journal is not None:
+            self._journal.applied = seq
+
+    def _rejected(self, pending: _PendingCommit, error: BaseException) -> None:
+        """A journaled turn the tables refused (a bug, or a row written around the live cache): kept and told.
+
+        Its rows go to `<database>.journal-rejected` (JSON lines, private like the database), and the
+        agent's live copy is dropped so the next turn starts from what the tables hold.
+        """
+        agent_id = next((row[1] for row in pending.messages + pending.runs), "")
+        log.error("a turn of %s was acknowledged but the tables refused it (%s); its rows are kept in %s",
+                  agent_id, type(error).__name__, self.path + ".journal-rejected")
+        try:
+            fd = os.open(self.path + ".journal-rejected", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, orjson.dumps({"seq": pending.seq, "error": str(error), "messages": pending.messages,
+                                           "runs": pending.runs, "evicted": pending.evict_ids}) + b"\n")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.error("could not keep the refused turn of %s: %s", agent_id, exc)
+        handler, loop = self.on_rejected, self._loop
+        if handler is not None and loop is not None and agent_id:
+            try:
+                loop.call_soon_threadsafe(handler, agent_id)
+            except RuntimeError:
+                pass  # the loop is closed
 
     @property
     def commit_transactions(self) -> int:

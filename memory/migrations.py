@@ -144,6 +144,8 @@ MIGRATIONS: list[tuple[int, str]] = [
         """,
     ),
     (8, "CREATE UNIQUE INDEX tools_name ON tools (name);"),
+    # The highest turn-journal record in the tables (memory/duckdb_journal.py); one row.
+    (9, "CREATE TABLE journal_state (applied BIGINT NOT NULL); INSERT INTO journal_state VALUES (0);"),
 ]
 
 

@@ -8,7 +8,7 @@ as their base to inherit the few defaults; mypy checks every method against the 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
@@ -32,6 +32,8 @@ class Store(Protocol):
 
     # Encrypts agents' tool variables at rest; the server sets it before `open` (None: plain JSON).
     secret_box: SecretBox | None = None
+    # Told, on the event loop, the agent id of an acknowledged `append_turn` the tables later refused.
+    on_rejected: Callable[[str], None] | None = None
 
     async def open(self) -> None:
         """Connect and apply pending schema migrations."""
@@ -138,6 +140,10 @@ class Store(Protocol):
 
     async def commit(self, changes: Changes) -> None:
         """Apply every upsert, insert and eviction in `changes` in one transaction; Conflict on a taken seq or id."""
+
+    async def append_turn(self, changes: Changes) -> None:
+        """Write a turn's new rows (insert-only); durable on return, maybe in a journal ahead of the tables."""
+        await self.commit(changes)
 
     def index_recall_in_commit(self, skip_tool_names: frozenset[str]) -> bool:
         """Write recall rows inside `commit` from now on, if this store shares a database with long-term memory."""

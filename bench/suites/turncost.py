@@ -5,8 +5,9 @@ compacted), `AGENTS` agents are cloned with 5,000 stored messages each, the last
 context, and loaded with one warm-up turn each: the store holds the same rows at every size, so only
 the in-context history differs. Then `CONCURRENCY` connections send zero-delay turns, each connection to its own agents in
 turn, `TURNS_PER_AGENT` per agent (the context grows by two messages a turn, so it stays near its size).
-CPU is memproxy's user + system time over the measured turns, all threads (event loop, store commit,
-recall indexing), from /proc: what a turn costs the machine, whatever the wall clock says. The same
+CPU is memproxy's user + system time over the measured turns and until it is idle again after them, all
+threads (event loop, journal, store commit, recall indexing), from /proc: what a turn costs the machine,
+whatever the wall clock says. The same
 server then relays passthrough requests, measured the same way.
 """
 
@@ -70,6 +71,8 @@ async def _turns(h: Harness, conns: list[Conn], agent_ids: list[str], turns_per_
     t0 = time.perf_counter()
     await asyncio.gather(*(worker(w) for w in range(len(conns))))
     wall = time.perf_counter() - t0
+    # Work a turn leaves behind counts too: the journaled rows reaching the tables, recall indexing.
+    await _quiet(h, 30.0)
     cpu = cpu_seconds(h.memproxy.pid) - cpu0
     turns = len(agent_ids) * turns_per_agent
     return {"turns": turns, "errors": errors, "cpu_ms_per_turn": 1000 * cpu / turns, "turns_per_s": turns / wall,

@@ -36,7 +36,7 @@ async def test_the_default_is_the_embedded_backend_in_the_data_dir(tmp_path: Pat
     finally:
         await longterm.close()
         await store.close()
-    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["lance", "memproxy.duckdb"]
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["lance", "memproxy.duckdb", "memproxy.duckdb.journal"]
 
 
 def test_proxy_and_tools_import_no_backend_module() -> None:
