@@ -14,7 +14,7 @@ import orjson
 
 from memory.duckdb_commit import GroupCommit, _PendingCommit
 from memory.duckdb_errors import store_error
-from memory.duckdb_journal import Journal, JournalRecord, RejectHandler, read_records
+from memory.duckdb_journal import Journal, JournalRecord, RejectHandler
 from memory.duckdb_rows import Row, message_row, run_row
 from memory.migrations import apply_migrations
 from memory.models import Changes
@@ -107,7 +107,7 @@ class DuckDBConnection:
         """Apply the journal's records the tables do not have yet (a crash came first), then start it afresh."""
         row = con.execute("SELECT applied FROM journal_state").fetchone()
         applied = int(row[0]) if row else 0
-        records = read_records(journal.path)
+        records = journal.read()
         todo = [record for record in records if record.seq > applied]
         for record in todo:
             self._group.requeue(_PendingCommit(blocks=[], messages=record.messages, runs=record.runs,

@@ -9,7 +9,7 @@ the group commit a hundred milliseconds later, hundreds of turns in one transact
 Records are `<length><crc32><payload>`, the payload JSON `[seq, message rows, run rows, evicted ids]`.
 Every record applied to the tables moves `journal_state.applied` forward in the same transaction, so at
 start the records above it (and only those) are applied again; a torn tail (a record whose write the crash
-cut short, never acknowledged) ends the read. The file is emptied once every record in it is applied.
+cut short, never acknowledged) ends the read of that file. A file is emptied or deleted once the tables hold it all.
 """
 
 from __future__ import annotations
@@ -93,7 +93,12 @@ def read_records(path: str) -> list[JournalRecord]:
 
 
 class Journal:
-    """The append-only file and the thread that writes and syncs it, a group of records per fdatasync."""
+    """The append-only file and the thread that writes and syncs it, a group of records per fdatasync.
+
+    Under steady load some record is always waiting for the tables, so the file is never wholly applied:
+    once it is `TRUNCATE_AT` long, writing moves to the other of two files (`<path>` and `<path>.1`), and
+    the full one is deleted once the tables hold its last record.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -101,16 +106,27 @@ class Journal:
         self.applied = 0  # highest seq in the tables (set by the database thread)
         self.broken: BaseException | None = None  # the write error that stopped the journal, if any
         self.syncs = 0  # fdatasyncs so far
+        self._paths = (path, path + ".1")
+        self._current = 0  # index of the file written now
         self._fd = -1
         self._size = 0
+        self._retired = 0  # last seq of the other file while it waits for the tables; 0 when it is gone
         self._pending: list[tuple[int, bytes, asyncio.Future[None], asyncio.AbstractEventLoop]] = []
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
 
+    def read(self) -> list[JournalRecord]:
+        """The records in both files, in seq order (call before `open`)."""
+        return sorted((record for path in self._paths for record in read_records(path)), key=lambda r: r.seq)
+
     def open(self) -> None:
-        """Open (creating, 0600) for writing from the start: call once its records are applied."""
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        self._truncate()
+        """Start afresh, in `<path>` (0600): call once the records `read` returned are in the tables."""
+        try:
+            os.unlink(self._paths[1])
+        except FileNotFoundError:
+            pass
+        self._current, self._retired = 0, 0
+        self._fd = self._open_empty(self._paths[0])
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
 
     def close(self) -> None:
@@ -120,7 +136,8 @@ class Journal:
             executor.shutdown(wait=True)
         if self._fd >= 0:
             if self.broken is None and self.applied >= self.durable:
-                self._truncate()
+                os.ftruncate(self._fd, 0)
+                self._drop_retired()
             os.close(self._fd)
             self._fd = -1
 
@@ -137,8 +154,31 @@ class Journal:
         executor.submit(self._flush)
         return done
 
-    def _truncate(self) -> None:
-        os.ftruncate(self._fd, 0)
+    @staticmethod
+    def _open_empty(path: str) -> int:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+
+    def _drop_retired(self) -> None:
+        """Delete the other file if the tables hold its last record (a stale copy after a crash is skipped)."""
+        if self._retired and self.applied >= self._retired:
+            try:
+                os.unlink(self._paths[1 - self._current])
+            except FileNotFoundError:
+                pass
+            self._retired = 0
+
+    def _make_room(self) -> None:
+        self._drop_retired()
+        if self._size < TRUNCATE_AT:
+            return
+        if self.applied >= self.durable:
+            os.ftruncate(self._fd, 0)  # all of it is in the tables: reuse it
+        elif not self._retired:
+            os.close(self._fd)
+            self._retired, self._current = self.durable, 1 - self._current
+            self._fd = self._open_empty(self._paths[self._current])
+        else:
+            return  # the tables are behind by two files' worth: keep writing this one
         self._size = 0
 
     def _flush(self) -> None:
@@ -150,8 +190,7 @@ class Journal:
         try:
             if self.broken is not None:
                 raise self.broken
-            if self._size >= TRUNCATE_AT and self.applied >= self.durable:
-                self._truncate()  # a stale tail that survives a crash holds only applied seqs: skipped
+            self._make_room()
             data = b"".join(item[1] for item in group)
             written = 0
             while written < len(data):

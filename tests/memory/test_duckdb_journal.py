@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import duckdb
 import orjson
 import pytest
 
-from memory import duckdb_connection
+from memory import duckdb_connection, duckdb_journal, duckdb_rows
 from memory.duckdb_journal import read_records
 from memory.duckdb_store import DuckDBStore
 from memory.models import Agent, Changes, Message, Run, new_id
@@ -48,6 +49,13 @@ async def new_agent(db: DuckDBStore) -> Agent:
     agent = Agent(id=new_id("agent"), name="j")
     await db.create_agent(agent, [])
     return agent
+
+
+def size_of(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:  # the journal's thread deletes a file the tables hold all of
+        return 0
 
 
 def table_rows(path: str, sql: str) -> list[tuple[object, ...]]:
@@ -92,7 +100,9 @@ KILLED_WRITER = textwrap.dedent('''
     from memory.duckdb_store import DuckDBStore
     from memory.models import Changes, Message, Run
 
+    from memory import duckdb_journal
     duckdb_connection.APPLY_DELAY_S = 3600  # nothing reaches the tables before the kill
+    duckdb_journal.TRUNCATE_AT = int(sys.argv[5])
 
     async def main(path, agent_id, turns, evict):
         db = DuckDBStore(path)
@@ -113,7 +123,8 @@ KILLED_WRITER = textwrap.dedent('''
 ''')
 
 
-async def killed_after(tmp_path: Path, turns: int, evict: bool = False) -> tuple[str, str]:
+async def killed_after(tmp_path: Path, turns: int, evict: bool = False,
+                       truncate_at: int = duckdb_journal.TRUNCATE_AT) -> tuple[str, str]:
     """A data dir whose writer acknowledged `turns` turns and was SIGKILLed; returns (database path, agent id)."""
     path = str(tmp_path / "memproxy.duckdb")
     db = DuckDBStore(path)
@@ -122,7 +133,8 @@ async def killed_after(tmp_path: Path, turns: int, evict: bool = False) -> tuple
     await db.close()
     script = tmp_path / "writer.py"
     script.write_text(KILLED_WRITER)
-    child = subprocess.run([sys.executable, str(script), path, agent.id, str(turns), "evict" if evict else "-"],
+    child = subprocess.run([sys.executable, str(script), path, agent.id, str(turns), "evict" if evict else "-",
+                            str(truncate_at)],
                            capture_output=True, text=True, timeout=120, cwd=str(REPO_ROOT),
                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     assert child.returncode == -signal.SIGKILL, child.stderr
@@ -151,6 +163,53 @@ async def test_turns_acknowledged_before_a_kill_are_applied_at_the_next_open(tmp
     finally:
         await db.close()
     assert table_rows(path, "SELECT applied FROM journal_state") == [(6,)]
+
+
+async def test_turns_in_both_files_after_the_journal_moved_on_are_all_applied(tmp_path: Path) -> None:
+    path, agent_id = await killed_after(tmp_path, 12, truncate_at=2000)
+    first, second = read_records(path + ".journal"), read_records(path + ".journal.1")
+    assert first and second  # the first file filled up and writing moved to the second
+    assert [r.seq for r in first + second] == list(range(1, 13))
+    db = DuckDBStore(path)
+    await db.open()
+    try:
+        assert await db.count_messages(agent_id) == 24
+    finally:
+        await db.close()
+    assert not os.path.exists(path + ".journal.1")
+
+
+async def test_the_journal_stays_bounded_while_the_tables_are_always_a_little_behind(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(duckdb_journal, "TRUNCATE_AT", 20_000)
+    monkeypatch.setattr(duckdb_connection, "APPLY_DELAY_S", 0.02)
+    path = str(tmp_path / "memproxy.duckdb")
+    db = DuckDBStore(path)
+    await db.open()
+    agents = [await new_agent(db) for _ in range(8)]
+    record = len(duckdb_journal.encode(duckdb_journal.JournalRecord(
+        1, [duckdb_rows.message_row(m, True) for m in turn(agents[0].id, 1).messages],
+        [duckdb_rows.run_row(turn(agents[0].id, 1).runs[0])], [])))
+    turns = 1500
+    largest = 0
+
+    async def writer(agent: Agent) -> None:
+        nonlocal largest
+        for i in range(turns):  # no pause: some turn is always on its way to the tables
+            await db.append_turn(turn(agent.id, 1 + 2 * i))
+            largest = max(largest, sum(map(size_of, (path + ".journal", path + ".journal.1"))))
+
+    started = time.monotonic()
+    await asyncio.gather(*(writer(agent) for agent in agents))
+    per_second = len(agents) * turns * record / (time.monotonic() - started)
+    try:
+        # Two files of the mark at most, plus what arrives while a group is on its way: not all that was ever
+        # written (it grew without bound when the one file was emptied only once all of it was in the tables).
+        bound = 2 * 20_000 + 12 * duckdb_connection.APPLY_DELAY_S * per_second
+        assert largest < bound < len(agents) * turns * record / 2
+        assert [await db.count_messages(agent.id) for agent in agents] == [2 * turns] * 8
+    finally:
+        await db.close()
 
 
 async def test_a_torn_tail_is_ignored_and_the_whole_records_still_land(tmp_path: Path,
