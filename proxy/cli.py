@@ -100,10 +100,11 @@ def serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from memory.native_heap import limit_arenas
+    from memory.native_heap import keep_large_blocks, limit_arenas
     from proxy.app import build_app
 
     limit_arenas()  # before DuckDB's and LanceDB's threads exist: they would each get an arena
+    keep_large_blocks()
 
     def run_one(_index: int = 0) -> int:
         # log_config=None: uvicorn's loggers keep no handlers of their own and go through ours (text or JSON).

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 import httptools
 
 READ_SIZE = 65536
+# Bodies from this size are written after their head, not copied onto it.
+LARGE_BODY = 65536
 
 
 class ConnectFailed(Exception):
@@ -183,7 +185,9 @@ class Http1Pool:
         """Send the request and return once the response headers are in."""
         lines = [f"POST {self.prefix}{path} HTTP/1.1", f"Host: {self.host_header}", f"Content-Length: {len(body)}"]
         lines.extend(f"{name}: {value}" for name, value in headers.items())
-        payload = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        # A large body goes out as it is, behind its head (one vectored write): no copy of it in between.
+        payload = (head + body,) if len(body) < LARGE_BODY else (head, body)
         while self._idle:
             conn = self._idle.pop()
             response = await self._exchange(conn, payload, reused=True)
@@ -210,13 +214,14 @@ class Http1Pool:
             raise ConnectFailed(f"could not connect to the upstream: {exc.strerror or type(exc).__name__}") from None
         return _Connection(reader, writer)
 
-    async def _exchange(self, conn: _Connection, payload: bytes, *, reused: bool) -> Http1Response | None:
+    async def _exchange(self, conn: _Connection, payload: tuple[bytes, ...], *,
+                        reused: bool) -> Http1Response | None:
         """Send and read the headers; None when a pooled connection turned out to be closed (retry fresh)."""
         parsed = _Parsed()
         parser = httptools.HttpResponseParser(parsed)
         received = False
         try:
-            conn.writer.write(payload)
+            conn.writer.writelines(payload)
             while not parsed.headers_done:
                 data = await self.read(conn)
                 if not data:

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from memory.agents import AgentMemory, LiveAgent
 from memory.compaction import ContextBudget
-from memory.context import encode_messages, splice_messages
+from memory.context import message_parts, splice_messages
 from memory.models import Changes, Message, Run, new_id, utcnow
 from memory.protocols import LongTermMemory, Spawn
 from memory.store import FenceLost, StoreUnavailable
@@ -278,7 +278,7 @@ class Turn(RulesMixin):
                                     "tokens even after evicting all earlier messages", code="context_length_exceeded")
             self._estimate = budget.estimate
         system = self.env.memory.system_prompt(self.live)
-        return splice_messages(head, encode_messages(self.live, system, self.new_input.instructions))
+        return splice_messages(head, message_parts(self.live, system, self.new_input.instructions))
 
     # --- endings ----------------------------------------------------------------------------
     def _timings(self) -> dict[str, float]:

@@ -74,3 +74,36 @@ def test_trim_with_arrow_loaded_also_asks_its_pool_to_give_back() -> None:
                          cwd=Path(__file__).resolve().parents[2])
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "ok"]
+
+
+# Upstream request bodies of long histories, a few in flight at once and a little larger every turn.
+GROWING_BLOCKS = """
+import resource, sys
+from memory import native_heap
+if sys.argv[1] == "keep":
+    assert native_heap.keep_large_blocks()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for i in range(300):
+    bodies = [b"\\x01" * (600_000 + 1_000 * i + k) for k in range(4)]
+    del bodies
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc only")
+def test_kept_large_blocks_stop_a_growing_body_from_faulting_in_fresh_pages_every_time() -> None:
+    faults = {}
+    for mode in ("default", "keep"):
+        out = subprocess.run([sys.executable, "-c", GROWING_BLOCKS, mode], capture_output=True, text=True,
+                             timeout=60, cwd=Path(__file__).resolve().parents[2])
+        assert out.returncode == 0, out.stderr
+        faults[mode] = int(out.stdout)
+    # By default the freed top of the heap (2.4 MB) is past the trim threshold glibc derives (twice the
+    # largest block), so it is handed back and faulted in again the next time; kept, the pages are reused.
+    assert faults["default"] > 300 * 100
+    assert faults["keep"] < faults["default"] / 10
+
+
+def test_large_block_thresholds_defer_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")
+    assert native_heap.keep_large_blocks() is False
