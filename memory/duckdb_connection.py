@@ -25,8 +25,8 @@ T = TypeVar("T")
 log = logging.getLogger("memproxy")
 
 # Journaled turns reach the tables this long after the first of a group, or once this many are queued.
-APPLY_DELAY_S = 0.1
-APPLY_AT = 256
+APPLY_DELAY_S = 0.5
+APPLY_AT = 512
 # Past this many journaled turns the tables have not taken (they keep failing), turns are refused.
 JOURNAL_BACKLOG_MAX = 20_000
 

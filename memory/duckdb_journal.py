@@ -4,7 +4,7 @@ A DuckDB transaction costs about 1.3 ms of CPU whatever it holds (each INSERT is
 set-up, the COMMIT another 0.4), so a server answering one turn at a time paid that for every turn. An
 append and an fdatasync of a small file cost ~0.05 ms. So a turn's rows (insert-only messages and run, and
 its evictions) are written here first, acknowledged once the file is synced, and applied to the tables by
-the group commit a hundred milliseconds later, hundreds of turns in one transaction.
+the group commit half a second later, up to hundreds of turns in one transaction.
 
 Records are `<length><crc32><payload>`, the payload JSON `[seq, message rows, run rows, evicted ids]`.
 Every record applied to the tables moves `journal_state.applied` forward in the same transaction, so at
