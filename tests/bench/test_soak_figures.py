@@ -24,3 +24,11 @@ def test_growth_from_the_end_of_warm_up_and_from_the_nominal_point() -> None:
     assert figures["flat"] is (figures["growth_after_warmup_pct"] <= FLAT_LIMIT_PCT)
     spiky = SAMPLES[:-1] + [(20000, 400.0)]  # one sample over the limit fails the run
     assert _figures(spiky, 2000, 8250, 20000, 200, 0, 80.0)["flat"] is False
+
+
+def test_a_run_over_before_its_warm_up_is_not_measured_so_not_flat() -> None:
+    # 1,700 turns/s: the 15 s warm-up takes the whole 20,000 turns and leaves no sample after it.
+    figures = _figures(SAMPLES, 2000, 20000, 20000, 200, 0, 12.0)
+    assert figures["growth_after_warmup_pct"] == 0.0
+    assert figures["measured"] is False and figures["flat"] is False
+    assert _figures(SAMPLES, 2000, 10000, 20000, 200, 0, 12.0)["measured"] is True
