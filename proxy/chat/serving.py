@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from memory.agents import LiveAgent
-from proxy.asgi_stream import EventStream
+from proxy.asgi_stream import ClientWatch, EventStream
 from memory.context import inline_bytes
 from memory.models import Run, new_id
 from proxy.chat.protocol import KEEPALIVE, ChatRequest, ChunkEncoder, completion_object, error_event
@@ -237,22 +237,31 @@ class TurnRunner:
 
     async def _stream(self, task: asyncio.Task[None], sink: StreamSink, request: Request | None,
                       owner: bool, timing: _TurnTiming, detached: bool) -> Response:
-        # Wait briefly for the upstream to accept, so an upstream refusal becomes a real HTTP status.
-        first: bytes | APIError | None
+        # Watching from now on tells, once the first chunk is in, whether the client is still there.
+        watch = ClientWatch(request.receive) if request is not None else None
         try:
-            first = await asyncio.wait_for(sink.queue.get(), timeout=self.keepalive)
-        except TimeoutError:
-            sink.accepted()
-            first = await sink.queue.get()
-        if isinstance(first, APIError):
-            return timing.stamp(first.response())
-        if request is not None and await request.is_disconnected():
+            # Wait briefly for the upstream to accept, so an upstream refusal becomes a real HTTP status.
+            first: bytes | APIError | None
+            try:
+                first = await asyncio.wait_for(sink.queue.get(), timeout=self.keepalive)
+            except TimeoutError:
+                sink.accepted()
+                first = await sink.queue.get()
+        except BaseException:
+            if watch is not None:
+                watch.close()
+            raise
+        if isinstance(first, APIError) or (watch is not None and watch.gone):
+            if watch is not None:
+                watch.close()
+            if isinstance(first, APIError):
+                return timing.stamp(first.response())
             # Gone before hearing a word (a voice client about to retry): the turn finishes for the retry.
             if not owner:
                 task.cancel()
             return Response(status_code=499)
         return timing.stamp(EventStream(self._events(first, task, sink, owner, timing, detached),
-                                        media_type="text/event-stream", headers=SSE_HEADERS))
+                                        media_type="text/event-stream", headers=SSE_HEADERS, watch=watch))
 
     async def _events(self, first: bytes | None, task: asyncio.Task[None], sink: StreamSink,
                       owner: bool, timing: _TurnTiming, detached: bool = False) -> AsyncIterator[bytes]:
