@@ -240,13 +240,13 @@ class TurnRunner:
         # Watching from now on tells, once the first chunk is in, whether the client is still there.
         watch = ClientWatch(request.receive) if request is not None else None
         try:
-            # Wait briefly for the upstream to accept, so an upstream refusal becomes a real HTTP status.
-            first: bytes | APIError | None
+            # Wait briefly for the upstream to accept, so an upstream refusal becomes a real HTTP status; past
+            # that the stream starts with its role chunk. A timer, not wait_for: no task per turn.
+            started = asyncio.get_running_loop().call_later(self.keepalive, sink.accepted)
             try:
-                first = await asyncio.wait_for(sink.queue.get(), timeout=self.keepalive)
-            except TimeoutError:
-                sink.accepted()
-                first = await sink.queue.get()
+                first: bytes | APIError | None = await sink.queue.get()
+            finally:
+                started.cancel()
         except BaseException:
             if watch is not None:
                 watch.close()
