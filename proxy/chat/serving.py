@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from memory.agents import LiveAgent
-from proxy.asgi_stream import ClientWatch, EventStream
+from proxy.asgi_stream import ClientWatch, EventStream, LastChunk
 from memory.context import inline_bytes
 from memory.models import Run, new_id
 from proxy.chat.protocol import KEEPALIVE, ChatRequest, ChunkEncoder, completion_object, error_event
@@ -287,7 +287,8 @@ class TurnRunner:
                         # Added TTFT: our time before the upstream call, plus from its first token to this write.
                         added = timing.before_upstream + time.perf_counter() - sink.spoke_at
                         self.env.metrics.added_ttft_agent.observe(added)
-                    yield pending[0] if len(pending) == 1 else b"".join(pending)
+                    batch = pending[0] if len(pending) == 1 else b"".join(pending)
+                    yield LastChunk(batch) if done else batch
                     heard = heard or spoke
                     pending = []
                 if done:
