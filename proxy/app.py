@@ -70,9 +70,17 @@ def build_app(settings: Settings) -> Starlette:
         # full collections (pauses of milliseconds between two streamed tokens) stay short and rare.
         gc.collect()
         gc.freeze()
+        # A turn allocates a few thousand tracked objects, nearly all freed by reference counting, and young
+        # collections here cost ~0.4 us per object (young containers point into agents' histories). Collecting
+        # the youngest generation every 2,000 allocations instead of 700 cut the collector's time per turn from
+        # 0.045 to 0.016 ms (50 in context, c=8) for pauses of 0.4 ms instead of 0.3 (5,000: 0.012 ms, but
+        # 1.3 ms pauses, too close to the inter-chunk budget). Garbage is only collected later, never kept.
+        threshold = gc.get_threshold()
+        gc.set_threshold(2000, threshold[1], threshold[2])
         try:
             yield
         finally:
+            gc.set_threshold(*threshold)
             gc.unfreeze()  # let the runtime's objects be collected as it closes
             await _stop_services(rt)
             await close_runtime(rt)
