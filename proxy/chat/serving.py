@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import Mapping
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, cast
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -31,6 +31,7 @@ from proxy.protocols import TurnSink
 from proxy.resumable import KEEPALIVE_LINE, Publisher, RunLog, TeeQueue, open_resumable, wants_resumable
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_IDLE = object()  # put on a stream's queue when it waited a keep-alive interval for its next event
 
 
 @dataclasses.dataclass
@@ -266,6 +267,7 @@ class TurnRunner:
     async def _events(self, first: bytes | None, task: asyncio.Task[None], sink: StreamSink,
                       owner: bool, timing: _TurnTiming, detached: bool = False) -> AsyncIterator[bytes]:
         queue = sink.queue
+        loop = asyncio.get_running_loop()
         heard = False
         try:
             if first is None:
@@ -293,10 +295,16 @@ class TurnRunner:
                     pending = []
                 if done:
                     return
+                # Idle for a keep-alive interval: a marker lands in the queue (past a TeeQueue's publisher: it is
+                # not an event of the run). Cheaper than asyncio.timeout; a marker that lost the race to a
+                # real item is skipped by the drain above.
+                idle = loop.call_later(self.keepalive, asyncio.Queue.put_nowait, cast("asyncio.Queue[object]", queue),
+                                       _IDLE)
                 try:
-                    async with asyncio.timeout(self.keepalive):
-                        item = await queue.get()
-                except TimeoutError:
+                    item = await queue.get()
+                finally:
+                    idle.cancel()
+                if item is _IDLE:
                     yield KEEPALIVE_LINE if detached else KEEPALIVE
                     continue
                 if item is None:
