@@ -90,13 +90,14 @@ class Http1Response:
         self._until_eof = (self.status_code not in (204, 304) and "content-length" not in self.headers
                            and "chunked" not in self.headers.get("transfer-encoding", "").lower())
 
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
         """The body (de-chunked, and decompressed if the server gzipped it anyway) as it arrives."""
         encoding = self.headers.get("content-encoding", "").strip().lower()
         if encoding not in ("gzip", "x-gzip", "deflate"):
-            async for piece in self._raw_bytes():
-                yield piece
-            return
+            return self._raw_bytes()  # no generator in between: each piece costs one resumption less
+        return self._inflated(encoding)
+
+    async def _inflated(self, encoding: str) -> AsyncIterator[bytes]:
         # Some servers compress whatever the request's Accept-Encoding says; decode as httpx would.
         decoder = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib framing, detected
         try:

@@ -241,13 +241,13 @@ async def _sse_data(response: Any) -> AsyncIterator[bytes]:
     """The payload of each `data:` line of an event stream."""
     buffer = b""
     async for piece in response.aiter_bytes():
-        buffer += piece
-        while True:
-            nl = buffer.find(b"\n")
-            if nl < 0:
-                break
-            line, buffer = buffer[:nl].rstrip(b"\r"), buffer[nl + 1:]
+        if buffer:
+            piece = buffer + piece
+        # One split per piece (a read often holds several events), not a find and two copies per line.
+        lines = piece.split(b"\n")
+        buffer = lines.pop()
+        for line in lines:
             if line.startswith(b"data:"):
-                yield line[5:].lstrip()
+                yield line[5:].rstrip(b"\r").lstrip()
     if buffer.startswith(b"data:"):
         yield buffer[5:].strip()
