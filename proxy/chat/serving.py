@@ -261,8 +261,9 @@ class TurnRunner:
             if not owner:
                 task.cancel()
             return Response(status_code=499)
-        return timing.stamp(EventStream(self._events(first, task, sink, owner, timing, detached),
-                                        media_type="text/event-stream", headers=SSE_HEADERS, watch=watch))
+        # Headers given whole: setting them on the built response rescans its header list per name.
+        return EventStream(self._events(first, task, sink, owner, timing, detached), media_type="text/event-stream",
+                           headers={**SSE_HEADERS, **timing.headers()}, watch=watch)
 
     async def _events(self, first: bytes | None, task: asyncio.Task[None], sink: StreamSink,
                       owner: bool, timing: _TurnTiming, detached: bool = False) -> AsyncIterator[bytes]:
@@ -333,17 +334,23 @@ class _TurnTiming:
         return None if sent is None else sent - self.chat.received_at
 
     def stamp(self, response: Response) -> Response:
+        for name, value in self.headers().items():
+            response.headers[name] = value
+        return response
+
+    def headers(self) -> dict[str, str]:
         turn = self.turn
+        out: dict[str, str] = {}
         run_id = turn.run.id if turn is not None else getattr(self.record, "run_id", None)
         if run_id:
-            response.headers["X-Memproxy-Run-Id"] = run_id
+            out["X-Memproxy-Run-Id"] = run_id
         if turn is None or turn.sent_at is None or self.chat.stream:
             # A stream's headers go out with its first chunk: our time until the upstream call, then the upstream's.
             sent, answered = (turn.sent_at, turn.answered_at) if turn is not None else (None, None)
-            response.headers["Server-Timing"] = server_timing(self.chat.received_at, sent, answered)
+            out["Server-Timing"] = server_timing(self.chat.received_at, sent, answered)
         else:
             # A whole answer: everything but the upstream calls was ours (tools and the commit included).
             total = (time.perf_counter() - self.chat.received_at) * 1000
             upstream = turn.upstream_s * 1000
-            response.headers["Server-Timing"] = f"memproxy;dur={total - upstream:.3f}, upstream;dur={upstream:.3f}"
-        return response
+            out["Server-Timing"] = f"memproxy;dur={total - upstream:.3f}, upstream;dur={upstream:.3f}"
+        return out
