@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from proxy.api.openapi import OPEN_PATHS as DOCS_PATHS
 from proxy.api.openapi import openapi_routes
@@ -28,13 +29,28 @@ from proxy.console.routes import routes as console_routes
 from proxy.config import Settings
 from memory.store import StoreError
 from proxy.errors import APIError, handle_api_error, handle_http_exception, handle_store_error, handle_unexpected
-from proxy.http import BearerAuth
+from proxy.http import BearerAuth, BearerKeys
 from proxy.metrics import Metrics, RequestMetrics, metrics_endpoint
 from proxy.runtime import Runtime, close_runtime, open_runtime
 
 log = logging.getLogger("memproxy")
 # Health, and the console's own files (code only: every data call they make needs the key).
 _OPEN_PATHS = frozenset({"/v1/health", "/v1/health/"}) | CONSOLE_PATHS | DOCS_PATHS
+
+
+class MemproxyApp(Starlette):
+    """Starlette, but a POST to a chat path goes to `ChatFastPath` ahead of the middleware stack and router."""
+
+    def __init__(self, chat: ChatFastPath, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.chat = chat
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.chat.paths:
+            scope["app"] = self
+            await self.chat(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def build_app(settings: Settings) -> Starlette:
@@ -54,9 +70,17 @@ def build_app(settings: Settings) -> Starlette:
         # full collections (pauses of milliseconds between two streamed tokens) stay short and rare.
         gc.collect()
         gc.freeze()
+        # A turn allocates a few thousand tracked objects, nearly all freed by reference counting, and young
+        # collections here cost ~0.4 us per object (young containers point into agents' histories). Collecting
+        # the youngest generation every 2,000 allocations instead of 700 cut the collector's time per turn from
+        # 0.045 to 0.016 ms (50 in context, c=8) for pauses of 0.4 ms instead of 0.3 (5,000: 0.012 ms, but
+        # 1.3 ms pauses, too close to the inter-chunk budget). Garbage is only collected later, never kept.
+        threshold = gc.get_threshold()
+        gc.set_threshold(2000, threshold[1], threshold[2])
         try:
             yield
         finally:
+            gc.set_threshold(*threshold)
             gc.unfreeze()  # let the runtime's objects be collected as it closes
             await _stop_services(rt)
             await close_runtime(rt)
@@ -65,12 +89,13 @@ def build_app(settings: Settings) -> Starlette:
                 sim_server.should_exit = True
 
     metrics = Metrics()
-    app = Starlette(
+    keys = BearerKeys(settings.api_keys, _OPEN_PATHS)
+    app = MemproxyApp(
+        ChatFastPath(metrics, keys),
         routes=[*chat_routes, *letta_routes, *management_routes, *console_routes, *forward_routes,
                 *openapi_routes([*management_operations, *letta_operations]), Route("/metrics", metrics_endpoint)],
         middleware=[Middleware(RequestMetrics, metrics=metrics),
-                    Middleware(BearerAuth, keys=settings.api_keys, open_paths=_OPEN_PATHS),
-                    Middleware(ChatFastPath)],
+                    Middleware(BearerAuth, keys=keys)],
         exception_handlers={
             APIError: handle_api_error,
             HTTPException: handle_http_exception,

@@ -53,20 +53,19 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     return data
 
 
-class BearerAuth:
-    """ASGI middleware: every route but health needs `Authorization: Bearer <key>` when keys are set."""
+class BearerKeys:
+    """Every route but health needs `Authorization: Bearer <key>` when keys are set."""
 
-    def __init__(self, app: ASGIApp, keys: tuple[str, ...],
-                 open_paths: frozenset[str] = frozenset({"/v1/health", "/v1/health/"})) -> None:
-        self.app = app
+    def __init__(self, keys: tuple[str, ...], open_paths: frozenset[str] = frozenset({"/v1/health", "/v1/health/"})
+                 ) -> None:
         self.keys = tuple(k.encode() for k in keys)
         # Exact paths only: a prefix would also open `/v1/healthz` and `/v1/health%2F..%2Fagents/`.
         self.open_paths = open_paths
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys or scope["path"] in self.open_paths:
-            await self.app(scope, receive, send)
-            return
+    def refusal(self, scope: Scope) -> Response | None:
+        """The 401 an HTTP request gets, or None when it may pass."""
+        if not self.keys or scope["path"] in self.open_paths:
+            return None
         presented = b""
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -78,12 +77,25 @@ class BearerAuth:
         if scheme.lower() == b"bearer":
             for key in self.keys:
                 ok |= hmac.compare_digest(token.strip(), key)
-        if not ok:
-            message = "missing bearer token" if not presented else "invalid API key"
-            response = APIError(401, message, code="invalid_api_key",
-                                headers={"WWW-Authenticate": "Bearer"}).response()
-            await response(scope, receive, send)
-            return
+        if ok:
+            return None
+        message = "missing bearer token" if not presented else "invalid API key"
+        return APIError(401, message, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"}).response()
+
+
+class BearerAuth:
+    """ASGI middleware: an HTTP request `BearerKeys` refuses gets its 401 here."""
+
+    def __init__(self, app: ASGIApp, keys: BearerKeys) -> None:
+        self.app = app
+        self.keys = keys
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            refused = self.keys.refusal(scope)
+            if refused is not None:
+                await refused(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
 

@@ -63,14 +63,19 @@ class _Parsed:
 
 
 class _Connection:
-    __slots__ = ("reader", "writer")
+    __slots__ = ("reader", "writer", "loop")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        self.loop = asyncio.get_running_loop()
 
     def close(self) -> None:
         self.writer.transport.abort()
+
+    def time_out(self) -> None:
+        """A read waited the whole read timeout: it raises ReadTimeout (so would any read after it)."""
+        self.reader.set_exception(ReadTimeout("the upstream sent nothing within the read timeout"))
 
 
 class Http1Response:
@@ -92,13 +97,14 @@ class Http1Response:
         self._until_eof = (self.status_code not in (204, 304) and "content-length" not in self.headers
                            and "chunked" not in self.headers.get("transfer-encoding", "").lower())
 
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
         """The body (de-chunked, and decompressed if the server gzipped it anyway) as it arrives."""
         encoding = self.headers.get("content-encoding", "").strip().lower()
         if encoding not in ("gzip", "x-gzip", "deflate"):
-            async for piece in self._raw_bytes():
-                yield piece
-            return
+            return self._raw_bytes()  # no generator in between: each piece costs one resumption less
+        return self._inflated(encoding)
+
+    async def _inflated(self, encoding: str) -> AsyncIterator[bytes]:
         # Some servers compress whatever the request's Accept-Encoding says; decode as httpx would.
         decoder = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib framing, detected
         try:
@@ -241,15 +247,20 @@ class Http1Pool:
         return Http1Response(self, conn, parser, parsed)
 
     async def read(self, conn: _Connection) -> bytes:
+        # A timer that fails the reader, not asyncio.timeout: 1 us per read instead of 3 (no Timeout object,
+        # no cancel-to-TimeoutError round trip). Data racing the timer at the deadline may still be returned;
+        # the connection's next read then fails as timed out.
+        timer = conn.loop.call_later(self.read_timeout, conn.time_out)
         try:
-            async with asyncio.timeout(self.read_timeout):
-                return await conn.reader.read(READ_SIZE)
-        except TimeoutError:
+            return await conn.reader.read(READ_SIZE)
+        except ReadTimeout:
             conn.close()
-            raise ReadTimeout("the upstream sent nothing within the read timeout") from None
+            raise
         except ConnectionError:
             conn.close()
             return b""
+        finally:
+            timer.cancel()
 
     def give_back(self, conn: _Connection) -> None:
         if len(self._idle) < self.max_idle and not conn.writer.transport.is_closing():

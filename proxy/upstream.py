@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import ssl
 import urllib.request
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator
 
 import httpx
 import orjson
@@ -148,19 +147,22 @@ class Upstream:
 
         The response has `status_code`, lower-case `headers`, `aiter_bytes()`, `aread()`, `aclose()`.
         """
-        if self.fast is not None:
-            with _unreachable_as_upstream_error():
+        try:
+            if self.fast is not None:
                 return await self.fast.post("/chat/completions", content, {**self._auth, **headers})
-        request = self.client.build_request("POST", self.base_url + "/chat/completions", content=content,
-                                            headers=headers)
-        with _unreachable_as_upstream_error():
+            request = self.client.build_request("POST", self.base_url + "/chat/completions", content=content,
+                                                headers=headers)
             return await self.client.send(request, stream=True)
+        except _UNREACHABLE as exc:
+            raise _unreachable(exc) from None
 
     async def send(self, method: str, path: str, content: bytes | None, headers: dict[str, str]) -> httpx.Response:
         """Any other OpenAI endpoint (`path` after /v1), its body unread; UpstreamError if unreachable."""
         request = self.client.build_request(method, self.base_url + path, content=content, headers=headers)
-        with _unreachable_as_upstream_error():
+        try:
             return await self.client.send(request, stream=True)
+        except _UNREACHABLE as exc:
+            raise _unreachable(exc) from None
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         """A non-streamed chat completion."""
@@ -178,9 +180,11 @@ class Upstream:
         return list(data.get("data", [])) if isinstance(data, dict) else []
 
     async def _post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        with _unreachable_as_upstream_error():
+        try:
             response = await self.client.post(self.base_url + path, content=orjson.dumps(body),
                                               headers=_json_headers(None))
+        except _UNREACHABLE as exc:
+            raise _unreachable(exc) from None
         if response.status_code >= 400:
             raise UpstreamError.from_response(response.status_code, response.content, response.headers)
         try:
@@ -189,17 +193,17 @@ class Upstream:
             raise UpstreamError(502, "the upstream returned a body that is not JSON", code="upstream_bad_body") from None
 
 
-@contextlib.contextmanager
-def _unreachable_as_upstream_error() -> Iterator[None]:
-    try:
-        yield
-    except (httpx.TimeoutException, ReadTimeout, ConnectTimeout) as exc:
-        raise UpstreamError(504, f"the upstream model timed out: {_reason(exc)}",
-                            code="upstream_timeout") from None
-    except (httpx.HTTPError, ConnectFailed, StreamCut) as exc:
-        cause = _reason(exc)  # the certificate problem or refused port, not a class name
-        log.warning("could not reach the upstream model: %s", cause)
-        raise UpstreamError(502, f"could not reach the upstream model: {cause}", code="upstream_unreachable") from None
+# What a failed upstream call raises before its response (a plain except: a context manager per call cost more).
+_UNREACHABLE = (httpx.HTTPError, ReadTimeout, ConnectTimeout, ConnectFailed, StreamCut)
+
+
+def _unreachable(exc: BaseException) -> UpstreamError:
+    """The UpstreamError for one of `_UNREACHABLE`: a timeout is a 504, the rest a 502 naming the cause."""
+    if isinstance(exc, (httpx.TimeoutException, ReadTimeout, ConnectTimeout)):
+        return UpstreamError(504, f"the upstream model timed out: {_reason(exc)}", code="upstream_timeout")
+    cause = _reason(exc)  # the certificate problem or refused port, not a class name
+    log.warning("could not reach the upstream model: %s", cause)
+    return UpstreamError(502, f"could not reach the upstream model: {cause}", code="upstream_unreachable")
 
 
 def _stream_error(error: Any) -> UpstreamError:
@@ -237,13 +241,13 @@ async def _sse_data(response: Any) -> AsyncIterator[bytes]:
     """The payload of each `data:` line of an event stream."""
     buffer = b""
     async for piece in response.aiter_bytes():
-        buffer += piece
-        while True:
-            nl = buffer.find(b"\n")
-            if nl < 0:
-                break
-            line, buffer = buffer[:nl].rstrip(b"\r"), buffer[nl + 1:]
+        if buffer:
+            piece = buffer + piece
+        # One split per piece (a read often holds several events), not a find and two copies per line.
+        lines = piece.split(b"\n")
+        buffer = lines.pop()
+        for line in lines:
             if line.startswith(b"data:"):
-                yield line[5:].lstrip()
+                yield line[5:].rstrip(b"\r").lstrip()
     if buffer.startswith(b"data:"):
         yield buffer[5:].strip()

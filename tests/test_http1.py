@@ -8,6 +8,7 @@ from typing import Awaitable, Callable
 import pytest
 
 from proxy.http1 import ConnectFailed, Http1Pool, ReadTimeout, StreamCut
+from proxy.upstream import Upstream
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -71,6 +72,30 @@ async def test_chunked_stream_arrives_in_pieces_and_the_connection_is_reused() -
         assert server.requests[0].startswith(b"POST /v1/chat/completions HTTP/1.1\r\n")
         assert b"Content-Length: 7\r\n" in server.requests[0] and server.requests[0].endswith(b'{"a":1}')
         await pool.close()
+
+
+async def test_event_lines_split_across_reads_or_ended_by_crlf_parse_whole() -> None:
+    events = [b'{"choices":[{"delta":{"content":"a b"}}]}', b'{"choices":[{"delta":{"content":" c"}}]}',
+              b'{"choices":[{"delta":{},"finish_reason":"stop"}]}']
+    body = (b"data: " + events[0] + b"\r\n\r\n: comment\n\ndata:" + events[1] + b"\n\n"
+            + b"data: " + events[2] + b"\n\ndata: [DONE]")  # the last line has no newline at all
+    cuts = [0, 7, 30, 31, len(body) - 3, len(body)]  # mid-prefix, mid-JSON, between \r and \n, mid-[DONE]
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for start, end in zip(cuts, cuts[1:]):
+            writer.write(chunked(body[start:end])[:-5])
+            await writer.drain()
+            await asyncio.sleep(0.01)
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    async with RawServer(handler) as server:
+        upstream = Upstream(server.url, None)
+        chunks = [chunk async for chunk in upstream.stream_chat({"model": "m", "messages": []})]
+        assert [c["choices"][0]["delta"].get("content") for c in chunks] == ["a b", " c", None]
+        assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+        await upstream.close()
 
 
 async def test_sized_body_close_header_and_body_until_eof() -> None:

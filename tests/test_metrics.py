@@ -64,6 +64,29 @@ def test_metrics_need_a_key_when_keys_are_set(make_server) -> None:
                  "memproxy_requests_total", route="unmatched", status="401") >= 1
 
 
+def test_the_chat_paths_need_a_key_too_and_a_refusal_counts_for_no_route(make_server) -> None:
+    srv = make_server(api_keys=("k1",))
+    key = {"Authorization": "Bearer k1"}
+    before = scrape(srv.base_url, headers=key)
+    agent = httpx.post(srv.base_url + "/v1/agents/", json={"name": "t"}, headers=key, timeout=10).json()["id"]
+    body = {"model": agent, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    for path in ("/v1/chat/completions", "/chat/completions", "/v1/chat/completions/chat/completions"):
+        for headers in ({}, {"Authorization": "Bearer k2"}):
+            refused = httpx.post(srv.base_url + path, json=body, headers=headers)
+            assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+            assert refused.json()["error"]["code"] == "invalid_api_key"
+    events, _ = raw_events(httpx.post(srv.base_url + "/v1/chat/completions", json=body, headers=key, timeout=30))
+    assert events[-1] == "[DONE]"
+    after = scrape(srv.base_url, headers=key)
+
+    def moved(**labels: str) -> float:
+        return value(after, "memproxy_requests_total", **labels) - value(before, "memproxy_requests_total", **labels)
+
+    assert moved(route="unmatched", status="401") == 6
+    assert moved(route="chat_completions", status="200") == 1
+    assert moved(route="chat_completions", status="401") == 0
+
+
 TIMING = re.compile(r"^memproxy;dur=(\d+\.\d+)(, upstream;dur=(\d+\.\d+))?$")
 
 

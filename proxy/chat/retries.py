@@ -64,13 +64,19 @@ class TurnRecord:
         self._changed: asyncio.Future[None] | None = None
 
     def add(self, name: str, args: tuple[Any, ...]) -> None:
-        self.events.append((name, args))
         if name in ("finish", "error"):
             self.done = True
             self.expires = time.monotonic() + self.ttl
-        if self._changed is not None and not self._changed.done():
-            self._changed.set_result(None)
-        self._changed = None
+        self.note(name, args)
+
+    def note(self, name: str, args: tuple[Any, ...]) -> None:
+        """`add` for an event that does not end the turn (content and deltas: one per token)."""
+        self.events.append((name, args))
+        changed = self._changed
+        if changed is not None:
+            if not changed.done():
+                changed.set_result(None)
+            self._changed = None
 
     def close(self) -> None:
         """The turn ended without a finish (cancelled): followers stop too."""
@@ -105,10 +111,12 @@ class RecordingSink:
         self._both("accepted")
 
     def content(self, text: str) -> None:
-        self._both("content", text)
+        self.record.note("content", (text,))  # per token: no dispatch by name
+        self.inner.content(text)
 
     def relay(self, delta: dict[str, Any], logprobs: Any) -> None:
-        self._both("relay", delta, logprobs)
+        self.record.note("relay", (delta, logprobs))
+        self.inner.relay(delta, logprobs)
 
     def fingerprint(self, value: str) -> None:
         self._both("fingerprint", value)

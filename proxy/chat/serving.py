@@ -7,13 +7,13 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import Mapping
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, cast
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from memory.agents import LiveAgent
-from proxy.asgi_stream import EventStream
+from proxy.asgi_stream import ClientWatch, EventStream, LastChunk
 from memory.context import inline_bytes
 from memory.models import Run, new_id
 from proxy.chat.protocol import KEEPALIVE, ChatRequest, ChunkEncoder, completion_object, error_event
@@ -31,6 +31,7 @@ from proxy.protocols import TurnSink
 from proxy.resumable import KEEPALIVE_LINE, Publisher, RunLog, TeeQueue, open_resumable, wants_resumable
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_IDLE = object()  # put on a stream's queue when it waited a keep-alive interval for its next event
 
 
 @dataclasses.dataclass
@@ -237,26 +238,37 @@ class TurnRunner:
 
     async def _stream(self, task: asyncio.Task[None], sink: StreamSink, request: Request | None,
                       owner: bool, timing: _TurnTiming, detached: bool) -> Response:
-        # Wait briefly for the upstream to accept, so an upstream refusal becomes a real HTTP status.
-        first: bytes | APIError | None
+        # Watching from now on tells, once the first chunk is in, whether the client is still there.
+        watch = ClientWatch(request.receive) if request is not None else None
         try:
-            first = await asyncio.wait_for(sink.queue.get(), timeout=self.keepalive)
-        except TimeoutError:
-            sink.accepted()
-            first = await sink.queue.get()
-        if isinstance(first, APIError):
-            return timing.stamp(first.response())
-        if request is not None and await request.is_disconnected():
+            # Wait briefly for the upstream to accept, so an upstream refusal becomes a real HTTP status; past
+            # that the stream starts with its role chunk. A timer, not wait_for: no task per turn.
+            started = asyncio.get_running_loop().call_later(self.keepalive, sink.accepted)
+            try:
+                first: bytes | APIError | None = await sink.queue.get()
+            finally:
+                started.cancel()
+        except BaseException:
+            if watch is not None:
+                watch.close()
+            raise
+        if isinstance(first, APIError) or (watch is not None and watch.gone):
+            if watch is not None:
+                watch.close()
+            if isinstance(first, APIError):
+                return timing.stamp(first.response())
             # Gone before hearing a word (a voice client about to retry): the turn finishes for the retry.
             if not owner:
                 task.cancel()
             return Response(status_code=499)
-        return timing.stamp(EventStream(self._events(first, task, sink, owner, timing, detached),
-                                        media_type="text/event-stream", headers=SSE_HEADERS))
+        # Headers given whole: setting them on the built response rescans its header list per name.
+        return EventStream(self._events(first, task, sink, owner, timing, detached), media_type="text/event-stream",
+                           headers={**SSE_HEADERS, **timing.headers()}, watch=watch)
 
     async def _events(self, first: bytes | None, task: asyncio.Task[None], sink: StreamSink,
                       owner: bool, timing: _TurnTiming, detached: bool = False) -> AsyncIterator[bytes]:
         queue = sink.queue
+        loop = asyncio.get_running_loop()
         heard = False
         try:
             if first is None:
@@ -278,15 +290,22 @@ class TurnRunner:
                         # Added TTFT: our time before the upstream call, plus from its first token to this write.
                         added = timing.before_upstream + time.perf_counter() - sink.spoke_at
                         self.env.metrics.added_ttft_agent.observe(added)
-                    yield pending[0] if len(pending) == 1 else b"".join(pending)
+                    batch = pending[0] if len(pending) == 1 else b"".join(pending)
+                    yield LastChunk(batch) if done else batch
                     heard = heard or spoke
                     pending = []
                 if done:
                     return
+                # Idle for a keep-alive interval: a marker lands in the queue (past a TeeQueue's publisher: it is
+                # not an event of the run). Cheaper than asyncio.timeout; a marker that lost the race to a
+                # real item is skipped by the drain above.
+                idle = loop.call_later(self.keepalive, asyncio.Queue.put_nowait, cast("asyncio.Queue[object]", queue),
+                                       _IDLE)
                 try:
-                    async with asyncio.timeout(self.keepalive):
-                        item = await queue.get()
-                except TimeoutError:
+                    item = await queue.get()
+                finally:
+                    idle.cancel()
+                if item is _IDLE:
                     yield KEEPALIVE_LINE if detached else KEEPALIVE
                     continue
                 if item is None:
@@ -315,17 +334,23 @@ class _TurnTiming:
         return None if sent is None else sent - self.chat.received_at
 
     def stamp(self, response: Response) -> Response:
+        for name, value in self.headers().items():
+            response.headers[name] = value
+        return response
+
+    def headers(self) -> dict[str, str]:
         turn = self.turn
+        out: dict[str, str] = {}
         run_id = turn.run.id if turn is not None else getattr(self.record, "run_id", None)
         if run_id:
-            response.headers["X-Memproxy-Run-Id"] = run_id
+            out["X-Memproxy-Run-Id"] = run_id
         if turn is None or turn.sent_at is None or self.chat.stream:
             # A stream's headers go out with its first chunk: our time until the upstream call, then the upstream's.
             sent, answered = (turn.sent_at, turn.answered_at) if turn is not None else (None, None)
-            response.headers["Server-Timing"] = server_timing(self.chat.received_at, sent, answered)
+            out["Server-Timing"] = server_timing(self.chat.received_at, sent, answered)
         else:
             # A whole answer: everything but the upstream calls was ours (tools and the commit included).
             total = (time.perf_counter() - self.chat.received_at) * 1000
             upstream = turn.upstream_s * 1000
-            response.headers["Server-Timing"] = f"memproxy;dur={total - upstream:.3f}, upstream;dur={upstream:.3f}"
-        return response
+            out["Server-Timing"] = f"memproxy;dur={total - upstream:.3f}, upstream;dur={upstream:.3f}"
+        return out

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import threading
+import time
 
 import httpx
 import pytest
@@ -17,6 +20,13 @@ def user_messages(base_url: str, agent: str) -> list[str]:
 
 def runs(base_url: str, agent: str) -> list[dict]:
     return httpx.get(f"{base_url}/v1/runs/", params={"agent_id": agent}).json()
+
+
+def _count_499(base_url: str) -> float:
+    for line in httpx.get(base_url + "/metrics").text.splitlines():
+        if line.startswith('memproxy_requests_total{route="chat_completions",status="499"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def test_identical_transcript_replays_the_stored_answer(server) -> None:
@@ -89,6 +99,27 @@ def test_retry_after_a_slow_start_gets_the_answer_without_a_second_turn(server) 
     assert "".join(e["choices"][0]["delta"].get("content") or "" for e in events[:-1] if e["choices"])
     assert user_messages(server.base_url, agent) == ["are you there"]
     assert len(runs(server.base_url, agent)) == 1
+
+
+def test_a_client_gone_before_the_first_chunk_gets_499_and_the_turn_finishes_for_its_retry(server) -> None:
+    agent = create_agent(server.base_url)
+    body = {"model": agent, "stream": True, "messages": [{"role": "user", "content": "hung up early"}]}
+    before = _count_499(server.base_url)
+    payload = json.dumps(body).encode()
+    head = "".join(f"{k}: {v}\r\n" for k, v in sim_headers(ttft_ms=800).items()).encode()
+    # Hang up while the upstream is still thinking, before any chunk exists...
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n" + head
+                     + b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+        time.sleep(0.2)
+    # ...and send the same request again: it follows the turn the first one started.
+    retry = httpx.post(server.base_url + "/v1/chat/completions", json=body, timeout=30)
+    events, _ = raw_events(retry)
+    assert events[-1] == "[DONE]"
+    assert "".join(e["choices"][0]["delta"].get("content") or "" for e in events[:-1] if e["choices"])
+    assert user_messages(server.base_url, agent) == ["hung up early"]
+    assert [r["status"] for r in runs(server.base_url, agent)] == ["completed"]
+    assert _count_499(server.base_url) == before + 1  # the first request's answer, once its first chunk came
 
 
 def test_retry_after_an_upstream_failure_runs_again_without_repeating_the_user(server) -> None:
