@@ -286,3 +286,18 @@ async def test_a_journal_that_cannot_be_written_fails_that_turn_then_turns_go_st
     kept = turn(agent.id, 1)
     await duck.append_turn(kept)  # a plain commit now
     assert await duck.list_messages(agent.id) == kept.messages
+
+
+async def test_turns_are_refused_while_too_many_wait_for_the_tables(duck: DuckDBStore,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(duckdb_connection, "JOURNAL_BACKLOG_MAX", 2)
+    monkeypatch.setattr(duckdb_connection, "APPLY_DELAY_S", 3600)  # as if the tables kept failing
+    agent = await new_agent(duck)
+    await duck.append_turn(turn(agent.id, 1))
+    await duck.append_turn(turn(agent.id, 3))
+    refused = turn(agent.id, 5)
+    with pytest.raises(StoreUnavailable):
+        await duck.append_turn(refused)
+    assert await duck.count_messages(agent.id) == 4  # the read takes the waiting two to the tables
+    await duck.append_turn(refused)  # room again
+    assert await duck.count_messages(agent.id) == 6
