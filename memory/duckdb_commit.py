@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -66,6 +66,20 @@ class _PendingCommit:
     seq: int = 0  # a journaled turn's record
 
 
+def _pending(changes: Changes, done: asyncio.Future[None] | None, seq: int) -> _PendingCommit:
+    # Rows are taken now, on the caller's side: the records may be mutated before the worker gets to them.
+    return _PendingCommit(
+        blocks=[block_row(block) for block in changes.blocks],
+        messages=[message_row(message, message.in_context) for message in changes.messages],
+        runs=[run_row(run) for run in changes.runs],
+        evict_ids=list(changes.evict_message_ids),
+        insert_only=changes.insert_only,
+        done=done,
+        loop=asyncio.get_running_loop(),
+        seq=seq,
+    )
+
+
 # A journaled turn that fails with one of these can never be written; anything else (I/O, memory) may pass later.
 _DATA_ERRORS = (duckdb.ConstraintException, duckdb.ConversionException, duckdb.InvalidInputException, Conflict)
 
@@ -84,27 +98,25 @@ class GroupCommit:
         self._pending: list[_PendingCommit] = []
         self._lock = threading.Lock()
 
-    def enqueue(self, changes: Changes, seq: int = 0) -> asyncio.Future[None] | None:
-        """Queue `changes` (on the event loop); the future resolves once they are durable or have failed.
+    def enqueue(self, changes: Changes) -> asyncio.Future[None]:
+        """Queue `changes` (on the event loop); the future resolves once they are durable or have failed."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._add(_pending(changes, done, 0))
+        return done
 
-        With a journal `seq` the write is already durable in the journal: no future, it lands with the next group.
+    def enqueue_journaled(self, changes: Changes, seq: int) -> _PendingCommit:
+        """Queue a turn whose journal record `seq` the journal answers for: no future, it lands with the next group.
+
+        The rows it returns are the ones that record holds.
         """
-        loop = asyncio.get_running_loop()
-        # Rows are taken now, on the caller's side: the records may be mutated before the worker gets to them.
-        pending = _PendingCommit(
-            blocks=[block_row(block) for block in changes.blocks],
-            messages=[message_row(message, message.in_context) for message in changes.messages],
-            runs=[run_row(run) for run in changes.runs],
-            evict_ids=list(changes.evict_message_ids),
-            insert_only=changes.insert_only,
-            done=None if seq else loop.create_future(),
-            loop=loop,
-            seq=seq,
-        )
+        pending = _pending(changes, None, seq)
+        self._add(pending)
+        return pending
+
+    def _add(self, pending: _PendingCommit) -> None:
         with self._lock:
             self._pending.append(pending)
-            self.journaled += bool(seq)
-        return pending.done
+            self.journaled += bool(pending.seq)
 
     def withdraw(self, seq: int) -> bool:
         """Drop a journaled turn still queued (its record could not be written); False if it already landed."""
@@ -118,9 +130,7 @@ class GroupCommit:
 
     def requeue(self, pending: _PendingCommit) -> None:
         """Queue a journal record read back at start (its rows as they were written)."""
-        with self._lock:
-            self._pending.append(pending)
-            self.journaled += 1
+        self._add(pending)
 
     def drain(self, con: duckdb.DuckDBPyConnection | None) -> None:
         """Apply everything queued so far in one transaction (on the database thread), then wake each caller."""
@@ -179,7 +189,7 @@ class GroupCommit:
             self.on_rejected(pending, error)
         try:
             with transaction(con):
-                con.execute("UPDATE journal_state SET applied = ?", [pending.seq])
+                mark_applied(con, pending.seq)
             self._applied([pending])
         except duckdb.Error:
             pass  # then it is tried (and reported) again at the next start
@@ -228,7 +238,12 @@ def _write(con: duckdb.DuckDBPyConnection, batch: list[_PendingCommit]) -> None:
             _insert_rows(con, table, list(rows.values()))
     seq = max((pending.seq for pending in batch), default=0)
     if seq:
-        con.execute("UPDATE journal_state SET applied = ?", [seq])
+        mark_applied(con, seq)
+
+
+def mark_applied(con: duckdb.DuckDBPyConnection, seq: int) -> None:
+    """Record (inside the caller's transaction) that the turn journal's records up to `seq` are done with."""
+    con.execute("UPDATE journal_state SET applied = ?", [seq])
 
 
 def _replace_rows(con: duckdb.DuckDBPyConnection, table: Table, rows: list[Row]) -> None:
@@ -249,12 +264,19 @@ def _insert_rows(con: duckdb.DuckDBPyConnection, table: Table, rows: list[Row]) 
 
 
 def _settle(batch: list[_PendingCommit], outcomes: list[BaseException | None]) -> None:
-    """Resolve each caller's future on its own loop, one wake-up per loop."""
+    """Resolve each caller's future (journaled turns have none: the journal answered them)."""
+    resolve_on_loops((pending.loop, pending.done, outcome) for pending, outcome in zip(batch, outcomes)
+                     if pending.done is not None and pending.loop is not None)
+
+
+Waiter = tuple[asyncio.AbstractEventLoop, asyncio.Future[None], BaseException | None]
+
+
+def resolve_on_loops(waiters: Iterable[Waiter]) -> None:
+    """From a worker thread: settle each future (None: done, else its error) on its own loop, one wake-up a loop."""
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], BaseException | None]]] = {}
-    for pending, outcome in zip(batch, outcomes):
-        if pending.done is None or pending.loop is None:
-            continue
-        by_loop.setdefault(pending.loop, []).append((pending.done, outcome))
+    for loop, done, outcome in waiters:
+        by_loop.setdefault(loop, []).append((done, outcome))
     for loop, results in by_loop.items():
         try:
             loop.call_soon_threadsafe(_resolve, results)

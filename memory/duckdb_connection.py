@@ -15,7 +15,7 @@ import orjson
 from memory.duckdb_commit import GroupCommit, _PendingCommit
 from memory.duckdb_errors import store_error
 from memory.duckdb_journal import Journal, JournalRecord, RejectHandler
-from memory.duckdb_rows import Row, message_row, run_row
+from memory.duckdb_rows import Row
 from memory.migrations import apply_migrations
 from memory.models import Changes
 from memory.secretbox import SecretBox
@@ -157,7 +157,6 @@ class DuckDBConnection:
         if executor is None:
             raise RuntimeError("DuckDBStore is not open")
         done = self._group.enqueue(changes)
-        assert done is not None
         # Whichever drain runs first takes every queued commit; the later ones find nothing to do.
         executor.submit(self._drain_commits)
         # If the caller is cancelled here the write may still land; the worker skips the dead future.
@@ -181,10 +180,8 @@ class DuckDBConnection:
             raise StoreUnavailable("the database has not taken the journaled turns; try again shortly")
         self._journal_seq += 1
         seq = self._journal_seq
-        self._group.enqueue(changes, seq)
-        durable = journal.submit(JournalRecord(
-            seq, [message_row(message, message.in_context) for message in changes.messages],
-            [run_row(run) for run in changes.runs], list(changes.evict_message_ids)))
+        pending = self._group.enqueue_journaled(changes, seq)
+        durable = journal.submit(JournalRecord(seq, pending.messages, pending.runs, pending.evict_ids))
         if self._group.journaled >= APPLY_AT:
             executor.submit(self._drain_commits)
         elif self._apply_timer is None:

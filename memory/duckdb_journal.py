@@ -28,13 +28,14 @@ from typing import Any
 
 import orjson
 
+from memory.duckdb_commit import resolve_on_loops
 from memory.duckdb_rows import MESSAGES, RUNS, Row, Table
 from memory.store import StoreUnavailable
 
 log = logging.getLogger("memproxy")
 
 _HEADER = struct.Struct("<II")  # payload length, crc32 of the payload
-# Emptied when it is at least this long and everything in it has reached the tables.
+# A file this long is emptied if the tables hold all of it, else writing moves on to the other file.
 TRUNCATE_AT = 4 * 2**20
 
 
@@ -204,29 +205,7 @@ class Journal:
             self.broken = exc
             log.error("turn journal %s: %s; turns are now written straight to the tables", self.path, exc)
             outcome = StoreUnavailable(f"the turn journal could not be written: {exc.strerror or exc}")
-        _settle(group, outcome)
-
-
-def _settle(group: list[tuple[int, bytes, asyncio.Future[None], asyncio.AbstractEventLoop]],
-            outcome: BaseException | None) -> None:
-    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-    for _, _, done, loop in group:
-        by_loop.setdefault(loop, []).append(done)
-    for loop, futures in by_loop.items():
-        try:
-            loop.call_soon_threadsafe(_resolve, futures, outcome)
-        except RuntimeError:
-            pass  # the loop is closed: nobody is left waiting
-
-
-def _resolve(futures: list[asyncio.Future[None]], outcome: BaseException | None) -> None:
-    for done in futures:
-        if done.done():
-            continue
-        if outcome is None:
-            done.set_result(None)
-        else:
-            done.set_exception(outcome)
+        resolve_on_loops((loop, done, outcome) for _, _, done, loop in group)
 
 
 RejectHandler = Callable[[str], None]
