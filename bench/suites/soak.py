@@ -145,11 +145,12 @@ def _figures(samples: list[tuple[int, float]], warmup: int, warm_at: int, turns:
 
     rss = {"start": samples[0][1], **{name: at(n) for name, n in _checkpoints(warmup, turns)}}
     rss["warmup_end"], rss["max_after_warmup"], pct = growth(warm_at)
+    measured = turns - warm_at >= turns // 2  # else the warm-up took most of the run and little was measured
     return {"turns": turns, "agents": agents, "warmup": warmup, "warmup_end_turns": warm_at,
             "warmup_seconds": WARMUP_SECONDS, "errors": errors,
             "turns_per_s": turns / elapsed if elapsed else 0.0, "rss_mb": rss, "growth_after_warmup_pct": pct,
-            "growth_from_warmup_turns_pct": growth(warmup)[2], "measured": turns - warm_at >= turns // 2,
-            "flat": pct <= FLAT_LIMIT_PCT and turns - warm_at >= turns // 2}
+            "growth_from_warmup_turns_pct": growth(warmup)[2], "measured": measured,
+            "flat": measured and pct <= FLAT_LIMIT_PCT}
 
 
 def plot(result: SuiteResult, out_dir: Path, stem: str) -> list[str]:
