@@ -1,19 +1,11 @@
 """Upkeep of the search tables: when a table gets a maintenance pass, the loop that runs passes, and reopening.
 
-A pass is LanceDB's `optimize`: compact small fragments, fold new rows into the FTS and agent_id indexes,
-delete versions older than a minute. Its cost grows with the table, not with what changed: compaction
-rewrites every fragment under ~1M rows together with the new ones (so the whole table, up to a million
-rows) and the indexes are remapped to the rewritten rows. Passes every few seconds would make each turn
-pay for the whole table. So a pass comes once the rows written since the last one reach a share of the
-table (`TABLE_SHARE`, at least `MIN_ROWS`): the table-sized pass is paid once per that many rows, so
-while this rule decides, its cost per row stays flat as the table grows.
-
-Between passes each write leaves a small unindexed fragment, which full-text search scans and which costs
-every search a little (~0.07 ms each), so `MAX_WRITES` bounds them. That bound wins on a big table under
-load (the recall writer commits about once every 0.75 s, so 64 writes take ~50 s): there a pass comes every
-64 writes, five times less often than the old fixed 10 s, and its share per turn still grows with the table
-(`python -m bench indexcost`). A table that goes quiet (no write for `QUIET_INTERVALS` optimize intervals, a
-minute by default) gets its pending pass then, when no turn waits for the CPU. New rows are searchable from
+A pass (`compaction.py`) compacts the fragments written since the last one, brings the FTS and agent_id
+indexes up to date and deletes versions older than a minute. Its cost follows the rows written since
+the last pass, not the table, so passes are scheduled by those rows: one comes once `PASS_ROWS` rows
+are written, or after `MAX_WRITES` writes (each write leaves a small unindexed fragment, which full-text
+search scans, ~0.07 ms each), or when a table has had no write for `QUIET_INTERVALS` optimize intervals
+(a minute by default), and never sooner than the interval after the last. New rows are searchable from
 their write on, indexed or not.
 """
 
@@ -34,8 +26,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("memproxy.longterm")
 
-MIN_ROWS = 2_000  # rows written since the last pass before a pass is due...
-TABLE_SHARE = 0.1  # ...or this share of the table's rows, whichever is more
+PASS_ROWS = 10_000  # rows written since the last pass that make one due
 MAX_WRITES = 64  # writes (so unindexed fragments) since the last pass that make one due anyway
 QUIET_INTERVALS = 6  # a table with no write for this many optimize intervals gets its pending pass
 
@@ -44,9 +35,8 @@ def pass_due(table: MemoryTable, now: float, interval: float) -> bool:
     """Whether `table` should get a maintenance pass now; never sooner than `interval` after the last."""
     if not table.writes_since_optimize or now - table.last_optimize < interval:
         return False
-    if table.rows_since_optimize >= max(MIN_ROWS, TABLE_SHARE * table.row_count):
-        return True
-    return table.writes_since_optimize >= MAX_WRITES or now - table.last_write >= QUIET_INTERVALS * interval
+    return (table.rows_since_optimize >= PASS_ROWS or table.writes_since_optimize >= MAX_WRITES
+            or now - table.last_write >= QUIET_INTERVALS * interval)
 
 
 def new_session(total_bytes: int | None) -> lancedb.Session:

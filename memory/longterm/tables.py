@@ -7,8 +7,8 @@ time a vector of a known size arrives. Rows always carry `embedded`: false means
 which the background re-embedder picks up.
 
 Writes (add, upsert, delete, set_vectors) are serialized per table by `lock`, which is cheap at our
-write rates. `optimize` does not take it, so a compaction (up to ~0.5 s on a large table) never
-delays an archival insert: LanceDB commits optimistically and rebases an append onto a compaction;
+write rates. `optimize` does not take it, so a maintenance pass (see `compaction.py`) never delays an
+archival insert: Lance commits optimistically and rebases an append onto a compaction;
 the idempotent writes (upsert, delete, set_vectors) are retried once if a commit still conflicts.
 Reads never take the lock.
 """
@@ -19,18 +19,17 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import timedelta
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from lancedb.index import FTS, BTree
 
+from memory.longterm import compaction
+
 log = logging.getLogger("memproxy.longterm")
 
 VECTOR = "vector"
-# Old versions are kept this long after a compaction so in-flight reads of them still succeed.
-CLEANUP_AFTER = timedelta(seconds=60)
 
 
 class MemoryTable:
@@ -46,7 +45,6 @@ class MemoryTable:
         self._optimizing = asyncio.Lock()  # one compaction at a time; writers do not wait for it
         self.writes_since_optimize = 0
         self.rows_since_optimize = 0  # rows added or replaced since the last pass
-        self.row_count = 0  # the table's rows as of the last pass, plus those added since (deletes not counted)
         self.last_optimize = time.monotonic()
         self.last_write = 0.0
 
@@ -68,7 +66,6 @@ class MemoryTable:
         schema = await self.table.schema()
         if VECTOR in schema.names:
             self.dim = schema.field(VECTOR).type.list_size
-        self.row_count = await self.table.count_rows()
         await self._ensure_indexes()
 
     async def reopen(self, db: Any) -> None:
@@ -158,11 +155,10 @@ class MemoryTable:
     def _wrote(self, added: int, changed: int = 0) -> None:
         self.writes_since_optimize += 1
         self.rows_since_optimize += added + changed
-        self.row_count += added
         self.last_write = time.monotonic()
 
     async def optimize(self) -> bool:
-        """Compact fragments, fold new rows into the FTS and scalar indexes, drop old versions.
+        """Compact new fragments, bring the FTS and scalar indexes up to date, drop old versions (`compaction.py`).
 
         Returns False when a concurrent delete or update won the commit race; the caller retries later.
         """
@@ -172,17 +168,19 @@ class MemoryTable:
             started = time.perf_counter()
             writes, rows = self.writes_since_optimize, self.rows_since_optimize
             try:
-                await self.table.optimize(cleanup_older_than=CLEANUP_AFTER)
-            except RuntimeError as exc:
-                if "retryable commit conflict" not in str(exc).lower():
+                await compaction.run_pass(await self.table.uri())
+            except (OSError, RuntimeError) as exc:
+                if "conflict" not in str(exc).lower():
                     raise
                 log.debug("optimizing %s yielded to a concurrent write", self.name)
                 return False
-            # Writes that landed during the compaction are still owed one.
+            finally:
+                # The pass committed outside this handle: move it to the new version (a write would too).
+                await self.table.checkout_latest()
+            # Writes that landed during the pass are still owed one.
             self.writes_since_optimize -= writes
             self.rows_since_optimize -= rows
             self.last_optimize = time.monotonic()
-            self.row_count = await self.table.count_rows()  # deletes are counted again here
         log.debug("optimized %s in %.0f ms", self.name, (time.perf_counter() - started) * 1000)
         return True
 
