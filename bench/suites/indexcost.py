@@ -8,13 +8,14 @@ the HTTP API would take hours. No embedding model (the default): full-text searc
 memproxy then starts on that data dir (its start-up repair must find nothing to fix), `DRIVEN` agents take
 one warm-up turn each, and once memproxy is idle `CONCURRENCY` connections send `TURNS` zero-delay turns
 (two new recall rows each). The window closes `TAIL_S` seconds after the last turn, so the recall writes of
-the last turns fall inside it. At the turn rates of a 2-core machine the window holds maintenance passes
-(compaction, index update, version cleanup) at every size under the default schedule (a pass per 10% of
-the table in new rows or per 64 writes, see memory/longterm/maintenance.py), so their cost is in the
-figure, amortized as the server amortizes it.
+the last turns fall inside it. The window holds about four maintenance passes (compaction, index update,
+version cleanup) at every size under the default schedule (a pass per 10,000 new rows, or per 64 writes,
+see memory/longterm/maintenance.py), so their cost is in the figure, amortized as the server amortizes it.
 
-Indexer CPU is the CPU of LanceDB's threads (`/proc/<pid>/task/*/stat`, threads named `lancedb-tokio-w` and `lance-cpu`):
-every append, compaction, index update, version cleanup and search-table reopen runs there. The event
+Indexer CPU is the CPU of the Lance threads (`/proc/<pid>/task/*/stat`, every thread whose name starts with
+`lance`: LanceDB's `lancedb-tokio-w` and `lance-cpu`, the maintenance pass's `lance-maintenance` and the
+`lance_background` threads of the Lance runtime it calls): every append, compaction, index update, version
+cleanup and search-table reopen runs there. The event
 loop's share of indexing (turning a batch of rows into one Arrow table) is proportional to the new rows
 by construction, so it cannot grow with the table; it is in `event_loop_ms_per_turn` with the rest of the
 turn. memproxy's whole-process CPU per turn is reported beside it.
@@ -57,10 +58,10 @@ SMOKE_SIZES = (200, 2_000)
 AGENTS = 200
 DRIVEN = 16
 CONCURRENCY = 8
-TURNS = 12_000
+TURNS = 20_000
 SEARCHES = 100
 TAIL_S = 1.5
-INDEXER_THREADS = ("lance",)  # LanceDB's threads: `lancedb-tokio-w` (its runtime) and `lance-cpu` (its CPU pool)
+INDEXER_THREADS = ("lance",)  # LanceDB's and Lance's threads (see the module docstring)
 
 
 def _by_class(pid: int, threads: dict[int, tuple[str, float]]) -> dict[str, float]:

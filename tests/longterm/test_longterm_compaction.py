@@ -127,3 +127,20 @@ async def test_a_pass_on_a_full_disk_fails_loses_no_row_and_the_next_catches_up(
         assert len(await lt.search_recall(agent_id, "granite", mode="fts", limit=200)) == 90
     finally:
         await lt.close()
+
+
+async def test_the_pass_runs_on_a_thread_named_for_lance(tmp_path: Any) -> None:
+    """Per-thread CPU figures (bench indexcost) count a pass with Lance's threads by the OS thread name."""
+    lt = LanceLongTermMemory(str(tmp_path / "lance"), None)
+    await lt.open()
+    try:
+        lt.enqueue_messages(_records(new_id("agent"), "slate", 5), new=True)
+        await lt.flush()
+        await lt.optimize()
+    finally:
+        await lt.close()
+    names = set()
+    for tid in os.listdir("/proc/self/task"):
+        with contextlib.suppress(OSError), open(f"/proc/self/task/{tid}/comm") as f:
+            names.add(f.read().strip())
+    assert compaction.THREAD_NAME[:15] in names
