@@ -6,8 +6,11 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import lance
@@ -144,3 +147,57 @@ async def test_the_pass_runs_on_a_thread_named_for_lance(tmp_path: Any) -> None:
         with contextlib.suppress(OSError), open(f"/proc/self/task/{tid}/comm") as f:
             names.add(f.read().strip())
     assert compaction.THREAD_NAME[:15] in names
+
+
+CHILD = """
+import asyncio, sys
+from datetime import datetime, timezone
+from memory.longterm import LanceLongTermMemory, RecallRecord, compaction
+from memory.models import new_id
+
+compaction.FRAGMENT_ROWS = 256
+
+async def main(path, agent_id):
+    lt = LanceLongTermMemory(path, None)
+    await lt.open()
+    written = 0
+    while True:
+        now = datetime.now(timezone.utc)
+        lt.enqueue_messages([RecallRecord(new_id("message"), agent_id, "user", f"quartz note {written + i}", now)
+                             for i in range(100)], new=True)
+        await lt.flush()
+        written += 100
+        print("flushed", written, flush=True)
+        await lt.optimize()
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.15])
+async def test_a_kill_during_a_pass_loses_no_written_row(tmp_path: Any, delay: float) -> None:
+    path, agent_id = str(tmp_path / "lance"), new_id("agent")
+    child = subprocess.Popen([sys.executable, "-c", CHILD, path, agent_id], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert child.stdout is not None
+    try:
+        flushed = 0
+        while flushed < 1000:  # several passes, each merging index deltas and compacting
+            line = child.stdout.readline()
+            assert line, "the writer died"
+            flushed = int(line.split()[1])
+        time.sleep(delay)  # into the pass that follows this flush
+    finally:
+        child.kill()
+        child.wait()
+    lt = LanceLongTermMemory(path, None)
+    await lt.open()
+    try:
+        assert len(await lt.recall_ids(agent_id)) >= flushed
+        lt.enqueue_messages(_records(agent_id, "zircon", 3), new=True)
+        await lt.flush()
+        assert await lt.tables[1].optimize()
+        assert len(await lt.search_recall(agent_id, "quartz", mode="fts", limit=5000)) >= flushed
+        assert len(await lt.search_recall(agent_id, "zircon", mode="fts", limit=10)) == 3
+    finally:
+        await lt.close()
