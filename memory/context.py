@@ -124,11 +124,24 @@ def encode_messages(live: LiveAgent, system_prompt: str, instructions: list[dict
     return b"".join(message_parts(live, system_prompt, instructions, counter))
 
 
-def splice_messages(head_open: bytes, messages: list[bytes | bytearray]) -> bytes:
-    """A head's JSON without its closing brace, with the messages array's pieces spliced in."""
-    # One join, one copy of a history that can be ~600 KB at 5,000 messages (chained `+`, or joining the
-    # array first and the body after, copied it two or three times per upstream call, each into fresh pages).
-    return b"".join((head_open, b',"messages":', *messages, b"}"))
+def splice_messages(head_open: bytes, messages: list[bytes | bytearray]) -> list[bytes | memoryview]:
+    """A head's JSON without its closing brace, with the messages array spliced in: the body as pieces to send.
+
+    The in-context history (the bytearray memory/incontext.py keeps, ~600 KB at 5,000 messages) goes as a
+    read-only view of itself: joining it into one bytes object cost an allocation and a copy of it per
+    upstream call. While a view is alive that bytearray cannot grow; InContext copies it then.
+    """
+    pieces: list[bytes | memoryview] = []
+    small: list[bytes | bytearray] = [head_open, b',"messages":']
+    for part in messages:
+        if isinstance(part, bytearray):
+            pieces += (b"".join(small), memoryview(part).toreadonly())
+            small = []
+        else:
+            small.append(part)
+    small.append(b"}")
+    pieces.append(b"".join(small))
+    return pieces
 
 
 def request_messages(live: LiveAgent, system_prompt: str, instructions: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -35,7 +35,8 @@ class InContext:
 
     def __init__(self) -> None:
         self._entries: dict[str, Entry] = {}
-        self._joined = bytearray()  # b",".join(wire) of messages[:_synced]
+        # b",".join(wire) of messages[:_synced]; grown in place, sent as a view of it, never changed otherwise
+        self._joined = bytearray()
         self._total = 0  # tokens of messages[:_synced]
         self._synced = 0
         self._first: Message | None = None  # messages[0] and messages[_synced - 1] when last synced: any change
@@ -58,13 +59,16 @@ class InContext:
             synced = 0
         if synced == n:
             return
-        joined = self._joined
+        wires = [b""] if self._joined else []  # a leading comma when there is something to follow
         for message in messages[synced:]:
             entry = self.entry(message, counter)
-            if joined:
-                joined += b","
-            joined += entry.wire
+            wires.append(entry.wire)
             self._total += entry.tokens
+        added = b",".join(wires)
+        try:
+            self._joined += added
+        except BufferError:  # a request body still being sent views it (context.splice_messages): copy, then grow
+            self._joined = self._joined + added
         self._synced = n
         self._first = messages[0]
         self._last = messages[-1]

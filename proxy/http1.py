@@ -12,6 +12,7 @@ import asyncio
 import ssl
 import zlib
 from collections import deque
+from collections.abc import Sequence
 from typing import AsyncIterator
 from urllib.parse import urlsplit
 
@@ -187,13 +188,16 @@ class Http1Pool:
         self._ssl = (ssl_context or ssl.create_default_context()) if self.tls else None
         self._idle: deque[_Connection] = deque()
 
-    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> Http1Response:
-        """Send the request and return once the response headers are in."""
-        lines = [f"POST {self.prefix}{path} HTTP/1.1", f"Host: {self.host_header}", f"Content-Length: {len(body)}"]
+    async def post(self, path: str, body: bytes | Sequence[bytes | memoryview],
+                   headers: dict[str, str]) -> Http1Response:
+        """Send the request and return once the response headers are in; `body` may come as pieces (of bytes)."""
+        pieces = (body,) if isinstance(body, bytes) else tuple(body)
+        length = sum(len(piece) for piece in pieces)
+        lines = [f"POST {self.prefix}{path} HTTP/1.1", f"Host: {self.host_header}", f"Content-Length: {length}"]
         lines.extend(f"{name}: {value}" for name, value in headers.items())
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         # A large body goes out as it is, behind its head (one vectored write): no copy of it in between.
-        payload = (head + body,) if len(body) < LARGE_BODY else (head, body)
+        payload = (b"".join((head, *pieces)),) if length < LARGE_BODY else (head, *pieces)
         while self._idle:
             conn = self._idle.pop()
             response = await self._exchange(conn, payload, reused=True)
@@ -220,7 +224,7 @@ class Http1Pool:
             raise ConnectFailed(f"could not connect to the upstream: {exc.strerror or type(exc).__name__}") from None
         return _Connection(reader, writer)
 
-    async def _exchange(self, conn: _Connection, payload: tuple[bytes, ...], *,
+    async def _exchange(self, conn: _Connection, payload: tuple[bytes | memoryview, ...], *,
                         reused: bool) -> Http1Response | None:
         """Send and read the headers; None when a pooled connection turned out to be closed (retry fresh)."""
         parsed = _Parsed()

@@ -6,7 +6,7 @@ tools/protocols.py. mypy checks every implementation where it is passed as one o
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ class ChatUpstream(Protocol):
 
     base_url: str  # ends in /v1
 
-    def stream_chat(self, body: dict[str, Any] | bytes,
+    def stream_chat(self, body: dict[str, Any] | bytes | Sequence[bytes | memoryview],
                     headers: dict[str, str] | None = None) -> AsyncIterator[dict[str, Any]]:
         """Each parsed chunk of a streamed chat completion; UpstreamError on failure."""
 

@@ -6,6 +6,7 @@ import logging
 import os
 import ssl
 import urllib.request
+from collections.abc import Sequence
 from typing import Any, AsyncIterator
 
 import httpx
@@ -102,10 +103,13 @@ class Upstream:
         if self.fast is not None:
             await self.fast.close()
 
-    async def stream_chat(self, body: dict[str, Any] | bytes, headers: dict[str, str] | None = None
-                          ) -> AsyncIterator[dict[str, Any]]:
-        """Yield each parsed chunk of a streamed chat completion; raise UpstreamError on failure."""
-        content = body if isinstance(body, bytes) else orjson.dumps(body)
+    async def stream_chat(self, body: dict[str, Any] | bytes | Sequence[bytes | memoryview],
+                          headers: dict[str, str] | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Yield each parsed chunk of a streamed chat completion; raise UpstreamError on failure.
+
+        `body` is a request object, its JSON, or its JSON as pieces (memory.context.splice_messages).
+        """
+        content = orjson.dumps(body) if isinstance(body, dict) else body
         response = await self.open_chat_stream(content, _json_headers(headers))
         try:
             if response.status_code >= 400:
@@ -142,7 +146,7 @@ class Upstream:
         finally:
             await response.aclose()
 
-    async def open_chat_stream(self, content: bytes, headers: dict[str, str]) -> Any:
+    async def open_chat_stream(self, content: bytes | Sequence[bytes | memoryview], headers: dict[str, str]) -> Any:
         """Send a chat request and return the response with its body unread; UpstreamError if unreachable.
 
         The response has `status_code`, lower-case `headers`, `aiter_bytes()`, `aread()`, `aclose()`.
@@ -150,7 +154,8 @@ class Upstream:
         try:
             if self.fast is not None:
                 return await self.fast.post("/chat/completions", content, {**self._auth, **headers})
-            request = self.client.build_request("POST", self.base_url + "/chat/completions", content=content,
+            whole = content if isinstance(content, bytes) else b"".join(content)
+            request = self.client.build_request("POST", self.base_url + "/chat/completions", content=whole,
                                                 headers=headers)
             return await self.client.send(request, stream=True)
         except _UNREACHABLE as exc:

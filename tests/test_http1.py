@@ -121,6 +121,27 @@ async def test_sized_body_close_header_and_body_until_eof() -> None:
         await pool.close()
 
 
+async def test_a_body_in_pieces_arrives_whole_small_or_large_and_through_httpx_too() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reply(writer, b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 14\r\n\r\n"
+                    b"data: [DONE]\n\n")
+
+    history = bytearray(b",".join(b'{"role":"user","content":"%d"}' % i for i in range(5_000)))
+    async with RawServer(handler) as server:
+        pool = Http1Pool(server.url)
+        for kept in (history[:40], history):  # under and over the size written behind the head
+            pieces = [b'{"messages":[', memoryview(kept).toreadonly(), b"]}"]
+            assert await (await pool.post("/chat/completions", pieces, {})).aread() == b"data: [DONE]\n\n"
+            head, body = server.requests[-1].split(b"\r\n\r\n", 1)
+            assert body == b'{"messages":[' + kept + b"]}" and f"Content-Length: {len(body)}".encode() in head
+        await pool.close()
+        upstream = Upstream(server.url, None)
+        upstream.fast = None  # as with a proxy configured: httpx sends it
+        assert [chunk async for chunk in upstream.stream_chat(pieces)] == []
+        assert server.requests[-1].endswith(b'{"messages":[' + history + b"]}")
+        await upstream.close()
+
+
 async def test_a_pooled_connection_the_server_closed_is_replaced_transparently() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reply(writer, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")

@@ -153,7 +153,8 @@ class Turn(RulesMixin):
         # The model said the context is too long although we counted it in: evict harder, try once more.
         return await self._call_upstream(await self._request_body(harder=True))
 
-    async def _call_upstream(self, body: bytes) -> tuple[str, list[Call], str | None, ModelOutput]:
+    async def _call_upstream(self, body: list[bytes | memoryview]
+                             ) -> tuple[str, list[Call], str | None, ModelOutput]:
         parts: list[str] = []
         calls: dict[int, Call] = {}
         finish: str | None = None
@@ -268,7 +269,7 @@ class Turn(RulesMixin):
         self.env.metrics.tool_step.observe(elapsed)
         return ran
 
-    async def _request_body(self, harder: bool = False) -> bytes:
+    async def _request_body(self, harder: bool = False) -> list[bytes | memoryview]:
         head, tools = self.head.step(self.steps <= 1, self.plan if self.rules.active else None)
         if self.env.budget is not None:
             budget = await self.env.budget.ensure_fits(self.live, lambda: self.env.memory.system_prompt(self.live),

@@ -8,7 +8,7 @@ import orjson
 
 from memory.agents import LiveAgent
 from memory.compaction import ContextBudget
-from memory.context import encode_messages, wire_message
+from memory.context import encode_messages, message_parts, splice_messages, wire_message
 from memory.models import Agent, Message
 from memory.tokens import TokenCounter
 
@@ -102,3 +102,51 @@ def test_entries_of_messages_that_left_the_context_are_dropped() -> None:
 def test_an_empty_context_encodes_to_the_system_prompt_alone() -> None:
     live = live_with(0)
     assert orjson.loads(encode_messages(live, "only", [])) == [{"role": "system", "content": "only"}]
+
+
+def request_body(live: LiveAgent, counter: TokenCounter) -> list[bytes | memoryview]:
+    return splice_messages(b'{"model":"m"', message_parts(live, "sys", [{"role": "system", "content": "x"}], counter))
+
+
+def test_the_body_views_the_kept_history_and_equals_one_join_across_appends_evictions_and_a_summary() -> None:
+    counter = TokenCounter()
+    live = live_with(30)
+
+    def check() -> None:
+        body = request_body(live, counter)
+        joined = encode_messages(live, "sys", [{"role": "system", "content": "x"}], counter)
+        assert b"".join(body) == b'{"model":"m","messages":' + joined + b"}"
+        # The history is not copied into the body: it is a view of the bytes the agent keeps.
+        views = [piece for piece in body if isinstance(piece, memoryview)]
+        assert len(views) == (1 if live.messages else 0)
+        assert all(view.readonly and view.obj is live.in_context.joined(live.messages, counter) for view in views)
+
+    check()
+    live.messages.append(message(30))
+    check()
+    live.messages = live.messages[10:]  # eviction of the oldest turns
+    check()
+    summary = Message(id="message-summary", agent_id=live.id, seq=99, role="system", content="summary so far")
+    live.messages.insert(0, summary)
+    del live.messages[1]
+    check()
+    live.messages = []
+    check()
+    live.messages.append(message(100))
+    check()
+
+
+def test_the_history_grows_while_an_earlier_body_still_views_it() -> None:
+    counter = TokenCounter()
+    live = live_with(30)
+    pending = request_body(live, counter)  # as if the transport had not sent it all yet
+    sent = b"".join(pending)
+    live.messages += [message(30), message(31)]
+    grown = request_body(live, counter)
+    assert b"".join(pending) == sent  # the body in flight is not changed under the transport
+    _, wires = from_scratch(live, counter)
+    assert orjson.loads(b"".join(grown)) == {"model": "m", "messages": [
+        {"role": "system", "content": "sys"}, {"role": "system", "content": "x"}, *wires]}
+    del pending
+    live.messages.append(message(32))
+    assert orjson.loads(b"".join(request_body(live, counter)))["messages"][-1] == wire_message(message(32))
