@@ -92,9 +92,8 @@ class GroupCommit:
         self.transactions = 0
         self.journaled = 0  # journaled turns queued, not yet in the tables
         self.applied_seq = 0  # highest journal record in the tables (or rejected by them)
-        # Called on the database thread: a journaled turn the tables refused, and the new `applied_seq`.
+        # Called on the database thread: a journaled turn the tables refused.
         self.on_rejected: Callable[[_PendingCommit, BaseException], None] | None = None
-        self.on_applied: Callable[[int], None] | None = None
         self._pending: list[_PendingCommit] = []
         self._lock = threading.Lock()
 
@@ -180,8 +179,6 @@ class GroupCommit:
         seq = max((pending.seq for pending in batch), default=0)
         if seq:
             self.applied_seq = seq
-            if self.on_applied is not None:
-                self.on_applied(seq)
 
     def _reject(self, con: duckdb.DuckDBPyConnection, pending: _PendingCommit, error: BaseException) -> None:
         """A journaled turn the tables refuse: reported, and passed over so a restart does not try it again."""

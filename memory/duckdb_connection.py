@@ -45,9 +45,8 @@ class DuckDBConnection:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._group = GroupCommit()
         self._group.on_rejected = self._rejected
-        self._group.on_applied = self._on_applied
         on_disk = not path.startswith(":memory:")
-        self._journal = Journal(path + ".journal") if journal and on_disk else None
+        self._journal = Journal(path + ".journal", lambda: self._group.applied_seq) if journal and on_disk else None
         self._journal_seq = 0
         self._apply_timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -119,7 +118,7 @@ class DuckDBConnection:
         if todo:
             log.info("turn journal: %d turns acknowledged before the last stop applied to the tables", len(todo))
         self._journal_seq = max([applied, self._group.applied_seq, *(record.seq for record in records)])
-        journal.applied = journal.durable = self._journal_seq
+        self._group.applied_seq = journal.durable = self._journal_seq
         journal.open()
 
     def _disconnect(self) -> None:
@@ -200,10 +199,6 @@ class DuckDBConnection:
             executor.submit(self._drain_commits)
             # If the tables refused the group for now, it is back in the queue: try again after another delay.
             self._apply_timer = asyncio.get_running_loop().call_later(APPLY_DELAY_S, self._apply_later)
-
-    def _on_applied(self, seq: int) -> None:
-        if self._journal is not None:
-            self._journal.applied = seq
 
     def _rejected(self, pending: _PendingCommit, error: BaseException) -> None:
         """A journaled turn the tables refused (a bug, or a row written around the live cache): kept and told.

@@ -101,10 +101,10 @@ class Journal:
     the full one is deleted once the tables hold its last record.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, applied: Callable[[], int]) -> None:
         self.path = path
         self.durable = 0  # highest seq synced to the file
-        self.applied = 0  # highest seq in the tables (set by the database thread)
+        self._applied = applied  # highest seq in the tables (the group commit's, moved by the database thread)
         self.broken: BaseException | None = None  # the write error that stopped the journal, if any
         self.syncs = 0  # fdatasyncs so far
         self._paths = (path, path + ".1")
@@ -136,7 +136,7 @@ class Journal:
         if executor is not None:
             executor.shutdown(wait=True)
         if self._fd >= 0:
-            if self.broken is None and self.applied >= self.durable:
+            if self.broken is None and self._applied() >= self.durable:
                 os.ftruncate(self._fd, 0)
                 self._drop_retired()
             os.close(self._fd)
@@ -161,7 +161,7 @@ class Journal:
 
     def _drop_retired(self) -> None:
         """Delete the other file if the tables hold its last record (a stale copy after a crash is skipped)."""
-        if self._retired and self.applied >= self._retired:
+        if self._retired and self._applied() >= self._retired:
             try:
                 os.unlink(self._paths[1 - self._current])
             except FileNotFoundError:
@@ -172,7 +172,7 @@ class Journal:
         self._drop_retired()
         if self._size < TRUNCATE_AT:
             return
-        if self.applied >= self.durable:
+        if self._applied() >= self.durable:
             os.ftruncate(self._fd, 0)  # all of it is in the tables: reuse it
         elif not self._retired:
             os.close(self._fd)
