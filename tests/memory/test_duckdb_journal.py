@@ -165,17 +165,22 @@ async def test_turns_acknowledged_before_a_kill_are_applied_at_the_next_open(tmp
     assert table_rows(path, "SELECT applied FROM journal_state") == [(6,)]
 
 
+async def messages_after_reopen(path: str, agent_id: str) -> int:
+    """The agent's stored messages once the store at `path` is opened again (its journal replayed)."""
+    db = DuckDBStore(path)
+    await db.open()
+    try:
+        return await db.count_messages(agent_id)
+    finally:
+        await db.close()
+
+
 async def test_turns_in_both_files_after_the_journal_moved_on_are_all_applied(tmp_path: Path) -> None:
     path, agent_id = await killed_after(tmp_path, 12, truncate_at=2000)
     first, second = read_records(path + ".journal"), read_records(path + ".journal.1")
     assert first and second  # the first file filled up and writing moved to the second
     assert [r.seq for r in first + second] == list(range(1, 13))
-    db = DuckDBStore(path)
-    await db.open()
-    try:
-        assert await db.count_messages(agent_id) == 24
-    finally:
-        await db.close()
+    assert await messages_after_reopen(path, agent_id) == 24
     assert not os.path.exists(path + ".journal.1")
 
 
@@ -219,12 +224,7 @@ async def test_a_torn_tail_is_ignored_and_the_whole_records_still_land(tmp_path:
     with open(path + ".journal", "ab") as journal:
         journal.write(whole[: len(whole) // 3 // 2])  # half of a record: a write the kill cut short
     caplog.set_level(logging.WARNING, logger="memproxy")
-    db = DuckDBStore(path)
-    await db.open()
-    try:
-        assert await db.count_messages(agent_id) == 6
-    finally:
-        await db.close()
+    assert await messages_after_reopen(path, agent_id) == 6
     assert "after the last whole record ignored" in caplog.text
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -60,19 +61,8 @@ def test_each_message_is_counted_once_and_a_turn_counts_only_what_is_new() -> No
     assert spy.calls == 21  # the request body reuses the same entries
 
 
-def test_totals_follow_appends_evictions_and_a_summary_put_first() -> None:
-    counter = TokenCounter()
-    budget, live = budget_with(SpyCounter()), live_with(30)
-    budget.counter = counter
-    checks = []
-
-    def check() -> None:
-        expected_tokens, wires = from_scratch(live, counter)
-        assert live.in_context.tokens(live.messages, counter) == expected_tokens
-        body = orjson.loads(encode_messages(live, "sys", [{"role": "system", "content": "x"}], counter))
-        assert body == [{"role": "system", "content": "sys"}, {"role": "system", "content": "x"}, *wires]
-        checks.append(len(live.messages))
-
+def reshape(live: LiveAgent, check: Callable[[], None]) -> None:
+    """Call `check` on 30 messages, then after an append, an eviction, a summary put first, a reset, an append."""
     check()
     live.messages.append(message(30))
     check()
@@ -86,6 +76,22 @@ def test_totals_follow_appends_evictions_and_a_summary_put_first() -> None:
     check()
     live.messages.append(message(100))
     check()
+
+
+def test_totals_follow_appends_evictions_and_a_summary_put_first() -> None:
+    counter = TokenCounter()
+    budget, live = budget_with(SpyCounter()), live_with(30)
+    budget.counter = counter
+    checks = []
+
+    def check() -> None:
+        expected_tokens, wires = from_scratch(live, counter)
+        assert live.in_context.tokens(live.messages, counter) == expected_tokens
+        body = orjson.loads(encode_messages(live, "sys", [{"role": "system", "content": "x"}], counter))
+        assert body == [{"role": "system", "content": "sys"}, {"role": "system", "content": "x"}, *wires]
+        checks.append(len(live.messages))
+
+    reshape(live, check)
     assert checks == [30, 31, 21, 21, 0, 1]
 
 
@@ -121,19 +127,7 @@ def test_the_body_views_the_kept_history_and_equals_one_join_across_appends_evic
         assert len(views) == (1 if live.messages else 0)
         assert all(view.readonly and view.obj is live.in_context.joined(live.messages, counter) for view in views)
 
-    check()
-    live.messages.append(message(30))
-    check()
-    live.messages = live.messages[10:]  # eviction of the oldest turns
-    check()
-    summary = Message(id="message-summary", agent_id=live.id, seq=99, role="system", content="summary so far")
-    live.messages.insert(0, summary)
-    del live.messages[1]
-    check()
-    live.messages = []
-    check()
-    live.messages.append(message(100))
-    check()
+    reshape(live, check)
 
 
 def test_the_history_grows_while_an_earlier_body_still_views_it() -> None:
