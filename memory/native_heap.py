@@ -18,6 +18,7 @@ import ctypes.util
 import logging
 import os
 import sys
+from collections.abc import Callable
 
 log = logging.getLogger("memproxy")
 
@@ -94,3 +95,18 @@ async def trim_every(interval: float) -> None:
             await asyncio.to_thread(trim)
         except Exception:  # noqa: BLE001 - a failed trim costs memory, never a request
             log.exception("malloc_trim failed")
+
+
+PR_SET_NAME = 15  # prctl option, from linux/prctl.h
+_PRCTL = libc_function("prctl", [ctypes.c_int, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong])
+
+
+def thread_namer(name: str) -> Callable[[], None]:
+    """A thread pool `initializer` giving its thread `name` for the OS too (top -H, /proc/<pid>/task/*/comm):
+    Python's thread names stay inside the interpreter. The kernel keeps 15 bytes."""
+
+    def name_thread() -> None:
+        if _PRCTL is not None:
+            _PRCTL(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+
+    return name_thread

@@ -23,7 +23,6 @@ Lance's own threads.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -39,17 +38,8 @@ CLEANUP_AFTER = timedelta(seconds=60)
 PASS_CACHE_BYTES = 64 * 2**20  # index and metadata cache of the dataset a pass opens (dropped with it)
 
 THREAD_NAME = "lance-maintenance"
-PR_SET_NAME = 15  # prctl option, from linux/prctl.h
-_PRCTL = native_heap.libc_function("prctl", [ctypes.c_int, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_ulong,
-                                             ctypes.c_ulong])
-
-
-def _name_thread() -> None:
-    if _PRCTL is not None:
-        _PRCTL(PR_SET_NAME, THREAD_NAME.encode()[:15], 0, 0, 0)  # the kernel keeps 15 bytes
-
-
-_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=THREAD_NAME, initializer=_name_thread)
+_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=THREAD_NAME,
+                               initializer=native_heap.thread_namer(THREAD_NAME))
 
 
 def indices_to_merge(deltas: list[int], new_rows: int) -> int:
