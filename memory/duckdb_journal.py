@@ -4,7 +4,8 @@ A DuckDB transaction costs about 1.3 ms of CPU whatever it holds (each INSERT is
 set-up, the COMMIT another 0.4), so a server answering one turn at a time paid that for every turn. An
 append and an fdatasync of a small file cost ~0.05 ms. So a turn's rows (insert-only messages and run, and
 its evictions) are written here first, acknowledged once the file is synced, and applied to the tables by
-the group commit half a second later, up to hundreds of turns in one transaction.
+the group commit up to two seconds later (duckdb_connection.APPLY_DELAY_S), up to hundreds of turns in one
+transaction.
 
 Records are `<length><crc32><payload>`, the payload JSON `[seq, message rows, run rows, evicted ids]`.
 Every record applied to the tables moves `journal_state.applied` forward in the same transaction, so at
@@ -28,6 +29,7 @@ from typing import Any
 
 import orjson
 
+from memory import native_heap
 from memory.duckdb_commit import resolve_on_loops
 from memory.duckdb_rows import MESSAGES, RUNS, Row, Table
 from memory.store import StoreUnavailable
@@ -128,7 +130,8 @@ class Journal:
             pass
         self._current, self._retired = 0, 0
         self._fd = self._open_empty(self._paths[0])
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal",
+                                            initializer=native_heap.thread_namer("journal"))
 
     def close(self) -> None:
         """Write what is queued, then empty the file if every record reached the tables."""
