@@ -79,7 +79,9 @@ async def test_turns_sent_one_at_a_time_share_transactions_and_are_read_back_at_
     assert [r.id for r in await duck.list_runs(agent_id=agent.id, limit=None)] == [c.runs[0].id for c in reversed(turns)]
 
 
-async def test_a_group_lands_by_itself_and_the_journal_is_emptied_at_close(tmp_path: Path) -> None:
+async def test_a_group_lands_by_itself_and_the_journal_is_emptied_at_close(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(duckdb_connection, "APPLY_DELAY_S", 0.2)
     path = str(tmp_path / "memproxy.duckdb")
     db = DuckDBStore(path)
     await db.open()
