@@ -7,6 +7,7 @@ the parent then opens the data dir as a restarted server would.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -77,6 +78,18 @@ async def test_turns_sent_one_at_a_time_share_transactions_and_are_read_back_at_
     assert duck.commit_transactions - before <= 4
     assert await duck.list_messages(agent.id, limit=None) == [m for c in turns for m in c.messages]
     assert [r.id for r in await duck.list_runs(agent_id=agent.id, limit=None)] == [c.runs[0].id for c in reversed(turns)]
+
+
+async def test_the_journal_and_database_threads_carry_their_names_for_the_os(duck: DuckDBStore) -> None:
+    """bench.paced and top -H tell the threads apart by /proc/<pid>/task/*/comm, which Python does not set."""
+    agent = await new_agent(duck)
+    await duck.append_turn(turn(agent.id, 1))
+    assert len(await duck.list_messages(agent.id, limit=None)) == 2
+    names = set()
+    for tid in os.listdir("/proc/self/task"):
+        with contextlib.suppress(OSError), open(f"/proc/self/task/{tid}/comm") as comm:
+            names.add(comm.read().strip())
+    assert {"journal", "duckdb"} <= names
 
 
 async def test_a_group_lands_by_itself_and_the_journal_is_emptied_at_close(tmp_path: Path,
