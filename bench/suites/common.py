@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from bench.harness import Harness
 from bench.loadgen import Conn, Result, Template, chat_body, close_all, open_conns
+from bench.procs import Proc, cpu_ns
 from bench.stats import paired_diffs, paired_gap_diffs, summary
 
 CHAT = "/v1/chat/completions"
@@ -25,11 +27,28 @@ def agent_request(agent_id: str, headers: dict[str, str]) -> Template:
     return Template(CHAT, chat_body(agent_id, USER_TEXT), headers)
 
 
-async def warm_agents(h: Harness, agent_ids: list[str], concurrency: int = 16) -> int:
-    """One zero-delay turn per agent (loads it, compiles its prompt); returns the error count."""
-    assert h.memproxy is not None
+async def wait_quiet(proc: Proc, limit_s: float = 90.0, window_s: float = 0.25, share: float = 0.02) -> float:
+    """Wait until `proc` uses under `share` of a core over `window_s` (its background work after start or after
+    a burst is over, so none of it is billed to what is measured next); returns seconds waited."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit_s:
+        before = cpu_ns(proc.pid)
+        await asyncio.sleep(window_s)
+        if cpu_ns(proc.pid) - before <= share * window_s * 1e9:
+            break
+    return time.monotonic() - t0
+
+
+async def warm_agents(h: Harness, agent_ids: list[str], concurrency: int = 16, port: int | None = None) -> int:
+    """One zero-delay turn per agent (loads it, compiles its prompt); returns the error count.
+
+    `port`: the memproxy to send them to, when not the harness's own.
+    """
+    if port is None:
+        assert h.memproxy is not None
+        port = h.memproxy.port
     headers = h.profile("zero")
-    conns = await open_conns(h.memproxy.port, min(concurrency, len(agent_ids)) or 1)
+    conns = await open_conns(port, min(concurrency, len(agent_ids)) or 1)
     queue = list(agent_ids)
     errors = 0
 

@@ -45,8 +45,7 @@ from bench.loadgen import Conn, Template, chat_body, close_all, open_conns
 from bench.procs import cpu_seconds, thread_cpu_seconds
 from bench.stats import summary
 from bench.suite import SuiteResult, Table
-from bench.suites.common import CHAT, agent_request, warm_agents
-from bench.suites.turncost import _quiet
+from bench.suites.common import CHAT, agent_request, wait_quiet, warm_agents
 
 # Seeding a million messages takes minutes: with this set, each size's seeded data dir (before memproxy first ran on
 # it) is kept there and copied for later runs.
@@ -187,7 +186,8 @@ async def run(h: Harness) -> SuiteResult:
         ids = seed.agent_ids(data, f"idx{size}-")
         h.start_memproxy(data)
         warm_errors = await warm_agents(h, ids[:driven])
-        await _quiet(h)
+        assert h.memproxy is not None
+        await wait_quiet(h.memproxy)
         point = await _window(h, ids[:driven], turns, concurrency)
         point.update(indexed=indexed, warmup_errors=warm_errors)
         point["search"] = await _search(h, ids, searches)
