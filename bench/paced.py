@@ -26,8 +26,9 @@ from bench.harness import FULL, Harness
 from bench.loadgen import open_conns
 from bench.procs import cpu_ns
 from bench.suites.common import agent_request, wait_quiet, warm_agents
+from memory.duckdb_connection import APPLY_DELAY_S
 
-SETTLE_S = 2.5  # past the journal's longest wait before its group reaches the tables (APPLY_DELAY_S)
+SETTLE_S = APPLY_DELAY_S + 0.5  # past the journal's wait before its group reaches the tables, and a recall write
 
 
 def _threads_ns(pid: int) -> dict[str, int]:

@@ -36,6 +36,7 @@ from bench.procs import Proc, cpu_ns, start_memproxy
 from bench.stats import summary
 from bench.suite import CpuMeter, SuiteResult, Table, bottleneck_note
 from bench.suites.common import agent_request, direct_request, wait_quiet, warm_agents
+from memory.duckdb_connection import APPLY_DELAY_S
 
 SIZES = (50, 500, 5_000)
 SMOKE_SIZES = (20, 200)
@@ -46,9 +47,9 @@ CONCURRENCY = 8
 PASSTHROUGH_REQUESTS = 1_000
 KINDS = ("sequential", "concurrent")
 WINDOW = 4_000_000  # no compaction at any size here
-# After a window, memproxy's own batching (journal to tables, recall rows) runs within 0.5 s: wait that out,
-# then for a quiet window.
-SETTLE_S = 0.6
+# After a window, memproxy's batched work (the journal's group reaching the tables, recall rows every 0.5 s)
+# still runs: wait that out, then for quiet.
+SETTLE_S = APPLY_DELAY_S + 0.5
 
 
 @dataclass
@@ -69,6 +70,7 @@ class Arm:
     errors: dict[str, int] = field(default_factory=dict)  # per kind
     warmup_errors: int = 0
     loads: list[dict[str, float]] = field(default_factory=list)  # CPU shares over concurrent windows' turns
+    settle_s: float = SETTLE_S  # a smoke run, which measures nothing, waits less
 
 
 async def _idle_rate(proc: Proc, seconds: float = 2.0) -> float:
@@ -80,7 +82,7 @@ async def _idle_rate(proc: Proc, seconds: float = 2.0) -> float:
 
 async def _settle(arm: Arm) -> None:
     """Let the work a window leaves behind happen (journaled turns to the tables, recall rows), then wait for quiet."""
-    await asyncio.sleep(SETTLE_S)
+    await asyncio.sleep(arm.settle_s)
     await wait_quiet(arm.proc)
 
 
@@ -181,7 +183,7 @@ async def _start_arm(h: Harness, label: str, size: int, max_size: int, agents: i
     await seed.index_recall(data)
     proc = start_memproxy(h.log_dir, data, h.upstream)
     h.log(f"turncost {label}: memproxy pid {proc.pid} on :{proc.port}")
-    arm = Arm(label, size, proc, ids, windows=windows)
+    arm = Arm(label, size, proc, ids, windows=windows, settle_s=0.1 if h.scale.smoke else SETTLE_S)
     arm.warmup_errors = await warm_agents(h, ids, port=proc.port)
     arm.conns = await open_conns(proc.port, min(CONCURRENCY, agents))
     return arm
