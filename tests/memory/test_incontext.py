@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from typing import Any
 
@@ -144,3 +145,16 @@ def test_the_history_grows_while_an_earlier_body_still_views_it() -> None:
     del pending
     live.messages.append(message(32))
     assert orjson.loads(b"".join(request_body(live, counter)))["messages"][-1] == wire_message(message(32))
+
+
+def test_the_entries_of_a_loaded_history_leave_the_collectors_lists() -> None:
+    """Every full collection walks what the collector tracks; an agent's entries (one per in-context message)
+    must not be among it once collected, or a server holding many agents pays for them on each pass."""
+    live = live_with(200)
+    counter = TokenCounter()
+    live.in_context.sync(live.messages, counter)
+    gc.collect()
+    entries = [live.in_context.entry(m, counter) for m in live.messages]
+    assert entries and not any(gc.is_tracked(entry) for entry in entries)
+    tracked = {id(o) for o in gc.get_objects()}
+    assert not any(id(entry) in tracked for entry in entries)
