@@ -79,7 +79,8 @@ async def _send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-async def _read_json(receive: Receive) -> dict[str, Any]:
+async def _read_json(receive: Receive) -> tuple[dict[str, Any], bytes]:
+    """The request's JSON object, and its bytes as they came."""
     message = await receive()
     raw = message.get("body", b"")
     if message.get("more_body"):
@@ -94,7 +95,7 @@ async def _read_json(receive: Receive) -> dict[str, Any]:
         raise _RequestError(400, f"We could not parse the JSON body of your request: {exc}") from None
     if not isinstance(body, dict):
         raise _RequestError(400, "The request body must be a JSON object.")
-    return body
+    return body, raw
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
@@ -112,7 +113,9 @@ class SimApp:
 
     def __init__(self, config: SimConfig) -> None:
         self.config = config
-        self.requests: deque[dict[str, Any]] = deque(maxlen=RECORD_LIMIT)
+        # (body bytes, path, headers), parsed when asked for: a parsed 5,000-message body is ~5,000 dicts the
+        # collector would walk and free later, on every request of a large-context benchmark.
+        self.requests: deque[tuple[bytes, str, dict[str, str]]] = deque(maxlen=RECORD_LIMIT)
         self.failures = FailureBudget()
         self._id_prefix = "chatcmpl-sim" + os.urandom(4).hex()
         self._serial = 0
@@ -144,7 +147,7 @@ class SimApp:
                 raise _RequestError(404, f"The model '{model_id}' does not exist", "model_not_found", "model")
             await _send_bytes(send, 200, orjson.dumps(model_entry(model_id, self._created)))
         elif path == "/sim/requests" and method == "GET":
-            await _send_bytes(send, 200, orjson.dumps(list(self.requests)))
+            await _send_bytes(send, 200, orjson.dumps(self.recorded()))
         elif path == "/sim/requests" and method == "DELETE":
             deleted = len(self.requests)
             self.requests.clear()
@@ -156,13 +159,13 @@ class SimApp:
         else:
             raise _RequestError(404, f"Unknown request URL: {method} {path}", "unknown_url")
 
-    def _record(self, body: dict[str, Any], scope: Scope) -> None:
-        entry = dict(body)
-        entry["_path"] = scope["path"]
-        entry["_headers"] = {
-            k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k != b"authorization"
-        }
-        self.requests.append(entry)
+    def _record(self, raw: bytes, scope: Scope) -> None:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k != b"authorization"}
+        self.requests.append((raw, scope["path"], headers))
+
+    def recorded(self) -> list[dict[str, Any]]:
+        """The recorded request bodies, oldest first, each with its `_path` and `_headers` (no authorization)."""
+        return [{**orjson.loads(raw), "_path": path, "_headers": headers} for raw, path, headers in self.requests]
 
     def _next_id(self) -> str:
         self._serial += 1
@@ -198,12 +201,12 @@ class SimApp:
         await send({"type": "http.response.body", "body": body[half:], "more_body": False})
 
     async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = await _read_json(receive)
+        body, raw = await _read_json(receive)
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise _RequestError(400, "'messages' must be a non-empty array.", "invalid_value", "messages")
         if self.config.record:
-            self._record(body, scope)
+            self._record(raw, scope)
         user_at = last_user_index(messages)
         try:
             markers = parse_markers(content_text(messages[user_at].get("content"))) if user_at >= 0 else Markers("")
@@ -266,9 +269,9 @@ class SimApp:
         await send(_END)
 
     async def _embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = await _read_json(receive)
+        body, raw = await _read_json(receive)
         if self.config.record:
-            self._record(body, scope)
+            self._record(raw, scope)
         try:
             options = merge_options(options_from_headers(scope["headers"]), body.get("sim"))
         except SimOptionError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 from urllib.parse import urlsplit
 
@@ -48,6 +49,22 @@ async def test_in_process_without_recording() -> None:
         resp = await client.post("/v1/chat/completions", json=body)
         assert resp.json()["choices"][0]["message"]["content"] == "Echo: hi"
         assert (await client.get("/sim/requests")).json() == []
+
+
+async def test_a_recorded_request_is_kept_as_the_bytes_it_came_as() -> None:
+    """Recorded bodies stay unparsed until asked for (a large-context body parsed is thousands of objects the
+    collector walks), and come back as they were sent, with path and headers."""
+    app = build_sim_app(SimConfig(reply_tokens=2))
+    messages = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"line {i}"} for i in range(2001)]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sim") as client:
+        resp = await client.post("/v1/chat/completions", json={"model": "m", "messages": messages},
+                                 headers={"X-Trace": "big"})
+        assert resp.status_code == 200
+        [entry] = app.requests
+        assert isinstance(entry[0], bytes) and not gc.is_tracked(entry[0])
+        [recorded] = (await client.get("/sim/requests")).json()
+    assert recorded["messages"] == messages and recorded["model"] == "m"
+    assert recorded["_path"] == "/v1/chat/completions" and recorded["_headers"]["x-trace"] == "big"
 
 
 def test_thread_runner_stops_cleanly() -> None:
