@@ -13,8 +13,6 @@ loop, and the others by the names memproxy gives them: journal, duckdb, lance-*;
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
 import statistics
 import sys
 import tempfile
@@ -24,25 +22,16 @@ from pathlib import Path
 from bench import seed
 from bench.harness import FULL, Harness
 from bench.loadgen import open_conns
-from bench.procs import cpu_ns
-from bench.suites.common import agent_request, wait_quiet, warm_agents
-from memory.duckdb_connection import APPLY_DELAY_S
-
-SETTLE_S = APPLY_DELAY_S + 0.5  # past the journal's wait before its group reaches the tables, and a recall write
+from bench.procs import thread_cpu_ns
+from bench.suites.common import agent_request, idle_rate, settle, wait_quiet, warm_agents
 
 
 def _threads_ns(pid: int) -> dict[str, int]:
     """CPU so far, in ns, per thread name ("event_loop" for the main thread); same-named threads add up."""
     out: dict[str, int] = {}
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{task}/schedstat") as stat:
-                ns = int(stat.read().split()[0])
-            with open(f"/proc/{pid}/task/{task}/comm") as comm:
-                name = "event_loop" if int(task) == pid else comm.read().strip()
-        except (OSError, ValueError, IndexError):
-            continue
-        out[name] = out.get(name, 0) + ns
+    for tid, (name, ns) in thread_cpu_ns(pid).items():
+        key = "event_loop" if tid == pid else name
+        out[key] = out.get(key, 0) + ns
     return out
 
 
@@ -58,9 +47,7 @@ async def measure(size: int, delay_ms: float, turns: int, agents: int) -> dict[s
         mp = h.start_memproxy(data)
         await warm_agents(h, ids)
         await wait_quiet(mp)
-        t0, idle0 = time.perf_counter(), cpu_ns(mp.pid)
-        await asyncio.sleep(2.0)
-        idle_rate = (cpu_ns(mp.pid) - idle0) / (time.perf_counter() - t0)
+        idle = await idle_rate(mp)
         [conn] = await open_conns(mp.port, 1)
         headers = {**h.profile("zero"), "X-Sim-Ttft-Ms": f"{delay_ms:.2f}"}
         e2e: list[float] = []
@@ -73,17 +60,16 @@ async def measure(size: int, delay_ms: float, turns: int, agents: int) -> dict[s
             if result.ok:
                 e2e.append(result.e2e_ms)
         wall = time.perf_counter() - t0
-        await asyncio.sleep(SETTLE_S)
-        await wait_quiet(mp)
+        await settle(mp)
         elapsed = time.perf_counter() - t0
         after = _threads_ns(mp.pid)
         conn.close()
         used = {name: ns - before.get(name, 0) for name, ns in after.items()}
         # Idle work is spread over the threads; it is taken off the total only.
-        total = sum(used.values()) - idle_rate * elapsed
+        total = sum(used.values()) - idle * elapsed
         figures = {"size": size, "delay_ms": delay_ms, "turns": turns, "errors": errors,
                    "turns_per_s": turns / wall, "e2e_p50_ms": statistics.median(e2e) if e2e else float("nan"),
-                   "cpu_ms_per_turn": total / 1e6 / turns, "idle_ms_per_s": idle_rate / 1e6}
+                   "cpu_ms_per_turn": total / 1e6 / turns, "idle_ms_per_s": idle / 1e6}
         for name, ns in sorted(used.items(), key=lambda item: -item[1]):
             if ns:
                 figures[f"{name}_ms_per_turn"] = ns / 1e6 / turns

@@ -60,17 +60,24 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
-def cpu_ns(pid: int) -> int:
-    """CPU time its threads have run so far, in ns (/proc/<pid>/task/*/schedstat), for windows too short for
-    `cpu_seconds`' clock ticks; threads that have exited no longer count."""
-    total = 0
+def thread_cpu_ns(pid: int) -> dict[int, tuple[str, int]]:
+    """Per thread of a process: its name (`comm`) and the CPU time it has run so far in ns
+    (/proc/<pid>/task/*/schedstat), for windows too short for clock ticks."""
+    out: dict[int, tuple[str, int]] = {}
     for task in os.listdir(f"/proc/{pid}/task"):
         try:
             with open(f"/proc/{pid}/task/{task}/schedstat") as stat:
-                total += int(stat.read().split()[0])
+                ns = int(stat.read().split()[0])
+            with open(f"/proc/{pid}/task/{task}/comm") as comm:
+                out[int(task)] = (comm.read().strip(), ns)
         except (OSError, ValueError, IndexError):
             continue  # the thread ended meanwhile
-    return total
+    return out
+
+
+def cpu_ns(pid: int) -> int:
+    """CPU time a process's threads have run so far, in ns; threads that have exited no longer count."""
+    return sum(ns for _, ns in thread_cpu_ns(pid).values())
 
 
 class Proc:

@@ -10,11 +10,15 @@ from bench.harness import Harness
 from bench.loadgen import Conn, Result, Template, chat_body, close_all, open_conns
 from bench.procs import Proc, cpu_ns
 from bench.stats import paired_diffs, paired_gap_diffs, summary
+from memory.duckdb_connection import APPLY_DELAY_S
 
 CHAT = "/v1/chat/completions"
 PASSTHROUGH_MODEL = "sim-small"
 USER_TEXT = "Hi Sam, quick question: what did I tell you about my trip?"
 PATHS = ("direct", "passthrough", "agent")
+# After measured turns, memproxy's batched work (the journal's group reaching the tables, recall rows every
+# 0.5 s) still runs: a measurement waits this long, then for quiet, so the turns are billed for it.
+SETTLE_S = APPLY_DELAY_S + 0.5
 # Each round sends the paths in a rotated order so none always goes first (warm caches, CPU frequency).
 ROTATIONS = [PATHS[i:] + PATHS[:i] for i in range(len(PATHS))]
 
@@ -37,6 +41,19 @@ async def wait_quiet(proc: Proc, limit_s: float = 90.0, window_s: float = 0.25, 
         if cpu_ns(proc.pid) - before <= share * window_s * 1e9:
             break
     return time.monotonic() - t0
+
+
+async def idle_rate(proc: Proc, seconds: float = 2.0) -> float:
+    """`proc`'s CPU in ns per second while nothing is sent to it (timers, background upkeep)."""
+    c0, t0 = cpu_ns(proc.pid), time.perf_counter()
+    await asyncio.sleep(seconds)
+    return (cpu_ns(proc.pid) - c0) / (time.perf_counter() - t0)
+
+
+async def settle(proc: Proc, seconds: float = SETTLE_S) -> None:
+    """Let the batched work measured turns leave behind happen (`SETTLE_S`), then wait for quiet."""
+    await asyncio.sleep(seconds)
+    await wait_quiet(proc)
 
 
 async def warm_agents(h: Harness, agent_ids: list[str], concurrency: int = 16, port: int | None = None) -> int:

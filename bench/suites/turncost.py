@@ -35,8 +35,8 @@ from bench.loadgen import Conn, close_all, open_conns
 from bench.procs import Proc, cpu_ns, start_memproxy
 from bench.stats import summary
 from bench.suite import CpuMeter, SuiteResult, Table, bottleneck_note
-from bench.suites.common import agent_request, direct_request, wait_quiet, warm_agents
-from memory.duckdb_connection import APPLY_DELAY_S
+from bench.suites.common import (SETTLE_S, agent_request, direct_request, idle_rate, settle, wait_quiet,
+                                 warm_agents)
 
 SIZES = (50, 500, 5_000)
 SMOKE_SIZES = (20, 200)
@@ -47,10 +47,6 @@ CONCURRENCY = 8
 PASSTHROUGH_REQUESTS = 1_000
 KINDS = ("sequential", "concurrent")
 WINDOW = 4_000_000  # no compaction at any size here
-# After a window, memproxy's batched work (the journal's group reaching the tables, recall rows every 0.5 s)
-# still runs: wait that out, then for quiet.
-SETTLE_S = APPLY_DELAY_S + 0.5
-
 
 @dataclass
 class Arm:
@@ -71,19 +67,6 @@ class Arm:
     warmup_errors: int = 0
     loads: list[dict[str, float]] = field(default_factory=list)  # CPU shares over concurrent windows' turns
     settle_s: float = SETTLE_S  # a smoke run, which measures nothing, waits less
-
-
-async def _idle_rate(proc: Proc, seconds: float = 2.0) -> float:
-    """Its CPU in ns per second while nothing is sent (timers, background upkeep)."""
-    c0, t0 = cpu_ns(proc.pid), time.perf_counter()
-    await asyncio.sleep(seconds)
-    return (cpu_ns(proc.pid) - c0) / (time.perf_counter() - t0)
-
-
-async def _settle(arm: Arm) -> None:
-    """Let the work a window leaves behind happen (journaled turns to the tables, recall rows), then wait for quiet."""
-    await asyncio.sleep(arm.settle_s)
-    await wait_quiet(arm.proc)
 
 
 async def _send(h: Harness, arm: Arm, conns: list[Conn], queues: list[list[str]], kind: str | None) -> None:
@@ -124,7 +107,7 @@ async def _window(h: Harness, arm: Arm, window: int, kind: str, turns_per_agent:
     wall = time.perf_counter() - t0
     if kind == "concurrent":
         arm.loads.append(meter.stop())
-    await _settle(arm)
+    await settle(arm.proc, arm.settle_s)
     elapsed = time.perf_counter() - t0
     cpu = max(0.0, cpu_ns(arm.proc.pid) - c0 - arm.idle_ns_per_s * elapsed)
     arm.measured.setdefault(kind, []).append((cpu, turns, wall))
@@ -132,6 +115,11 @@ async def _window(h: Harness, arm: Arm, window: int, kind: str, turns_per_agent:
 
 def _ms_per_turn(windows: list[tuple[float, int, float]]) -> float:
     return sum(cpu for cpu, _, _ in windows) / 1e6 / max(1, sum(turns for _, turns, _ in windows))
+
+
+def _window_ratio_median(windows: list[tuple[float, int, float]], base: list[tuple[float, int, float]]) -> float:
+    """The median over windows of CPU per turn here against CPU per turn of `base` in the same window."""
+    return statistics.median((a[0] / a[1]) / (b[0] / b[1]) for a, b in zip(windows, base))
 
 
 def _figures(arm: Arm, kind: str, base: Arm | None) -> dict[str, Any]:
@@ -146,8 +134,7 @@ def _figures(arm: Arm, kind: str, base: Arm | None) -> dict[str, Any]:
         "e2e_ms": summary(arm.e2e.get(kind, [])),
     }
     if base is not None:
-        pairs = zip(windows, base.measured[kind])
-        out["window_ratio_median"] = statistics.median((a[0] / a[1]) / (b[0] / b[1]) for a, b in pairs)
+        out["window_ratio_median"] = _window_ratio_median(windows, base.measured[kind])
     if kind == "concurrent" and arm.loads:
         out["cpu"] = {key: statistics.mean(load[key] for load in arm.loads) for key in arm.loads[0]}
     return out
@@ -208,7 +195,7 @@ async def run(h: Harness) -> SuiteResult:
             await _send(h, arm, arm.conns, [first[w::len(arm.conns)] for w in range(len(arm.conns))], None)
         for arm in arms:
             await wait_quiet(arm.proc)
-            arm.idle_ns_per_s = await _idle_rate(arm.proc)
+            arm.idle_ns_per_s = await idle_rate(arm.proc)
         h.log(f"turncost: {len(arms)} memproxies warm and idle; {windows} windows each")
         for w in range(windows):
             for arm in arms[w % len(arms):] + arms[:w % len(arms)]:
@@ -238,8 +225,7 @@ async def run(h: Harness) -> SuiteResult:
     matched["ttft_ms"] = rated.delay_ms["concurrent"]
     matched["sequential"] = _figures(rated, "sequential", None)
     matched["sequential"]["ttft_ms"] = rated.delay_ms["sequential"]
-    largest_vs_matched = {kind: statistics.median((a[0] / a[1]) / (b[0] / b[1]) for a, b in
-                                                  zip(arms[len(sizes) - 1].measured[kind], rated.measured[kind]))
+    largest_vs_matched = {kind: _window_ratio_median(arms[len(sizes) - 1].measured[kind], rated.measured[kind])
                           for kind in KINDS}
     points[f"m{smallest}"]["rate_matched"] = matched
     points[f"m{largest}"]["vs_rate_matched_window_ratio_median"] = largest_vs_matched
