@@ -62,3 +62,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def os_thread_names() -> set[str]:
+    """The names the OS knows this process's threads by (/proc/self/task/*/comm, which Python does not set)."""
+    names = set()
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as comm:
+                names.add(comm.read().strip())
+        except OSError:
+            continue  # the thread ended meanwhile
+    return names

@@ -16,6 +16,7 @@ from typing import Any
 import lance
 import pytest
 
+from helpers import os_thread_names
 from memory.longterm import LanceLongTermMemory, RecallRecord, compaction
 from memory.models import new_id
 
@@ -142,10 +143,7 @@ async def test_the_pass_runs_on_a_thread_named_for_lance(tmp_path: Any) -> None:
         await lt.optimize()
     finally:
         await lt.close()
-    names = set()
-    for tid in os.listdir("/proc/self/task"):
-        with contextlib.suppress(OSError), open(f"/proc/self/task/{tid}/comm") as f:
-            names.add(f.read().strip())
+    names = os_thread_names()
     assert compaction.THREAD_NAME[:15] in names
 
 

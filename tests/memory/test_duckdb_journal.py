@@ -7,7 +7,6 @@ the parent then opens the data dir as a restarted server would.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -22,6 +21,7 @@ import duckdb
 import orjson
 import pytest
 
+from helpers import os_thread_names
 from memory import duckdb_connection, duckdb_journal, duckdb_rows
 from memory.duckdb_journal import read_records
 from memory.duckdb_store import DuckDBStore
@@ -85,10 +85,7 @@ async def test_the_journal_and_database_threads_carry_their_names_for_the_os(duc
     agent = await new_agent(duck)
     await duck.append_turn(turn(agent.id, 1))
     assert len(await duck.list_messages(agent.id, limit=None)) == 2
-    names = set()
-    for tid in os.listdir("/proc/self/task"):
-        with contextlib.suppress(OSError), open(f"/proc/self/task/{tid}/comm") as comm:
-            names.add(comm.read().strip())
+    names = os_thread_names()
     assert {"journal", "duckdb"} <= names
 
 
