@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import Sequence
 
@@ -137,12 +136,12 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def sim(args: argparse.Namespace) -> int:
-    from proxy.sim import SimConfig, serve_sim
+    from proxy.sim import SimConfig, run_sim
 
     config = SimConfig(ttft_ms=args.ttft_ms, token_delay_ms=args.token_delay_ms, reply_tokens=args.reply_tokens,
                        embedding_dim=args.embedding_dim, max_context_tokens=args.max_context_tokens)
     print(f"memproxy simulator on http://{args.host}:{args.port}/v1", flush=True)
-    asyncio.run(serve_sim(args.host, args.port, config))
+    run_sim(args.host, args.port, config)
     return 0
 
 
