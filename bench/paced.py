@@ -22,17 +22,8 @@ from pathlib import Path
 from bench import seed
 from bench.harness import FULL, Harness
 from bench.loadgen import open_conns
-from bench.procs import thread_cpu_ns
+from bench.procs import cpu_ns_since, thread_cpu_ns
 from bench.suites.common import agent_request, idle_rate, settle, wait_quiet, warm_agents
-
-
-def _threads_ns(pid: int) -> dict[str, int]:
-    """CPU so far, in ns, per thread name ("event_loop" for the main thread); same-named threads add up."""
-    out: dict[str, int] = {}
-    for tid, (name, ns) in thread_cpu_ns(pid).items():
-        key = "event_loop" if tid == pid else name
-        out[key] = out.get(key, 0) + ns
-    return out
 
 
 async def measure(size: int, delay_ms: float, turns: int, agents: int) -> dict[str, float]:
@@ -52,7 +43,7 @@ async def measure(size: int, delay_ms: float, turns: int, agents: int) -> dict[s
         headers = {**h.profile("zero"), "X-Sim-Ttft-Ms": f"{delay_ms:.2f}"}
         e2e: list[float] = []
         errors = 0
-        before = _threads_ns(mp.pid)
+        before = thread_cpu_ns(mp.pid)
         t0 = time.perf_counter()
         for i in range(turns):
             result = await conn.send(agent_request(ids[i % len(ids)], headers), "agent")
@@ -62,9 +53,8 @@ async def measure(size: int, delay_ms: float, turns: int, agents: int) -> dict[s
         wall = time.perf_counter() - t0
         await settle(mp)
         elapsed = time.perf_counter() - t0
-        after = _threads_ns(mp.pid)
         conn.close()
-        used = {name: ns - before.get(name, 0) for name, ns in after.items()}
+        used = cpu_ns_since(mp.pid, before)
         # Idle work is spread over the threads; it is taken off the total only.
         total = sum(used.values()) - idle * elapsed
         figures = {"size": size, "delay_ms": delay_ms, "turns": turns, "errors": errors,

@@ -75,9 +75,19 @@ def thread_cpu_ns(pid: int) -> dict[int, tuple[str, int]]:
     return out
 
 
-def cpu_ns(pid: int) -> int:
-    """CPU time a process's threads have run so far, in ns; threads that have exited no longer count."""
-    return sum(ns for _, ns in thread_cpu_ns(pid).values())
+def cpu_ns_since(pid: int, before: dict[int, tuple[str, int]]) -> dict[str, int]:
+    """CPU in ns each thread name ("event_loop" for the main thread) has run since `before`, a `thread_cpu_ns`
+    snapshot; same-named threads add up.
+
+    Taken per thread id: a thread that has exited since counts nothing from then on. A difference of sums
+    over the live threads would instead lose its whole lifetime (a pool thread that did the warm-up's work,
+    then timed out idle), and could come out below zero.
+    """
+    out: dict[str, int] = {}
+    for tid, (name, ns) in thread_cpu_ns(pid).items():
+        key = "event_loop" if tid == pid else name
+        out[key] = out.get(key, 0) + ns - before.get(tid, (name, 0))[1]
+    return out
 
 
 class Proc:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 from typing import Any
 
 from bench.harness import Harness
 from bench.loadgen import Conn, Result, Template, chat_body, close_all, open_conns
-from bench.procs import Proc, cpu_ns
+from bench.procs import Proc, cpu_ns_since, thread_cpu_ns
 from bench.stats import paired_diffs, paired_gap_diffs, summary
 from memory.duckdb_connection import APPLY_DELAY_S
 
@@ -36,18 +37,23 @@ async def wait_quiet(proc: Proc, limit_s: float = 90.0, window_s: float = 0.25, 
     a burst is over, so none of it is billed to what is measured next); returns seconds waited."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < limit_s:
-        before = cpu_ns(proc.pid)
+        before = thread_cpu_ns(proc.pid)
         await asyncio.sleep(window_s)
-        if cpu_ns(proc.pid) - before <= share * window_s * 1e9:
+        if sum(cpu_ns_since(proc.pid, before).values()) <= share * window_s * 1e9:
             break
     return time.monotonic() - t0
 
 
-async def idle_rate(proc: Proc, seconds: float = 2.0) -> float:
-    """`proc`'s CPU in ns per second while nothing is sent to it (timers, background upkeep)."""
-    c0, t0 = cpu_ns(proc.pid), time.perf_counter()
-    await asyncio.sleep(seconds)
-    return (cpu_ns(proc.pid) - c0) / (time.perf_counter() - t0)
+async def idle_rate(proc: Proc, seconds: float = 2.0, slices: int = 8) -> float:
+    """`proc`'s CPU in ns per second while nothing is sent to it (timers, background upkeep): the median over
+    `slices` equal slices of `seconds`, so that one burst of work left from earlier turns (a maintenance pass,
+    a batched write), which belongs to those turns, does not pass for the idle rate."""
+    rates = []
+    for _ in range(slices):
+        before, t0 = thread_cpu_ns(proc.pid), time.perf_counter()
+        await asyncio.sleep(seconds / slices)
+        rates.append(sum(cpu_ns_since(proc.pid, before).values()) / (time.perf_counter() - t0))
+    return statistics.median(rates)
 
 
 async def settle(proc: Proc, seconds: float = SETTLE_S) -> None:

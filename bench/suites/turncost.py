@@ -14,11 +14,13 @@ recall indexing), from /proc in ns, over the turns and until memproxy is idle ag
 rate, measured before, is taken off): what a turn costs the machine, whatever the wall clock says. Figures
 are totals over the windows, and the median of the windows' own ratios to the smallest size.
 
-The largest size's turns come several times slower (the simulator parses a ~600 KB body each), and a turn
-costs more when fewer turns share each event-loop wake-up, journal sync and batched write. So the smallest
-size also runs, on a memproxy of its own, at the largest one's turn rate (the simulator holds each answer
-for the difference in e2e p50, one at a time and concurrently, in the first window): that pair compares
-history alone, the plain one history and turn rate together. The smallest size's memproxy then relays passthrough requests.
+The largest size's turns come several times slower (the simulator parses a ~600 KB body each), and on
+this kind of machine the same work costs more after the process has idled (cold caches: the suite measures
+that too, as `idle_penalty`), so the plain comparison mixes history with turn rate. Two more memproxies, the
+smallest and the largest size, are measured at an upstream's pace: the simulator takes `UPSTREAM_MS` to
+answer, and turns are sent on a fixed schedule (one at a time, then from `CONCURRENCY` connections), the
+same for both, so both serve the same turns per second and idle alike between them: that pair compares
+history alone. The smallest size's memproxy then relays passthrough requests.
 """
 
 from __future__ import annotations
@@ -26,13 +28,16 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from bench import seed
 from bench.harness import Harness
 from bench.loadgen import Conn, close_all, open_conns
-from bench.procs import Proc, cpu_ns, start_memproxy
+from bench.procs import Proc, cpu_ns_since, start_memproxy, thread_cpu_ns
 from bench.stats import summary
 from bench.suite import CpuMeter, SuiteResult, Table, bottleneck_note
 from bench.suites.common import (SETTLE_S, agent_request, direct_request, idle_rate, settle, wait_quiet,
@@ -46,6 +51,13 @@ TURNS_PER_AGENT = 12
 CONCURRENCY = 8
 PASSTHROUGH_REQUESTS = 1_000
 KINDS = ("sequential", "concurrent")
+UPSTREAM_MS = 50.0  # the paced pair's simulator answer time: a fast hosted model's
+SMOKE_UPSTREAM_MS = 2.0
+# The paced schedule, set from the largest size's plain turns in the first window: a connection's turns
+# start this many times its one-at-a-time turn (upstream wait included) apart, and all connections together
+# offer at most this share of the turns per second it managed at concurrency.
+PACE_SLACK = 1.5
+PACE_SHARE = 0.5
 WINDOW = 4_000_000  # no compaction at any size here
 
 @dataclass
@@ -56,7 +68,8 @@ class Arm:
     size: int
     proc: Proc
     ids: list[str]
-    delay_ms: dict[str, float] = field(default_factory=dict)  # per kind: the simulator's wait before answering
+    delay_ms: float = 0.0  # the simulator's wait before answering
+    interval_s: dict[str, float] = field(default_factory=dict)  # per kind: a connection's turns start this far apart
     idle_ns_per_s: float = 0.0
     windows: int = 1  # window w drives ids[w::windows]
     conns: list[Conn] = field(default_factory=list)
@@ -64,26 +77,37 @@ class Arm:
     measured: dict[str, list[tuple[float, int, float]]] = field(default_factory=dict)
     e2e: dict[str, list[float]] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)  # per kind
+    late: dict[str, int] = field(default_factory=dict)  # per kind: turns that started after their slot
+    threads: dict[str, dict[str, int]] = field(default_factory=dict)  # per kind: CPU ns per thread name, all windows
     warmup_errors: int = 0
     loads: list[dict[str, float]] = field(default_factory=list)  # CPU shares over concurrent windows' turns
     settle_s: float = SETTLE_S  # a smoke run, which measures nothing, waits less
 
 
 async def _send(h: Harness, arm: Arm, conns: list[Conn], queues: list[list[str]], kind: str | None) -> None:
-    """Each connection sends its queue's turns in order (the simulator waiting `arm.delay_ms[kind]` to answer)."""
+    """Each connection sends its queue's turns in order: back to back, or on `arm.interval_s[kind]`'s schedule
+    (connection w's turn j starts at w/n + j intervals, or as soon as its previous turn ends if that is later)."""
     assert h.sim is not None
-    headers = {**h.profile("zero"), "X-Sim-Ttft-Ms": f"{arm.delay_ms.get(kind or '', 0.0):.2f}"}
+    headers = {**h.profile("zero"), "X-Sim-Ttft-Ms": f"{arm.delay_ms:.2f}"}
     e2e = arm.e2e.setdefault(kind or "warm-up", [])
+    interval = arm.interval_s.get(kind or "", 0.0)
+    start = time.perf_counter()
 
-    async def worker(conn: Conn, queue: list[str]) -> None:
-        for agent in queue:
+    async def worker(w: int, conn: Conn, queue: list[str]) -> None:
+        for j, agent in enumerate(queue):
+            if interval:
+                wait = start + (w / len(conns) + j) * interval - time.perf_counter()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                elif kind is not None and j:
+                    arm.late[kind] = arm.late.get(kind, 0) + 1
             result = await conn.send(agent_request(agent, headers), "agent")
             if kind is not None:
                 arm.errors[kind] = arm.errors.get(kind, 0) + (not result.ok)
             if result.ok:
                 e2e.append(result.e2e_ms)
 
-    await asyncio.gather(*(worker(conn, queue) for conn, queue in zip(conns, queues)))
+    await asyncio.gather(*(worker(w, conn, queue) for w, (conn, queue) in enumerate(zip(conns, queues))))
 
 
 async def _reconnect(arm: Arm) -> None:
@@ -101,7 +125,7 @@ async def _window(h: Harness, arm: Arm, window: int, kind: str, turns_per_agent:
     # Connection w takes agents w, w + n, ...; each sends a turn to each of its agents, `turns_per_agent` times.
     queues = [agents[w::len(conns)] * turns_per_agent for w in range(len(conns))]
     turns = sum(len(q) for q in queues)
-    c0, t0 = cpu_ns(arm.proc.pid), time.perf_counter()
+    before, t0 = thread_cpu_ns(arm.proc.pid), time.perf_counter()
     meter = CpuMeter({"memproxy": arm.proc.pid, "simulator": h.sim.pid}).start()
     await _send(h, arm, conns, queues, kind)
     wall = time.perf_counter() - t0
@@ -109,8 +133,12 @@ async def _window(h: Harness, arm: Arm, window: int, kind: str, turns_per_agent:
         arm.loads.append(meter.stop())
     await settle(arm.proc, arm.settle_s)
     elapsed = time.perf_counter() - t0
-    cpu = max(0.0, cpu_ns(arm.proc.pid) - c0 - arm.idle_ns_per_s * elapsed)
+    used = cpu_ns_since(arm.proc.pid, before)
+    cpu = max(0.0, sum(used.values()) - arm.idle_ns_per_s * elapsed)
     arm.measured.setdefault(kind, []).append((cpu, turns, wall))
+    threads = arm.threads.setdefault(kind, {})
+    for name, ns in used.items():
+        threads[name] = threads.get(name, 0) + ns
 
 
 def _ms_per_turn(windows: list[tuple[float, int, float]]) -> float:
@@ -132,7 +160,13 @@ def _figures(arm: Arm, kind: str, base: Arm | None) -> dict[str, Any]:
         "window_cpu_ms_per_turn": [cpu / 1e6 / t for cpu, t, _ in windows],
         "turns_per_s": turns / sum(w for _, _, w in windows),
         "e2e_ms": summary(arm.e2e.get(kind, [])),
+        "idle_ms_per_s": arm.idle_ns_per_s / 1e6,
     }
+    # Per thread, idle work included (the idle rate comes off the total only)
+    out["thread_cpu_ms_per_turn"] = {name: ns / 1e6 / turns for name, ns in sorted(arm.threads[kind].items(),
+                                                                                  key=lambda item: -item[1]) if ns}
+    if arm.interval_s:
+        out.update(upstream_ms=arm.delay_ms, interval_ms=arm.interval_s[kind] * 1000, late=arm.late.get(kind, 0))
     if base is not None:
         out["window_ratio_median"] = _window_ratio_median(windows, base.measured[kind])
     if kind == "concurrent" and arm.loads:
@@ -154,9 +188,9 @@ async def _passthrough(h: Harness, arm: Arm, requests: int) -> dict[str, Any]:
 
     await asyncio.gather(*(worker(c) for c in arm.conns))  # warm-up: connections, upstream pool
     meter = CpuMeter({"memproxy": arm.proc.pid, "simulator": h.sim.pid}).start()
-    c0, t0 = cpu_ns(arm.proc.pid), time.perf_counter()
+    before, t0 = thread_cpu_ns(arm.proc.pid), time.perf_counter()
     await asyncio.gather(*(worker(c) for c in arm.conns))
-    cpu = cpu_ns(arm.proc.pid) - c0 - arm.idle_ns_per_s * (time.perf_counter() - t0)
+    cpu = sum(cpu_ns_since(arm.proc.pid, before).values()) - arm.idle_ns_per_s * (time.perf_counter() - t0)
     sent = per_conn * len(arm.conns)
     return {"requests": sent, "errors": errors, "cpu_ms_per_request": cpu / 1e6 / sent, "cpu": meter.stop()}
 
@@ -176,18 +210,55 @@ async def _start_arm(h: Harness, label: str, size: int, max_size: int, agents: i
     return arm
 
 
+def _idle_penalty(interval_s: float, reps: int) -> dict[str, float]:
+    """This process's CPU for one fixed piece of Python work (JSON out and in, ~1 ms) run back to back, and run
+    once per `interval_s` with the process idle in between: what idling alone costs the same work here."""
+    data = [{"role": "user", "content": f"message {i} about the trip to the lake"} for i in range(300)]
+
+    def work() -> int:
+        t0 = time.thread_time_ns()
+        for _ in range(3):
+            sum(len(m["content"]) for m in orjson.loads(orjson.dumps(data)))
+        return time.thread_time_ns() - t0
+
+    for _ in range(reps):
+        work()
+    busy = statistics.median(work() for _ in range(reps))
+    idle = []
+    for _ in range(reps):
+        time.sleep(interval_s)
+        idle.append(work())
+    return {"busy_ms": busy / 1e6, "after_idle_ms": statistics.median(idle) / 1e6,
+            "ratio": statistics.median(idle) / busy, "interval_ms": interval_s * 1000}
+
+
+def _set_pace(h: Harness, paced: list[Arm], plain: Arm, upstream_ms: float) -> None:
+    """The paced pair's schedule, from the largest size's plain turns (their first window)."""
+    one_at_a_time = PACE_SLACK * (upstream_ms + statistics.median(plain.e2e["sequential"])) / 1000
+    rate = plain.measured["concurrent"][0][1] / plain.measured["concurrent"][0][2]
+    schedule = {"sequential": one_at_a_time, "concurrent": max(one_at_a_time, CONCURRENCY / (PACE_SHARE * rate))}
+    for arm in paced:
+        arm.interval_s = dict(schedule)
+    h.log(f"turncost: paced turns {upstream_ms:.0f} ms upstream, one every {schedule['sequential'] * 1000:.0f} ms, "
+          f"then {CONCURRENCY} connections each one every {schedule['concurrent'] * 1000:.0f} ms")
+
+
 async def run(h: Harness) -> SuiteResult:
     sizes = SMOKE_SIZES if h.scale.smoke else SIZES
     agents = 4 if h.scale.smoke else AGENTS
     windows = 2 if h.scale.smoke else WINDOWS
     turns_per_agent = 2 if h.scale.smoke else TURNS_PER_AGENT
+    upstream_ms = SMOKE_UPSTREAM_MS if h.scale.smoke else UPSTREAM_MS
     smallest, largest = sizes[0], sizes[-1]
     arms: list[Arm] = []
     try:
         for size in sizes:
             arms.append(await _start_arm(h, str(size), size, largest, agents, windows))
-        rated = await _start_arm(h, f"{smallest} at the {largest} rate", smallest, largest, agents, windows)
-        arms.append(rated)
+        plain_largest = arms[-1]
+        paced = [await _start_arm(h, f"{size} paced", size, largest, agents, windows) for size in (smallest, largest)]
+        for arm in paced:
+            arm.delay_ms = upstream_ms
+        arms += paced
         # One unmeasured turn on the first window's agents: connections and upstream pools warm.
         for arm in arms:
             await _reconnect(arm)
@@ -196,19 +267,19 @@ async def run(h: Harness) -> SuiteResult:
         for arm in arms:
             await wait_quiet(arm.proc)
             arm.idle_ns_per_s = await idle_rate(arm.proc)
-        h.log(f"turncost: {len(arms)} memproxies warm and idle; {windows} windows each")
+        h.log(f"turncost: {len(arms)} memproxies warm and idle ("
+              + ", ".join(f"{arm.label} {arm.idle_ns_per_s / 1e6:.1f}" for arm in arms)
+              + f" CPU-ms/s when idle); {windows} windows each")
         for w in range(windows):
+            # Rotated order; in the first window the plain sizes come first, and set the paced schedule.
             for arm in arms[w % len(arms):] + arms[:w % len(arms)]:
-                if arm is rated and not arm.measured:  # it comes last in the first window
-                    for kind in KINDS:
-                        rated.delay_ms[kind] = max(0.0, statistics.median(arms[len(sizes) - 1].e2e[kind])
-                                                   - statistics.median(arms[0].e2e[kind]))
-                    h.log(f"turncost: the {smallest} rate memproxy's upstream waits "
-                          + ", ".join(f"{ms:.1f} ms {kind}" for kind, ms in rated.delay_ms.items()))
+                if arm in paced and not arm.interval_s:
+                    _set_pace(h, paced, plain_largest, upstream_ms)
                 await _window(h, arm, w, "sequential", max(1, turns_per_agent // 4))
                 await _window(h, arm, w, "concurrent", turns_per_agent)
         requests = 40 if h.scale.smoke else PASSTHROUGH_REQUESTS
         passthrough = await _passthrough(h, arms[0], requests)
+        penalty = _idle_penalty(paced[0].interval_s["sequential"], 8 if h.scale.smoke else 40)
     finally:
         for arm in arms:
             close_all(arm.conns)
@@ -221,50 +292,58 @@ async def run(h: Harness) -> SuiteResult:
         point["sequential"] = _figures(arm, "sequential", base)
         point["warmup_errors"] = arm.warmup_errors
         points[f"m{arm.size}"] = point
-    matched = _figures(rated, "concurrent", None)
-    matched["ttft_ms"] = rated.delay_ms["concurrent"]
-    matched["sequential"] = _figures(rated, "sequential", None)
-    matched["sequential"]["ttft_ms"] = rated.delay_ms["sequential"]
-    largest_vs_matched = {kind: _window_ratio_median(arms[len(sizes) - 1].measured[kind], rated.measured[kind])
-                          for kind in KINDS}
-    points[f"m{smallest}"]["rate_matched"] = matched
-    points[f"m{largest}"]["vs_rate_matched_window_ratio_median"] = largest_vs_matched
+    for arm in paced:
+        point = _figures(arm, "concurrent", paced[0])
+        point["sequential"] = _figures(arm, "sequential", paced[0])
+        point["warmup_errors"] = arm.warmup_errors
+        points[f"m{arm.size}"]["paced"] = point
     for arm in arms:
         h.log(f"turncost {arm.label}: {_ms_per_turn(arm.measured['sequential']):.3f} CPU-ms per turn one at a time, "
-              f"{_ms_per_turn(arm.measured['concurrent']):.3f} at concurrency {len(arm.conns)}")
+              f"{_ms_per_turn(arm.measured['concurrent']):.3f} at concurrency {len(arm.conns)}; per thread "
+              + "; ".join(f"{kind} " + ", ".join(f"{name} {ns / 1e6 / sum(t for _, t, _ in arm.measured[kind]):.2f}"
+                                                  for name, ns in sorted(arm.threads[kind].items(),
+                                                                         key=lambda item: -item[1])[:5])
+                          for kind in KINDS))
     h.log(f"turncost passthrough: {passthrough['cpu_ms_per_request']:.3f} CPU-ms per request")
+    h.log(f"turncost: fixed work {penalty['busy_ms']:.3f} ms back to back, {penalty['after_idle_ms']:.3f} ms after "
+          f"{penalty['interval_ms']:.0f} ms idle ({penalty['ratio']:.2f}x)")
 
     result = SuiteResult()
-    result.figures = {"agent": points, "passthrough": passthrough}
+    result.figures = {"agent": points, "passthrough": passthrough, "idle_penalty": penalty}
+    picks: list[tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = [
+        ("1", lambda p: p["sequential"]), (str(CONCURRENCY), lambda p: p)]
     rows = []
-    for label, pick in (("1", lambda p: p["sequential"]), (str(CONCURRENCY), lambda p: p)):
+    for label, pick in picks:
         base_ms = pick(points[f"m{smallest}"])["cpu_ms_per_turn"]
         for size in sizes:
             p = pick(points[f"m{size}"])
             rows.append([label, size, p["turns"], f"{p['cpu_ms_per_turn']:.3f}", f"{p['cpu_ms_per_turn'] / base_ms:.2f}x",
                          f"{p['window_ratio_median']:.2f}x", f"{p['turns_per_s']:.0f}", f"{p['e2e_ms']['p50']:.2f}",
                          p["errors"]])
-    result.tables.append(Table(f"CPU per agent turn (memproxy, all threads; {windows} alternated windows)",
+    result.tables.append(Table(f"CPU per agent turn, as fast as answered (memproxy, all threads; {windows} alternated "
+                               "windows)",
                                ["concurrency", "in context", "turns", "CPU ms/turn", f"vs {smallest}",
                                 "median window ratio", "turns/s", "e2e p50 ms", "errors"], rows))
-    largest_point = points[f"m{largest}"]
     rows = []
-    for label, pick, kind in (("1", lambda p: p["sequential"], "sequential"),
-                              (str(CONCURRENCY), lambda p: p, "concurrent")):
-        m, big = pick(matched), pick(largest_point)
-        rows.append([label, smallest, f"{rated.delay_ms[kind]:.1f}", m["turns"], f"{m['cpu_ms_per_turn']:.3f}", "1.00x",
-                     "1.00x", f"{m['turns_per_s']:.0f}", f"{m['e2e_ms']['p50']:.2f}"])
-        rows.append([label, largest, "0.0", big["turns"], f"{big['cpu_ms_per_turn']:.3f}",
-                     f"{big['cpu_ms_per_turn'] / m['cpu_ms_per_turn']:.2f}x", f"{largest_vs_matched[kind]:.2f}x",
-                     f"{big['turns_per_s']:.0f}", f"{big['e2e_ms']['p50']:.2f}"])
+    for label, pick in picks:
+        base_ms = pick(points[f"m{smallest}"]["paced"])["cpu_ms_per_turn"]
+        for size in (smallest, largest):
+            p = pick(points[f"m{size}"]["paced"])
+            rows.append([label, size, f"{p['interval_ms']:.0f}", p["turns"], f"{p['cpu_ms_per_turn']:.3f}",
+                         f"{p['cpu_ms_per_turn'] / base_ms:.2f}x", f"{p['window_ratio_median']:.2f}x",
+                         f"{p['turns_per_s']:.1f}", f"{p['e2e_ms']['p50']:.2f}", p["late"], p["errors"]])
     result.tables.append(Table(
-        f"CPU per agent turn at the same turn rate (the simulator holds each {smallest}-message answer to the "
-        f"{largest} phase's e2e)",
-        ["concurrency", "in context", "upstream delay ms", "turns", "CPU ms/turn", f"vs {smallest}",
-         "median window ratio", "turns/s", "e2e p50 ms"], rows))
+        f"CPU per agent turn at an upstream's pace (it answers in {upstream_ms:.0f} ms; turns start on one fixed "
+        "schedule for both sizes)",
+        ["concurrency", "in context", "ms between a connection's turns", "turns", "CPU ms/turn", f"vs {smallest}",
+         "median window ratio", "turns/s", "e2e p50 ms", "late", "errors"], rows))
     result.tables.append(Table("CPU per passthrough request", ["requests", "CPU ms/request", "errors"],
                                [[passthrough["requests"], f"{passthrough['cpu_ms_per_request']:.3f}",
                                  passthrough["errors"]]]))
+    result.notes.append(
+        f"This machine, idle between turns: one fixed piece of Python work costs {penalty['busy_ms']:.3f} ms of CPU "
+        f"back to back and {penalty['after_idle_ms']:.3f} ms run once every {penalty['interval_ms']:.0f} ms "
+        f"({penalty['ratio']:.2f}x): the slower a size's turns come, the more each costs, whatever its history.")
     for size in sizes:
         note = bottleneck_note(f"{size} in context", points[f"m{size}"]["cpu"])
         if note:
