@@ -63,15 +63,19 @@ TAIL_S = 1.5
 INDEXER_THREADS = ("lance",)  # LanceDB's and Lance's threads (see the module docstring)
 
 
-def _by_class(pid: int, threads: dict[int, tuple[str, float]]) -> dict[str, float]:
-    out: dict[str, float] = defaultdict(float)
-    for tid, (name, cpu) in threads.items():
+def _by_class(pid: int, before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds per class of thread over the window, from each thread's own difference: a thread that exits
+    in the window (LanceDB's workers do, after idling) counts nothing after, where the difference of two sums
+    over the live threads would take its whole lifetime off the class."""
+    out: dict[str, float] = {"event_loop": 0.0, "indexer": 0.0, "other": 0.0}
+    for tid, (name, cpu) in after.items():
         if tid == pid:
-            out["event_loop"] += cpu
+            key = "event_loop"
         elif name.lower().startswith(INDEXER_THREADS):
-            out["indexer"] += cpu
+            key = "indexer"
         else:
-            out["other"] += cpu
+            key = "other"
+        out[key] += cpu - before.get(tid, (name, 0.0))[1]
     return out
 
 
@@ -107,8 +111,7 @@ async def _window(h: Harness, agent_ids: list[str], turns: int, concurrency: int
     threads1 = thread_cpu_seconds(pid)
     close_all(conns)
     sent = per_worker * concurrency
-    before, after = _by_class(pid, threads0), _by_class(pid, threads1)
-    per_turn = {f"{k}_ms_per_turn": 1000 * (after[k] - before.get(k, 0.0)) / sent for k in after}
+    per_turn = {f"{k}_ms_per_turn": 1000 * cpu / sent for k, cpu in _by_class(pid, threads0, threads1).items()}
     return {"turns": sent, "errors": errors, "turns_per_s": sent / turns_wall, "window_s": turns_wall + TAIL_S,
             "process_ms_per_turn": 1000 * cpu / sent, **per_turn, "threads_cpu_s": _thread_names(threads0, threads1)}
 
