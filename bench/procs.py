@@ -173,18 +173,3 @@ def wait_index_repaired(proc: Proc, timeout: float) -> None:
             raise RuntimeError(f"memproxy's start-up index repair failed; see {proc.log_path}")
         time.sleep(0.1)
     raise RuntimeError(f"memproxy's start-up index repair not done after {timeout}s")
-
-
-def thread_cpu_seconds(pid: int) -> dict[int, tuple[str, float]]:
-    """Per thread of a process: its name (`comm`) and user + system CPU so far, from /proc/<pid>/task."""
-    out: dict[int, tuple[str, float]] = {}
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{task}/stat") as stat:
-                raw = stat.read()
-        except FileNotFoundError:  # the thread ended between listing and reading
-            continue
-        name = raw[raw.index("(") + 1:raw.rindex(")")]
-        fields = raw.rsplit(")", 1)[1].split()
-        out[int(task)] = (name, (int(fields[11]) + int(fields[12])) / _CLK_TCK)
-    return out

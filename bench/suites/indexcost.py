@@ -12,7 +12,7 @@ the last turns fall inside it. The window holds about four maintenance passes (c
 version cleanup) at every size under the default schedule (a pass per 10,000 new rows, or per 64 writes,
 see memory/longterm/maintenance.py), so their cost is in the figure, amortized as the server amortizes it.
 
-Indexer CPU is the CPU of the Lance threads (`/proc/<pid>/task/*/stat`, every thread whose name starts with
+Indexer CPU is the CPU of the Lance threads (`/proc/<pid>/task/*/schedstat`, every thread whose name starts with
 `lance`: LanceDB's `lancedb-tokio-w` and `lance-cpu`, the maintenance pass's `lance-maintenance` and the
 `lance_background` threads of the Lance runtime it calls): every append, compaction, index update, version
 cleanup and search-table reopen runs there. The event
@@ -34,7 +34,6 @@ import random
 import shutil
 import time
 import uuid
-from collections import defaultdict
 from typing import Any
 
 import httpx
@@ -42,7 +41,7 @@ import httpx
 from bench import seed
 from bench.harness import Harness
 from bench.loadgen import Conn, Template, chat_body, close_all, open_conns
-from bench.procs import cpu_seconds, thread_cpu_seconds
+from bench.procs import cpu_ns_since, cpu_seconds, thread_cpu_ns
 from bench.stats import summary
 from bench.suite import SuiteResult, Table
 from bench.suites.common import CHAT, agent_request, wait_quiet, warm_agents
@@ -63,28 +62,15 @@ TAIL_S = 1.5
 INDEXER_THREADS = ("lance",)  # LanceDB's and Lance's threads (see the module docstring)
 
 
-def _by_class(pid: int, before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
-    """CPU seconds per class of thread over the window, from each thread's own difference: a thread that exits
-    in the window (LanceDB's workers do, after idling) counts nothing after, where the difference of two sums
-    over the live threads would take its whole lifetime off the class."""
+def _by_class(used: dict[str, int]) -> dict[str, float]:
+    """CPU seconds per class of thread, from `procs.cpu_ns_since` over the window (per thread name, the main
+    thread as "event_loop"; a thread that exits in it, as LanceDB's workers do after idling, counts nothing
+    after)."""
     out: dict[str, float] = {"event_loop": 0.0, "indexer": 0.0, "other": 0.0}
-    for tid, (name, cpu) in after.items():
-        if tid == pid:
-            key = "event_loop"
-        elif name.lower().startswith(INDEXER_THREADS):
-            key = "indexer"
-        else:
-            key = "other"
-        out[key] += cpu - before.get(tid, (name, 0.0))[1]
+    for name, ns in used.items():
+        key = name if name == "event_loop" else "indexer" if name.lower().startswith(INDEXER_THREADS) else "other"
+        out[key] += ns / 1e9
     return out
-
-
-def _thread_names(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
-    """CPU seconds per thread name over the window (threads born in it count from zero)."""
-    out: dict[str, float] = defaultdict(float)
-    for tid, (name, cpu) in after.items():
-        out[name] += cpu - before.get(tid, (name, 0.0))[1]
-    return {name: round(cpu, 3) for name, cpu in sorted(out.items(), key=lambda kv: -kv[1]) if cpu > 0}
 
 
 async def _window(h: Harness, agent_ids: list[str], turns: int, concurrency: int) -> dict[str, Any]:
@@ -101,19 +87,20 @@ async def _window(h: Harness, agent_ids: list[str], turns: int, concurrency: int
         for k in range(per_worker):
             errors += not (await conns[w].send(agent_request(queues[w][k % len(queues[w])], headers), "agent")).ok
 
-    threads0 = thread_cpu_seconds(pid)
+    threads0 = thread_cpu_ns(pid)
     cpu0 = cpu_seconds(pid)
     t0 = time.perf_counter()
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
     turns_wall = time.perf_counter() - t0
     await asyncio.sleep(TAIL_S)
     cpu = cpu_seconds(pid) - cpu0
-    threads1 = thread_cpu_seconds(pid)
+    used = cpu_ns_since(pid, threads0)
     close_all(conns)
     sent = per_worker * concurrency
-    per_turn = {f"{k}_ms_per_turn": 1000 * cpu / sent for k, cpu in _by_class(pid, threads0, threads1).items()}
+    per_turn = {f"{k}_ms_per_turn": 1000 * cpu / sent for k, cpu in _by_class(used).items()}
+    threads_cpu_s = {name: round(ns / 1e9, 3) for name, ns in sorted(used.items(), key=lambda kv: -kv[1]) if ns > 0}
     return {"turns": sent, "errors": errors, "turns_per_s": sent / turns_wall, "window_s": turns_wall + TAIL_S,
-            "process_ms_per_turn": 1000 * cpu / sent, **per_turn, "threads_cpu_s": _thread_names(threads0, threads1)}
+            "process_ms_per_turn": 1000 * cpu / sent, **per_turn, "threads_cpu_s": threads_cpu_s}
 
 
 async def _search(h: Harness, agent_ids: list[str], count: int) -> dict[str, Any]:
