@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from proxy.sim.app import SimApp, build_sim_app
 from proxy.sim.config import SimConfig
-from proxy.sim.server import run_sim, run_sim_in_thread, serve_sim
+from proxy.sim.server import run_sim, run_sim_in_thread
 
-__all__ = ["SimApp", "SimConfig", "build_sim_app", "run_sim", "run_sim_in_thread", "serve_sim"]
+__all__ = ["SimApp", "SimConfig", "build_sim_app", "run_sim", "run_sim_in_thread"]

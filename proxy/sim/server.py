@@ -35,11 +35,6 @@ def uvicorn_config(config: SimConfig, host: str, port: int, wrap: Callable[[Any]
     )
 
 
-async def serve_sim(host: str, port: int, config: SimConfig) -> None:
-    """Serve the simulator until cancelled or signalled, on the running event loop."""
-    await uvicorn.Server(uvicorn_config(config, host, port)).serve()
-
-
 def run_sim(host: str, port: int, config: SimConfig) -> None:
     """Serve the simulator in the foreground on a fresh (uvloop, when installed) event loop."""
     uvicorn.Server(uvicorn_config(config, host, port)).run()
