@@ -11,19 +11,26 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import mcp_types
 import orjson
 
 from memory.mcp_servers import McpServer
 from memory.store import Store
-from tools.mcp_client import McpConnection, McpUnavailable
 from tools.registry import ServerTool, ToolContext, ToolError, ToolRegistry
+
+if TYPE_CHECKING:  # the MCP SDK costs about 1 s to import: loaded with the first server, not at start-up
+    import mcp_types
+
+    from tools.mcp_client import McpConnection
 
 log = logging.getLogger("memproxy")
 _MCP_NAMESPACE = uuid.UUID("1b7c6e0a-52a4-4f0c-8d7e-6d63702d746f")
 RESULT_CHAR_LIMIT = 50000
+
+
+class McpUnavailable(Exception):
+    """The server could not be reached, or the session broke; the message never holds a secret."""
 
 
 def mcp_tool_id(server_id: str, name: str) -> str:
@@ -43,6 +50,8 @@ def tool_spec(tool: mcp_types.Tool) -> dict[str, Any]:
 def result_text(result: mcp_types.CallToolResult, limit: int = RESULT_CHAR_LIMIT) -> str:
     """The text the model reads: text blocks, placeholders for images, audio and resources, and the structured
     content as JSON when no text block carries it."""
+    import mcp_types  # loaded already: the result came through the SDK
+
     parts: list[str] = []
     for block in result.content:
         if isinstance(block, mcp_types.TextContent):
@@ -92,6 +101,8 @@ class McpServers:
                 self.registry.add(self.server_tool(server, spec))
 
     def add(self, server: McpServer) -> None:
+        from tools.mcp_client import McpConnection
+
         self.servers[server.id] = server
         connection = McpConnection(server, connect_timeout=self.connect_timeout)
         self.connections[server.id] = connection

@@ -26,16 +26,13 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.message import SessionMessage
 
 from memory.mcp_servers import McpServer
+from tools.mcp import McpUnavailable
 
 log = logging.getLogger("memproxy")
 
 BACKOFF_MIN = 0.5
 BACKOFF_MAX = 30.0
 STABLE_AFTER = 30.0
-
-
-class McpUnavailable(Exception):
-    """The server could not be reached, or the session broke; the message never holds a secret."""
 
 
 @asynccontextmanager

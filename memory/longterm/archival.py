@@ -10,9 +10,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from lancedb.query import ColumnOrdering
-
 from memory.longterm import portable, sql
+from memory.longterm.lancedb_loader import ColumnOrdering
 from memory.longterm.records import Passage, PassageWithVector, SearchHit, vector_groups
 from memory.longterm.schema import PASSAGE_COLUMNS, as_utc, passage_from_row, passage_row
 from memory.longterm.search import search_table

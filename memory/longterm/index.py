@@ -27,13 +27,11 @@ import logging
 import time
 from typing import Any
 
-import lancedb
-from lancedb.query import ColumnOrdering
-
 from memory.longterm import maintenance, sql
 from memory.longterm.archival import ArchivalPassages
 from memory.longterm.api import ID_PAGE_SIZE, LongTermMemory
 from memory.longterm.embedder import Embedder, RareWarning, embed_or_none
+from memory.longterm.lancedb_loader import ColumnOrdering, lancedb
 from memory.longterm.recall_queue import RecallQueue
 from memory.longterm.records import RecallRecord, SearchHit
 from memory.longterm.reembed import Reembedder

@@ -16,9 +16,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-import lancedb
-
 from memory import native_heap
+from memory.longterm.lancedb_loader import lancedb
 from memory.longterm.tables import MemoryTable
 
 if TYPE_CHECKING:

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from lancedb.query import ColumnOrdering
-
 from memory.longterm import sql
+from memory.longterm.lancedb_loader import ColumnOrdering
 from memory.longterm.records import Passage, PassageWithVector
 from memory.longterm.schema import PASSAGE_COLUMNS, passage_from_row, passage_row
 from memory.longterm.tables import VECTOR, MemoryTable

@@ -11,9 +11,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from lancedb.query import ColumnOrdering
-
 from memory.longterm.fusion import MAX_RESULTS, MODES, RRF_K, Ranked, candidate_count, fuse
+from memory.longterm.lancedb_loader import ColumnOrdering
 from memory.longterm.records import SearchHit
 from memory.longterm.tables import VECTOR, MemoryTable
 

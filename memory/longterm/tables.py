@@ -23,9 +23,9 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from lancedb.index import FTS, BTree
 
 from memory.longterm import compaction
+from memory.longterm.lancedb_loader import FTS, BTree
 
 log = logging.getLogger("memproxy.longterm")
 

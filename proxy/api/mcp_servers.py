@@ -28,8 +28,7 @@ from proxy.api.wire.mcp_servers import McpServerCreate, McpServerUpdate
 from proxy.http import json_response
 from proxy.limits import MAX_LIST_ITEMS, MAX_NAME_CHARS, MAX_TEXT_CHARS, check_text
 from proxy.runtime import Runtime
-from tools.mcp import mcp_tool_id
-from tools.mcp_client import McpUnavailable
+from tools.mcp import McpUnavailable, mcp_tool_id
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}$")
 _REMOTE_FIELDS = ("server_url", "auth_header", "auth_token", "custom_headers")
