@@ -37,7 +37,7 @@ CONDITIONS = ("idle", "recall", "archival")
 
 def _sizes(h: Harness) -> dict[str, Any]:
     if h.scale.smoke:
-        return {"fts": (100, 1_000), "hybrid": (100,), "queries": 10, "rounds": 8, "turns_per_agent": 4,
+        return {"fts": (200,), "hybrid": (100,), "queries": 10, "rounds": 8, "turns_per_agent": 4,
                 "bg_turn_workers": 2, "bg_archival_workers": 1, "pace_s": 0.05}
     return {"fts": (1_000, 10_000, 100_000), "hybrid": (1_000, 10_000), "queries": 300, "rounds": 150,
             "turns_per_agent": 10, "bg_turn_workers": 4, "bg_archival_workers": 2, "pace_s": 0.1}

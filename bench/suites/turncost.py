@@ -266,7 +266,7 @@ async def run(h: Harness) -> SuiteResult:
             await _send(h, arm, arm.conns, [first[w::len(arm.conns)] for w in range(len(arm.conns))], None)
         for arm in arms:
             await wait_quiet(arm.proc)
-            arm.idle_ns_per_s = await idle_rate(arm.proc)
+            arm.idle_ns_per_s = await idle_rate(arm.proc, 0.4 if h.scale.smoke else 2.0)
         h.log(f"turncost: {len(arms)} memproxies warm and idle ("
               + ", ".join(f"{arm.label} {arm.idle_ns_per_s / 1e6:.1f}" for arm in arms)
               + f" CPU-ms/s when idle); {windows} windows each")
