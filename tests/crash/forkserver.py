@@ -1,6 +1,6 @@
 """A parent with memproxy's heavy imports done, forking one `memproxy serve` per request.
 
-A cold `python -m proxy serve` spends ~2.5 s importing (most of it lance_namespace's generated client);
+A cold `python -m proxy serve` spends 1.5-2 s importing (lancedb and its lance_namespace client the most);
 the crash suite restarts the server 50 times, so it forks from this warm parent instead. Only modules
 that start no thread are imported here (fork copies only the calling thread); the child imports the
 rest (pyarrow, lancedb) itself, exactly as a cold start would.
@@ -22,7 +22,7 @@ import traceback
 
 # Thread-free imports only (numpy starts a BLAS thread); checked below.
 WARM = ("lance_namespace", "duckdb", "httpx", "starlette.applications", "uvicorn", "uvicorn.main",
-        "orjson", "pydantic", "tiktoken")
+        "orjson", "pydantic", "tiktoken", "proxy.cli", "proxy.app")
 
 
 def _threads() -> int:
