@@ -33,3 +33,17 @@ def test_memory_bounds_reach_the_runtime(make_server) -> None:
     server.call(rt.longterm.flush())
     assert rt.longterm.cache_bytes <= 1.1 * 1024 * 1024
     assert rt.heap_trimmer is not None and not rt.heap_trimmer.done()
+
+
+def test_what_start_up_loaded_is_kept_out_of_collections_while_the_server_runs(make_server) -> None:
+    import gc
+
+    server = make_server()
+    frozen = gc.get_freeze_count()
+    # The runtime's own objects are among them: a loaded agent cache, the store, the app's routes.
+    assert frozen > 50_000, frozen
+    assert not any(obj is server.rt for obj in gc.get_objects())  # frozen: in no generation the collector scans
+    assert gc.get_threshold()[0] == 2000
+    server.stop()
+    assert gc.get_freeze_count() == 0  # stopping lets the runtime's objects be collected again
+    assert gc.get_threshold()[0] != 2000
