@@ -197,12 +197,14 @@ async def _passthrough(h: Harness, arm: Arm, requests: int) -> dict[str, Any]:
 
 async def _start_arm(h: Harness, label: str, size: int, max_size: int, agents: int, windows: int) -> Arm:
     data = h.new_data_dir(f"turncost-{label.replace(' ', '-')}")
-    ids = seed.clone_agents(data, h.template_id, agents * windows, max_size, tag=f"ctx{size}", in_context=size,
-                            context_window=WINDOW)
+    # In a thread, as the start below: the arms are set up side by side (DuckDB, LanceDB and a new process
+    # starting are mostly not this interpreter's work).
+    ids = await asyncio.to_thread(seed.clone_agents, data, h.template_id, agents * windows, max_size,
+                                  tag=f"ctx{size}", in_context=size, context_window=WINDOW)
     # Indexed for recall as a server would have indexed them turn by turn: otherwise the start-up repair
     # indexes them all, and the maintenance passes that follow land in the measured turns.
     await seed.index_recall(data)
-    proc = start_memproxy(h.log_dir, data, h.upstream)
+    proc = await asyncio.to_thread(start_memproxy, h.log_dir, data, h.upstream)
     h.log(f"turncost {label}: memproxy pid {proc.pid} on :{proc.port}")
     arm = Arm(label, size, proc, ids, windows=windows, settle_s=0.1 if h.scale.smoke else SETTLE_S)
     arm.warmup_errors = await warm_agents(h, ids, port=proc.port)
@@ -252,13 +254,16 @@ async def run(h: Harness) -> SuiteResult:
     smallest, largest = sizes[0], sizes[-1]
     arms: list[Arm] = []
     try:
-        for size in sizes:
-            arms.append(await _start_arm(h, str(size), size, largest, agents, windows))
-        plain_largest = arms[-1]
-        paced = [await _start_arm(h, f"{size} paced", size, largest, agents, windows) for size in (smallest, largest)]
+        specs = [(str(size), size) for size in sizes] + [(f"{size} paced", size) for size in (smallest, largest)]
+        started = await asyncio.gather(*(_start_arm(h, label, size, largest, agents, windows) for label, size in specs),
+                                       return_exceptions=True)
+        arms += [arm for arm in started if isinstance(arm, Arm)]
+        for failed in started:
+            if isinstance(failed, BaseException):
+                raise failed
+        plain_largest, paced = arms[len(sizes) - 1], arms[len(sizes):]
         for arm in paced:
             arm.delay_ms = upstream_ms
-        arms += paced
         # One unmeasured turn on the first window's agents: connections and upstream pools warm.
         for arm in arms:
             await _reconnect(arm)
