@@ -262,3 +262,31 @@ def test_concurrent_registrations_on_one_server_keep_every_tool_after_a_restart(
     again = make_server(str(tmp_path / "data"), database_url=srv.settings.database_url)
     tools = {t["name"]: t["tool_type"] for t in httpx.get(f"{again.base_url}/v1/tools/", timeout=10).json()}
     assert all(tools.get(n) == "external_mcp" for n in names), tools
+
+
+def test_a_server_with_no_mcp_server_never_imports_the_sdk(tmp_path) -> None:
+    # The SDK costs about 1 s of start-up: a memproxy serving requests with no MCP server has not loaded it.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys, threading, time, urllib.request, uvicorn\n"
+        "from proxy.app import build_app\n"
+        "from proxy.config import Settings\n"
+        f"port = {free_port()}\n"
+        f"app = build_app(Settings.load({{'data_dir': {str(tmp_path)!r}, 'port': port}}, environ={{}}))\n"
+        "server = uvicorn.Server(uvicorn.Config(app, host='127.0.0.1', port=port, log_level='warning'))\n"
+        "threading.Thread(target=server.run, daemon=True).start()\n"
+        "while not server.started:\n"
+        "    time.sleep(0.01)\n"
+        "base = f'http://127.0.0.1:{port}/v1'\n"
+        "assert urllib.request.urlopen(base + '/health').status == 200\n"
+        "assert urllib.request.urlopen(base + '/mcp-servers/').read() == b'[]'\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('mcp', 'mcp_types')))\n"
+        "server.should_exit = True\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "[]"
