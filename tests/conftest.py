@@ -58,7 +58,7 @@ class PromptServer(uvicorn.Server):
     def stop_from(self, loop: asyncio.AbstractEventLoop | None) -> None:
         """Ask the server running on `loop` (another thread's) to stop now."""
         self.should_exit = True
-        if loop is not None and self.wake is not None and not loop.is_closed():
+        if loop is not None and self.wake is not None:
             loop.call_soon_threadsafe(self.wake.set)
 
 
@@ -91,8 +91,12 @@ class ServerThread:
             time.sleep(0.01)
         return self
 
-    def stop(self) -> None:
+    def ask_to_stop(self) -> None:
+        """Start the shutdown and return: `stop()` waits for it."""
         self.server.stop_from(self.loop)
+
+    def stop(self) -> None:
+        self.ask_to_stop()
         self.thread.join(timeout=30)
 
     @property
@@ -136,7 +140,7 @@ def make_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 
     yield start
     for server in started:  # all asked first, then waited for: their shutdowns overlap
-        server.server.stop_from(server.loop)
+        server.ask_to_stop()
     for server in started:
         server.stop()
     schemas.drop_all()

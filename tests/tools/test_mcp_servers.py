@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -266,10 +269,6 @@ def test_concurrent_registrations_on_one_server_keep_every_tool_after_a_restart(
 
 def test_a_server_with_no_mcp_server_never_imports_the_sdk(tmp_path) -> None:
     # The SDK costs about 1 s of start-up: a memproxy serving requests with no MCP server has not loaded it.
-    import subprocess
-    import sys
-    from pathlib import Path
-
     code = (
         "import sys, threading, time, urllib.request, uvicorn\n"
         "from proxy.app import build_app\n"
