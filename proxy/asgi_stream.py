@@ -3,15 +3,14 @@
 Starlette streams through an anyio task group (two tasks, cancel scopes) per response so that a client
 leaving cancels the body iterator. This does the same with one watcher task: when the server reports
 `http.disconnect`, the responding task is cancelled inside the iterator (whose `finally` runs, as before),
-the cancellation is absorbed, and the background task still runs.
+the cancellation is absorbed, and its close callback still runs.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
-from starlette.background import BackgroundTask
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -74,11 +73,13 @@ class EventStream(Response):
 
     def __init__(self, body_iterator: AsyncIterator[bytes], status_code: int = 200,
                  headers: Mapping[str, str] | None = None, media_type: str | None = None,
-                 background: BackgroundTask | None = None, watch: ClientWatch | None = None) -> None:
+                 on_close: Callable[[], Awaitable[None]] | None = None, watch: ClientWatch | None = None) -> None:
         self.body_iterator = body_iterator
         self.status_code = status_code
         self.media_type = media_type
-        self.background = background
+        self.background = None
+        self.on_close = on_close  # awaited once the response is over, sent whole or not (a plain coroutine
+        # function: Starlette's BackgroundTask inspects its callable on every construction)
         self.watch = watch
         self.init_headers(headers)
 
@@ -104,5 +105,5 @@ class EventStream(Response):
                 raise
         finally:
             watch.close()
-        if self.background is not None:
-            await self.background()
+        if self.on_close is not None:
+            await self.on_close()

@@ -13,14 +13,15 @@ import ssl
 import zlib
 from collections import deque
 from collections.abc import Sequence
-from typing import AsyncIterator
+from typing import AsyncIterator, cast
 from urllib.parse import urlsplit
 
 import httptools
 
-READ_SIZE = 65536
 # Bodies from this size are written after their head, not copied onto it.
 LARGE_BODY = 65536
+# Reading from the upstream pauses while this much of a body waits for its reader (a slow client).
+PAUSE_AT = 1 << 20
 
 
 class ConnectFailed(Exception):
@@ -39,16 +40,65 @@ class StreamCut(Exception):
     """The connection ended before the response did."""
 
 
-class _Parsed:
-    """httptools callbacks for one response."""
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection, parsing what arrives as it arrives (httptools calls back here).
 
-    __slots__ = ("headers", "body", "headers_done", "complete")
+    A protocol rather than asyncio's streams: bytes go from the socket to the parser in the loop's own
+    callback, and the reader is woken once per arrival, with no stream buffer, read future and timer per
+    read in between. The read timeout is one timer per wait that re-arms itself while data keeps coming.
+    """
 
-    def __init__(self) -> None:
+    def __init__(self, read_timeout: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.read_timeout = read_timeout
+        self.transport: asyncio.Transport | None = None
+        self.parser: httptools.HttpResponseParser | None = None  # set while a response is being read
         self.headers: list[tuple[bytes, bytes]] = []
-        self.body: list[bytes] = []
+        self.body = bytearray()  # what arrived of the body and was not taken yet
+        # httptools calls `on_body` once per chunk (an SSE event, usually): a C method, no Python frame.
+        self.on_body = self.body.extend
         self.headers_done = False
         self.complete = False
+        self.received = False  # any byte of the current response
+        self.closed = False
+        self.error: Exception | None = None  # a malformed response, or the read timeout
+        self.paused = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._since = 0.0  # when the current wait began or data last came, whichever is later
+
+    # Protocol callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
+
+    def data_received(self, data: bytes) -> None:
+        parser = self.parser
+        if parser is None:  # nothing was asked: a server talking out of turn cannot be reused
+            self.close()
+            return
+        self.received = True
+        self._since = self.loop.time()
+        try:
+            parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            if not self.complete:  # bytes after a whole answer only cost the connection its reuse
+                self.error = StreamCut(f"malformed response: {exc}")
+            self.close()
+        if len(self.body) >= PAUSE_AT and not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        return False  # close our side too: connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._stop_timer()
+        self._wake()
+
+    # httptools callbacks
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
@@ -56,40 +106,87 @@ class _Parsed:
     def on_headers_complete(self) -> None:
         self.headers_done = True
 
-    def on_body(self, body: bytes) -> None:
-        self.body.append(body)
-
     def on_message_complete(self) -> None:
         self.complete = True
 
+    # The reader's side
 
-class _Connection:
-    __slots__ = ("reader", "writer", "loop")
+    def begin(self) -> httptools.HttpResponseParser:
+        """Ready for a new response; returns its parser."""
+        self.headers = []
+        self.body.clear()
+        self.headers_done = self.complete = self.received = False
+        self.parser = httptools.HttpResponseParser(self)
+        return self.parser
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.loop = asyncio.get_running_loop()
+    def take_body(self) -> bytes:
+        """What arrived of the body since the last call, as one piece (b"" if nothing)."""
+        piece = bytes(self.body)
+        self.body.clear()
+        if self.paused and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+        return piece
+
+    async def wait(self) -> None:
+        """Until something arrives or the connection ends; ReadTimeout after read_timeout of silence."""
+        if self.error is not None:
+            raise self.error
+        if self.closed:
+            return
+        waiter = self._waiter = self.loop.create_future()
+        self._since = self.loop.time()
+        if self._timer is None:
+            self._timer = self.loop.call_later(self.read_timeout, self._check_silence)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+        if self.error is not None:
+            raise self.error
+
+    def done_reading(self) -> None:
+        """The response is read: no timer runs for a connection that waits in the pool."""
+        self.parser = None
+        self._stop_timer()
 
     def close(self) -> None:
-        self.writer.transport.abort()
+        self.closed = True
+        self._stop_timer()
+        if self.transport is not None:
+            self.transport.abort()
+        self._wake()
 
-    def time_out(self) -> None:
-        """A read waited the whole read timeout: it raises ReadTimeout (so would any read after it)."""
-        self.reader.set_exception(ReadTimeout("the upstream sent nothing within the read timeout"))
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _check_silence(self) -> None:
+        self._timer = None
+        if self._waiter is None:
+            return  # nobody is waiting (the reader is busy): the next wait starts the clock again
+        left = self._since + self.read_timeout - self.loop.time()
+        if left > 0:
+            self._timer = self.loop.call_later(left, self._check_silence)
+            return
+        self.error = ReadTimeout("the upstream sent nothing within the read timeout")
+        self.close()
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 class Http1Response:
     """A response whose body has not been read yet."""
 
-    def __init__(self, pool: Http1Pool, conn: _Connection, parser: httptools.HttpResponseParser,
-                 parsed: _Parsed) -> None:
+    def __init__(self, pool: Http1Pool, conn: _Connection, parser: httptools.HttpResponseParser) -> None:
         self._pool = pool
         self._conn: _Connection | None = conn
-        self._parser = parser
-        self._parsed = parsed
         self.status_code = parser.get_status_code()
-        self.headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in parsed.headers}
+        self.headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in conn.headers}
         connection = self.headers.get("connection", "").lower()
         # httptools forgets keep-alive once the message completes, so decide it from the headers now.
         self._keep_alive = ("close" not in connection if parser.get_http_version() == "1.1"
@@ -97,6 +194,9 @@ class Http1Response:
         # Neither a length nor chunks: the body runs until the server closes the connection.
         self._until_eof = (self.status_code not in (204, 304) and "content-length" not in self.headers
                            and "chunked" not in self.headers.get("transfer-encoding", "").lower())
+        # Set as `aiter_bytes` hands out the body's last piece (uncompressed bodies): a relay can then send
+        # that piece and the end of its own response in one write.
+        self.last_piece = False
 
     def aiter_bytes(self) -> AsyncIterator[bytes]:
         """The body (de-chunked, and decompressed if the server gzipped it anyway) as it arrives."""
@@ -109,7 +209,7 @@ class Http1Response:
         # Some servers compress whatever the request's Accept-Encoding says; decode as httpx would.
         decoder = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib framing, detected
         try:
-            async for piece in self._raw_bytes():
+            async for piece in self._raw_bytes(mark_last=False):  # the decoder's tail may follow
                 out = decoder.decompress(piece)
                 if out:
                     yield out
@@ -119,35 +219,30 @@ class Http1Response:
         if tail:
             yield tail
 
-    async def _raw_bytes(self) -> AsyncIterator[bytes]:
-        """The body (de-chunked) as it arrives; StreamCut if the connection ends first."""
-        parsed = self._parsed
+    async def _raw_bytes(self, mark_last: bool = True) -> AsyncIterator[bytes]:
+        """The body (de-chunked) as it arrives, one piece per arrival; StreamCut if the connection ends first."""
+        conn = self._conn
+        if conn is None:
+            raise StreamCut("response already closed")
         try:
             while True:
-                if parsed.body:
-                    pieces, parsed.body = parsed.body, []
-                    for piece in pieces:
-                        yield piece
-                if parsed.complete:
+                if conn.body:
+                    # One piece per arrival, however many chunks it held: a relay writes each piece on.
+                    self.last_piece = mark_last and conn.complete
+                    yield conn.take_body()
+                if conn.complete:
                     self._release()
                     return
-                conn = self._conn
-                if conn is None:
-                    raise StreamCut("response already closed")
-                data = await self._pool.read(conn)
-                if not data:
-                    if self._until_eof:
-                        parsed.complete = True
+                if conn.closed:
+                    if conn.error is not None:
+                        raise conn.error
+                    if self._until_eof:  # the close is the end of this body
                         self._conn = None
-                        conn.close()
                         return
                     raise StreamCut("the upstream closed the connection mid-response")
-                try:
-                    self._parser.feed_data(data)
-                except httptools.HttpParserError as exc:
-                    raise StreamCut(f"malformed response: {exc}") from None
+                await conn.wait()
         finally:
-            if self._conn is not None and not parsed.complete:
+            if self._conn is not None and not conn.complete:
                 await self.aclose()
 
     async def aread(self) -> bytes:
@@ -156,6 +251,7 @@ class Http1Response:
     def _release(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
+            conn.done_reading()
             if self._keep_alive:
                 self._pool.give_back(conn)
             else:
@@ -200,6 +296,8 @@ class Http1Pool:
         payload = (b"".join((head, *pieces)),) if length < LARGE_BODY else (head, *pieces)
         while self._idle:
             conn = self._idle.pop()
+            if conn.closed or conn.transport is None or conn.transport.is_closing():
+                continue  # the server closed it while it waited here
             response = await self._exchange(conn, payload, reused=True)
             if response is not None:
                 return response
@@ -209,11 +307,12 @@ class Http1Pool:
         return response
 
     async def _connect(self) -> _Connection:
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout):
-                reader, writer = await asyncio.open_connection(
-                    self.host, self.port, ssl=self._ssl, server_hostname=self.host if self.tls else None,
-                    limit=READ_SIZE)
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(self.read_timeout), self.host, self.port, ssl=self._ssl,
+                    server_hostname=self.host if self.tls else None)
         except TimeoutError:
             raise ConnectTimeout("connecting to the upstream timed out") from None
         except ssl.SSLCertVerificationError as exc:
@@ -222,52 +321,35 @@ class Http1Pool:
             raise ConnectFailed(f"the TLS handshake with the upstream failed: {exc.reason or exc}") from None
         except OSError as exc:
             raise ConnectFailed(f"could not connect to the upstream: {exc.strerror or type(exc).__name__}") from None
-        return _Connection(reader, writer)
+        return conn
 
     async def _exchange(self, conn: _Connection, payload: tuple[bytes | memoryview, ...], *,
                         reused: bool) -> Http1Response | None:
         """Send and read the headers; None when a pooled connection turned out to be closed (retry fresh)."""
-        parsed = _Parsed()
-        parser = httptools.HttpResponseParser(parsed)
-        received = False
+        parser = conn.begin()
+        transport = conn.transport
+        assert transport is not None
         try:
-            conn.writer.writelines(payload)
-            while not parsed.headers_done:
-                data = await self.read(conn)
-                if not data:
+            if len(payload) == 1:
+                transport.write(payload[0])
+            else:
+                transport.writelines(payload)
+            while not conn.headers_done:
+                if conn.closed and conn.error is None:
                     raise StreamCut("the upstream closed the connection before answering")
-                received = True
-                parser.feed_data(data)
-        except (StreamCut, ConnectionError, httptools.HttpParserError) as exc:
+                await conn.wait()
+        except StreamCut as exc:
             conn.close()
-            if reused and not received:
+            if reused and not conn.received:
                 return None  # the server had closed this idle connection; nothing reached it
-            if isinstance(exc, httptools.HttpParserError):
-                raise StreamCut(f"malformed response: {exc}") from None
             raise StreamCut(str(exc) or type(exc).__name__) from None
         except BaseException:
             conn.close()
             raise
-        return Http1Response(self, conn, parser, parsed)
-
-    async def read(self, conn: _Connection) -> bytes:
-        # A timer that fails the reader, not asyncio.timeout: 1 us per read instead of 3 (no Timeout object,
-        # no cancel-to-TimeoutError round trip). Data racing the timer at the deadline may still be returned;
-        # the connection's next read then fails as timed out.
-        timer = conn.loop.call_later(self.read_timeout, conn.time_out)
-        try:
-            return await conn.reader.read(READ_SIZE)
-        except ReadTimeout:
-            conn.close()
-            raise
-        except ConnectionError:
-            conn.close()
-            return b""
-        finally:
-            timer.cancel()
+        return Http1Response(self, conn, parser)
 
     def give_back(self, conn: _Connection) -> None:
-        if len(self._idle) < self.max_idle and not conn.writer.transport.is_closing():
+        if len(self._idle) < self.max_idle and not conn.closed:
             self._idle.append(conn)
         else:
             conn.close()

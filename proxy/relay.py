@@ -6,10 +6,9 @@ from typing import Any, AsyncIterator, Mapping
 
 import httpx
 import orjson
-from starlette.background import BackgroundTask
 from starlette.responses import Response
 
-from proxy.asgi_stream import EventStream
+from proxy.asgi_stream import EventStream, LastChunk
 from proxy.errors import APIError
 from proxy.http1 import ReadTimeout, StreamCut
 from proxy.upstream import UpstreamError
@@ -25,17 +24,25 @@ def relayed_headers(headers: Mapping[str, str]) -> dict[str, str]:
             if k.lower() in RELAYED_HEADERS or k.lower().startswith(RELAYED_PREFIXES)}
 
 
-async def relay_response(response: Any) -> Response:
-    """An opened upstream response as the client's: errors in OpenAI shape, streams relayed as they arrive."""
+async def relay_response(response: Any, extra: Mapping[str, str] | None = None) -> Response:
+    """An opened upstream response as the client's: errors in OpenAI shape, streams relayed as they arrive.
+
+    `extra` headers go on the answer beside the upstream's allow-listed ones.
+    """
     if response.status_code >= 400:
         body = await read_all(response)
-        return relay_error(response.status_code, body, response.headers)
+        error = relay_error(response.status_code, body, response.headers)
+        if extra:
+            error.headers.update(extra)
+        return error
     headers = relayed_headers(response.headers)
+    if extra:
+        headers.update(extra)
     if not response.headers.get("content-type", "").startswith("text/event-stream"):
         body = await read_all(response)
         return Response(body, status_code=response.status_code, headers=headers)
     return EventStream(relay_stream(response), status_code=response.status_code, headers=headers,
-                       background=BackgroundTask(response.aclose))
+                       on_close=response.aclose)
 
 
 async def read_all(response: Any) -> bytes:
@@ -54,7 +61,8 @@ async def read_all(response: Any) -> bytes:
 async def relay_stream(response: Any) -> AsyncIterator[bytes]:
     try:
         async for piece in response.aiter_bytes():
-            yield piece
+            # The lean client says which piece ends the body: it goes out with the end of the response.
+            yield LastChunk(piece) if getattr(response, "last_piece", False) else piece
     except (httpx.TimeoutException, ReadTimeout):
         # The upstream stalled: say so in-band, with the status an agent turn's stall gets (504).
         err = APIError(504, "the upstream model timed out mid-stream", code="upstream_timeout")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import pytest
 
@@ -191,3 +191,156 @@ def test_only_http_origins() -> None:
         Http1Pool("ftp://example.com/v1")
     pool = Http1Pool("https://api.example.com/v1")
     assert (pool.tls, pool.port, pool.host_header, pool.prefix) == (True, 443, "api.example.com", "/v1")
+
+
+async def _pieces_with_marks(pool: Http1Pool) -> list[tuple[bytes, bool]]:
+    response = await pool.post("/x", b"", {})
+    return [(piece, response.last_piece) async for piece in response.aiter_bytes()]
+
+
+async def _one_arrival_and_spread_out() -> None:
+    whole = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    answers = [whole + chunked(b"data: 1\n\n", b"data: 2\n\n", b"data: [DONE]\n\n"), "spread"]
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        answer = answers.pop(0)
+        if isinstance(answer, bytes):
+            await reply(writer, answer)  # head, three chunks and the terminator in one write
+            return
+        writer.write(whole)
+        for piece in (b"data: 1\n\n", b"data: 2\n\n"):
+            writer.write(chunked(piece)[:-5])
+            await writer.drain()
+            await asyncio.sleep(0.02)
+        writer.write(b"0\r\n\r\n")  # the end comes alone
+        await writer.drain()
+
+    async with RawServer(handler) as server:
+        pool = Http1Pool(server.url)
+        # Whatever arrives together comes out as one piece, marked as the body's last when it is.
+        assert await _pieces_with_marks(pool) == [(b"data: 1\n\ndata: 2\n\ndata: [DONE]\n\n", True)]
+        assert await _pieces_with_marks(pool) == [(b"data: 1\n\n", False), (b"data: 2\n\n", False)]
+        assert server.connections == 1
+        await pool.close()
+
+
+async def test_what_arrives_together_is_one_piece_and_the_last_piece_is_marked() -> None:
+    await _one_arrival_and_spread_out()
+
+
+def test_the_same_on_uvloop_whose_transports_are_not_asyncios() -> None:
+    uvloop = pytest.importorskip("uvloop")
+    uvloop.run(_one_arrival_and_spread_out())
+
+
+async def test_a_gzipped_body_is_inflated_and_never_marked_last() -> None:
+    import gzip
+
+    packed = gzip.compress(b"data: hello\n\ndata: [DONE]\n\n")
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reply(writer, b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(packed),
+                    packed)
+
+    async with RawServer(handler) as server:
+        pool = Http1Pool(server.url)
+        marks = await _pieces_with_marks(pool)
+        assert b"".join(piece for piece, _ in marks) == b"data: hello\n\ndata: [DONE]\n\n"
+        assert not any(last for _, last in marks)  # the decoder's tail could follow any piece
+        await pool.close()
+
+
+async def test_a_slow_reader_holds_the_upstream_back() -> None:
+    size = 24 << 20  # past what the kernel's socket buffers hold on loopback
+    writers: list[asyncio.StreamWriter] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        await reply(writer, b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size, b"x" * size)
+
+    async with RawServer(handler) as server:
+        pool = Http1Pool(server.url)
+        response = await pool.post("/x", b"", {})
+        await asyncio.sleep(0.3)  # not reading: the client stops taking bytes, so the server's buffer fills
+        assert writers[0].transport.get_write_buffer_size() > 0
+        assert len(await response.aread()) == size
+        await pool.close()
+
+
+async def test_the_read_timeout_is_silence_not_a_long_stream() -> None:
+    steady = True
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for i in range(8 if steady else 1):
+            writer.write(chunked(b"%d" % i)[:-5])
+            await writer.drain()
+            await asyncio.sleep(0.1)
+        if not steady:
+            await asyncio.sleep(5)
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    async with RawServer(handler) as server:
+        pool = Http1Pool(server.url, read_timeout=0.3)
+        # 0.8 s in all, never more than 0.1 s without a byte: no timeout.
+        assert await (await pool.post("/x", b"", {})).aread() == b"01234567"
+        steady = False
+        response = await pool.post("/x", b"", {})
+        received = []
+        with pytest.raises(ReadTimeout):
+            async for piece in response.aiter_bytes():
+                received.append(piece)
+        assert received == [b"0"]
+        await pool.close()
+
+
+async def test_a_malformed_answer_or_one_sent_unasked_is_not_kept() -> None:
+    answers = [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + b"surplus", b"NOT HTTP AT ALL\r\n\r\n"]
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reply(writer, answers.pop(0))
+
+    async with RawServer(handler) as server:
+        pool = Http1Pool(server.url)
+        assert await (await pool.post("/x", b"", {})).aread() == b"ok"
+        # The bytes after the answer came unasked: that connection is not reused.
+        with pytest.raises(StreamCut, match="malformed"):
+            await pool.post("/x", b"", {})
+        assert server.connections == 2
+        await pool.close()
+
+
+async def test_a_relayed_answer_that_arrives_whole_goes_out_in_one_body_message() -> None:
+    from proxy.relay import relay_response
+
+    events = b"data: 1\n\ndata: [DONE]\n\n"
+    answers = [b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nSet-Cookie: s=1\r\nTransfer-Encoding: chunked"
+               b"\r\n\r\n" + chunked(events),
+               b'HTTP/1.1 429 Too Many Requests\r\nRetry-After: 3\r\nContent-Length: 33\r\n\r\n'
+               b'{"error":{"message":"slow down"}}']
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reply(writer, answers.pop(0))
+
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(10)  # the client never leaves
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async with RawServer(handler) as server:
+        pool = Http1Pool(server.url)
+        answer = await relay_response(await pool.post("/x", b"", {}), {"Server-Timing": "memproxy;dur=0.1"})
+        await answer({"type": "http"}, receive, send)
+        start, *bodies = sent
+        assert dict(start["headers"]) == {b"content-type": b"text/event-stream", b"server-timing": b"memproxy;dur=0.1"}
+        assert [(m["body"], m["more_body"]) for m in bodies] == [(events, False)]  # no separate end of body
+        error = await relay_response(await pool.post("/x", b"", {}), {"Server-Timing": "memproxy;dur=0.2"})
+        assert (error.status_code, error.headers["server-timing"], error.headers["retry-after"]) == (
+            429, "memproxy;dur=0.2", "3")
+        assert server.connections == 1  # the relayed answer's connection went back to the pool
+        await pool.close()

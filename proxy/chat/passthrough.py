@@ -22,6 +22,4 @@ async def forward_chat(upstream: Upstream, raw_body: bytes, extra_headers: dict[
     except UpstreamError as exc:
         metrics.upstream_errors.labels(str(exc.status), exc.code or "upstream_error").inc()
         raise APIError(exc.client_status, exc.message, code=exc.code) from None
-    relayed = await relay_response(response)
-    relayed.headers["Server-Timing"] = server_timing(received, sent, time.perf_counter())
-    return relayed
+    return await relay_response(response, {"Server-Timing": server_timing(received, sent, time.perf_counter())})
