@@ -22,12 +22,21 @@ from proxy.metrics import Metrics
 
 async def chat_completions(request: Request) -> Response:
     received = time.perf_counter()
-    logs.request_id.set(request.headers.get("x-request-id") or new_id("req"))
+    # One pass over the raw headers for the few this route reads (Starlette's `Headers` decodes them all).
+    request_id = declared = None
+    forwarded: dict[str, str] = {}
+    for name, value in request.scope["headers"]:
+        if name == b"content-length":
+            declared = declared or value
+        elif name == b"x-request-id":
+            request_id = request_id or value
+        elif name.startswith(b"x-sim-"):
+            forwarded[name.decode("latin-1")] = value.decode("latin-1")
+    logs.request_id.set(request_id.decode("latin-1") if request_id else new_id("req"))
     rt = request.app.state.rt
-    raw = await read_body(request)
+    raw = await read_body(request, declared or b"")
     body = parse_json_object(raw)
     model = request.path_params.get("agent_id") or body.get("model")
-    forwarded = {k: v for k, v in request.headers.items() if k.startswith("x-sim-")}
     if isinstance(model, str) and model.startswith("agent-"):
         body["model"] = model
         logs.agent_id.set(model)

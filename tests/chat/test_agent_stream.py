@@ -248,6 +248,33 @@ def test_passthrough_relays_upstream_errors(server) -> None:
     assert "retry-after" in response.headers
 
 
+def test_chat_body_limit_read_from_the_raw_headers_or_counted_as_it_arrives(make_server, sim_requests) -> None:
+    server = make_server(max_body_bytes=3000)
+    agent = create_agent(server.base_url)
+    url = server.base_url + "/v1/chat/completions"
+    kept = httpx.get(f"{server.base_url}/v1/agents/{agent}/messages").json()
+
+    def pieces(body: dict[str, Any]) -> Any:  # no Content-Length: sent chunked, in pieces of 100 bytes
+        raw = json.dumps(body).encode()
+        return (raw[i:i + 100] for i in range(0, len(raw), 100))
+
+    big = [{"role": "user", "content": "x" * 4000}]
+    for model in ("sim-small", agent):
+        declared = httpx.post(url, json={"model": model, "messages": big})
+        counted = httpx.post(url, content=pieces({"model": model, "messages": big}),
+                             headers={"Content-Type": "application/json"})
+        for response, said in ((declared, "bytes; the limit is 3000"), (counted, "exceeds the limit of 3000")):
+            assert response.status_code == 413 and response.json()["error"]["code"] == "request_too_large"
+            assert said in response.json()["error"]["message"]
+    # Nothing of the refused turns was kept; a body in pieces under the limit goes through whole.
+    assert httpx.get(f"{server.base_url}/v1/agents/{agent}/messages").json() == kept
+    small = {"model": "sim-small", "messages": [{"role": "user", "content": "y" * 1500}], "vendor": {"k": 1}}
+    response = httpx.post(url, content=pieces(small), headers={"Content-Type": "application/json"})
+    assert response.status_code == 200
+    sent = sim_requests()[-1]
+    assert {key: sent[key] for key in small} == small
+
+
 def test_model_list_has_agents_and_upstream_models(server) -> None:
     agent = create_agent(server.base_url)
     ids = [m.id for m in sdk(server.base_url).models.list()]
