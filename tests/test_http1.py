@@ -51,6 +51,15 @@ async def reply(writer: asyncio.StreamWriter, head: bytes, body: bytes = b"") ->
     await writer.drain()
 
 
+async def _pieces_until(error: type[Exception], response: Any) -> list[bytes]:
+    """The pieces a body gave before it failed with `error` (which it must)."""
+    received = []
+    with pytest.raises(error):
+        async for piece in response.aiter_bytes():
+            received.append(piece)
+    return received
+
+
 async def test_chunked_stream_arrives_in_pieces_and_the_connection_is_reused() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -163,12 +172,7 @@ async def test_a_response_cut_mid_body_is_a_stream_cut() -> None:
 
     async with RawServer(handler) as server:
         pool = Http1Pool(server.url)
-        response = await pool.post("/x", b"", {})
-        received = []
-        with pytest.raises(StreamCut):
-            async for piece in response.aiter_bytes():
-                received.append(piece)
-        assert received == [b"partial"]
+        assert await _pieces_until(StreamCut, await pool.post("/x", b"", {})) == [b"partial"]
         await pool.close()
 
 
@@ -286,12 +290,7 @@ async def test_the_read_timeout_is_silence_not_a_long_stream() -> None:
         # 0.8 s in all, never more than 0.1 s without a byte: no timeout.
         assert await (await pool.post("/x", b"", {})).aread() == b"01234567"
         steady = False
-        response = await pool.post("/x", b"", {})
-        received = []
-        with pytest.raises(ReadTimeout):
-            async for piece in response.aiter_bytes():
-                received.append(piece)
-        assert received == [b"0"]
+        assert await _pieces_until(ReadTimeout, await pool.post("/x", b"", {})) == [b"0"]
         await pool.close()
 
 
