@@ -111,13 +111,12 @@ class _Connection(asyncio.Protocol):
 
     # The reader's side
 
-    def begin(self) -> httptools.HttpResponseParser:
-        """Ready for a new response; returns its parser."""
+    def begin(self) -> None:
+        """Ready for a new response."""
         self.headers = []
         self.body.clear()
         self.headers_done = self.complete = self.received = False
         self.parser = httptools.HttpResponseParser(self)
-        return self.parser
 
     def take_body(self) -> bytes:
         """What arrived of the body since the last call, as one piece (b"" if nothing)."""
@@ -182,7 +181,9 @@ class _Connection(asyncio.Protocol):
 class Http1Response:
     """A response whose body has not been read yet."""
 
-    def __init__(self, pool: Http1Pool, conn: _Connection, parser: httptools.HttpResponseParser) -> None:
+    def __init__(self, pool: Http1Pool, conn: _Connection) -> None:
+        parser = conn.parser
+        assert parser is not None  # the headers are in; the body is still to be read
         self._pool = pool
         self._conn: _Connection | None = conn
         self.status_code = parser.get_status_code()
@@ -326,7 +327,7 @@ class Http1Pool:
     async def _exchange(self, conn: _Connection, payload: tuple[bytes | memoryview, ...], *,
                         reused: bool) -> Http1Response | None:
         """Send and read the headers; None when a pooled connection turned out to be closed (retry fresh)."""
-        parser = conn.begin()
+        conn.begin()
         transport = conn.transport
         assert transport is not None
         try:
@@ -346,7 +347,7 @@ class Http1Pool:
         except BaseException:
             conn.close()
             raise
-        return Http1Response(self, conn, parser)
+        return Http1Response(self, conn)
 
     def give_back(self, conn: _Connection) -> None:
         if len(self._idle) < self.max_idle and not conn.closed:
