@@ -67,13 +67,18 @@ def _app(lean: bool) -> Starlette:
     return app
 
 
+def chat_scope(body: bytes, extra_headers: list[tuple[bytes, bytes]] | None = None) -> dict[str, Any]:
+    """The ASGI scope of a JSON POST of `body` to /v1/chat/completions, as uvicorn would hand it over."""
+    headers = [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode()), *(extra_headers or [])]
+    return {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
+            "method": "POST", "scheme": "http", "path": PATH, "raw_path": PATH.encode(), "query_string": b"",
+            "root_path": "", "headers": headers, "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000),
+            "state": {}}
+
+
 async def _serve(app: Starlette, n: int) -> float:
-    scope_base: dict[str, Any] = {
-        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1", "method": "POST",
-        "scheme": "http", "path": PATH, "raw_path": PATH.encode(), "query_string": b"", "root_path": "",
-        "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
-                    (b"content-length", str(len(BODY)).encode())],
-        "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000), "state": {}}
+    scope_base = chat_scope(BODY)
     never = asyncio.get_running_loop().create_future()
 
     async def send(message: Any) -> None:

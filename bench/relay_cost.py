@@ -49,6 +49,7 @@ class Upstream(asyncio.Protocol):
 
 
 async def measure(requests: int, rounds: int) -> dict[str, Any]:
+    from bench.asgi_cost import chat_scope
     from proxy.app import build_app
     from proxy.config import Settings
 
@@ -59,16 +60,11 @@ async def measure(requests: int, rounds: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="memproxy-relay-cost-") as data_dir:
         settings = Settings.load({"data_dir": data_dir, "upstream_url": f"http://127.0.0.1:{port}/v1"}, environ={})
         app = build_app(settings)
-        headers = [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
-                   (b"accept", b"text/event-stream"), (b"content-length", str(len(BODY)).encode()),
-                   (b"user-agent", b"OpenAI/Python 1.0")]
+        client_headers = [(b"accept", b"text/event-stream"), (b"user-agent", b"OpenAI/Python 1.0")]
         relayed: list[int] = []
 
         async def one() -> None:
-            scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-                     "scheme": "http", "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions",
-                     "query_string": b"", "root_path": "", "headers": headers, "client": ("127.0.0.1", 5000),
-                     "server": ("127.0.0.1", 8283), "state": {}}
+            scope = chat_scope(BODY, client_headers)
             done = asyncio.Event()
             asked = False
             size = 0
