@@ -21,16 +21,25 @@ from typing import Any, MutableMapping
 import uvloop
 
 EVENT = b'data: {"choices":[{"index":0,"delta":{"content":"hi there"}}]}\n\n'
-ANSWER = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
-          + b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in [EVENT] * 12 + [b"data: [DONE]\n\n"]) + b"0\r\n\r\n")
+CLIENT_HEADERS = [(b"accept", b"text/event-stream"), (b"user-agent", b"OpenAI/Python 1.0")]
 BODY = b'{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hello"}]}'
 
 
-class Upstream(asyncio.Protocol):
-    """Answers each whole request (head and Content-Length body) with ANSWER on a kept-alive connection."""
+def streamed_answer(events: list[bytes]) -> bytes:
+    """An HTTP/1.1 200 answer carrying `events` as a chunked SSE body, one chunk per event."""
+    return (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in events) + b"0\r\n\r\n")
 
-    def __init__(self, counter: list[int]) -> None:
+
+ANSWER = streamed_answer([EVENT] * 12 + [b"data: [DONE]\n\n"])
+
+
+class Upstream(asyncio.Protocol):
+    """Answers each whole request (head and Content-Length body) with `answer` on a kept-alive connection."""
+
+    def __init__(self, counter: list[int], answer: bytes = ANSWER) -> None:
         self.counter = counter
+        self.answer = answer
         self.buffer = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -45,11 +54,42 @@ class Upstream(asyncio.Protocol):
                 return
             self.buffer = rest[length:]
             self.counter[0] += 1
-            self.transport.write(ANSWER)
+            self.transport.write(self.answer)
+
+
+async def call(app: Any, body: bytes, headers: list[tuple[bytes, bytes]]) -> int:
+    """POST `body` to the app's /v1/chat/completions as a server would; returns the bytes of the answer's body.
+
+    The client stays until the answer is over (its `receive` waits), as a server reports a connection alive.
+    """
+    from bench.asgi_cost import chat_scope
+
+    done = asyncio.Event()
+    asked = False
+    size = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal asked
+        if not asked:
+            asked = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await done.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        nonlocal size
+        if message["type"] == "http.response.body":
+            size += len(message["body"])
+            if not message.get("more_body"):
+                done.set()
+        elif message["status"] != 200:
+            raise RuntimeError(f"the app answered {message['status']}")
+
+    await app(chat_scope(body, headers), receive, send)
+    return size
 
 
 async def measure(requests: int, rounds: int) -> dict[str, Any]:
-    from bench.asgi_cost import chat_scope
     from proxy.app import build_app
     from proxy.config import Settings
 
@@ -60,34 +100,10 @@ async def measure(requests: int, rounds: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="memproxy-relay-cost-") as data_dir:
         settings = Settings.load({"data_dir": data_dir, "upstream_url": f"http://127.0.0.1:{port}/v1"}, environ={})
         app = build_app(settings)
-        client_headers = [(b"accept", b"text/event-stream"), (b"user-agent", b"OpenAI/Python 1.0")]
         relayed: list[int] = []
 
         async def one() -> None:
-            scope = chat_scope(BODY, client_headers)
-            done = asyncio.Event()
-            asked = False
-            size = 0
-
-            async def receive() -> dict[str, Any]:
-                nonlocal asked
-                if not asked:
-                    asked = True
-                    return {"type": "http.request", "body": BODY, "more_body": False}
-                await done.wait()  # the client stays until the answer is over, as a server reports it
-                return {"type": "http.disconnect"}
-
-            async def send(message: MutableMapping[str, Any]) -> None:
-                nonlocal size
-                if message["type"] == "http.response.body":
-                    size += len(message["body"])
-                    if not message.get("more_body"):
-                        done.set()
-                elif message["status"] != 200:
-                    raise RuntimeError(f"the relay answered {message['status']}")
-
-            await app(scope, receive, send)
-            relayed.append(size)
+            relayed.append(await call(app, BODY, CLIENT_HEADERS))
 
         async with app.router.lifespan_context(app):
             for _ in range(min(requests, 500)):  # warm-up: the upstream connection, caches
