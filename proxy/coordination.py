@@ -72,8 +72,12 @@ class LocalAgentLocks:
         lock, users = entry
         users[0] += 1
         try:
-            async with asyncio.timeout(timeout):
+            if users[0] == 1:
+                # Nobody holds or waits for this agent: the lock is taken at once, so no timer is armed.
                 await lock.acquire()
+            else:
+                async with asyncio.timeout(timeout):
+                    await lock.acquire()
         except TimeoutError:
             self._leave(agent_id, users)
             raise LockTimeout(agent_id) from None
