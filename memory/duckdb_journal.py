@@ -116,6 +116,7 @@ class Journal:
         self._retired = 0  # last seq of the other file while it waits for the tables; 0 when it is gone
         self._pending: list[tuple[int, bytes, asyncio.Future[None], asyncio.AbstractEventLoop]] = []
         self._lock = threading.Lock()
+        self._scheduled = False  # a flush is queued on the executor and has not taken the queue yet
         self._executor: ThreadPoolExecutor | None = None
 
     def read(self) -> list[JournalRecord]:
@@ -128,7 +129,7 @@ class Journal:
             os.unlink(self._paths[1])
         except FileNotFoundError:
             pass
-        self._current, self._retired = 0, 0
+        self._current, self._retired, self._scheduled = 0, 0, False
         self._fd = self._open_empty(self._paths[0])
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal",
                                             initializer=native_heap.thread_namer("journal"))
@@ -155,7 +156,10 @@ class Journal:
             return done
         with self._lock:
             self._pending.append((record.seq, encode(record), done, loop))
-        executor.submit(self._flush)
+            # One flush at a time waits to take the queue: records arriving before it does go with it.
+            scheduled, self._scheduled = self._scheduled, True
+        if not scheduled:
+            executor.submit(self._flush)
         return done
 
     @staticmethod
@@ -188,6 +192,7 @@ class Journal:
     def _flush(self) -> None:
         with self._lock:
             group, self._pending = self._pending, []
+            self._scheduled = False
         if not group:
             return
         outcome: BaseException | None = None

@@ -80,6 +80,37 @@ async def test_turns_sent_one_at_a_time_share_transactions_and_are_read_back_at_
     assert [r.id for r in await duck.list_runs(agent_id=agent.id, limit=None)] == [c.runs[0].id for c in reversed(turns)]
 
 
+async def test_records_sent_together_are_flushed_by_one_queued_flush_not_one_each(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a flush waits for the journal's thread, later records join it: no empty flush per record."""
+    flushes = 0
+    real_flush = duckdb_journal.Journal._flush
+
+    def counted(self: duckdb_journal.Journal) -> None:
+        nonlocal flushes
+        flushes += 1
+        real_flush(self)
+
+    monkeypatch.setattr(duckdb_journal.Journal, "_flush", counted)
+    journal = duckdb_journal.Journal(str(tmp_path / "j.journal"), lambda: 0)
+    journal.open()
+    try:
+        agent_id = new_id("agent")
+        records = [duckdb_journal.JournalRecord(seq, [duckdb_rows.message_row(m, True) for m in
+                                                      turn(agent_id, 2 * seq - 1).messages], [], [])
+                   for seq in range(1, 41)]
+        # All submitted in one go on the loop, as concurrent turns are; the first flush may start at once.
+        await asyncio.gather(*[journal.submit(record) for record in records])
+        assert journal.durable == 40
+        assert [r.seq for r in read_records(journal.path)] == list(range(1, 41))
+        assert flushes <= 3 and journal.syncs <= 3  # one per record before: 40 executor jobs, most of them empty
+        more = journal.submit(duckdb_journal.JournalRecord(41, [], [], []))  # after the queue emptied: a new one
+        await more
+        assert journal.durable == 41 and flushes <= 4
+    finally:
+        journal.close()
+
+
 async def test_the_journal_and_database_threads_carry_their_names_for_the_os(duck: DuckDBStore) -> None:
     """bench.paced and top -H tell the threads apart by /proc/<pid>/task/*/comm, which Python does not set."""
     agent = await new_agent(duck)
