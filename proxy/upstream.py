@@ -114,29 +114,21 @@ class Upstream:
         try:
             if response.status_code >= 400:
                 raise UpstreamError.from_response(response.status_code, await response.aread(), response.headers)
-            done = False
-            finished = False  # a choice carried its finish_reason: a clean end of body now is a whole answer
-            async for data in _sse_data(response):
-                if done:
-                    continue  # read to the end of the body so the connection goes back to the pool
-                if data == b"[DONE]":
-                    done = True
-                    continue
-                try:
-                    chunk = orjson.loads(data)
-                except orjson.JSONDecodeError:
-                    continue
-                if not isinstance(chunk, dict):
-                    continue
-                if chunk.get("error"):
-                    raise _stream_error(chunk["error"])  # OpenRouter puts it beside `choices`, others alone
-                for choice in chunk.get("choices") or ():
-                    reason = choice.get("finish_reason") if isinstance(choice, dict) else None
-                    if reason == "error":
-                        raise _stream_error({"message": "the upstream model stopped with finish_reason \"error\""})
-                    finished = finished or bool(reason)
+            state = _StreamState()
+            buffer = b""
+            async for piece in response.aiter_bytes():
+                # One split per piece (a read often holds several events), not a find and two copies per line.
+                lines = (buffer + piece if buffer else piece).split(b"\n")
+                buffer = lines.pop()
+                for chunk in _chunks(lines, state):
+                    yield chunk
+                if state.error is not None:
+                    raise state.error
+            for chunk in _chunks([buffer], state):
                 yield chunk
-            if not done and not finished:
+            if state.error is not None:
+                raise state.error
+            if not state.done and not state.finished:
                 raise UpstreamError(502, "the upstream stream ended before its answer did", code="upstream_stream_cut")
         except (httpx.TimeoutException, ReadTimeout):
             raise UpstreamError(504, "the upstream model timed out mid-stream", code="upstream_timeout") from None
@@ -242,17 +234,47 @@ def _json_headers(extra: dict[str, str] | None) -> dict[str, str]:
     return headers
 
 
-async def _sse_data(response: Any) -> AsyncIterator[bytes]:
-    """The payload of each `data:` line of an event stream."""
-    buffer = b""
-    async for piece in response.aiter_bytes():
-        if buffer:
-            piece = buffer + piece
-        # One split per piece (a read often holds several events), not a find and two copies per line.
-        lines = piece.split(b"\n")
-        buffer = lines.pop()
-        for line in lines:
-            if line.startswith(b"data:"):
-                yield line[5:].rstrip(b"\r").lstrip()
-    if buffer.startswith(b"data:"):
-        yield buffer[5:].strip()
+class _StreamState:
+    """How far a streamed answer has got: `[DONE]` seen, and whether a choice carried its finish_reason."""
+
+    __slots__ = ("done", "finished", "error")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.finished = False  # a clean end of body now is a whole answer
+        self.error: UpstreamError | None = None  # met in the stream: raised once the chunks before it are out
+
+
+def _chunks(lines: list[bytes], state: _StreamState) -> list[dict[str, Any]]:
+    """The chunks carried by these lines of an event stream (`data:` lines holding JSON objects), in order.
+
+    Lines after `[DONE]` are read past (the body is read to its end so the connection goes back to the pool);
+    an error object in the stream, or a choice that finished with "error", ends the list and is kept in
+    `state.error`, for the caller to raise after the chunks that came before it.
+    """
+    out = []
+    for line in lines:
+        if state.done or not line.startswith(b"data:"):
+            continue
+        data = line[5:].strip()
+        if data == b"[DONE]":
+            state.done = True
+            continue
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(chunk, dict):
+            continue
+        if chunk.get("error"):
+            state.error = _stream_error(chunk["error"])  # OpenRouter puts it beside `choices`, others alone
+            break
+        for choice in chunk.get("choices") or ():
+            reason = choice.get("finish_reason") if isinstance(choice, dict) else None
+            if reason == "error":
+                state.error = _stream_error({"message": "the upstream model stopped with finish_reason \"error\""})
+            state.finished = state.finished or bool(reason)
+        if state.error is not None:
+            break
+        out.append(chunk)
+    return out
