@@ -23,6 +23,8 @@ FORWARDED_FIELDS = ("user", "service_tier", "prompt_cache_key", "safety_identifi
                     "modalities", "audio", "verbosity", "web_search_options", "logprobs", "top_logprobs")
 # Delta fields besides content and tool calls that the model may stream; relayed and kept on the message.
 RELAYED_DELTA_FIELDS = ("reasoning_content", "reasoning", "refusal", "annotations", "audio")
+# A delta holding only these keys (nearly every token) carries none of the fields above: no per-field lookups.
+PLAIN_DELTA_KEYS = frozenset({"role", "content", "tool_calls", "function_call"})
 
 DONE = b"data: [DONE]\n\n"
 KEEPALIVE = b": keep-alive\n\n"

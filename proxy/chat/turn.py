@@ -15,7 +15,7 @@ from memory.models import Changes, Message, Run, new_id, utcnow
 from memory.protocols import LongTermMemory, Spawn
 from memory.store import FenceLost, StoreUnavailable
 from proxy.chat.new_input import NewInput
-from proxy.chat.protocol import RELAYED_DELTA_FIELDS, ChatRequest
+from proxy.chat.protocol import PLAIN_DELTA_KEYS, RELAYED_DELTA_FIELDS, ChatRequest
 from proxy.chat.request_head import TurnHead
 from proxy.chat.said import ModelOutput, add_usage, chunk_usage
 from proxy import logs
@@ -184,7 +184,8 @@ class Turn(RulesMixin):
                 for choice in chunk.get("choices") or ():
                     delta = choice.get("delta") or {}
                     text = delta.get("content")
-                    extra = {k: delta[k] for k in RELAYED_DELTA_FIELDS if delta.get(k) is not None}
+                    extra = {} if delta.keys() <= PLAIN_DELTA_KEYS else {
+                        k: delta[k] for k in RELAYED_DELTA_FIELDS if delta.get(k) is not None}
                     logprobs = choice.get("logprobs") if wants_logprobs else None
                     if extra or logprobs:
                         if text:
