@@ -26,7 +26,9 @@ class ClientWatch:
 
     Before the response starts, `gone` tells whether the client left (no anyio cancel scope per check, as
     Starlette's `Request.is_disconnected` opens); once an `EventStream` adopts it, a disconnect cancels the
-    task sending the stream. `close()` stops it when no stream takes it over.
+    task sending the stream. `close()` stops it when no stream takes it over; after a complete response it
+    is left to end by itself, on the disconnect the server reports for a finished response (uvicorn and
+    httpx's ASGI transport do; a server that did not would keep it until the connection closes).
     """
 
     __slots__ = ("gone", "ending", "target", "_task")
@@ -35,16 +37,22 @@ class ClientWatch:
         self.gone = False
         self.ending = False  # the response is complete: the server reports that as a disconnect too
         self.target: asyncio.Task[Any] | None = None
-        self._task = asyncio.get_running_loop().create_task(self._watch(receive))
+        self._task: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(self._watch(receive))
 
     async def _watch(self, receive: Receive) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                if not self.ending:
-                    self.gone = True
-                    self._cancel_target()
-                return
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    if not self.ending:
+                        self.gone = True
+                        self._cancel_target()
+                    return
+        except asyncio.CancelledError:
+            # The task would keep the error, its traceback this frame, and this frame `self`, which holds the
+            # task: a cycle per request that only the garbage collector frees. Dropping the task breaks it.
+            self._task = None
+            raise
 
     def _cancel_target(self) -> None:
         if self.target is not None and not self.ending:
@@ -60,6 +68,10 @@ class ClientWatch:
 
     def close(self) -> None:
         self.target = None
+        if self.ending or self._task is None:
+            # A complete response: the server reports it to `receive` as a disconnect (uvicorn wakes it in the
+            # send that completes the response), so the watcher ends by itself, raising nothing.
+            return
         self._task.cancel()
 
 
