@@ -15,9 +15,16 @@ from memory.store import StoreError
 from proxy import logs
 from proxy.chat.passthrough import forward_chat
 from proxy.chat.protocol import parse_chat_request
+from proxy.chat.retries import IDEMPOTENCY_HEADERS
 from proxy.errors import APIError, handle_store_error, handle_unexpected
 from proxy.http import BearerKeys, parse_json_object, read_body
 from proxy.metrics import Metrics
+from proxy.resumable import RESUMABLE_HEADER
+
+
+# Headers an agent turn reads, taken in the route's one pass over the raw list: looked up in Starlette's
+# `Headers` instead, each missing one decoded every header and raised a KeyError inside `Mapping.get`.
+TURN_HEADERS = frozenset({*(name.encode() for name in IDEMPOTENCY_HEADERS), RESUMABLE_HEADER.encode()})
 
 
 async def chat_completions(request: Request) -> Response:
@@ -25,13 +32,16 @@ async def chat_completions(request: Request) -> Response:
     # One pass over the raw headers for the few this route reads (Starlette's `Headers` decodes them all).
     request_id = declared = None
     forwarded: dict[str, str] = {}
+    turn_headers: dict[str, str] = {}  # the few an agent turn reads (its retry key, resumability), first wins
     for name, value in request.scope["headers"]:
         if name == b"content-length":
             declared = declared or value
-        elif name == b"x-request-id":
-            request_id = request_id or value
         elif name.startswith(b"x-sim-"):
             forwarded[name.decode("latin-1")] = value.decode("latin-1")
+        elif name in TURN_HEADERS:
+            turn_headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+            if name == b"x-request-id":
+                request_id = request_id or value
     logs.request_id.set(request_id.decode("latin-1") if request_id else new_id("req"))
     rt = request.app.state.rt
     raw = await read_body(request, declared or b"")
@@ -47,7 +57,7 @@ async def chat_completions(request: Request) -> Response:
         if live is None:
             raise APIError(404, f"The model `{model}` does not exist: no agent has that id", param="model",
                            code="model_not_found")
-        return await rt.turns.serve(live, chat, request)
+        return await rt.turns.serve(live, chat, request, turn_headers)
     if not isinstance(model, str) or not model:
         raise APIError(400, "`model` is required and must be a string", param="model", code="missing_model")
     return await forward_chat(rt.upstream, raw, forwarded, received, rt.metrics)

@@ -74,19 +74,22 @@ class TurnRunner:
     async def _release(self, lease: Lease, **kw: Any) -> None:
         await self.leases.give(lease, **kw)
 
-    async def serve(self, live: LiveAgent, chat: ChatRequest, request: Request | None = None) -> Response:
+    async def serve(self, live: LiveAgent, chat: ChatRequest, request: Request | None = None,
+                    headers: Mapping[str, str] | None = None) -> Response:
+        """`headers`: the request's headers a turn reads, with lower-case names (default: all of the request's)."""
+        if headers is None:
+            headers = request.headers if request is not None else {}
         encoder = ChunkEncoder(chat.model, chat.include_usage, chat.legacy_functions)
         sink: StreamSink | CollectSink = StreamSink(encoder) if chat.stream else CollectSink()
         publisher = None
-        if request is not None and wants_resumable(request.headers):
+        if request is not None and wants_resumable(headers):
             if not chat.stream:
                 raise APIError(400, "a resumable run must be streamed: send `stream: true` with "
                                "X-Memproxy-Resumable", param="stream", code="resumable_needs_stream")
             publisher = await open_resumable(self.runlog, live.id, "chat", lambda error, _: error_event(error),
                                              param="X-Memproxy-Resumable")
             sink.queue = TeeQueue(publisher)  # type: ignore[union-attr]
-        started = await self.launch(live, chat, sink, request.headers if request is not None else {},
-                                    publisher=publisher)
+        started = await self.launch(live, chat, sink, headers, publisher=publisher)
         timing = _TurnTiming(chat, started.turn, started.record)
         return await self._respond(started.task, sink, encoder, request, owner=started.turn is not None,
                                    timing=timing, detached=publisher is not None and started.turn is not None)

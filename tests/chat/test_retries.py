@@ -63,6 +63,27 @@ def test_same_idempotency_key_replays_even_non_streamed(server) -> None:
     assert user_messages(server.base_url, agent) == ["k"]
 
 
+def test_x_idempotency_key_and_x_request_id_key_a_retry_and_idempotency_key_comes_first(server) -> None:
+    agent = create_agent(server.base_url)
+
+    def send(text: str, headers: dict[str, str]) -> str:
+        response = httpx.post(server.base_url + "/v1/chat/completions", timeout=30, headers=headers,
+                              json={"model": agent, "messages": [{"role": "user", "content": text}]})
+        assert response.status_code == 200
+        return str(response.json()["choices"][0]["message"]["content"])
+
+    a = send("one", {"X-Idempotency-Key": "x-1"})
+    assert send("one", {"X-Idempotency-Key": "x-1"}) == a  # replayed, not run again
+    b = send("two", {"X-Request-Id": "req-2"})
+    assert send("two", {"X-Request-Id": "req-2"}) == b
+    # Idempotency-Key is read before X-Request-Id: a new request id with the same key is the same turn...
+    c = send("three", {"Idempotency-Key": "k-3", "X-Request-Id": "req-3a"})
+    assert send("three", {"Idempotency-Key": "k-3", "X-Request-Id": "req-3b"}) == c
+    # ...and the same request id under a new key is a new turn.
+    send("three", {"Idempotency-Key": "k-4", "X-Request-Id": "req-3a"})
+    assert user_messages(server.base_url, agent) == ["one", "two", "three", "three"]
+
+
 def test_concurrent_duplicate_joins_the_turn_in_flight(server) -> None:
     agent = create_agent(server.base_url)
     body = {"model": agent, "messages": [{"role": "user", "content": "twice at once"}]}
