@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import tempfile
 import time
-from typing import Any, MutableMapping
+from typing import Any, AsyncIterator, MutableMapping
 
 import uvloop
 
@@ -89,32 +90,44 @@ async def call(app: Any, body: bytes, headers: list[tuple[bytes, bytes]]) -> int
     return size
 
 
-async def measure(requests: int, rounds: int) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def running_app(answer: bytes = ANSWER, prefix: str = "memproxy-bench-") -> AsyncIterator[tuple[Any, list[int]]]:
+    """The whole app, its lifespan entered, on a fresh data dir, relaying to an `Upstream` answering `answer`.
+
+    Yields the app and the upstream's request counter; everything is closed and removed on the way out.
+    """
     from proxy.app import build_app
     from proxy.config import Settings
 
     counter = [0]
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: Upstream(counter), "127.0.0.1", 0)
+    server = await asyncio.get_running_loop().create_server(lambda: Upstream(counter, answer), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    with tempfile.TemporaryDirectory(prefix="memproxy-relay-cost-") as data_dir:
-        settings = Settings.load({"data_dir": data_dir, "upstream_url": f"http://127.0.0.1:{port}/v1"}, environ={})
-        app = build_app(settings)
-        relayed: list[int] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix=prefix) as data_dir:
+            settings = Settings.load({"data_dir": data_dir, "upstream_url": f"http://127.0.0.1:{port}/v1"},
+                                     environ={})
+            app = build_app(settings)
+            async with app.router.lifespan_context(app):
+                yield app, counter
+    finally:
+        server.close()
+
+
+async def measure(requests: int, rounds: int) -> dict[str, Any]:
+    relayed: list[int] = []
+    async with running_app(prefix="memproxy-relay-cost-") as (app, counter):
 
         async def one() -> None:
             relayed.append(await call(app, BODY, CLIENT_HEADERS))
 
-        async with app.router.lifespan_context(app):
-            for _ in range(min(requests, 500)):  # warm-up: the upstream connection, caches
+        for _ in range(min(requests, 500)):  # warm-up: the upstream connection, caches
+            await one()
+        per_round = []
+        for _ in range(rounds):
+            t0 = time.process_time()
+            for _ in range(requests):
                 await one()
-            per_round = []
-            for _ in range(rounds):
-                t0 = time.process_time()
-                for _ in range(requests):
-                    await one()
-                per_round.append((time.process_time() - t0) / requests * 1e6)
-    server.close()
+            per_round.append((time.process_time() - t0) / requests * 1e6)
     return {"cpu_us_per_request": min(per_round), "rounds_us": per_round, "upstream_requests": counter[0],
             "relayed_bytes": sorted(set(relayed))}
 

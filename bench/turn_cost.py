@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import tempfile
 import time
 from typing import Any
 
@@ -31,7 +30,7 @@ import httpx
 import orjson
 import uvloop
 
-from bench.relay_cost import CLIENT_HEADERS, Upstream, call, streamed_answer
+from bench.relay_cost import CLIENT_HEADERS, call, running_app, streamed_answer
 from bench.seed import TEMPLATE_AGENT
 from proxy.sim.sse import DONE, ChunkEncoder
 
@@ -53,18 +52,9 @@ def turn_body(agent_id: str, n: int) -> bytes:
 
 async def measure(agents: int, history: int, turns: int, rounds: int, concurrency: int,
                   profile: str | None = None) -> dict[str, Any]:
-    from proxy.app import build_app
-    from proxy.config import Settings
-
-    counter = [0]
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: Upstream(counter, agent_answer()), "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
     sent = 0
     sizes: list[int] = []
-    with tempfile.TemporaryDirectory(prefix="memproxy-turn-cost-") as data_dir:
-        settings = Settings.load({"data_dir": data_dir, "upstream_url": f"http://127.0.0.1:{port}/v1"}, environ={})
-        app = build_app(settings)
+    async with running_app(agent_answer(), prefix="memproxy-turn-cost-") as (app, counter):
 
         async def batch(n: int) -> None:
             """`n` turns from `concurrency` callers, round-robin over the agents."""
@@ -78,34 +68,38 @@ async def measure(agents: int, history: int, turns: int, rounds: int, concurrenc
 
             await asyncio.gather(*(caller() for _ in range(concurrency)))
 
-        async with app.router.lifespan_context(app):
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://memproxy") as http:
-                ids = []
-                for _ in range(agents):
-                    made = await http.post("/v1/agents/", json=TEMPLATE_AGENT)
-                    made.raise_for_status()
-                    ids.append(made.json()["id"])
-            await batch(agents * history)
-            in_context_before = await _in_context(app, ids)
-            per_round, loop_round = [], []
-            profiler = cProfile.Profile() if profile else None
-            for r in range(rounds):
-                last = r == rounds - 1
-                if profiler is not None and last:
-                    profiler.enable()
-                t0, l0 = time.process_time(), time.thread_time()
-                await batch(turns)
-                per_round.append((time.process_time() - t0) / turns * 1e6)
-                loop_round.append((time.thread_time() - l0) / turns * 1e6)
-                if profiler is not None and last:
-                    profiler.disable()
-            in_context_after = await _in_context(app, ids)
-            if profiler is not None and profile:
-                profiler.dump_stats(profile)
-    server.close()
+        ids = await make_agents(app, agents)
+        await batch(agents * history)
+        in_context_before = await _in_context(app, ids)
+        per_round, loop_round = [], []
+        profiler = cProfile.Profile() if profile else None
+        for r in range(rounds):
+            last = r == rounds - 1
+            if profiler is not None and last:
+                profiler.enable()
+            t0, l0 = time.process_time(), time.thread_time()
+            await batch(turns)
+            per_round.append((time.process_time() - t0) / turns * 1e6)
+            loop_round.append((time.thread_time() - l0) / turns * 1e6)
+            if profiler is not None and last:
+                profiler.disable()
+        in_context_after = await _in_context(app, ids)
+        if profiler is not None and profile:
+            profiler.dump_stats(profile)
     return {"cpu_us_per_turn": min(per_round), "rounds_us": per_round, "loop_us_per_turn": min(loop_round),
             "loop_rounds_us": loop_round, "upstream_requests": counter[0],
             "turns": sent, "answer_bytes": sorted(set(sizes)), "in_context": [in_context_before, in_context_after]}
+
+
+async def make_agents(app: Any, n: int) -> list[str]:
+    """`n` agents like the bench template, made through the app's API; their ids."""
+    ids = []
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://memproxy") as http:
+        for _ in range(n):
+            made = await http.post("/v1/agents/", json=TEMPLATE_AGENT)
+            made.raise_for_status()
+            ids.append(made.json()["id"])
+    return ids
 
 
 async def _in_context(app: Any, ids: list[str]) -> tuple[int, int]:
