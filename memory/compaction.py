@@ -111,10 +111,13 @@ class ContextBudget:
         return live.in_context.message_tokens(message, self.counter)
 
     def measure(self, live: LiveAgent, prompt: str, instructions: list[dict[str, Any]],
-                tools: list[dict[str, Any]]) -> Budget:
-        """What the next request costs: the fixed part plus the running total of the in-context messages."""
+                tools: list[dict[str, Any]], *, bound_ok: bool = False) -> Budget:
+        """What the next request costs: the fixed part plus the running total of the in-context messages.
+
+        With `bound_ok` new messages may be taken at an upper bound of their tokens (see memory/incontext.py).
+        """
         estimate = self.fixed_tokens(live, prompt, instructions, tools)
-        estimate += live.in_context.tokens(live.messages, self.counter)
+        estimate += live.in_context.tokens(live.messages, self.counter, bound_ok)
         window, reserve = self.window_of(live)
         return Budget(estimate, self.calibration(live).corrected(estimate), window, reserve)
 
@@ -126,10 +129,18 @@ class ContextBudget:
     # --- keeping requests inside the window -------------------------------------------------
     async def ensure_fits(self, live: LiveAgent, prompt_of: Callable[[], str], instructions: list[dict[str, Any]],
                           tools: list[dict[str, Any]], *, harder: bool = False) -> Budget:
-        """Return the budget of the next request, compacting first when it would not fit."""
-        budget = self.measure(live, prompt_of(), instructions, tools)
+        """Return the budget of the next request, compacting first when it would not fit.
+
+        A budget that fits may hold upper bounds for the newest messages (`live.in_context.settle` counts
+        them, and says by how much the estimate dropped); every decision to compact is taken on counts.
+        """
+        budget = self.measure(live, prompt_of(), instructions, tools, bound_ok=not harder)
         if budget.fits and not harder:
             return budget
+        if live.in_context.bounded:
+            budget = self.measure(live, prompt_of(), instructions, tools)
+            if budget.fits and not harder:
+                return budget
         running: asyncio.Task[None] | None = live.extra.get("compaction")
         if running is not None and not running.done() and not harder:
             await asyncio.shield(running)

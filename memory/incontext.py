@@ -5,11 +5,16 @@ so its cost grew with the agent's history. Stored messages never change once add
 encoded and counted once, and the totals are extended with what is new: a turn costs O(new messages).
 `LiveAgent.messages` stays the list of record; anything but an append (eviction, a summary put first, a
 reset) is noticed here and the totals are rebuilt from the per-message entries, without re-encoding.
+
+A turn's budget check may take an upper bound for a new message's tokens instead of its count (`bound_ok`):
+the count runs the tokenizer, which is slow on caches gone cold between turns, and the turn counts what it
+deferred (`settle`) once its request is sent. Every other reader of the totals gets exact counts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 
@@ -23,12 +28,15 @@ from memory.tokens import TokenCounter
 # not walked by each full collection again. 96 agents x 5,000 messages: 975k tracked objects -> 494k, and a
 # full collection (a pause of every stream) 237 -> 166 ms of CPU, measured offline.
 Entry = tuple[bytes, int]
+# `joined` leaves new messages bounded (whoever builds a request body settles after sending it); past this
+# many waiting, it counts them itself.
+MAX_BOUNDED = 64
 
 
 class InContext:
     """Per-message entries plus the joined bytes and token total of the messages synced so far."""
 
-    __slots__ = ("_entries", "_joined", "_total", "_synced", "_first", "_last")
+    __slots__ = ("_entries", "_joined", "_total", "_synced", "_first", "_last", "_bounded")
 
     def __init__(self) -> None:
         self._entries: dict[str, Entry] = {}
@@ -38,27 +46,67 @@ class InContext:
         self._synced = 0
         self._first: Message | None = None  # messages[0] and messages[_synced - 1] when last synced: any change
         self._last: Message | None = None  # to the list other than an append moves one of them
+        # Entries whose token figure is an upper bound, not a count (id -> wire message, to count it later).
+        # Every one of them is within messages[:_synced], so in `_total` too.
+        self._bounded: dict[str, dict[str, Any]] = {}
 
-    def entry(self, message: Message, counter: TokenCounter) -> Entry:
-        """The message's entry, made on first use."""
+    def entry(self, message: Message, counter: TokenCounter, bound_ok: bool = False) -> Entry:
+        """The message's entry, made on first use; with `bound_ok` its tokens may be an upper bound.
+
+        Only `sync` asks with `bound_ok` (a bounded entry must be in the totals) and it settles at its end
+        when exact counts were asked for.
+        """
         entry = self._entries.get(message.id)
         if entry is None:
             wire = wire_message(message)
-            entry = self._entries[message.id] = (orjson.dumps(wire), counter.count_message(wire))
+            bound = counter.message_bound(wire) if bound_ok else None
+            if bound is None:
+                entry = (orjson.dumps(wire), counter.count_message(wire))
+            else:
+                entry = (orjson.dumps(wire), bound)
+                self._bounded[message.id] = wire
+            self._entries[message.id] = entry
         return entry
 
-    def sync(self, messages: Sequence[Message], counter: TokenCounter) -> None:
-        """Bring the totals up to `messages`: extend them with appended messages, or rebuild if reshaped."""
+    def settle(self, counter: TokenCounter) -> int:
+        """Count the messages that only have a bound so far; returns how many tokens the totals dropped.
+
+        Never called inside `sync`'s loop: after a rebuild the totals hold only part of the entries there.
+        """
+        dropped = 0
+        entries = self._entries
+        for message_id, wire in self._bounded.items():
+            entry = entries.get(message_id)
+            if entry is not None:
+                tokens = counter.count_message(wire)
+                dropped += entry[1] - tokens
+                entries[message_id] = (entry[0], tokens)
+        self._bounded = {}
+        self._total -= dropped
+        return dropped
+
+    @property
+    def bounded(self) -> int:
+        """How many entries hold a bound, not a count."""
+        return len(self._bounded)
+
+    def sync(self, messages: Sequence[Message], counter: TokenCounter, bound_ok: bool = False) -> None:
+        """Bring the totals up to `messages`: extend them with appended messages, or rebuild if reshaped.
+
+        With `bound_ok`, a new message's tokens may be an upper bound; without, the totals are exact after.
+        """
         n = len(messages)
         synced = self._synced
         if synced and (n < synced or messages[0] is not self._first or messages[synced - 1] is not self._last):
             self._rebuild(messages)
             synced = 0
         if synced == n:
+            if not bound_ok and self._bounded:
+                self.settle(counter)
             return
         wires = [b""] if self._joined else []  # a leading comma when there is something to follow
         for message in messages[synced:]:
-            wire, tokens = self.entry(message, counter)
+            wire, tokens = self.entry(message, counter, bound_ok)
             wires.append(wire)
             self._total += tokens
         added = b",".join(wires)
@@ -69,26 +117,34 @@ class InContext:
         self._synced = n
         self._first = messages[0]
         self._last = messages[-1]
+        if not bound_ok and self._bounded:
+            self.settle(counter)
 
     def _rebuild(self, messages: Sequence[Message]) -> None:
         keep = {m.id for m in messages}
         self._entries = {k: v for k, v in self._entries.items() if k in keep}
+        self._bounded = {k: v for k, v in self._bounded.items() if k in keep}
         self._joined = bytearray()
         self._total = 0
         self._synced = 0
         self._first = self._last = None
 
-    def tokens(self, messages: Sequence[Message], counter: TokenCounter) -> int:
-        """Tokens of all in-context messages (framing included, reply priming not)."""
-        self.sync(messages, counter)
+    def tokens(self, messages: Sequence[Message], counter: TokenCounter, bound_ok: bool = False) -> int:
+        """Tokens of all in-context messages (framing included, reply priming not); with `bound_ok`, at most."""
+        self.sync(messages, counter, bound_ok)
         return self._total
 
     def joined(self, messages: Sequence[Message], counter: TokenCounter) -> bytes | bytearray:
-        """The in-context messages' JSON objects joined by commas (no brackets)."""
-        self.sync(messages, counter)
+        """The in-context messages' JSON objects joined by commas (no brackets); counts nothing it need not."""
+        self.sync(messages, counter, bound_ok=True)
+        if len(self._bounded) > MAX_BOUNDED:
+            self.settle(counter)  # a caller that never settles: keep what waits for a count small
         return self._joined
 
     def message_tokens(self, message: Message, counter: TokenCounter) -> int:
+        """One message's tokens, counted (compaction plans with these)."""
+        if message.id in self._bounded:
+            self.settle(counter)
         return self.entry(message, counter)[1]
 
     def __len__(self) -> int:

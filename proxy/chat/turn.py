@@ -12,6 +12,7 @@ from memory.agents import AgentMemory, LiveAgent
 from memory.compaction import ContextBudget
 from memory.context import message_parts, splice_messages
 from memory.models import Changes, Message, Run, new_id, utcnow
+from memory.tokens import default_counter
 from memory.protocols import LongTermMemory, Spawn
 from memory.store import FenceLost, StoreUnavailable
 from proxy.chat.new_input import NewInput
@@ -177,6 +178,8 @@ class Turn(RulesMixin):
                 if usage:
                     add_usage(self.usage, usage)
                     if self.env.budget is not None and isinstance(usage.get("prompt_tokens"), int):
+                        if self.live.in_context.bounded:
+                            self._settle_counts()
                         self.env.budget.observe(self.live, self._estimate, usage["prompt_tokens"])
                 fingerprint = chunk.get("system_fingerprint")
                 if isinstance(fingerprint, str):
@@ -280,7 +283,18 @@ class Turn(RulesMixin):
                                     "tokens even after evicting all earlier messages", code="context_length_exceeded")
             self._estimate = budget.estimate
         system = self.env.memory.system_prompt(self.live)
-        return splice_messages(head, message_parts(self.live, system, self.new_input.instructions))
+        body = splice_messages(head, message_parts(self.live, system, self.new_input.instructions))
+        if self.live.in_context.bounded:
+            # The new messages went into the budget at an upper bound of their tokens: counted once the request
+            # is on its way (this runs when the turn first waits, on the upstream), not before the client's first
+            # token. Counting a short message costs ~100 us of tokenizer on caches gone cold since the last turn.
+            asyncio.get_running_loop().call_soon(self._settle_counts)
+        return body
+
+    def _settle_counts(self) -> None:
+        budget = self.env.budget
+        dropped = self.live.in_context.settle(budget.counter if budget is not None else default_counter())
+        self._estimate -= dropped  # the estimate the upstream's usage calibrates is a count again
 
     # --- endings ----------------------------------------------------------------------------
     def _timings(self) -> dict[str, float]:

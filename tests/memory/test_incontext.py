@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import Callable
 from typing import Any
@@ -158,3 +159,104 @@ def test_the_entries_of_a_loaded_history_leave_the_collectors_lists() -> None:
     assert entries and not any(gc.is_tracked(entry) for entry in entries)
     tracked = {id(o) for o in gc.get_objects()}
     assert not any(id(entry) in tracked for entry in entries)
+
+
+# --- upper bounds before the request, counts after -------------------------------------------------------
+
+BOUND_TEXTS = [
+    "", "hi", "Quick question: what did I say about my trip to Lyon in April?", "   leading and    inner   spaces  ",
+    "12345678901234567890", "naïve café déjà vu", "日本語のテキストと漢字", "emoji 🎉🚀👩‍👩‍👧 and more 🇫🇷",
+    "def f(x):\n    return {'a': [1, 2, 3]}\n", "word " * 400, "\n\n\t\t" * 50, "<|endoftext|> stays text",
+]
+
+
+def test_the_bound_of_a_text_message_is_never_below_its_count() -> None:
+    counter = TokenCounter()
+    for text in BOUND_TEXTS:
+        for wire in ({"role": "user", "content": text}, {"role": "user", "content": text, "name": "ada_lovelace"},
+                     {"role": "tool", "tool_call_id": "call_8f2a9c1d", "content": text},
+                     {"role": "assistant", "content": text or None}, {"role": "system", "content": text}):
+            bound = counter.message_bound(wire)
+            assert bound is not None and bound >= counter.count_message(wire), wire
+
+
+def test_messages_a_bound_could_miss_are_not_bounded() -> None:
+    counter = TokenCounter()
+    image = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/a.png"}}]}
+    calls = {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}
+    assert counter.message_bound(image) is None and counter.message_bound(calls) is None
+
+
+def test_bounded_totals_hold_at_least_the_counts_and_settle_to_them() -> None:
+    spy = SpyCounter()
+    live = live_with(30)
+    exact, _ = from_scratch(live, TokenCounter())
+    bounded = live.in_context.tokens(live.messages, spy, bound_ok=True)
+    assert spy.calls == 0 and live.in_context.bounded == 30 and bounded >= exact
+    assert live.in_context.settle(spy) == bounded - exact
+    assert spy.calls == 30 and live.in_context.bounded == 0
+    assert live.in_context.tokens(live.messages, spy) == exact and spy.calls == 30
+    live.messages.append(message(30))
+    encode_messages(live, "system", [], spy)  # a request body: it needs no count
+    assert spy.calls == 30 and live.in_context.bounded == 1
+    assert live.in_context.message_tokens(message(30), spy) == TokenCounter().count_message(wire_message(message(30)))
+    assert spy.calls == 31 and live.in_context.bounded == 0
+
+
+def test_exact_totals_after_bodies_built_across_appends_evictions_and_a_summary() -> None:
+    """Each step builds a body first (new messages bounded), then asks for exact tokens: a rebuild in between
+    must neither lose a bounded entry's count nor take it off twice."""
+    counter = TokenCounter()
+    live = live_with(30)
+    checks = []
+
+    def check() -> None:
+        encode_messages(live, "sys", [], counter)
+        expected, _ = from_scratch(live, counter)
+        assert live.in_context.tokens(live.messages, counter, bound_ok=True) >= expected
+        assert live.in_context.tokens(live.messages, counter) == expected and live.in_context.bounded == 0
+        checks.append(len(live.messages))
+
+    reshape(live, check)
+    assert checks == [30, 31, 21, 21, 0, 1]
+
+
+def test_bounded_entries_through_an_eviction_count_once_and_evicted_ones_are_forgotten() -> None:
+    counter = TokenCounter()
+    live = live_with(30)
+    live.in_context.tokens(live.messages, counter)
+    live.messages += [message(30), message(31)]
+    encode_messages(live, "sys", [], counter)  # both new messages bounded
+    assert live.in_context.bounded == 2
+    live.messages = live.messages[10:]  # an eviction, then an exact count: the totals are rebuilt meanwhile
+    assert live.in_context.tokens(live.messages, counter) == from_scratch(live, counter)[0]
+    live.messages.append(message(32))
+    encode_messages(live, "sys", [], counter)
+    live.messages = live.messages[:-1]  # the bounded message leaves before it was counted
+    encode_messages(live, "sys", [], counter)
+    assert live.in_context.bounded == 0
+    assert live.in_context.tokens(live.messages, counter) == from_scratch(live, counter)[0]
+
+
+def test_a_budget_that_fits_only_by_count_does_not_compact() -> None:
+    """The bound is only a shortcut: when it does not fit, the budget counts before deciding to compact (this
+    budget has no memory or summarizer, so a compaction would raise)."""
+    long = Message(id="message-long", agent_id=live_with(0).id, seq=50, role="user", content="word " * 400)
+
+    def measured(limit: int) -> tuple[bool, bool]:
+        spy = SpyCounter()
+        budget = budget_with(spy)
+        live = live_with(10)
+        live.agent.context_window_limit = limit
+        live.messages.append(long)
+        return (budget.measure(live, "system", [], [], bound_ok=True).fits, budget.measure(live, "system", [], []).fits)
+
+    limit = next(n for n in range(500, 20_000, 50) if measured(n) == (False, True))
+    spy = SpyCounter()
+    budget = budget_with(spy)
+    live = live_with(10)
+    live.agent.context_window_limit = limit
+    live.messages.append(long)
+    fitted = asyncio.run(budget.ensure_fits(live, lambda: "system", [], []))
+    assert fitted.fits and live.in_context.bounded == 0 and len(live.messages) == 11
