@@ -158,8 +158,14 @@ class ContextBudget:
             await asyncio.gather(asyncio.shield(running), return_exceptions=True)
 
     def after_turn(self, live: LiveAgent, prompt: str, tools: list[dict[str, Any]]) -> None:
-        """Past the high-water mark, compact in the background so the next turn need not wait."""
-        budget = self.measure(live, prompt, [], tools)
+        """Past the high-water mark, compact in the background so the next turn need not wait.
+
+        Runs between a turn's finish chunk and its end: the reply is taken at its bound unless that reaches
+        the mark, and the next turn counts it once its request is out.
+        """
+        budget = self.measure(live, prompt, [], tools, bound_ok=True)
+        if past_high_water(budget.total, budget.window, self.high_water) and live.in_context.bounded:
+            budget = self.measure(live, prompt, [], tools)
         if not past_high_water(budget.total, budget.window, self.high_water):
             return
         running = live.extra.get("compaction")

@@ -34,7 +34,7 @@ class TextSpy(TokenCounter):
         return super().count_message(msg)
 
 
-async def test_the_new_message_is_counted_after_the_request_body_is_built() -> None:
+async def test_new_messages_are_counted_after_the_request_body_is_built() -> None:
     async with running_app(agent_answer(), prefix="memproxy-deferred-count-") as (app, _):
         (agent_id,) = await make_agents(app, 1)
         await call(app, turn_body(agent_id, 0), CLIENT_HEADERS)
@@ -42,29 +42,32 @@ async def test_the_new_message_is_counted_after_the_request_body_is_built() -> N
         spy = TextSpy()
         rt.turns.env.budget.counter = spy
         live = await rt.memory.get(agent_id)
+        reply = live.messages[-1]
+        assert reply.role == "assistant" and live.in_context.bounded == 1  # the last turn's reply: not counted yet
         chat = parse_chat_request({"model": agent_id, "messages": [{"role": "user", "content": TEXT}]})
         turn = Turn(rt.turns.env, live, chat, split_new_input(chat.messages), CollectSink(), {})
         await turn._take_input()
         body = b"".join(await turn._request_body())
         assert TEXT.encode() in body
-        assert TEXT not in spy.texts and live.in_context.bounded == 1  # the budget took the bound
+        assert spy.texts == [] and live.in_context.bounded == 2  # the budget took both at their bounds
         estimate = turn._estimate
         await asyncio.sleep(0)  # the turn's first wait: the upstream's answer
-        assert spy.texts.count(TEXT) == 1 and live.in_context.bounded == 0
-        wire = wire_message(live.messages[-1])
-        assert wire["content"] == TEXT
+        assert sorted(spy.texts) == sorted([TEXT, reply.content]) and live.in_context.bounded == 0
+        wires = [wire_message(m) for m in live.messages[-2:]]
+        assert wires[1]["content"] == TEXT
         # The estimate the upstream's usage calibrates is the count, not the bound.
-        assert estimate - turn._estimate == spy.message_bound(wire) - spy.count_message(wire) > 0
+        assert estimate - turn._estimate == sum(spy.message_bound(w) - spy.count_message(w) for w in wires) > 0
 
 
-async def test_turns_over_http_leave_every_in_context_message_counted() -> None:
+async def test_turns_over_http_keep_the_totals_exact_for_every_reader() -> None:
     async with running_app(agent_answer(), prefix="memproxy-deferred-count-") as (app, upstream):
         (agent_id,) = await make_agents(app, 1)
         for i in range(5):
             assert await call(app, turn_body(agent_id, i), CLIENT_HEADERS) > 0
         rt = app.state.rt
         live = await rt.memory.get(agent_id)
-        assert upstream[0] == 5 and len(live.messages) >= 10 and live.in_context.bounded == 0
+        assert upstream[0] == 5 and len(live.messages) >= 10
+        assert live.in_context.bounded <= 1  # at most the last reply waits for the next turn to count it
         counter = TokenCounter()
         exact = sum(counter.count_message(wire_message(m)) for m in live.messages)
-        assert live.in_context.tokens(live.messages, counter) == exact
+        assert live.in_context.tokens(live.messages, counter) == exact and live.in_context.bounded == 0

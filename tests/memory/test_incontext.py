@@ -14,6 +14,7 @@ from memory.compaction import ContextBudget
 from memory.context import encode_messages, message_parts, splice_messages, wire_message
 from memory.models import Agent, Message
 from memory.tokens import TokenCounter
+from memory.window import past_high_water
 
 
 class SpyCounter(TokenCounter):
@@ -260,3 +261,26 @@ def test_a_budget_that_fits_only_by_count_does_not_compact() -> None:
     live.messages.append(long)
     fitted = asyncio.run(budget.ensure_fits(live, lambda: "system", [], []))
     assert fitted.fits and live.in_context.bounded == 0 and len(live.messages) == 11
+
+
+def test_a_reply_past_the_high_water_mark_only_by_its_bound_starts_no_compaction() -> None:
+    """`after_turn` takes the reply at its bound, and counts it before starting a compaction (this budget has no
+    way to spawn one, so starting it would raise)."""
+    reply = Message(id="message-reply", agent_id=live_with(0).id, seq=50, role="assistant", content="word " * 400)
+
+    def fresh(limit: int) -> LiveAgent:
+        live = live_with(10)
+        live.agent.context_window_limit = limit
+        live.messages.append(reply)
+        return live
+
+    def past(limit: int, bound_ok: bool) -> bool:
+        budget = budget_with(SpyCounter())
+        measured = budget.measure(fresh(limit), "system", [], [], bound_ok=bound_ok)
+        return past_high_water(measured.total, measured.window, budget.high_water)
+
+    limit = next(n for n in range(500, 20_000, 50) if past(n, True) and not past(n, False))
+    spy = SpyCounter()
+    live = fresh(limit)
+    budget_with(spy).after_turn(live, "system", [])
+    assert live.in_context.bounded == 0 and spy.calls == 11 and "compaction" not in live.extra
