@@ -28,9 +28,6 @@ from memory.tokens import TokenCounter
 # not walked by each full collection again. 96 agents x 5,000 messages: 975k tracked objects -> 494k, and a
 # full collection (a pause of every stream) 237 -> 166 ms of CPU, measured offline.
 Entry = tuple[bytes, int]
-# `joined` leaves new messages bounded (whoever builds a request body settles after sending it); past this
-# many waiting, it counts them itself.
-MAX_BOUNDED = 64
 
 
 class InContext:
@@ -135,10 +132,12 @@ class InContext:
         return self._total
 
     def joined(self, messages: Sequence[Message], counter: TokenCounter) -> bytes | bytearray:
-        """The in-context messages' JSON objects joined by commas (no brackets); counts nothing it need not."""
+        """The in-context messages' JSON objects joined by commas (no brackets).
+
+        New messages may be left bounded: the turn that builds a request body settles them once it is sent,
+        and any exact read of the totals does before it answers.
+        """
         self.sync(messages, counter, bound_ok=True)
-        if len(self._bounded) > MAX_BOUNDED:
-            self.settle(counter)  # a caller that never settles: keep what waits for a count small
         return self._joined
 
     def message_tokens(self, message: Message, counter: TokenCounter) -> int:
