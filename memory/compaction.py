@@ -126,6 +126,15 @@ class ContextBudget:
         if estimate > 0 and reported_prompt_tokens > 0:
             self.calibration(live).observe(estimate, reported_prompt_tokens)
 
+    def _measure_lazily(self, live: LiveAgent, prompt: str, instructions: list[dict[str, Any]],
+                        tools: list[dict[str, Any]], enough: Callable[[Budget], bool]) -> Budget:
+        """`measure` with new messages at their bounds, counted (and measured again) only when the bounded
+        budget is not `enough`: a bound saves the tokenizer's time, it never changes a decision."""
+        budget = self.measure(live, prompt, instructions, tools, bound_ok=True)
+        if not enough(budget) and live.in_context.bounded:
+            budget = self.measure(live, prompt, instructions, tools)
+        return budget
+
     # --- keeping requests inside the window -------------------------------------------------
     async def ensure_fits(self, live: LiveAgent, prompt_of: Callable[[], str], instructions: list[dict[str, Any]],
                           tools: list[dict[str, Any]], *, harder: bool = False) -> Budget:
@@ -134,12 +143,9 @@ class ContextBudget:
         A budget that fits may hold upper bounds for the newest messages (`live.in_context.settle` counts
         them, and says by how much the estimate dropped); every decision to compact is taken on counts.
         """
-        budget = self.measure(live, prompt_of(), instructions, tools, bound_ok=not harder)
-        if budget.fits and not harder:
-            return budget
-        if live.in_context.bounded:
-            budget = self.measure(live, prompt_of(), instructions, tools)
-            if budget.fits and not harder:
+        if not harder:
+            budget = self._measure_lazily(live, prompt_of(), instructions, tools, lambda b: b.fits)
+            if budget.fits:
                 return budget
         running: asyncio.Task[None] | None = live.extra.get("compaction")
         if running is not None and not running.done() and not harder:
@@ -163,10 +169,10 @@ class ContextBudget:
         Runs between a turn's finish chunk and its end: the reply is taken at its bound unless that reaches
         the mark, and the next turn counts it once its request is out.
         """
-        budget = self.measure(live, prompt, [], tools, bound_ok=True)
-        if past_high_water(budget.total, budget.window, self.high_water) and live.in_context.bounded:
-            budget = self.measure(live, prompt, [], tools)
-        if not past_high_water(budget.total, budget.window, self.high_water):
+        def below_mark(budget: Budget) -> bool:
+            return not past_high_water(budget.total, budget.window, self.high_water)
+
+        if below_mark(self._measure_lazily(live, prompt, [], tools, below_mark)):
             return
         running = live.extra.get("compaction")
         if running is not None and not running.done():

@@ -178,8 +178,6 @@ class Turn(RulesMixin):
                 if usage:
                     add_usage(self.usage, usage)
                     if self.env.budget is not None and isinstance(usage.get("prompt_tokens"), int):
-                        if self.live.in_context.bounded:
-                            self._settle_counts()
                         self.env.budget.observe(self.live, self._estimate, usage["prompt_tokens"])
                 fingerprint = chunk.get("system_fingerprint")
                 if isinstance(fingerprint, str):
