@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from memory.agents import LiveAgent
-from memory.compaction import ContextBudget
+from memory.compaction import Budget, ContextBudget
 from memory.context import encode_messages, message_parts, splice_messages, wire_message
 from memory.models import Agent, Message
 from memory.tokens import TokenCounter
@@ -240,47 +240,38 @@ def test_bounded_entries_through_an_eviction_count_once_and_evicted_ones_are_for
     assert live.in_context.tokens(live.messages, counter) == from_scratch(live, counter)[0]
 
 
+def ending_long(role: str, limit: int) -> LiveAgent:
+    """Ten short messages, then a long text of `role` (its byte bound ~4x its count), in a `limit`-token window."""
+    live = live_with(10)
+    live.agent.context_window_limit = limit
+    live.messages.append(Message(id="message-long", agent_id=live.id, seq=50, role=role, content="word " * 400))
+    return live
+
+
+def window_where(role: str, holds: Callable[[Budget], bool]) -> int:
+    """A window in which `holds` is true of the budget with the long message at its bound, false of its count."""
+    budget = budget_with(SpyCounter())
+
+    def measured(limit: int, bound_ok: bool) -> Budget:
+        return budget.measure(ending_long(role, limit), "system", [], [], bound_ok=bound_ok)
+
+    return next(n for n in range(500, 20_000, 50) if holds(measured(n, True)) and not holds(measured(n, False)))
+
+
 def test_a_budget_that_fits_only_by_count_does_not_compact() -> None:
     """The bound is only a shortcut: when it does not fit, the budget counts before deciding to compact (this
     budget has no memory or summarizer, so a compaction would raise)."""
-    long = Message(id="message-long", agent_id=live_with(0).id, seq=50, role="user", content="word " * 400)
-
-    def measured(limit: int) -> tuple[bool, bool]:
-        spy = SpyCounter()
-        budget = budget_with(spy)
-        live = live_with(10)
-        live.agent.context_window_limit = limit
-        live.messages.append(long)
-        return (budget.measure(live, "system", [], [], bound_ok=True).fits, budget.measure(live, "system", [], []).fits)
-
-    limit = next(n for n in range(500, 20_000, 50) if measured(n) == (False, True))
-    spy = SpyCounter()
-    budget = budget_with(spy)
-    live = live_with(10)
-    live.agent.context_window_limit = limit
-    live.messages.append(long)
-    fitted = asyncio.run(budget.ensure_fits(live, lambda: "system", [], []))
+    live = ending_long("user", window_where("user", lambda b: not b.fits))
+    fitted = asyncio.run(budget_with(SpyCounter()).ensure_fits(live, lambda: "system", [], []))
     assert fitted.fits and live.in_context.bounded == 0 and len(live.messages) == 11
 
 
 def test_a_reply_past_the_high_water_mark_only_by_its_bound_starts_no_compaction() -> None:
     """`after_turn` takes the reply at its bound, and counts it before starting a compaction (this budget has no
     way to spawn one, so starting it would raise)."""
-    reply = Message(id="message-reply", agent_id=live_with(0).id, seq=50, role="assistant", content="word " * 400)
-
-    def fresh(limit: int) -> LiveAgent:
-        live = live_with(10)
-        live.agent.context_window_limit = limit
-        live.messages.append(reply)
-        return live
-
-    def past(limit: int, bound_ok: bool) -> bool:
-        budget = budget_with(SpyCounter())
-        measured = budget.measure(fresh(limit), "system", [], [], bound_ok=bound_ok)
-        return past_high_water(measured.total, measured.window, budget.high_water)
-
-    limit = next(n for n in range(500, 20_000, 50) if past(n, True) and not past(n, False))
     spy = SpyCounter()
-    live = fresh(limit)
-    budget_with(spy).after_turn(live, "system", [])
+    budget = budget_with(spy)
+    live = ending_long("assistant", window_where(
+        "assistant", lambda b: past_high_water(b.total, b.window, budget.high_water)))
+    budget.after_turn(live, "system", [])
     assert live.in_context.bounded == 0 and spy.calls == 11 and "compaction" not in live.extra
