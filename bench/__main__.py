@@ -40,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--database-url", default=None,
                         help="--backend postgres: the database to work in (a schema per data dir, dropped after); "
                         "default: a throwaway database on postgresql://postgres@127.0.0.1:5432, dropped after")
+    parser.add_argument("--turncost-upstream", choices=["fixed", "sim"], default="fixed",
+                        help="turncost: what answers the measured memproxies; fixed (default): one fixed reply whatever "
+                        "the request, at no cost that grows with it (bench/fixed_upstream.py); sim: the simulator, which "
+                        "parses every request")
     parser.add_argument("--match", default="", help="compare: only figures whose key contains this")
     parser.add_argument("--all", dest="show_all", action="store_true", help="compare: include bookkeeping figures")
     return parser
@@ -58,11 +62,11 @@ async def _run_suites(h: Harness, names: list[str]) -> tuple[dict[str, SuiteResu
 
 
 def run(names: list[str], smoke: bool, out: Path, keep: bool, scale: Scale | None = None,
-        backend: str = "embedded", database_url: str | None = None) -> int:
+        backend: str = "embedded", database_url: str | None = None, turncost_upstream: str = "fixed") -> int:
     from bench.report import write_run
 
     work = Path(tempfile.mkdtemp(prefix="memproxy-bench-"))
-    h = Harness(work_dir=work, scale=scale or (SMOKE if smoke else FULL))
+    h = Harness(work_dir=work, scale=scale or (SMOKE if smoke else FULL), turncost_upstream=turncost_upstream)
     stem = time.strftime("%Y%m%d-%H%M%S") + ("-smoke" if smoke else "") + ("" if names == list(SUITES) else
                                                                           "-" + "-".join(names))
     if backend == "postgres":
@@ -116,7 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     else:
         names = list(SUITES) if args.suite == "all" else [args.suite]
-    return run(names, args.smoke, args.out, args.keep, _scale(args), args.backend, args.database_url)
+    return run(names, args.smoke, args.out, args.keep, _scale(args), args.backend, args.database_url,
+               args.turncost_upstream)
 
 
 def _scale(args: argparse.Namespace) -> Scale:

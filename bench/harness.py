@@ -94,6 +94,7 @@ class Harness:
     template_id: str = ""
     started: float = field(default_factory=time.monotonic)
     pg: PgBench | None = None  # --backend postgres: each data dir is a schema there
+    turncost_upstream: str = "fixed"  # turncost's memproxies answered by bench.fixed_upstream, or "sim"
     _data_dirs: int = 0
 
     @property

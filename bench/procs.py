@@ -55,9 +55,15 @@ def rss_kb(pid: int) -> int:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (all its threads)."""
+    return sum(user_system_seconds(pid))
+
+
+def user_system_seconds(pid: int) -> tuple[float, float]:
+    """A process's CPU so far (all its threads, exited ones included), split into user and kernel time: clock
+    ticks, so only for spans long enough to hold many."""
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    return int(fields[11]) / _CLK_TCK, int(fields[12]) / _CLK_TCK
 
 
 def thread_cpu_ns(pid: int) -> dict[int, tuple[str, int]]:
@@ -93,13 +99,14 @@ def cpu_ns_since(pid: int, before: dict[int, tuple[str, int]]) -> dict[str, int]
 class Proc:
     """One server subprocess with its log file, readiness probe and resource readings."""
 
-    def __init__(self, name: str, args: list[str], port: int, health_path: str, log_dir: Path) -> None:
+    def __init__(self, name: str, args: list[str], port: int, health_path: str, log_dir: Path,
+                 command: list[str] | None = None, env: dict[str, str] | None = None) -> None:
         self.name, self.port, self.health_path = name, port, health_path
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"{name}-{port}.log"
         self._log = open(self.log_path, "wb")
-        self.popen = subprocess.Popen([*memproxy_command(), *args], stdout=self._log, stderr=subprocess.STDOUT,
-                                      start_new_session=True)
+        self.popen = subprocess.Popen([*(command or memproxy_command()), *args], stdout=self._log, stderr=subprocess.STDOUT,
+                                      start_new_session=True, env=env)
         _LIVE.add(self.popen)
 
     @property
@@ -147,6 +154,22 @@ def start_sim(log_dir: Path, *, ttft_ms: float = 0.0, token_delay_ms: float = 0.
     port = free_port()
     proc = Proc("sim", ["sim", "--port", str(port), "--ttft-ms", str(ttft_ms), "--token-delay-ms",
                         str(token_delay_ms), "--reply-tokens", str(reply_tokens)], port, "/sim/health", log_dir)
+    proc.wait_ready()
+    return proc
+
+
+def _with_repo_on_path() -> dict[str, str]:
+    """This environment, with the checkout holding `bench` first on PYTHONPATH (whatever the working dir)."""
+    root = str(Path(__file__).resolve().parents[1])
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
+
+
+def start_fixed_upstream(log_dir: Path) -> Proc:
+    """`bench.fixed_upstream`: one fixed answer to every chat request, whatever its body (see there)."""
+    port = free_port()
+    proc = Proc("fixed-upstream", ["--port", str(port)], port, "/sim/health", log_dir,
+                command=[sys.executable, "-m", "bench.fixed_upstream"], env=_with_repo_on_path())
     proc.wait_ready()
     return proc
 

@@ -1,0 +1,122 @@
+"""`python -m bench.fixed_upstream --port N`: an upstream whose cost does not depend on the request.
+
+The simulator reads every request: it parses the JSON body, estimates the prompt's tokens by walking every
+message, keeps a record. At 5,000 messages in context that is 4-5 ms of CPU per request, on the same two
+cores as the memproxy under test, and grows with the history, so a comparison of memproxy's cost at 50 and
+5,000 messages measured against it also measures the simulator's. This server takes a request's bytes
+without looking into the body and answers every chat request with one fixed streamed reply (role, 12
+content pieces, finish, usage, `[DONE]`, in one write), after `X-Sim-Ttft-Ms` milliseconds when the request
+names it. Usage counts a prompt token per four bytes of body, so calibration sees a prompt that grows
+with the history without anything being parsed. `GET /sim/health` answers 200, as the simulator's does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+from proxy.sim.sse import DONE, ChunkEncoder
+
+WORDS = "Sure, Lyon in April sounds lovely; Kyoto has great vegetarian places near the river too.".split()
+HEALTH = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{\"status\":\"ok\"}"
+NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+
+
+def _frame(event: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(event), event)
+
+
+class Reply:
+    """The fixed answer, pre-framed; only the usage event is built per request (its prompt size)."""
+
+    def __init__(self) -> None:
+        self.encoder = ChunkEncoder("chatcmpl-fixed", 1_700_000_000, "fixed-model", include_usage=True)
+        pieces = [" ".join(WORDS[i:i + 2]) + " " for i in range(0, 24, 2)]
+        self.head = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     + b"".join(_frame(e) for e in [self.encoder.role(), *(self.encoder.content(p) for p in pieces),
+                                                   self.encoder.finish("stop")]))
+        self.tail = _frame(DONE) + b"0\r\n\r\n"
+
+    def answer(self, body_bytes: int) -> bytes:
+        return self.head + _frame(self.encoder.usage(max(1, body_bytes // 4), 24)) + self.tail
+
+
+class FixedUpstream(asyncio.Protocol):
+    """One connection: requests in order (head, then Content-Length bytes of body), one answer each."""
+
+    def __init__(self, reply: Reply) -> None:
+        self.reply = reply
+        self.buffer = bytearray()
+        self.waiting = False  # an answer is scheduled; parse nothing more until it is written
+        self.transport: Any = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        self._next()
+
+    def _next(self) -> None:
+        while not self.waiting and self.transport is not None:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            lines = bytes(self.buffer[:end]).split(b"\r\n")
+            fields = {}
+            for line in lines[1:]:
+                name, _, value = line.partition(b":")
+                fields[name.strip().lower()] = value.strip()
+            length = int(fields.get(b"content-length", b"0"))
+            if len(self.buffer) < end + 4 + length:
+                return
+            del self.buffer[:end + 4 + length]
+            method, path = lines[0].split(b" ")[:2]
+            if method == b"GET" and path.startswith(b"/sim/health"):
+                self.transport.write(HEALTH)
+                continue
+            if method != b"POST" or not path.endswith(b"/chat/completions"):
+                self.transport.write(NOT_FOUND)
+                continue
+            answer = self.reply.answer(length)
+            delay = float(fields.get(b"x-sim-ttft-ms", b"0") or 0) / 1000
+            if delay <= 0:
+                self.transport.write(answer)
+                continue
+            self.waiting = True
+            asyncio.get_running_loop().call_later(delay, self._answer, answer)
+
+    def _answer(self, answer: bytes) -> None:
+        self.waiting = False
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(answer)
+            self._next()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+
+async def serve(port: int) -> None:
+    reply = Reply()
+    server = await asyncio.get_running_loop().create_server(lambda: FixedUpstream(reply), "127.0.0.1", port)
+    async with server:
+        await server.serve_forever()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.fixed_upstream", description=__doc__.split("\n")[0])
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    import uvloop
+
+    try:
+        uvloop.run(serve(args.port))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
