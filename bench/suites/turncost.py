@@ -37,7 +37,8 @@ import orjson
 from bench import seed
 from bench.harness import Harness
 from bench.loadgen import Conn, close_all, open_conns
-from bench.procs import Proc, cpu_ns_since, start_memproxy, thread_cpu_ns
+from bench.procs import (Proc, cpu_ns_since, start_fixed_upstream, start_memproxy, thread_cpu_ns,
+                         user_system_seconds)
 from bench.stats import summary
 from bench.suite import CpuMeter, SuiteResult, Table, bottleneck_note
 from bench.suites.common import (SETTLE_S, agent_request, direct_request, idle_rate, settle, wait_quiet,
@@ -68,7 +69,8 @@ class Arm:
     size: int
     proc: Proc
     ids: list[str]
-    delay_ms: float = 0.0  # the simulator's wait before answering
+    upstream_pid: int = 0  # the process answering its chat requests (for the bottleneck notes)
+    delay_ms: float = 0.0  # the upstream's wait before answering
     interval_s: dict[str, float] = field(default_factory=dict)  # per kind: a connection's turns start this far apart
     idle_ns_per_s: float = 0.0
     windows: int = 1  # window w drives ids[w::windows]
@@ -79,6 +81,8 @@ class Arm:
     errors: dict[str, int] = field(default_factory=dict)  # per kind
     late: dict[str, int] = field(default_factory=dict)  # per kind: turns that started after their slot
     threads: dict[str, dict[str, int]] = field(default_factory=dict)  # per kind: CPU ns per thread name, all windows
+    # per kind: user and kernel CPU seconds over all windows (clock ticks; idle work not taken off)
+    split: dict[str, list[float]] = field(default_factory=dict)
     warmup_errors: int = 0
     loads: list[dict[str, float]] = field(default_factory=list)  # CPU shares over concurrent windows' turns
     settle_s: float = SETTLE_S  # a smoke run, which measures nothing, waits less
@@ -126,7 +130,8 @@ async def _window(h: Harness, arm: Arm, window: int, kind: str, turns_per_agent:
     queues = [agents[w::len(conns)] * turns_per_agent for w in range(len(conns))]
     turns = sum(len(q) for q in queues)
     before, t0 = thread_cpu_ns(arm.proc.pid), time.perf_counter()
-    meter = CpuMeter({"memproxy": arm.proc.pid, "simulator": h.sim.pid}).start()
+    user0, kernel0 = user_system_seconds(arm.proc.pid)
+    meter = CpuMeter({"memproxy": arm.proc.pid, "simulator": arm.upstream_pid}).start()
     await _send(h, arm, conns, queues, kind)
     wall = time.perf_counter() - t0
     if kind == "concurrent":
@@ -134,6 +139,10 @@ async def _window(h: Harness, arm: Arm, window: int, kind: str, turns_per_agent:
     await settle(arm.proc, arm.settle_s)
     elapsed = time.perf_counter() - t0
     used = cpu_ns_since(arm.proc.pid, before)
+    user1, kernel1 = user_system_seconds(arm.proc.pid)
+    split = arm.split.setdefault(kind, [0.0, 0.0])
+    split[0] += user1 - user0
+    split[1] += kernel1 - kernel0
     cpu = max(0.0, sum(used.values()) - arm.idle_ns_per_s * elapsed)
     arm.measured.setdefault(kind, []).append((cpu, turns, wall))
     threads = arm.threads.setdefault(kind, {})
@@ -161,6 +170,9 @@ def _figures(arm: Arm, kind: str, base: Arm | None) -> dict[str, Any]:
         "turns_per_s": turns / sum(w for _, _, w in windows),
         "e2e_ms": summary(arm.e2e.get(kind, [])),
         "idle_ms_per_s": arm.idle_ns_per_s / 1e6,
+        # Where the CPU ran: memproxy's own code (and its libraries) or the kernel (sockets, files)
+        "user_ms_per_turn": arm.split[kind][0] * 1000 / turns,
+        "kernel_ms_per_turn": arm.split[kind][1] * 1000 / turns,
     }
     # Per thread, idle work included (the idle rate comes off the total only)
     out["thread_cpu_ms_per_turn"] = {name: ns / 1e6 / turns for name, ns in sorted(arm.threads[kind].items(),
@@ -168,6 +180,7 @@ def _figures(arm: Arm, kind: str, base: Arm | None) -> dict[str, Any]:
     if arm.interval_s:
         out.update(upstream_ms=arm.delay_ms, interval_ms=arm.interval_s[kind] * 1000, late=arm.late.get(kind, 0))
     if base is not None:
+        out["vs_smallest"] = out["cpu_ms_per_turn"] / _ms_per_turn(base.measured[kind])
         out["window_ratio_median"] = _window_ratio_median(windows, base.measured[kind])
     if kind == "concurrent" and arm.loads:
         out["cpu"] = {key: statistics.mean(load[key] for load in arm.loads) for key in arm.loads[0]}
@@ -187,7 +200,7 @@ async def _passthrough(h: Harness, arm: Arm, requests: int) -> dict[str, Any]:
             errors += not (await conn.send(request, "passthrough")).ok
 
     await asyncio.gather(*(worker(c) for c in arm.conns))  # warm-up: connections, upstream pool
-    meter = CpuMeter({"memproxy": arm.proc.pid, "simulator": h.sim.pid}).start()
+    meter = CpuMeter({"memproxy": arm.proc.pid, "simulator": arm.upstream_pid}).start()
     before, t0 = thread_cpu_ns(arm.proc.pid), time.perf_counter()
     await asyncio.gather(*(worker(c) for c in arm.conns))
     cpu = sum(cpu_ns_since(arm.proc.pid, before).values()) - arm.idle_ns_per_s * (time.perf_counter() - t0)
@@ -195,7 +208,8 @@ async def _passthrough(h: Harness, arm: Arm, requests: int) -> dict[str, Any]:
     return {"requests": sent, "errors": errors, "cpu_ms_per_request": cpu / 1e6 / sent, "cpu": meter.stop()}
 
 
-async def _start_arm(h: Harness, label: str, size: int, max_size: int, agents: int, windows: int) -> Arm:
+async def _start_arm(h: Harness, upstream: Proc, label: str, size: int, max_size: int, agents: int,
+                     windows: int) -> Arm:
     data = h.new_data_dir(f"turncost-{label.replace(' ', '-')}")
     # In a thread, as the start below: the arms are set up side by side (DuckDB, LanceDB and a new process
     # starting are mostly not this interpreter's work).
@@ -204,12 +218,24 @@ async def _start_arm(h: Harness, label: str, size: int, max_size: int, agents: i
     # Indexed for recall as a server would have indexed them turn by turn: otherwise the start-up repair
     # indexes them all, and the maintenance passes that follow land in the measured turns.
     await seed.index_recall(data)
-    proc = await asyncio.to_thread(start_memproxy, h.log_dir, data, h.upstream)
+    proc = await asyncio.to_thread(start_memproxy, h.log_dir, data, upstream.base + "/v1")
     h.log(f"turncost {label}: memproxy pid {proc.pid} on :{proc.port}")
-    arm = Arm(label, size, proc, ids, windows=windows, settle_s=0.1 if h.scale.smoke else SETTLE_S)
+    arm = Arm(label, size, proc, ids, upstream_pid=upstream.pid, windows=windows,
+              settle_s=0.1 if h.scale.smoke else SETTLE_S)
     arm.warmup_errors = await warm_agents(h, ids, port=proc.port)
     arm.conns = await open_conns(proc.port, min(CONCURRENCY, agents))
     return arm
+
+
+SPLIT_HEADER = "user / kernel ms/turn (vs smallest)"
+
+
+def _split(p: dict[str, Any], base: dict[str, Any]) -> str:
+    """User and kernel CPU per turn, each with its ratio to the smallest size's."""
+    def one(key: str) -> str:
+        return f"{p[key]:.2f}" + (f" ({p[key] / base[key]:.2f}x)" if base[key] > 0 else "")
+
+    return f"{one('user_ms_per_turn')} / {one('kernel_ms_per_turn')}"
 
 
 def _idle_penalty(interval_s: float, reps: int) -> dict[str, float]:
@@ -253,9 +279,12 @@ async def run(h: Harness) -> SuiteResult:
     upstream_ms = SMOKE_UPSTREAM_MS if h.scale.smoke else UPSTREAM_MS
     smallest, largest = sizes[0], sizes[-1]
     arms: list[Arm] = []
+    assert h.sim is not None
+    upstream = h.sim if h.turncost_upstream == "sim" else await asyncio.to_thread(start_fixed_upstream, h.log_dir)
+    h.log(f"turncost: the memproxies' upstream is {h.turncost_upstream} (pid {upstream.pid})")
     try:
         specs = [(str(size), size) for size in sizes] + [(f"{size} paced", size) for size in (smallest, largest)]
-        started = await asyncio.gather(*(_start_arm(h, label, size, largest, agents, windows) for label, size in specs),
+        started = await asyncio.gather(*(_start_arm(h, upstream, label, size, largest, agents, windows) for label, size in specs),
                                        return_exceptions=True)
         arms += [arm for arm in started if isinstance(arm, Arm)]
         for failed in started:
@@ -289,6 +318,8 @@ async def run(h: Harness) -> SuiteResult:
         for arm in arms:
             close_all(arm.conns)
             arm.proc.stop()
+        if upstream is not h.sim:
+            upstream.stop()
 
     base = arms[0]
     points: dict[str, Any] = {}
@@ -323,12 +354,12 @@ async def run(h: Harness) -> SuiteResult:
         for size in sizes:
             p = pick(points[f"m{size}"])
             rows.append([label, size, p["turns"], f"{p['cpu_ms_per_turn']:.3f}", f"{p['cpu_ms_per_turn'] / base_ms:.2f}x",
-                         f"{p['window_ratio_median']:.2f}x", f"{p['turns_per_s']:.0f}", f"{p['e2e_ms']['p50']:.2f}",
-                         p["errors"]])
+                         f"{p['window_ratio_median']:.2f}x", _split(p, pick(points[f"m{smallest}"])),
+                         f"{p['turns_per_s']:.0f}", f"{p['e2e_ms']['p50']:.2f}", p["errors"]])
     result.tables.append(Table(f"CPU per agent turn, as fast as answered (memproxy, all threads; {windows} alternated "
                                "windows)",
                                ["concurrency", "in context", "turns", "CPU ms/turn", f"vs {smallest}",
-                                "median window ratio", "turns/s", "e2e p50 ms", "errors"], rows))
+                                "median window ratio", SPLIT_HEADER, "turns/s", "e2e p50 ms", "errors"], rows))
     rows = []
     for label, pick in picks:
         base_ms = pick(points[f"m{smallest}"]["paced"])["cpu_ms_per_turn"]
@@ -336,12 +367,12 @@ async def run(h: Harness) -> SuiteResult:
             p = pick(points[f"m{size}"]["paced"])
             rows.append([label, size, f"{p['interval_ms']:.0f}", p["turns"], f"{p['cpu_ms_per_turn']:.3f}",
                          f"{p['cpu_ms_per_turn'] / base_ms:.2f}x", f"{p['window_ratio_median']:.2f}x",
-                         f"{p['turns_per_s']:.1f}", f"{p['e2e_ms']['p50']:.2f}", p["late"], p["errors"]])
+                         _split(p, pick(points[f"m{smallest}"]["paced"])), f"{p['turns_per_s']:.1f}", f"{p['e2e_ms']['p50']:.2f}", p["late"], p["errors"]])
     result.tables.append(Table(
         f"CPU per agent turn at an upstream's pace (it answers in {upstream_ms:.0f} ms; turns start on one fixed "
         "schedule for both sizes)",
         ["concurrency", "in context", "ms between a connection's turns", "turns", "CPU ms/turn", f"vs {smallest}",
-         "median window ratio", "turns/s", "e2e p50 ms", "late", "errors"], rows))
+         "median window ratio", SPLIT_HEADER, "turns/s", "e2e p50 ms", "late", "errors"], rows))
     result.tables.append(Table("CPU per passthrough request", ["requests", "CPU ms/request", "errors"],
                                [[passthrough["requests"], f"{passthrough['cpu_ms_per_request']:.3f}",
                                  passthrough["errors"]]]))
