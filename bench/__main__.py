@@ -41,9 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="--backend postgres: the database to work in (a schema per data dir, dropped after); "
                         "default: a throwaway database on postgresql://postgres@127.0.0.1:5432, dropped after")
     parser.add_argument("--turncost-upstream", choices=["fixed", "sim"], default="fixed",
-                        help="turncost: what answers the measured memproxies; fixed (default): one fixed reply whatever "
-                        "the request, at no cost that grows with it (bench/fixed_upstream.py); sim: the simulator, which "
-                        "parses every request")
+                        help="turncost: what answers the measured memproxies; fixed (default): one fixed reply, "
+                        "whatever the request, at no cost that grows with it (bench/fixed_upstream.py); sim: the "
+                        "simulator, which parses every request")
     parser.add_argument("--match", default="", help="compare: only figures whose key contains this")
     parser.add_argument("--all", dest="show_all", action="store_true", help="compare: include bookkeeping figures")
     return parser

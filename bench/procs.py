@@ -105,8 +105,8 @@ class Proc:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"{name}-{port}.log"
         self._log = open(self.log_path, "wb")
-        self.popen = subprocess.Popen([*(command or memproxy_command()), *args], stdout=self._log, stderr=subprocess.STDOUT,
-                                      start_new_session=True, env=env)
+        self.popen = subprocess.Popen([*(command or memproxy_command()), *args], stdout=self._log,
+                                      stderr=subprocess.STDOUT, start_new_session=True, env=env)
         _LIVE.add(self.popen)
 
     @property

@@ -14,10 +14,15 @@ recall indexing), from /proc in ns, over the turns and until memproxy is idle ag
 rate, measured before, is taken off): what a turn costs the machine, whatever the wall clock says. Figures
 are totals over the windows, and the median of the windows' own ratios to the smallest size.
 
-The largest size's turns come several times slower (the simulator parses a ~600 KB body each), and on
+The memproxies' upstream is `bench.fixed_upstream` (`--turncost-upstream sim`: the simulator): it answers
+every request with one fixed stream without reading the body, so what it costs does not grow with the
+history (the simulator parses each ~600 KB body at 5,000 messages, 4-5 ms of CPU on the same cores). Each
+size's CPU is also reported as user and kernel time (clock ticks from /proc/<pid>/stat).
+
+The largest size's turns still come slower (its ~600 KB body goes through both ends' sockets), and on
 this kind of machine the same work costs more after the process has idled (cold caches: the suite measures
 that too, as `idle_penalty`), so the plain comparison mixes history with turn rate. Two more memproxies, the
-smallest and the largest size, are measured at an upstream's pace: the simulator takes `UPSTREAM_MS` to
+smallest and the largest size, are measured at an upstream's pace: the upstream takes `UPSTREAM_MS` to
 answer, and turns are sent on a fixed schedule (one at a time, then from `CONCURRENCY` connections), the
 same for both, so both serve the same turns per second and idle alike between them: that pair compares
 history alone. The smallest size's memproxy then relays passthrough requests.
@@ -52,7 +57,7 @@ TURNS_PER_AGENT = 12
 CONCURRENCY = 8
 PASSTHROUGH_REQUESTS = 1_000
 KINDS = ("sequential", "concurrent")
-UPSTREAM_MS = 50.0  # the paced pair's simulator answer time: a fast hosted model's
+UPSTREAM_MS = 50.0  # the paced pair's upstream answer time: a fast hosted model's
 SMOKE_UPSTREAM_MS = 2.0
 # The paced schedule, set from the largest size's plain turns in the first window: a connection's turns
 # start this many times its one-at-a-time turn (upstream wait included) apart, and all connections together
@@ -284,8 +289,8 @@ async def run(h: Harness) -> SuiteResult:
     h.log(f"turncost: the memproxies' upstream is {h.turncost_upstream} (pid {upstream.pid})")
     try:
         specs = [(str(size), size) for size in sizes] + [(f"{size} paced", size) for size in (smallest, largest)]
-        started = await asyncio.gather(*(_start_arm(h, upstream, label, size, largest, agents, windows) for label, size in specs),
-                                       return_exceptions=True)
+        started = await asyncio.gather(*(_start_arm(h, upstream, label, size, largest, agents, windows)
+                                         for label, size in specs), return_exceptions=True)
         arms += [arm for arm in started if isinstance(arm, Arm)]
         for failed in started:
             if isinstance(failed, BaseException):
@@ -367,7 +372,8 @@ async def run(h: Harness) -> SuiteResult:
             p = pick(points[f"m{size}"]["paced"])
             rows.append([label, size, f"{p['interval_ms']:.0f}", p["turns"], f"{p['cpu_ms_per_turn']:.3f}",
                          f"{p['cpu_ms_per_turn'] / base_ms:.2f}x", f"{p['window_ratio_median']:.2f}x",
-                         _split(p, pick(points[f"m{smallest}"]["paced"])), f"{p['turns_per_s']:.1f}", f"{p['e2e_ms']['p50']:.2f}", p["late"], p["errors"]])
+                         _split(p, pick(points[f"m{smallest}"]["paced"])), f"{p['turns_per_s']:.1f}",
+                         f"{p['e2e_ms']['p50']:.2f}", p["late"], p["errors"]])
     result.tables.append(Table(
         f"CPU per agent turn at an upstream's pace (it answers in {upstream_ms:.0f} ms; turns start on one fixed "
         "schedule for both sizes)",

@@ -34,7 +34,8 @@ REQUIRED = [
     "soak.turns_per_s",
     *(f"turncost.agent.m{n}.{kind}{k}" for n in (20, 200) for kind in ("", "sequential.", "paced.", "paced.sequential.")
       for k in ("cpu_ms_per_turn", "user_ms_per_turn", "kernel_ms_per_turn")),
-    "turncost.agent.m200.vs_smallest", "turncost.agent.m200.paced.vs_smallest", "turncost.passthrough.cpu_ms_per_request",
+    "turncost.agent.m200.vs_smallest", "turncost.agent.m200.paced.vs_smallest",
+    "turncost.passthrough.cpu_ms_per_request",
     *(f"indexcost.recall.n{n}.{k}" for n in (200, 2000)
       for k in ("indexer_ms_per_turn", "process_ms_per_turn", "search.latency_ms.p50")),
 ]

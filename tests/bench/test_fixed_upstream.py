@@ -37,8 +37,8 @@ def test_fixed_upstream_answers_any_body_with_the_fixed_reply(tmp_path: Path) ->
     try:
         client = openai.OpenAI(base_url=upstream.base + "/v1", api_key="none")
         long_history = [{"role": "user", "content": f"message {i} " * 20} for i in range(300)]
-        stream = client.chat.completions.create(model="any", messages=long_history, stream=True,  # type: ignore[call-overload]
-                                                stream_options={"include_usage": True})
+        stream = client.chat.completions.create(  # type: ignore[call-overload]
+            model="any", messages=long_history, stream=True, stream_options={"include_usage": True})
         chunks = list(stream)
         assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == REPLY
         assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
