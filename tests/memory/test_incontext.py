@@ -149,17 +149,30 @@ def test_the_history_grows_while_an_earlier_body_still_views_it() -> None:
     assert orjson.loads(b"".join(request_body(live, counter)))["messages"][-1] == wire_message(message(32))
 
 
-def test_the_entries_of_a_loaded_history_leave_the_collectors_lists() -> None:
-    """Every full collection walks what the collector tracks; an agent's entries (one per in-context message)
-    must not be among it once collected, or a server holding many agents pays for them on each pass."""
-    live = live_with(200)
+def test_a_loaded_history_adds_nothing_to_the_collectors_lists() -> None:
+    """Every collection walks what the collector tracks; an agent's entries (one per in-context message) must not
+    be among it, or a server holding many agents pays for them on each full pass. Synced as a first turn does
+    (bounds, then counts), with no collection in between: a young collection that finds them late is a pause too.
+    """
     counter = TokenCounter()
-    live.in_context.sync(live.messages, counter)
-    gc.collect()
-    entries = [live.in_context.entry(m, counter) for m in live.messages]
-    assert entries and not any(gc.is_tracked(entry) for entry in entries)
-    tracked = {id(o) for o in gc.get_objects()}
-    assert not any(id(entry) in tracked for entry in entries)
+
+    def tracked_after_sync(n: int) -> int:
+        live = live_with(n)
+        gc.collect()
+        gc.disable()
+        try:
+            before = len(gc.get_objects())
+            live.in_context.joined(live.messages, counter)  # a turn's body: new messages at their bounds
+            assert live.in_context.bounded == n
+            live.in_context.settle(counter)  # ... counted once the request is out
+            assert live.in_context.bounded == 0 and len(live.in_context) == n
+            return len(gc.get_objects()) - before
+        finally:
+            gc.enable()
+
+    tracked_after_sync(20)  # the tokenizer's first use loads it
+    small = tracked_after_sync(20)
+    assert tracked_after_sync(2000) <= small + 2  # nothing per message
 
 
 # --- upper bounds before the request, counts after -------------------------------------------------------
