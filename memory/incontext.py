@@ -14,6 +14,7 @@ deferred (`settle`) once its request is sent. Every other reader of the totals g
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import islice
 from typing import Any
 
 import orjson
@@ -71,20 +72,25 @@ class InContext:
         self._tokens[message.id] = tokens
         return encoded, tokens
 
-    def settle(self, counter: TokenCounter) -> int:
-        """Count the messages that only have a bound so far; returns how many tokens the totals dropped.
+    def settle(self, counter: TokenCounter, limit: int | None = None) -> int:
+        """Count the messages that only have a bound so far (the oldest `limit` of them, if given); returns how
+        many tokens the totals dropped.
 
         Never called inside `sync`'s loop: after a rebuild the totals hold only part of the entries there.
         """
+        bounded = self._bounded
+        if limit is None or len(bounded) <= limit:
+            batch, self._bounded = bounded, {}
+        else:
+            batch = {key: bounded.pop(key) for key in list(islice(bounded, limit))}
         dropped = 0
         counts = self._tokens
-        for message_id, wire in self._bounded.items():
+        for message_id, wire in batch.items():
             bound = counts.get(message_id)
             if bound is not None:
                 tokens = counter.count_message(wire)
                 dropped += bound - tokens
                 counts[message_id] = tokens
-        self._bounded = {}
         self._total -= dropped
         return dropped
 

@@ -17,7 +17,7 @@ from memory.tokens import TokenCounter
 from proxy.chat.new_input import split_new_input
 from proxy.chat.protocol import parse_chat_request
 from proxy.chat.sinks import CollectSink
-from proxy.chat.turn import Turn
+from proxy.chat.turn import SETTLE_SLICE, Turn
 
 TEXT = "Before you answer: my sister lands in Lyon on the 14th, flight AF 7642, and she is vegetarian."
 
@@ -71,3 +71,66 @@ async def test_turns_over_http_keep_the_totals_exact_for_every_reader() -> None:
         counter = TokenCounter()
         exact = sum(counter.count_message(wire_message(m)) for m in live.messages)
         assert live.in_context.tokens(live.messages, counter) == exact and live.in_context.bounded == 0
+
+
+async def reloaded_with_history(app: Any, turns: int) -> Any:
+    """An agent given `turns` turns over HTTP, then dropped from the cache and loaded again from the store."""
+    (agent_id,) = await make_agents(app, 1)
+    for i in range(turns):
+        assert await call(app, turn_body(agent_id, i), CLIENT_HEADERS) > 0
+    rt = app.state.rt
+    await rt.memory.settled(agent_id)
+    rt.memory.forget(agent_id)
+    live = await rt.memory.get(agent_id)
+    assert len(live.in_context) == 0 and live.in_context.bounded == 0  # nothing encoded or counted yet
+    return live
+
+
+async def test_a_freshly_loaded_history_is_counted_in_slices_once_the_request_is_out() -> None:
+    async with running_app(agent_answer(), prefix="memproxy-deferred-count-") as (app, _):
+        live = await reloaded_with_history(app, 160)
+        n = len(live.messages)
+        assert SETTLE_SLICE < n + 1 <= 2 * SETTLE_SLICE
+        rt = app.state.rt
+        spy = TextSpy()
+        rt.turns.env.budget.counter = spy
+        chat = parse_chat_request({"model": live.id, "messages": [{"role": "user", "content": TEXT}]})
+        turn = Turn(rt.turns.env, live, chat, split_new_input(chat.messages), CollectSink(), {})
+        await turn._take_input()
+        await turn._request_body()
+        assert spy.texts == [] and live.in_context.bounded == n + 1  # the whole history went in at its bounds
+        estimate = turn._estimate
+        await asyncio.sleep(0)  # the turn's first wait: one slice, the oldest messages
+        assert len(spy.texts) == SETTLE_SLICE and live.in_context.bounded == n + 1 - SETTLE_SLICE
+        assert TEXT not in spy.texts
+        await asyncio.sleep(0)  # the next pass of the loop: the rest
+        assert live.in_context.bounded == 0 and len(spy.texts) == n + 1 and spy.texts[-1] == TEXT
+        wires = [wire_message(m) for m in live.messages]
+        assert estimate - turn._estimate == sum(spy.message_bound(w) - spy.count_message(w) for w in wires) > 0
+
+
+async def test_usage_that_arrives_before_the_slices_end_is_calibrated_against_the_count() -> None:
+    async with running_app(agent_answer(), prefix="memproxy-deferred-count-") as (app, _):
+        live = await reloaded_with_history(app, 400)  # ~800 messages: more slices than the turn waits
+        budget = app.state.rt.turns.env.budget
+        checked: list[int] = []
+        seen: list[tuple[int, int]] = []
+        ensure_fits, observe = budget.ensure_fits, budget.observe
+
+        async def checking(*args: Any, **kwargs: Any) -> Any:
+            result = await ensure_fits(*args, **kwargs)
+            checked.append(result.estimate)
+            return result
+
+        def watching(live_agent: Any, estimate: int, reported: int) -> None:
+            seen.append((estimate, live_agent.in_context.bounded))
+            observe(live_agent, estimate, reported)
+
+        budget.ensure_fits, budget.observe = checking, watching
+        assert await call(app, turn_body(live.id, 1000), CLIENT_HEADERS) > 0
+        [(estimate, bounded)] = seen
+        assert bounded == 0  # whatever the slices had not reached was counted before calibrating
+        # The budget took the history and the new message at their bounds; the calibrated estimate is their count.
+        counter = TokenCounter()
+        sent = [wire_message(m) for m in live.messages[:-1]]  # the reply came after
+        assert checked[0] - estimate == sum(counter.message_bound(w) - counter.count_message(w) for w in sent) > 0

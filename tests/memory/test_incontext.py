@@ -236,6 +236,27 @@ def test_exact_totals_after_bodies_built_across_appends_evictions_and_a_summary(
     assert checks == [30, 31, 21, 21, 0, 1]
 
 
+def test_a_settle_with_a_limit_counts_the_oldest_bounds_and_the_slices_add_up_to_one_settle() -> None:
+    counter = TokenCounter()
+    live = live_with(50)
+    live.in_context.joined(live.messages, counter)  # all fifty at their bounds, as a freshly loaded agent's turn
+    bounded_total = live.in_context.tokens(live.messages, counter, bound_ok=True)
+    exact, _ = from_scratch(live, counter)
+    dropped = [live.in_context.settle(counter, limit=20) for _ in range(3)]
+    assert live.in_context.bounded == 0 and dropped[2] > 0
+    assert sum(dropped) == bounded_total - exact == bounded_total - live.in_context.tokens(live.messages, counter)
+    # Oldest first: after one slice the first twenty are counts, the rest still bounds
+    again = live_with(50)
+    again.in_context.joined(again.messages, counter)
+    again.in_context.settle(counter, limit=20)
+    assert again.in_context.bounded == 30
+    wires = [wire_message(m) for m in again.messages]
+    assert [again.in_context.entry(m, counter)[1] for m in again.messages[:20]] == [
+        counter.count_message(w) for w in wires[:20]]
+    assert [again.in_context.entry(m, counter)[1] for m in again.messages[20:]] == [
+        counter.message_bound(w) for w in wires[20:]]
+
+
 def test_bounded_entries_through_an_eviction_count_once_and_evicted_ones_are_forgotten() -> None:
     counter = TokenCounter()
     live = live_with(30)
