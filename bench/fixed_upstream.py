@@ -17,30 +17,23 @@ import asyncio
 import sys
 from typing import Any
 
+from bench.relay_cost import REPLY_PIECES, streamed_answer
 from proxy.sim.sse import DONE, ChunkEncoder
 
-WORDS = "Sure, Lyon in April sounds lovely; Kyoto has great vegetarian places near the river too.".split()
 HEALTH = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{\"status\":\"ok\"}"
 NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
 
 
-def _frame(event: bytes) -> bytes:
-    return b"%x\r\n%s\r\n" % (len(event), event)
-
-
 class Reply:
-    """The fixed answer, pre-framed; only the usage event is built per request (its prompt size)."""
+    """The fixed answer's events, encoded once; only the usage event is built per request (its prompt size)."""
 
     def __init__(self) -> None:
         self.encoder = ChunkEncoder("chatcmpl-fixed", 1_700_000_000, "fixed-model", include_usage=True)
-        pieces = [" ".join(WORDS[i:i + 2]) + " " for i in range(0, 24, 2)]
-        self.head = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
-                     + b"".join(_frame(e) for e in [self.encoder.role(), *(self.encoder.content(p) for p in pieces),
-                                                   self.encoder.finish("stop")]))
-        self.tail = _frame(DONE) + b"0\r\n\r\n"
+        self.events = [self.encoder.role(), *(self.encoder.content(p) for p in REPLY_PIECES),
+                       self.encoder.finish("stop")]
 
     def answer(self, body_bytes: int) -> bytes:
-        return self.head + _frame(self.encoder.usage(max(1, body_bytes // 4), 24)) + self.tail
+        return streamed_answer([*self.events, self.encoder.usage(max(1, body_bytes // 4), 24), DONE])
 
 
 class FixedUpstream(asyncio.Protocol):

@@ -24,6 +24,9 @@ import uvloop
 EVENT = b'data: {"choices":[{"index":0,"delta":{"content":"hi there"}}]}\n\n'
 CLIENT_HEADERS = [(b"accept", b"text/event-stream"), (b"user-agent", b"OpenAI/Python 1.0")]
 BODY = b'{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hello"}]}'
+# An agent's short reply in the 12 pieces an upstream streams it in (bench.turn_cost, bench.fixed_upstream)
+_WORDS = "Sure, Lyon in April sounds lovely; Kyoto has great vegetarian places near the river too.".split()
+REPLY_PIECES = [" ".join(_WORDS[i:i + 2]) + " " for i in range(0, 24, 2)]
 
 
 def streamed_answer(events: list[bytes]) -> bytes:

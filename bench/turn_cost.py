@@ -30,18 +30,15 @@ import httpx
 import orjson
 import uvloop
 
-from bench.relay_cost import CLIENT_HEADERS, call, running_app, streamed_answer
+from bench.relay_cost import CLIENT_HEADERS, REPLY_PIECES, call, running_app, streamed_answer
 from bench.seed import TEMPLATE_AGENT
 from proxy.sim.sse import DONE, ChunkEncoder
-
-WORDS = "Sure, Lyon in April sounds lovely; Kyoto has great vegetarian places near the river too.".split()
 
 
 def agent_answer() -> bytes:
     """The upstream's answer to every agent turn: a short streamed text reply, as the simulator sends it."""
     enc = ChunkEncoder("chatcmpl-bench", 1_700_000_000, "sim-model", include_usage=True)
-    pieces = [" ".join(WORDS[i:i + 2]) + " " for i in range(0, 24, 2)]
-    return streamed_answer([enc.role(), *(enc.content(p) for p in pieces), enc.finish("stop"),
+    return streamed_answer([enc.role(), *(enc.content(p) for p in REPLY_PIECES), enc.finish("stop"),
                             enc.usage(900, 24), DONE])
 
 

@@ -72,7 +72,7 @@ class Turn(RulesMixin):
         self.unsaved: list[Message] = []
         self._accepted = False
         self._estimate = 0
-        self.usage_observed = False  # the upstream's usage has calibrated this agent's estimate
+        self._usage_observed = False  # this step's usage has calibrated the agent's estimate
         self._partial = ""
         self.rules = Rules(load(live.agent.tool_rules)) if live.agent.tool_rules else _NO_RULES
         self.plan: StepPlan = FREE  # what the agent's tool rules allow on the current step
@@ -184,7 +184,7 @@ class Turn(RulesMixin):
                     if self.env.budget is not None and isinstance(usage.get("prompt_tokens"), int):
                         if self.live.in_context.bounded:
                             self._settle_counts(limit=None)  # what is left of a sliced count, before calibrating
-                        self.usage_observed = True
+                        self._usage_observed = True
                         self.env.budget.observe(self.live, self._estimate, usage["prompt_tokens"])
                 fingerprint = chunk.get("system_fingerprint")
                 if isinstance(fingerprint, str):
@@ -289,7 +289,7 @@ class Turn(RulesMixin):
             self._estimate = budget.estimate
         system = self.env.memory.system_prompt(self.live)
         body = splice_messages(head, message_parts(self.live, system, self.new_input.instructions))
-        self.usage_observed = False
+        self._usage_observed = False
         if self.live.in_context.bounded:
             # The new messages went into the budget at an upper bound of their tokens: counted once the request
             # is on its way (this runs when the turn first waits, on the upstream), not before the client's first
@@ -301,7 +301,7 @@ class Turn(RulesMixin):
         """Count what the budget took at a bound, `limit` messages at a time: a freshly loaded history (thousands
         of messages, ~8 us each) is counted in slices with the loop's other work between them, not in one stall
         of every stream. The estimate the upstream's usage calibrates becomes a count again as it goes."""
-        if self.usage_observed:
+        if self._usage_observed:
             return  # the turn has counted the rest itself; what is bounded now is a later turn's
         budget = self.env.budget
         in_context = self.live.in_context

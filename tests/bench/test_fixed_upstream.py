@@ -10,10 +10,10 @@ import httpx
 import openai
 import orjson
 
-from bench.fixed_upstream import WORDS
 from bench.procs import start_fixed_upstream
+from bench.relay_cost import REPLY_PIECES
 
-REPLY = "".join(" ".join(WORDS[i:i + 2]) + " " for i in range(0, 24, 2))
+REPLY = "".join(REPLY_PIECES)
 
 
 def _request(body: bytes, delay_ms: float | None = None, path: bytes = b"/v1/chat/completions") -> bytes:
