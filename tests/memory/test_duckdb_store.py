@@ -497,6 +497,44 @@ async def test_group_commit_under_50_concurrent_commits(duck: DuckDBStore) -> No
     assert duck.commit_transactions - before == 1
 
 
+async def test_a_large_group_reads_back_value_for_value(duck: DuckDBStore) -> None:
+    """A group past a few rows goes in as Arrow columns: every kind of value must come back as it went in."""
+    agent = make_agent()
+    await duck.create_agent(agent, [])
+    plus5, minus8 = timezone(timedelta(hours=5)), timezone(timedelta(hours=-8))
+    odd = [
+        {"content": "plain"},
+        {"content": None, "tool_calls": [{"id": "c1", "type": "function",
+                                          "function": {"name": "f", "arguments": "{\"x\": 1}"}}]},
+        {"role": "tool", "content": "ok", "tool_call_id": "c1", "name": "f"},
+        {"content": "zwölf 🐍 日本語 \u0000 nul", "metadata": {"kind": "summary", "n": [1, 2]}},
+        {"content": "", "in_context": False, "created_at": datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=plus5)},
+        {"content": "x" * 100_000, "created_at": datetime(1999, 12, 31, 16, 0, tzinfo=minus8)},
+    ]
+    changes = []
+    for i, fields in enumerate(odd * 4):
+        run = Run(id=new_id("run"), agent_id=agent.id, status="completed", steps=2**31 - 1 - i,
+                  usage={"total_tokens": i}, error=None if i % 2 else "boom", completed_at=at(i))
+        changes.append(Changes(messages=[make_message(agent.id, 2**40 + i, run_id=run.id, **fields)], runs=[run]))
+    before = duck.commit_transactions
+    assert await with_worker_blocked(duck, *changes) == [None] * len(changes)
+    assert duck.commit_transactions - before == 1  # one group: 24 messages and 24 runs in one insert each
+    stored = await duck.list_messages(agent.id, limit=None)
+    assert stored == [m for c in changes for m in c.messages]
+    assert all(m.created_at.tzinfo == timezone.utc for m in stored)
+    assert stored[4].created_at == datetime(2024, 2, 29, 18, 59, 59, 999999, tzinfo=timezone.utc)
+    for c in changes:
+        assert await duck.get_run(c.runs[0].id) == c.runs[0]
+
+    # A value Arrow cannot take fails with DuckDB's own data error, as a few rows would (a journaled turn
+    # failing so is passed over, not held back as if the tables were down), and leaves nothing.
+    bad = turn(agent.id, 10, 8)
+    bad.messages[5].seq = "not a number"  # type: ignore[assignment]
+    with pytest.raises(duckdb.ConversionException):
+        await duck.commit(bad)
+    assert await duck.count_messages(agent.id) == len(changes)
+
+
 async def test_bad_changes_fails_alone_and_leaves_nothing(duck: DuckDBStore) -> None:
     agent = make_agent()
     await duck.create_agent(agent, [])
