@@ -43,6 +43,14 @@ from memory.longterm.timefilter import TimeBound, parse_range
 log = logging.getLogger("memproxy.longterm")
 
 
+# Most rows one recall write takes. A LanceDB write (a commit, a fragment for the index to fold in) costs about the
+# same whatever its size, so without an embedder a drain writes everything a busy half-second queued at once (at
+# 1,200 turns/s ~1,200 messages: one write, not five). With one, a batch's texts are embedded within one short
+# timeout (`recall_embed_timeout`), so batches stay small enough for an embedding call to finish in it.
+RECALL_BATCH_TEXT = 2048
+RECALL_BATCH_EMBEDDED = 256
+
+
 class LanceLongTermMemory(ArchivalPassages, LongTermMemory):
     """Archival passages and the recall index for every agent, in one LanceDB directory."""
 
@@ -59,7 +67,7 @@ class LanceLongTermMemory(ArchivalPassages, LongTermMemory):
         query_embed_timeout: float = 5.0,
         cache_bytes: int | None = None,
         reopen_interval: float = 10.0,
-        recall_batch: int = 256,
+        recall_batch: int | None = None,
     ) -> None:
         self.path = path
         self.embedder = embedder
@@ -75,6 +83,8 @@ class LanceLongTermMemory(ArchivalPassages, LongTermMemory):
         self._db: Any = None
         self._passages_table: MemoryTable | None = None  # None until open()
         self._recall_table: MemoryTable | None = None
+        if recall_batch is None:
+            recall_batch = RECALL_BATCH_EMBEDDED if embedder is not None else RECALL_BATCH_TEXT
         self._queue = RecallQueue(self._write_recall, interval=recall_interval, max_batch=recall_batch)
         self._replace_ids: set[str] = set()  # queued ids that may already be in the table
         self._tasks: list[asyncio.Task[None]] = []

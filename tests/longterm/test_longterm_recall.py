@@ -178,3 +178,27 @@ async def test_id_scans_come_in_ascending_keyset_pages(lt: LongTermMemory) -> No
     assert await lt.agent_ids(after=agents[1], limit=2) == agents[2:4]
     assert await lt.agent_ids(after=agents[3]) == agents[4:]
     assert await lt.agent_ids(limit=1000) == agents
+
+
+@pytest.mark.parametrize("embedded", [False, True])
+async def test_a_busy_half_second_is_one_recall_write_without_an_embedder(
+        tmp_path: object, embedder: object, agent_id: str, embedded: bool) -> None:
+    """Each LanceDB write is a table version (and a fragment to fold in later): a drain of 600 queued messages
+    writes them at once when nothing is embedded; with an embedder, in batches one embedding call can finish."""
+    import lancedb  # the table's versions, read as any LanceDB reader would
+
+    path = str(tmp_path / "versions")  # type: ignore[operator]
+    lt = LanceLongTermMemory(path, embedder if embedded else None)  # type: ignore[arg-type]
+    await lt.open()
+    try:
+        lt.enqueue_messages([message(agent_id, "user", "the table exists from here")])
+        await lt.flush()
+        before = lancedb.connect(path).open_table("recall").version
+        records = [message(agent_id, "user", f"note {i} about the otter", i) for i in range(600)]
+        lt.enqueue_messages(records)
+        await lt.flush()
+        versions = lancedb.connect(path).open_table("recall").version - before
+        assert versions == (3 if embedded else 1)
+        assert await lt.recall_ids(agent_id) >= {r.id for r in records}
+    finally:
+        await lt.close()
