@@ -39,6 +39,11 @@ log = logging.getLogger("memproxy")
 _HEADER = struct.Struct("<II")  # payload length, crc32 of the payload
 # A file this long is emptied if the tables hold all of it, else writing moves on to the other file.
 TRUNCATE_AT = 4 * 2**20
+# The file is grown by zeros this share of TRUNCATE_AT (256 KB) ahead of its records, in the write that crosses its
+# end: a sync inside them leaves the file's size alone, and so writes the records' data but not the inode. On this
+# machine's ext4 an append plus fdatasync that grew the file cost ~74 us of CPU and ~210 us of waiting; within the
+# zeros ~56 and ~140, and the finish chunk of every turn waits for one.
+ZERO_AHEAD_SHARE = 16
 
 
 @dataclass
@@ -79,6 +84,8 @@ def read_records(path: str) -> list[JournalRecord]:
     offset = 0
     while offset + _HEADER.size <= len(data):
         length, crc = _HEADER.unpack_from(data, offset)
+        if length == 0:
+            break  # the zeros written ahead of the records (a record is never empty)
         payload = data[offset + _HEADER.size:offset + _HEADER.size + length]
         if len(payload) < length or zlib.crc32(payload) != crc:
             break
@@ -89,7 +96,7 @@ def read_records(path: str) -> list[JournalRecord]:
         records.append(JournalRecord(seq, [_row(m, _MESSAGE_TIMES) for m in messages],
                                      [_row(r, _RUN_TIMES) for r in runs], list(evict_ids)))
         offset += _HEADER.size + length
-    if offset < len(data):
+    if data[offset:].strip(b"\0"):
         log.warning("turn journal %s: %d bytes after the last whole record ignored (a write cut short)",
                     path, len(data) - offset)
     return records
@@ -112,7 +119,8 @@ class Journal:
         self._paths = (path, path + ".1")
         self._current = 0  # index of the file written now
         self._fd = -1
-        self._size = 0
+        self._size = 0  # where the next record goes
+        self._allocated = 0  # the file's length: zeros from `_size` to here
         self._retired = 0  # last seq of the other file while it waits for the tables; 0 when it is gone
         self._pending: list[tuple[int, bytes, asyncio.Future[None], asyncio.AbstractEventLoop]] = []
         self._lock = threading.Lock()
@@ -130,6 +138,7 @@ class Journal:
         except FileNotFoundError:
             pass
         self._current, self._retired, self._scheduled = 0, 0, False
+        self._size = self._allocated = 0
         self._fd = self._open_empty(self._paths[0])
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal",
                                             initializer=native_heap.thread_namer("journal"))
@@ -187,7 +196,7 @@ class Journal:
             self._fd = self._open_empty(self._paths[self._current])
         else:
             return  # the tables are behind by two files' worth: keep writing this one
-        self._size = 0
+        self._size = self._allocated = 0
 
     def _flush(self) -> None:
         with self._lock:
@@ -200,13 +209,17 @@ class Journal:
             if self.broken is not None:
                 raise self.broken
             self._make_room()
-            data = b"".join(item[1] for item in group)
+            records = b"".join(item[1] for item in group)
+            data, end = records, self._size + len(records)
+            if end > self._allocated:
+                self._allocated = end + TRUNCATE_AT // ZERO_AHEAD_SHARE
+                data = records + bytes(self._allocated - end)
             written = 0
             while written < len(data):
                 written += os.pwrite(self._fd, data[written:], self._size + written)
             os.fdatasync(self._fd)
             self.syncs += 1
-            self._size += len(data)
+            self._size = end
             self.durable = group[-1][0]
         except OSError as exc:
             # What was written past the last sync is unknown now: no record goes after it.

@@ -262,13 +262,32 @@ async def test_the_journal_stays_bounded_while_the_tables_are_always_a_little_be
 
 async def test_a_torn_tail_is_ignored_and_the_whole_records_still_land(tmp_path: Path,
                                                                       caplog: pytest.LogCaptureFixture) -> None:
-    path, agent_id = await killed_after(tmp_path, 3)
-    whole = Path(path + ".journal").read_bytes()
-    with open(path + ".journal", "ab") as journal:
-        journal.write(whole[: len(whole) // 3 // 2])  # half of a record: a write the kill cut short
     caplog.set_level(logging.WARNING, logger="memproxy")
+    path, agent_id = await killed_after(tmp_path, 3)
+    written = Path(path + ".journal").read_bytes()
+    whole = written.rstrip(b"\0")  # the three records, then the zeros written ahead of them
+    assert len(written) > len(whole) and read_records(path + ".journal")
+    assert "ignored" not in caplog.text  # the zeros are the clean end of the records, nothing to warn about
+    with open(path + ".journal", "r+b") as journal:
+        journal.seek(len(whole))
+        journal.write(whole[: len(whole) // 3 // 2])  # half of a record over the zeros: a write the kill cut short
     assert await messages_after_reopen(path, agent_id) == 6
     assert "after the last whole record ignored" in caplog.text
+
+
+async def test_syncs_after_the_first_leave_the_file_size_alone(duck: DuckDBStore, tmp_path: Path) -> None:
+    """The journal grows by zeros ahead of its records, so most syncs need not write the file's size too."""
+    agent = await new_agent(duck)
+    journal = str(tmp_path / "memproxy.duckdb.journal")
+    sizes, ends = [], []
+    for i in range(40):
+        await duck.append_turn(turn(agent.id, 1 + 2 * i))  # acknowledged: synced
+        sizes.append(os.path.getsize(journal))
+        ends.append(len(Path(journal).read_bytes().rstrip(b"\0")))
+    ahead = duckdb_journal.TRUNCATE_AT // duckdb_journal.ZERO_AHEAD_SHARE
+    assert sizes == [sizes[0]] * 40 and sizes[0] == ends[0] + ahead  # grown once, by the first record's write
+    assert ends == sorted(set(ends)) and ends[-1] < sizes[0]  # records follow one another into the zeros
+    assert [r.seq for r in read_records(journal)] == list(range(1, 41))
 
 
 async def test_a_plain_commit_after_journaled_turns_keeps_their_order_across_a_kill(tmp_path: Path) -> None:
