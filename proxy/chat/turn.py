@@ -229,7 +229,7 @@ class Turn(RulesMixin):
         if call is None:
             name = fn.get("name") or ""
             approval = self._needs_approval(name)
-            call = Call(id=tc.get("id") or f"call_{new_id('x')[2:26]}", name=name,
+            call = Call(id=tc.get("id") or f"call_{new_id('x').replace('-', '')[-24:]}", name=name,
                          client=approval or name in self.client_tools, approval=approval)
             calls[index] = call
             if call.client:
