@@ -78,6 +78,9 @@ def measure(size: int, groups: int, turns: int, old_ids: bool) -> list[float]:
                 t0 = time.thread_time()
                 commit.drain(con)
                 per_group.append((time.thread_time() - t0) * 1e6 / turns)
+            stored = con.execute("SELECT count(*) FROM messages").fetchone()
+            if stored != (size // 2 * 2 + 2 * groups * turns,):
+                raise RuntimeError(f"the groups did not all land: {stored} messages stored")
         finally:
             con.close()
     return per_group
