@@ -38,8 +38,8 @@ def new_id(kind: str) -> str:
     The UUID has a version 4 layout (anything that checks the format accepts it), but its first 48 bits are the
     time in milliseconds, as in a version 7 UUID, and the other 74 are random: ids made later sort later, so a
     new row's key lands at the end of an id index instead of anywhere in it. With a million messages stored,
-    DuckDB's inserts and checkpoints then cost a turn ~33 us of CPU instead of ~70 (PostgreSQL's B-trees gain the
-    same way). Ids name records, they are not secrets: a PRNG seeded once from the OS avoids a system call per id
+    DuckDB's inserts and checkpoints then cost a turn ~35 us of CPU instead of ~64 (`python -m bench.store_cost`;
+    PostgreSQL's B-trees gain the same way). Ids name records, they are not secrets: a PRNG seeded once from the OS avoids a system call per id
     (uuid4 reads os.urandom every time, measurable on the hot path).
     """
     bits = (time.time_ns() // 1_000_000) << 80 | _ids.getrandbits(80)
