@@ -23,10 +23,10 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from memory.duckdb_commit import GroupCommit
+from memory.duckdb_commit import GroupCommit, insert_rows
 from memory.duckdb_connection import DuckDBConnection
-from memory.duckdb_rows import MESSAGES, arrow_rows, as_columns, message_row
-from memory.models import Changes, Message, Run, new_id
+from memory.duckdb_rows import MESSAGES, message_row
+from memory.models import Changes, Message, Run, id_from_bits, new_id
 
 AGENTS = 1000
 FILL_CHUNK = 100_000
@@ -34,8 +34,7 @@ FILL_CHUNK = 100_000
 
 def old_id(kind: str) -> str:
     """An id as `new_id` made them before: all random bits (version 4 layout)."""
-    h = f"{(int.from_bytes(os.urandom(16)) & ~(0xF000 << 64) | (0x4000 << 64)) & ~(0xC << 60) | (0x8 << 60):032x}"
-    return f"{kind}-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return id_from_bits(kind, int.from_bytes(os.urandom(16)))
 
 
 def turn(ids: Callable[[str], str], agent: int, seq: int, now: datetime) -> Changes:
@@ -59,10 +58,9 @@ def measure(size: int, groups: int, turns: int, old_ids: bool) -> list[float]:
         assert con is not None
         try:
             for start in range(0, size // 2, FILL_CHUNK // 2):  # two messages a turn
-                rows = [message_row(m, True) for j in range(start, min(size // 2, start + FILL_CHUNK // 2))
-                        for m in turn(make_id, j % AGENTS, 2 * (j // AGENTS), now).messages]
-                memproxy_rows = arrow_rows(MESSAGES, as_columns(rows))  # noqa: F841 - read by DuckDB, by name
-                con.execute(MESSAGES.insert_from_sql("memproxy_rows"))
+                insert_rows(con, MESSAGES, [message_row(m, True)
+                                            for j in range(start, min(size // 2, start + FILL_CHUNK // 2))
+                                            for m in turn(make_id, j % AGENTS, 2 * (j // AGENTS), now).messages])
             con.execute("CHECKPOINT")
             seq = 2 * (size // AGENTS) + 2
             per_group = []

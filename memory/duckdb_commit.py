@@ -234,7 +234,7 @@ def _write(con: duckdb.DuckDBPyConnection, batch: list[_PendingCommit]) -> None:
             _replace_rows(con, table, list(rows.values()))
     for table, rows in ((MESSAGES, new_messages), (RUNS, new_runs)):
         if rows:
-            _insert_rows(con, table, list(rows.values()))
+            insert_rows(con, table, list(rows.values()))
     seq = max((pending.seq for pending in batch), default=0)
     if seq:
         mark_applied(con, seq)
@@ -252,10 +252,11 @@ def _replace_rows(con: duckdb.DuckDBPyConnection, table: Table, rows: list[Row])
     a million messages); this costs the same at any table size.
     """
     con.execute(f"DELETE FROM {table.name} WHERE {ID_IN_LIST}", [[row[0] for row in rows]])
-    _insert_rows(con, table, rows)
+    insert_rows(con, table, rows)
 
 
-def _insert_rows(con: duckdb.DuckDBPyConnection, table: Table, rows: list[Row]) -> None:
+def insert_rows(con: duckdb.DuckDBPyConnection, table: Table, rows: list[Row]) -> None:
+    """Insert `rows` (new ids) into `table` in one statement, inside the caller's transaction."""
     if len(rows) <= _VALUES_MAX_ROWS:
         con.execute(table.insert_values_sql(len(rows)), [value for row in rows for value in row])
         return

@@ -42,7 +42,11 @@ def new_id(kind: str) -> str:
     PostgreSQL's B-trees gain the same way). Ids name records, they are not secrets: a PRNG seeded once from the OS avoids a system call per id
     (uuid4 reads os.urandom every time, measurable on the hot path).
     """
-    bits = (time.time_ns() // 1_000_000) << 80 | _ids.getrandbits(80)
+    return id_from_bits(kind, (time.time_ns() // 1_000_000) << 80 | _ids.getrandbits(80))
+
+
+def id_from_bits(kind: str, bits: int) -> str:
+    """`<kind>-<uuid>` of 128 bits, the version nibble and variant set as a version 4 UUID has them."""
     h = f"{(bits & ~(0xF000 << 64) | (0x4000 << 64)) & ~(0xC << 60) | (0x8 << 60):032x}"
     return f"{kind}-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
