@@ -9,11 +9,16 @@ reset) is noticed here and the totals are rebuilt from the per-message entries, 
 A turn's budget check may take an upper bound for a new message's tokens instead of its count (`bound_ok`):
 the count runs the tokenizer, which is slow on caches gone cold between turns, and the turn counts what it
 deferred (`settle`) once its request is sent. Every other reader of the totals gets exact counts.
+
+A request's estimate made from such totals is an `Estimate`: each count that replaces a bound it holds is taken
+off it, and once all of them are, it is exact and calls back (the upstream's usage calibrates against it then,
+not against bounds, and the stream never waits for a freshly loaded history to be counted).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
 from itertools import islice
 from typing import Any
 
@@ -33,10 +38,36 @@ from memory.tokens import TokenCounter
 Entry = tuple[bytes, int]
 
 
+class Estimate:
+    """A request's token estimate, exact once every bound it holds has been replaced by a count."""
+
+    __slots__ = ("tokens", "upto", "exact", "then")
+
+    def __init__(self, tokens: int, upto: int) -> None:
+        self.tokens = tokens
+        self.upto = upto  # it holds the bounds of the first `upto` bounded entries (in the order they were made)
+        self.exact = False
+        self.then: Callable[[int], None] | None = None  # called with the exact tokens, once
+
+    def when_exact(self, then: Callable[[int], None]) -> None:
+        """Call `then` with the exact tokens now if they are known, else once the last bound is counted."""
+        if self.exact:
+            then(self.tokens)
+        else:
+            self.then = then
+
+    def _settled(self) -> None:
+        self.exact = True
+        then, self.then = self.then, None
+        if then is not None:
+            then(self.tokens)
+
+
 class InContext:
     """Per-message entries plus the joined bytes and token total of the messages synced so far."""
 
-    __slots__ = ("_wire", "_tokens", "_joined", "_total", "_synced", "_first", "_last", "_bounded")
+    __slots__ = ("_wire", "_tokens", "_joined", "_total", "_synced", "_first", "_last", "_bounded", "_bounds_made",
+                 "_bounds_counted", "_open", "_settling")
 
     def __init__(self) -> None:
         self._wire: dict[str, bytes] = {}  # message id -> its upstream encoding
@@ -50,6 +81,12 @@ class InContext:
         # Entries whose token figure is an upper bound, not a count (id -> wire message, to count it later).
         # Every one of them is within messages[:_synced], so in `_total` too.
         self._bounded: dict[str, dict[str, Any]] = {}
+        # Bounded entries made and counted so far, in order (a settle always counts the oldest first), and the
+        # estimates still holding some of them.
+        self._bounds_made = 0
+        self._bounds_counted = 0
+        self._open: list[Estimate] = []
+        self._settling = False  # a `settle_soon` chain is scheduled
 
     def entry(self, message: Message, counter: TokenCounter, bound_ok: bool = False) -> Entry:
         """The message's entry, made on first use; with `bound_ok` its tokens may be an upper bound.
@@ -68,6 +105,7 @@ class InContext:
         else:
             tokens = bound
             self._bounded[message.id] = wire
+            self._bounds_made += 1
         self._wire[message.id] = encoded
         self._tokens[message.id] = tokens
         return encoded, tokens
@@ -85,14 +123,57 @@ class InContext:
             batch = {key: bounded.pop(key) for key in list(islice(bounded, limit))}
         dropped = 0
         counts = self._tokens
+        start = self._bounds_counted
+        reached: list[int] = []  # `dropped` after each entry of the batch, for the open estimates
         for message_id, wire in batch.items():
             bound = counts.get(message_id)
             if bound is not None:
                 tokens = counter.count_message(wire)
                 dropped += bound - tokens
                 counts[message_id] = tokens
+            reached.append(dropped)
         self._total -= dropped
+        self._bounds_counted = start + len(reached)
+        if self._open and reached:
+            self._take_off(start, reached)
         return dropped
+
+    def settle_soon(self, counter: TokenCounter, limit: int) -> None:
+        """Count the bounds `limit` at a time, one slice per pass of the running event loop, until none is left.
+
+        A freshly loaded history (thousands of messages, ~8-30 us each) is thus counted with the loop's other work
+        between the slices, not in one stall of every stream; one chain per agent however many turns ask.
+        """
+        if self._settling or not self._bounded:
+            return
+        self._settling = True
+        asyncio.get_running_loop().call_soon(self._settle_slice, counter, limit)
+
+    def _settle_slice(self, counter: TokenCounter, limit: int) -> None:
+        self._settling = False
+        self.settle(counter, limit)
+        self.settle_soon(counter, limit)
+
+    def estimate(self, tokens: int) -> Estimate:
+        """An estimate of `tokens` made from the totals now: what counting its bounds drops is taken off it."""
+        estimate = Estimate(tokens, self._bounds_made)
+        if estimate.upto <= self._bounds_counted:
+            estimate.exact = True
+        else:
+            self._open.append(estimate)
+        return estimate
+
+    def _take_off(self, start: int, reached: list[int]) -> None:
+        done: list[Estimate] = []
+        still: list[Estimate] = []
+        for estimate in self._open:
+            held = min(estimate.upto - start, len(reached))  # how many of the batch's entries it holds
+            if held > 0:
+                estimate.tokens -= reached[held - 1]
+            (done if estimate.upto <= self._bounds_counted else still).append(estimate)
+        self._open = still
+        for estimate in done:
+            estimate._settled()
 
     @property
     def bounded(self) -> int:
@@ -134,6 +215,9 @@ class InContext:
         self._wire = {k: v for k, v in self._wire.items() if k in keep}
         self._tokens = {k: v for k, v in self._tokens.items() if k in keep}
         self._bounded = {k: v for k, v in self._bounded.items() if k in keep}
+        # Estimates that held bounds of messages now gone can never be made exact: they are dropped, uncalled.
+        # (Compaction counts every message before it evicts, so this is a reset's or a summary's rare case.)
+        self._bounds_made, self._bounds_counted, self._open = len(self._bounded), 0, []
         self._joined = bytearray()
         self._total = 0
         self._synced = 0

@@ -11,6 +11,7 @@ from typing import Any, Callable
 from memory.agents import AgentMemory, LiveAgent
 from memory.compaction import ContextBudget
 from memory.context import message_parts, splice_messages
+from memory.incontext import Estimate
 from memory.models import Changes, Message, Run, new_id, utcnow
 from memory.tokens import default_counter
 from memory.protocols import LongTermMemory, Spawn
@@ -31,9 +32,10 @@ from tools.rules import FREE, Called, Rules, StepPlan, load
 
 log = logging.getLogger("memproxy.turn")
 _NO_RULES = Rules()
-# Messages counted per pass of the event loop after a request is sent: ~2 ms of tokenizer at most between two
-# chunks of other streams, where a freshly loaded 5,000-message history counted at once took ~40 ms.
-SETTLE_SLICE = 256
+# Messages counted per pass of the event loop after a request is sent: 8-30 us each (caches warm or cold), so
+# at most ~1 ms between two chunks of other streams, where a freshly loaded 5,000-message history counted at
+# once took 40-140 ms. A loop with nothing else to do runs the passes back to back.
+SETTLE_SLICE = 32
 
 
 @dataclass
@@ -71,8 +73,7 @@ class Turn(RulesMixin):
         self.tool_s = 0.0
         self.unsaved: list[Message] = []
         self._accepted = False
-        self._estimate = 0
-        self._usage_observed = False  # this step's usage has calibrated the agent's estimate
+        self._estimate: Estimate | None = None  # this step's request's tokens, as the budget saw them
         self._partial = ""
         self.rules = Rules(load(live.agent.tool_rules)) if live.agent.tool_rules else _NO_RULES
         self.plan: StepPlan = FREE  # what the agent's tool rules allow on the current step
@@ -181,11 +182,8 @@ class Turn(RulesMixin):
                 usage = chunk_usage(chunk)
                 if usage:
                     add_usage(self.usage, usage)
-                    if self.env.budget is not None and isinstance(usage.get("prompt_tokens"), int):
-                        if self.live.in_context.bounded:
-                            self._settle_counts(limit=None)  # what is left of a sliced count, before calibrating
-                        self._usage_observed = True
-                        self.env.budget.observe(self.live, self._estimate, usage["prompt_tokens"])
+                    if self._estimate is not None and isinstance(usage.get("prompt_tokens"), int):
+                        self._calibrate(self._estimate, usage["prompt_tokens"])
                 fingerprint = chunk.get("system_fingerprint")
                 if isinstance(fingerprint, str):
                     self.sink.fingerprint(fingerprint)
@@ -286,28 +284,25 @@ class Turn(RulesMixin):
             if not budget.fits:
                 raise UpstreamError(400, f"the input does not fit the agent's context window of {budget.window} "
                                     "tokens even after evicting all earlier messages", code="context_length_exceeded")
-            self._estimate = budget.estimate
+            self._estimate = self.live.in_context.estimate(budget.estimate)
         system = self.env.memory.system_prompt(self.live)
         body = splice_messages(head, message_parts(self.live, system, self.new_input.instructions))
-        self._usage_observed = False
         if self.live.in_context.bounded:
             # The new messages went into the budget at an upper bound of their tokens: counted once the request
-            # is on its way (this runs when the turn first waits, on the upstream), not before the client's first
-            # token. Counting a short message costs ~100 us of tokenizer on caches gone cold since the last turn.
-            asyncio.get_running_loop().call_soon(self._settle_counts)
+            # is on its way (the first slice runs when the turn first waits, on the upstream), not before the
+            # client's first token. Counting a short message costs ~100 us of tokenizer on caches gone cold since
+            # the last turn; a freshly loaded history, one slice of SETTLE_SLICE messages per pass of the loop.
+            counter = self.env.budget.counter if self.env.budget is not None else default_counter()
+            self.live.in_context.settle_soon(counter, SETTLE_SLICE)
         return body
 
-    def _settle_counts(self, limit: int | None = SETTLE_SLICE) -> None:
-        """Count what the budget took at a bound, `limit` messages at a time: a freshly loaded history (thousands
-        of messages, ~8 us each) is counted in slices with the loop's other work between them, not in one stall
-        of every stream. The estimate the upstream's usage calibrates becomes a count again as it goes."""
-        if self._usage_observed:
-            return  # the turn has counted the rest itself; what is bounded now is a later turn's
-        budget = self.env.budget
-        in_context = self.live.in_context
-        self._estimate -= in_context.settle(budget.counter if budget is not None else default_counter(), limit)
-        if in_context.bounded and limit is not None:
-            asyncio.get_running_loop().call_soon(self._settle_counts)
+    def _calibrate(self, estimate: Estimate, reported: int) -> None:
+        """The upstream's prompt tokens calibrate the agent's budget against this request's estimate once it is a
+        count: at once in a steady conversation, after the last slice for a freshly loaded history (the stream
+        does not wait for it)."""
+        budget, live = self.env.budget, self.live
+        if budget is not None:
+            estimate.when_exact(lambda tokens: budget.observe(live, tokens, reported))
 
     # --- endings ----------------------------------------------------------------------------
     def _timings(self) -> dict[str, float]:

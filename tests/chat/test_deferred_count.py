@@ -8,6 +8,7 @@ path. The whole app runs in process (its lifespan, DuckDB, the journal) against 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from bench.relay_cost import CLIENT_HEADERS, call, running_app
@@ -17,6 +18,7 @@ from memory.tokens import TokenCounter
 from proxy.chat.new_input import split_new_input
 from proxy.chat.protocol import parse_chat_request
 from proxy.chat.sinks import CollectSink
+from proxy.chat import turn as turn_module
 from proxy.chat.turn import SETTLE_SLICE, Turn
 
 TEXT = "Before you answer: my sister lands in Lyon on the 14th, flight AF 7642, and she is vegetarian."
@@ -31,6 +33,14 @@ class TextSpy(TokenCounter):
 
     def count_message(self, msg: Any) -> int:
         self.texts.append(msg.get("content"))
+        return super().count_message(msg)
+
+
+class SlowCounter(TokenCounter):
+    """The real counter, a millisecond per message: a history that takes long to count."""
+
+    def count_message(self, msg: Any) -> int:
+        time.sleep(0.001)
         return super().count_message(msg)
 
 
@@ -50,13 +60,15 @@ async def test_new_messages_are_counted_after_the_request_body_is_built() -> Non
         body = b"".join(await turn._request_body())
         assert TEXT.encode() in body
         assert spy.texts == [] and live.in_context.bounded == 2  # the budget took both at their bounds
-        estimate = turn._estimate
+        assert turn._estimate is not None and not turn._estimate.exact
+        estimate = turn._estimate.tokens
         await asyncio.sleep(0)  # the turn's first wait: the upstream's answer
         assert sorted(spy.texts) == sorted([TEXT, reply.content]) and live.in_context.bounded == 0
         wires = [wire_message(m) for m in live.messages[-2:]]
         assert wires[1]["content"] == TEXT
         # The estimate the upstream's usage calibrates is the count, not the bound.
-        assert estimate - turn._estimate == sum(spy.message_bound(w) - spy.count_message(w) for w in wires) > 0
+        assert turn._estimate.exact
+        assert estimate - turn._estimate.tokens == sum(spy.message_bound(w) - spy.count_message(w) for w in wires) > 0
 
 
 async def test_turns_over_http_keep_the_totals_exact_for_every_reader() -> None:
@@ -88,7 +100,7 @@ async def reloaded_with_history(app: Any, turns: int) -> Any:
 
 async def test_a_freshly_loaded_history_is_counted_in_slices_once_the_request_is_out() -> None:
     async with running_app(agent_answer(), prefix="memproxy-deferred-count-") as (app, _):
-        live = await reloaded_with_history(app, 160)
+        live = await reloaded_with_history(app, SETTLE_SLICE * 5 // 8)
         n = len(live.messages)
         assert SETTLE_SLICE < n + 1 <= 2 * SETTLE_SLICE
         rt = app.state.rt
@@ -99,22 +111,29 @@ async def test_a_freshly_loaded_history_is_counted_in_slices_once_the_request_is
         await turn._take_input()
         await turn._request_body()
         assert spy.texts == [] and live.in_context.bounded == n + 1  # the whole history went in at its bounds
-        estimate = turn._estimate
+        assert turn._estimate is not None
+        estimate = turn._estimate.tokens
         await asyncio.sleep(0)  # the turn's first wait: one slice, the oldest messages
         assert len(spy.texts) == SETTLE_SLICE and live.in_context.bounded == n + 1 - SETTLE_SLICE
-        assert TEXT not in spy.texts
+        assert TEXT not in spy.texts and not turn._estimate.exact
         await asyncio.sleep(0)  # the next pass of the loop: the rest
         assert live.in_context.bounded == 0 and len(spy.texts) == n + 1 and spy.texts[-1] == TEXT
         wires = [wire_message(m) for m in live.messages]
-        assert estimate - turn._estimate == sum(spy.message_bound(w) - spy.count_message(w) for w in wires) > 0
+        assert turn._estimate.exact
+        assert estimate - turn._estimate.tokens == sum(spy.message_bound(w) - spy.count_message(w) for w in wires) > 0
 
 
-async def test_usage_that_arrives_before_the_slices_end_is_calibrated_against_the_count() -> None:
+async def test_the_reply_does_not_wait_for_a_loaded_history_and_usage_calibrates_against_its_count(
+        monkeypatch: Any) -> None:
     async with running_app(agent_answer(), prefix="memproxy-deferred-count-") as (app, _):
-        live = await reloaded_with_history(app, 400)  # ~800 messages: more slices than the turn waits
+        live = await reloaded_with_history(app, 200)  # ~400 messages
+        # Slices of two messages, each count taking a millisecond: ~0.4 s to count the history, a pass of the
+        # loop at a time, where the turn's own waits take a few milliseconds.
+        monkeypatch.setattr(turn_module, "SETTLE_SLICE", 2)
         budget = app.state.rt.turns.env.budget
+        budget.counter = SlowCounter()
         checked: list[int] = []
-        seen: list[tuple[int, int]] = []
+        seen: list[tuple[int, int, int]] = []
         ensure_fits, observe = budget.ensure_fits, budget.observe
 
         async def checking(*args: Any, **kwargs: Any) -> Any:
@@ -123,13 +142,21 @@ async def test_usage_that_arrives_before_the_slices_end_is_calibrated_against_th
             return result
 
         def watching(live_agent: Any, estimate: int, reported: int) -> None:
-            seen.append((estimate, live_agent.in_context.bounded))
+            seen.append((estimate, reported, live_agent.in_context.bounded))
             observe(live_agent, estimate, reported)
 
         budget.ensure_fits, budget.observe = checking, watching
         assert await call(app, turn_body(live.id, 1000), CLIENT_HEADERS) > 0
-        [(estimate, bounded)] = seen
-        assert bounded == 0  # whatever the slices had not reached was counted before calibrating
+        # The whole reply, usage included, reached the client while the history was still being counted, and the
+        # usage was not taken against an estimate still holding bounds.
+        assert live.in_context.bounded > 0 and seen == []
+        passes = 0
+        while live.in_context.bounded and passes < 10_000:
+            await asyncio.sleep(0)
+            passes += 1
+        assert live.in_context.bounded == 0 and passes > 10
+        [(estimate, reported, bounded)] = seen
+        assert bounded == 0 and reported > 0
         # The budget took the history and the new message at their bounds; the calibrated estimate is their count.
         counter = TokenCounter()
         sent = [wire_message(m) for m in live.messages[:-1]]  # the reply came after

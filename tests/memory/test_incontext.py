@@ -257,6 +257,75 @@ def test_a_settle_with_a_limit_counts_the_oldest_bounds_and_the_slices_add_up_to
         counter.message_bound(w) for w in wires[20:]]
 
 
+def test_an_estimate_takes_off_only_its_own_bounds_and_calls_back_once_it_is_a_count() -> None:
+    counter = TokenCounter()
+    live = live_with(50)
+    ctx = live.in_context
+    first_total = ctx.tokens(live.messages, counter, bound_ok=True)  # a loaded history, all fifty at bounds
+    first = ctx.estimate(first_total + 7)  # a request: its fixed part (7) and the totals
+    heard: list[int] = []
+    first.when_exact(heard.append)
+    ctx.settle(counter, limit=20)
+    live.messages.append(message(50))  # the next request adds one more, at its bound too
+    second = ctx.estimate(ctx.tokens(live.messages, counter, bound_ok=True) + 7)
+    assert not first.exact and not second.exact and heard == []
+    ctx.settle(counter, limit=29)
+    assert not first.exact and not second.exact and heard == []
+    ctx.settle(counter, limit=20)  # the last of the fifty and the one after: both are counts now
+    exact50 = sum(counter.count_message(wire_message(m)) for m in live.messages[:50])
+    exact51 = exact50 + counter.count_message(wire_message(live.messages[50]))
+    assert first.exact and first.tokens == exact50 + 7 and heard == [exact50 + 7]
+    assert second.exact and second.tokens == exact51 + 7 == ctx.tokens(live.messages, counter) + 7
+    ctx.settle(counter)
+    assert heard == [exact50 + 7]  # called once
+    late: list[int] = []
+    second.when_exact(late.append)  # an estimate already exact answers at once
+    third = ctx.estimate(exact51)  # nothing bounded: exact from the start
+    third.when_exact(late.append)
+    assert late == [exact51 + 7, exact51]
+
+
+def test_estimates_holding_bounds_of_messages_gone_are_never_called() -> None:
+    counter = TokenCounter()
+    live = live_with(40)
+    ctx = live.in_context
+    estimate = ctx.estimate(ctx.tokens(live.messages, counter, bound_ok=True))
+    heard: list[int] = []
+    estimate.when_exact(heard.append)
+    live.messages[:] = live.messages[10:]  # a reset of the history before anything was counted
+    assert ctx.tokens(live.messages, counter, bound_ok=True) > 0 and ctx.bounded == 30
+    later = ctx.estimate(ctx.tokens(live.messages, counter, bound_ok=True))
+    ctx.settle(counter)
+    assert heard == [] and not estimate.exact  # its bounds of the ten dropped were never counted
+    assert later.exact and later.tokens == ctx.tokens(live.messages, counter)
+    live.messages.extend(message(i) for i in range(40, 60))  # later bounds counted are none of its business
+    ctx.tokens(live.messages, counter, bound_ok=True)
+    ctx.settle(counter)
+    assert heard == [] and not estimate.exact and ctx.bounded == 0
+
+
+async def test_a_settle_soon_chain_counts_a_slice_per_pass_and_one_chain_per_agent() -> None:
+    counter = SpyCounter()
+    live = live_with(50)
+    ctx = live.in_context
+    ctx.joined(live.messages, counter)
+    for _ in range(3):
+        ctx.settle_soon(counter, 20)  # three turns asking: one chain
+    assert counter.calls == 0
+    await asyncio.sleep(0)
+    assert counter.calls == 20 and ctx.bounded == 30
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert counter.calls == 50 and ctx.bounded == 0
+    await asyncio.sleep(0)
+    assert counter.calls == 50
+    live.messages.append(message(50))
+    ctx.joined(live.messages, counter)
+    ctx.settle_soon(counter, 20)  # a chain that ended starts again for new bounds
+    await asyncio.sleep(0)
+    assert counter.calls == 51 and ctx.bounded == 0
+
+
 def test_bounded_entries_through_an_eviction_count_once_and_evicted_ones_are_forgotten() -> None:
     counter = TokenCounter()
     live = live_with(30)
