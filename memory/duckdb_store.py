@@ -208,15 +208,16 @@ class DuckDBStore(DuckDBCatalog, Store):
         order = "ASC" if ascending else "DESC"
         sql = f"SELECT {MESSAGES.select_list} FROM messages WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT ?"
         params.append(limit)
-        rows = await self._run(lambda con: con.execute(sql, params).fetchall())
-        return [message_from_row(row) for row in rows]
+        # Rows become messages on the store's thread: a loaded history's thousands (~7 us each) would hold the event
+        # loop at once, where the interpreter lets the loop's thread in between (its switch interval, 5 ms).
+        return await self._run(lambda con: [message_from_row(row) for row in con.execute(sql, params).fetchall()])
 
     async def get_messages(self, message_ids: list[str]) -> list[Message]:
         if not message_ids:
             return []
         sql = f"SELECT {MESSAGES.select_list} FROM messages WHERE {ID_IN_LIST} ORDER BY seq, id"
-        rows = await self._run(lambda con: con.execute(sql, [list(message_ids)]).fetchall())
-        return [message_from_row(row) for row in rows]
+        return await self._run(lambda con: [message_from_row(row) for row in
+                                            con.execute(sql, [list(message_ids)]).fetchall()])
 
     async def count_messages(self, agent_id: str) -> int:
         sql = "SELECT count(*) FROM messages WHERE agent_id = ?"

@@ -36,6 +36,9 @@ _NO_RULES = Rules()
 # at most ~1 ms between two chunks of other streams, where a freshly loaded 5,000-message history counted at
 # once took 40-140 ms. A loop with nothing else to do runs the passes back to back.
 SETTLE_SLICE = 32
+# Messages of a freshly loaded history encoded (and bounded) per pass of the loop before the first request: ~6 us
+# each, so ~1 ms between other streams' chunks.
+SYNC_STEP = 160
 
 
 @dataclass
@@ -278,6 +281,8 @@ class Turn(RulesMixin):
 
     async def _request_body(self, harder: bool = False) -> list[bytes | memoryview]:
         head, tools = self.head.step(self.steps <= 1, self.plan if self.rules.active else None)
+        counter = self.env.budget.counter if self.env.budget is not None else default_counter()
+        await self.live.in_context.catch_up(self.live.messages, counter, SYNC_STEP)
         if self.env.budget is not None:
             budget = await self.env.budget.ensure_fits(self.live, lambda: self.env.memory.system_prompt(self.live),
                                                        self.new_input.instructions, tools, harder=harder)
@@ -292,7 +297,6 @@ class Turn(RulesMixin):
             # is on its way (the first slice runs when the turn first waits, on the upstream), not before the
             # client's first token. Counting a short message costs ~100 us of tokenizer on caches gone cold since
             # the last turn; a freshly loaded history, one slice of SETTLE_SLICE messages per pass of the loop.
-            counter = self.env.budget.counter if self.env.budget is not None else default_counter()
             self.live.in_context.settle_soon(counter, SETTLE_SLICE)
         return body
 

@@ -326,6 +326,26 @@ async def test_a_settle_soon_chain_counts_a_slice_per_pass_and_one_chain_per_age
     assert counter.calls == 51 and ctx.bounded == 0
 
 
+async def test_catching_up_on_a_loaded_history_takes_a_step_per_pass_and_ends_as_one_sync() -> None:
+    counter = TokenCounter()
+    live, whole = live_with(450), live_with(450)
+    task = asyncio.ensure_future(live.in_context.catch_up(live.messages, counter, 100))
+    seen = []
+    while not task.done():
+        await asyncio.sleep(0)
+        seen.append(len(live.in_context))
+    assert seen[:4] == [100, 200, 300, 400]  # one step per pass of the loop; the last 50 are left to the sync
+    assert live.in_context.bounded == 400
+    joined = live.in_context.joined(live.messages, counter)
+    assert bytes(joined) == bytes(whole.in_context.joined(whole.messages, counter))
+    assert live.in_context.tokens(live.messages, counter) == whole.in_context.tokens(whole.messages, counter)
+    await live.in_context.catch_up(live.messages, counter, 100)  # nothing to catch up: no pass taken
+    live.messages[:] = live.messages[200:]  # reshaped: caught up again from the start
+    await live.in_context.catch_up(live.messages, counter, 100)
+    assert bytes(live.in_context.joined(live.messages, counter)) == b",".join(
+        orjson.dumps(wire_message(m)) for m in live.messages)
+
+
 def test_bounded_entries_through_an_eviction_count_once_and_evicted_ones_are_forgotten() -> None:
     counter = TokenCounter()
     live = live_with(30)
