@@ -292,12 +292,11 @@ class Turn(RulesMixin):
             self._estimate = self.live.in_context.estimate(budget.estimate)
         system = self.env.memory.system_prompt(self.live)
         body = splice_messages(head, message_parts(self.live, system, self.new_input.instructions))
-        if self.live.in_context.bounded:
-            # The new messages went into the budget at an upper bound of their tokens: counted once the request
-            # is on its way (the first slice runs when the turn first waits, on the upstream), not before the
-            # client's first token. Counting a short message costs ~100 us of tokenizer on caches gone cold since
-            # the last turn; a freshly loaded history, one slice of SETTLE_SLICE messages per pass of the loop.
-            self.live.in_context.settle_soon(counter, SETTLE_SLICE)
+        # New messages went into the budget at an upper bound of their tokens: counted once the request is on its
+        # way (the first slice runs when the turn first waits, on the upstream), not before the client's first
+        # token. Counting a short message costs ~100 us of tokenizer on caches gone cold since the last turn; a
+        # freshly loaded history, one slice of SETTLE_SLICE messages per pass of the loop. (Nothing bounded: no-op.)
+        self.live.in_context.settle_soon(counter, SETTLE_SLICE)
         return body
 
     def _calibrate(self, estimate: Estimate, reported: int) -> None:
