@@ -10,13 +10,11 @@ from typing import Any, Callable
 
 from memory.agents import AgentMemory, LiveAgent
 from memory.compaction import ContextBudget
-from memory.context import message_parts, splice_messages
-from memory.incontext import Estimate
 from memory.models import Changes, Message, Run, new_id, utcnow
-from memory.tokens import default_counter
 from memory.protocols import LongTermMemory, Spawn
 from memory.store import FenceLost, StoreUnavailable
 from proxy.chat.new_input import NewInput
+from proxy.chat.prompt import Prompt
 from proxy.chat.protocol import PLAIN_DELTA_KEYS, RELAYED_DELTA_FIELDS, ChatRequest
 from proxy.chat.request_head import TurnHead
 from proxy.chat.said import ModelOutput, add_usage, chunk_usage
@@ -32,13 +30,6 @@ from tools.rules import FREE, Called, Rules, StepPlan, load
 
 log = logging.getLogger("memproxy.turn")
 _NO_RULES = Rules()
-# Messages counted per pass of the event loop after a request is sent: 8-30 us each (caches warm or cold), so
-# at most ~1 ms between two chunks of other streams, where a freshly loaded 5,000-message history counted at
-# once took 40-140 ms. A loop with nothing else to do runs the passes back to back.
-SETTLE_SLICE = 32
-# Messages of a freshly loaded history encoded (and bounded) per pass of the loop before the first request: ~6 us
-# each, so ~1 ms between other streams' chunks.
-SYNC_STEP = 160
 
 
 @dataclass
@@ -76,13 +67,13 @@ class Turn(RulesMixin):
         self.tool_s = 0.0
         self.unsaved: list[Message] = []
         self._accepted = False
-        self._estimate: Estimate | None = None  # this step's request's tokens, as the budget saw them
         self._partial = ""
         self.rules = Rules(load(live.agent.tool_rules)) if live.agent.tool_rules else _NO_RULES
         self.plan: StepPlan = FREE  # what the agent's tool rules allow on the current step
         self._forced: StepPlan | None = None
         self.approved_ran: list[str] = []  # tools the client approved that ran before the first step
         self.head = TurnHead(env, live, request)  # the request head and tool schemas, built once per turn
+        self.prompt = Prompt(env.memory, env.budget, live, new_input.instructions)
 
     # --- bookkeeping ------------------------------------------------------------------------
     def _add(self, role: str, content: str | None = None, **kw: Any) -> Message:
@@ -185,8 +176,8 @@ class Turn(RulesMixin):
                 usage = chunk_usage(chunk)
                 if usage:
                     add_usage(self.usage, usage)
-                    if self._estimate is not None and isinstance(usage.get("prompt_tokens"), int):
-                        self._calibrate(self._estimate, usage["prompt_tokens"])
+                    if isinstance(usage.get("prompt_tokens"), int):
+                        self.prompt.observe(usage["prompt_tokens"])
                 fingerprint = chunk.get("system_fingerprint")
                 if isinstance(fingerprint, str):
                     self.sink.fingerprint(fingerprint)
@@ -281,31 +272,7 @@ class Turn(RulesMixin):
 
     async def _request_body(self, harder: bool = False) -> list[bytes | memoryview]:
         head, tools = self.head.step(self.steps <= 1, self.plan if self.rules.active else None)
-        counter = self.env.budget.counter if self.env.budget is not None else default_counter()
-        await self.live.in_context.catch_up(self.live.messages, counter, SYNC_STEP)
-        if self.env.budget is not None:
-            budget = await self.env.budget.ensure_fits(self.live, lambda: self.env.memory.system_prompt(self.live),
-                                                       self.new_input.instructions, tools, harder=harder)
-            if not budget.fits:
-                raise UpstreamError(400, f"the input does not fit the agent's context window of {budget.window} "
-                                    "tokens even after evicting all earlier messages", code="context_length_exceeded")
-            self._estimate = self.live.in_context.estimate(budget.estimate)
-        system = self.env.memory.system_prompt(self.live)
-        body = splice_messages(head, message_parts(self.live, system, self.new_input.instructions))
-        # New messages went into the budget at an upper bound of their tokens: counted once the request is on its
-        # way (the first slice runs when the turn first waits, on the upstream), not before the client's first
-        # token. Counting a short message costs ~100 us of tokenizer on caches gone cold since the last turn; a
-        # freshly loaded history, one slice of SETTLE_SLICE messages per pass of the loop. (Nothing bounded: no-op.)
-        self.live.in_context.settle_soon(counter, SETTLE_SLICE)
-        return body
-
-    def _calibrate(self, estimate: Estimate, reported: int) -> None:
-        """The upstream's prompt tokens calibrate the agent's budget against this request's estimate once it is a
-        count: at once in a steady conversation, after the last slice for a freshly loaded history (the stream
-        does not wait for it)."""
-        budget, live = self.env.budget, self.live
-        if budget is not None:
-            estimate.when_exact(lambda tokens: budget.observe(live, tokens, reported))
+        return await self.prompt.body(head, tools, harder)
 
     # --- endings ----------------------------------------------------------------------------
     def _timings(self) -> dict[str, float]:

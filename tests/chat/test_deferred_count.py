@@ -18,8 +18,9 @@ from memory.tokens import TokenCounter
 from proxy.chat.new_input import split_new_input
 from proxy.chat.protocol import parse_chat_request
 from proxy.chat.sinks import CollectSink
-from proxy.chat import turn as turn_module
-from proxy.chat.turn import SETTLE_SLICE, Turn
+from proxy.chat import prompt as prompt_module
+from proxy.chat.prompt import SETTLE_SLICE
+from proxy.chat.turn import Turn
 
 TEXT = "Before you answer: my sister lands in Lyon on the 14th, flight AF 7642, and she is vegetarian."
 
@@ -60,15 +61,15 @@ async def test_new_messages_are_counted_after_the_request_body_is_built() -> Non
         body = b"".join(await turn._request_body())
         assert TEXT.encode() in body
         assert spy.texts == [] and live.in_context.bounded == 2  # the budget took both at their bounds
-        assert turn._estimate is not None and not turn._estimate.exact
-        estimate = turn._estimate.tokens
+        assert turn.prompt.estimate is not None and not turn.prompt.estimate.exact
+        estimate = turn.prompt.estimate.tokens
         await asyncio.sleep(0)  # the turn's first wait: the upstream's answer
         assert sorted(spy.texts) == sorted([TEXT, reply.content]) and live.in_context.bounded == 0
         wires = [wire_message(m) for m in live.messages[-2:]]
         assert wires[1]["content"] == TEXT
         # The estimate the upstream's usage calibrates is the count, not the bound.
-        assert turn._estimate.exact
-        assert estimate - turn._estimate.tokens == sum(spy.message_bound(w) - spy.count_message(w) for w in wires) > 0
+        assert turn.prompt.estimate.exact
+        assert estimate - turn.prompt.estimate.tokens == sum(spy.message_bound(w) - spy.count_message(w) for w in wires) > 0
 
 
 async def test_turns_over_http_keep_the_totals_exact_for_every_reader() -> None:
@@ -111,16 +112,16 @@ async def test_a_freshly_loaded_history_is_counted_in_slices_once_the_request_is
         await turn._take_input()
         await turn._request_body()
         assert spy.texts == [] and live.in_context.bounded == n + 1  # the whole history went in at its bounds
-        assert turn._estimate is not None
-        estimate = turn._estimate.tokens
+        assert turn.prompt.estimate is not None
+        estimate = turn.prompt.estimate.tokens
         await asyncio.sleep(0)  # the turn's first wait: one slice, the oldest messages
         assert len(spy.texts) == SETTLE_SLICE and live.in_context.bounded == n + 1 - SETTLE_SLICE
-        assert TEXT not in spy.texts and not turn._estimate.exact
+        assert TEXT not in spy.texts and not turn.prompt.estimate.exact
         await asyncio.sleep(0)  # the next pass of the loop: the rest
         assert live.in_context.bounded == 0 and len(spy.texts) == n + 1 and spy.texts[-1] == TEXT
         wires = [wire_message(m) for m in live.messages]
-        assert turn._estimate.exact
-        assert estimate - turn._estimate.tokens == sum(spy.message_bound(w) - spy.count_message(w) for w in wires) > 0
+        assert turn.prompt.estimate.exact
+        assert estimate - turn.prompt.estimate.tokens == sum(spy.message_bound(w) - spy.count_message(w) for w in wires) > 0
 
 
 async def test_the_reply_does_not_wait_for_a_loaded_history_and_usage_calibrates_against_its_count(
@@ -129,7 +130,7 @@ async def test_the_reply_does_not_wait_for_a_loaded_history_and_usage_calibrates
         live = await reloaded_with_history(app, 200)  # ~400 messages
         # Slices of two messages, each count taking a millisecond: ~0.4 s to count the history, a pass of the
         # loop at a time, where the turn's own waits take a few milliseconds.
-        monkeypatch.setattr(turn_module, "SETTLE_SLICE", 2)
+        monkeypatch.setattr(prompt_module, "SETTLE_SLICE", 2)
         budget = app.state.rt.turns.env.budget
         budget.counter = SlowCounter()
         checked: list[int] = []
@@ -161,3 +162,40 @@ async def test_the_reply_does_not_wait_for_a_loaded_history_and_usage_calibrates
         counter = TokenCounter()
         sent = [wire_message(m) for m in live.messages[:-1]]  # the reply came after
         assert checked[0] - estimate == sum(counter.message_bound(w) - counter.count_message(w) for w in sent) > 0
+
+
+async def test_a_loaded_history_is_encoded_a_step_per_pass_before_the_budget_check(monkeypatch: Any) -> None:
+    async with running_app(agent_answer(), prefix="memproxy-deferred-count-") as (app, _):
+        live = await reloaded_with_history(app, 20)  # ~40 messages, none encoded yet
+        monkeypatch.setattr(prompt_module, "SYNC_STEP", 4)
+        budget = app.state.rt.turns.env.budget
+        ensure_fits = budget.ensure_fits
+        encoded_at_check: list[int] = []
+
+        async def checking(live_agent: Any, *args: Any, **kwargs: Any) -> Any:
+            encoded_at_check.append(len(live_agent.in_context))
+            return await ensure_fits(live_agent, *args, **kwargs)
+
+        budget.ensure_fits = checking
+        passes, building = 0, True
+
+        async def ticking() -> None:
+            nonlocal passes
+            while building:
+                passes += 1
+                await asyncio.sleep(0)
+
+        ticker = asyncio.create_task(ticking())
+        chat = parse_chat_request({"model": live.id, "messages": [{"role": "user", "content": TEXT}]})
+        turn = Turn(app.state.rt.turns.env, live, chat, split_new_input(chat.messages), CollectSink(), {})
+        await turn._take_input()
+        n, before = len(live.messages), passes
+        body = b"".join(await turn._request_body())
+        building = False
+        await ticker
+        # The budget check met the history encoded but for its last step, and other tasks ran between the steps.
+        [encoded] = encoded_at_check
+        assert n > 30 and n - 4 <= encoded < n
+        assert passes - before >= (n - 4) // 4
+        assert len(live.in_context) == n and TEXT.encode() in body
+        assert all(m.content.encode() in body for m in live.messages if m.content and m.role == "user")
