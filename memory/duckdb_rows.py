@@ -134,8 +134,9 @@ def _field(row_id: Any, column: str, text: str | None, kind: type, default: Any,
     return fallback
 
 
-def _utc(naive: datetime) -> datetime:
-    return naive.replace(tzinfo=timezone.utc)
+def _utc(value: datetime) -> datetime:
+    # DuckDB's session reads naive UTC values; asyncpg's are UTC already, and `replace` costs ~1.4 us a row.
+    return value if value.tzinfo is timezone.utc else value.replace(tzinfo=timezone.utc)
 
 
 def agent_row(agent: Agent, box: secretbox.SecretBox | None = None) -> Row:

@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from memory.models import Agent, Changes, Message, Run, new_id
+from memory import postgres_store
 from memory.postgres_migrations import MIGRATIONS, apply_migrations
 from memory.postgres_store import PostgresStore
 from memory.store import Conflict, SchemaTooNewError, StoreError
@@ -156,3 +157,38 @@ async def test_a_nul_character_is_stored_as_a_replacement_character(store: Postg
     assert (await store.list_messages(agent.id))[0].content == "before\ufffdafter"
     assert (await store.get_agent(agent.id)).name == "nul\ufffdname"  # type: ignore[union-attr]
     assert [a.id for a in await store.list_agents(name="nul\x00name")] == [agent.id]
+
+
+async def test_a_long_listing_becomes_messages_a_slice_per_pass_of_the_loop(
+        store: PostgresStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    agent = await new_agent(store)
+    await store.commit(turn(agent.id, 1, count=600))
+    whole = await store.list_messages(agent.id, limit=None)
+    monkeypatch.setattr(postgres_store, "ROWS_PER_PASS", 100)
+    passes, listing = 0, True
+    made_at: list[int] = []  # the loop's pass each row became a message in
+    make = postgres_store.message_from_row
+
+    def making(row: tuple[object, ...]) -> Message:
+        made_at.append(passes)
+        return make(row)
+
+    async def ticking() -> None:
+        nonlocal passes
+        while listing:
+            passes += 1
+            await asyncio.sleep(0)
+
+    monkeypatch.setattr(postgres_store, "message_from_row", making)
+    ticker = asyncio.create_task(ticking())
+    sliced = await store.list_messages(agent.id, limit=None)
+    by_id = await store.get_messages([m.id for m in whole])
+    listing = False
+    await ticker
+    assert sliced == whole == by_id and [m.seq for m in sliced] == list(range(1, 601))
+    assert len(made_at) == 1200
+    # Six slices a listing, each made within one pass, other tasks running between them.
+    for made in (made_at[:600], made_at[600:]):
+        slices = [made[i:i + 100] for i in range(0, 600, 100)]
+        assert all(len(set(s)) == 1 for s in slices)
+        assert all(a[0] < b[0] for a, b in zip(slices, slices[1:]))
