@@ -27,6 +27,7 @@ import httpx
 from bench import seed
 from bench.harness import FULL, Harness
 from bench.loadgen import Result, close_all, open_conns
+from bench.pgbench import PgBench
 from bench.procs import Proc, start_fixed_upstream, start_memproxy
 from bench.stats import summary
 from bench.suites.common import agent_request, warm_agents
@@ -38,8 +39,19 @@ SMALL = 50  # in-context messages of the agent whose stream is watched
 
 
 def clone(h: Harness, data: Path, count: int, size: int, tag: str) -> list[str]:
-    """`count` agents with `size` stored messages, every one in context."""
+    """`count` agents with `size` stored messages, every one in context, in the harness's backend."""
+    if h.pg is not None:
+        return h.pg.clone_agents(data, h.template_id, count, size, tag, autoclear=False, in_context=size,
+                                 context_window=WINDOW)
     return seed.clone_agents(data, h.template_id, count, size, tag=tag, in_context=size, context_window=WINDOW)
+
+
+async def serve(h: Harness, data: Path, upstream: str) -> Proc:
+    """A memproxy on `data`, its recall indexed first (PostgreSQL's clone wrote its recall rows)."""
+    if h.pg is not None:
+        return start_memproxy(h.log_dir, data, upstream, ["--database-url", h.pg.url_for(data)])
+    await seed.index_recall(data)
+    return start_memproxy(h.log_dir, data, upstream)
 
 
 def cache_loads(proc: Proc) -> int:
@@ -67,8 +79,7 @@ async def measure_cold_warm(h: Harness, size: int, agents: int) -> dict[str, Any
         upstream = start_fixed_upstream(h.log_dir)
         data = h.new_data_dir("cold")
         ids = clone(h, data, agents, size, "cold")
-        await seed.index_recall(data)
-        proc = start_memproxy(h.log_dir, data, upstream.base + "/v1")
+        proc = await serve(h, data, upstream.base + "/v1")
         errors = await warm_process(h, proc)
         headers = {**h.profile("zero"), "X-Sim-Ttft-Ms": "0"}
         [conn] = await open_conns(proc.port, 1)
@@ -112,8 +123,7 @@ async def measure_stall(h: Harness, size: int, agents: int, spacing: float) -> d
         data = h.new_data_dir("stall")
         [small] = clone(h, data, 1, SMALL, "small")
         ids = clone(h, data, agents, size, "big")
-        await seed.index_recall(data)
-        proc = start_memproxy(h.log_dir, data, h.upstream)
+        proc = await serve(h, data, h.upstream)
         errors = await warm_process(h, proc) + await warm_agents(h, [small], port=proc.port)
         [watched] = await open_conns(proc.port, 1)
         conns = await open_conns(proc.port, agents)
@@ -148,11 +158,15 @@ async def measure_stall(h: Harness, size: int, agents: int, spacing: float) -> d
             "gap_p99_ms": stats["p99"], "gap_max_ms": stats["max"], "cold_ttft_ms": [r.ttft_ms or 0.0 for r in cold]}
 
 
-async def measure(work: Path, size: int, agents: int, spacing: float, stall: bool = True) -> dict[str, Any]:
-    """Both measurements on one simulator and template; `stall=False` leaves the second out."""
+async def measure(work: Path, size: int, agents: int, spacing: float, stall: bool = True,
+                  database_url: str | None = None, postgres: bool = False) -> dict[str, Any]:
+    """Both measurements on one simulator and template; `stall=False` leaves the second out. With `postgres`,
+    every memproxy serves a schema of its own in `database_url` (else a throwaway database), dropped after."""
     h = Harness(work, FULL)
-    h.start()
+    if postgres:
+        h.pg = PgBench(database_url)
     try:
+        h.start()
         out = {"cold": await measure_cold_warm(h, size, agents)}
         if stall:
             out["stall"] = await measure_stall(h, size, agents, spacing)
@@ -167,11 +181,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--agents", type=int, default=6, help="agents loaded, one cold turn each (default 6)")
     parser.add_argument("--spacing", type=float, default=0.3, help="seconds between the stall's cold turns (0.3)")
     parser.add_argument("--skip-stall", action="store_true", help="measure only the cold and warm turns")
+    parser.add_argument("--backend", choices=["embedded", "postgres"], default="embedded",
+                        help="where the agents are stored (default embedded)")
+    parser.add_argument("--database-url", default=None,
+                        help="--backend postgres: the database to work in (a schema per memproxy, dropped after); "
+                             "default a throwaway database on the local server")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="memproxy-cold-") as work:
-        r = asyncio.run(measure(Path(work), args.size, args.agents, args.spacing, stall=not args.skip_stall))
+        r = asyncio.run(measure(Path(work), args.size, args.agents, args.spacing, stall=not args.skip_stall,
+                                database_url=args.database_url, postgres=args.backend == "postgres"))
     c = r["cold"]
-    print(f"{c['size']} in context, {c['agents']} agents ({c['loads']} loaded, {c['errors']} errors)")
+    print(f"{c['size']} in context, {c['agents']} agents, {args.backend} ({c['loads']} loaded, "
+          f"{c['errors']} errors)")
     for name in ("cold", "warm"):
         s, each = c[f"{name}_ttft"], ", ".join(f"{v:.1f}" for v in c[f"{name}_ttft_ms"])
         print(f"  {name} TTFT ms: min {s['min']:.1f} / median {s['median']:.1f} / max {s['max']:.1f}  [{each}]")

@@ -101,7 +101,7 @@ class PgBench:
         _run(url, copy)
 
     def clone_agents(self, data_dir: Path, template_id: str, count: int, messages: int, tag: str, *,
-                     autoclear: bool, in_context: int) -> list[str]:
+                     autoclear: bool, in_context: int, context_window: int | None = None) -> list[str]:
         """bench.seed.clone_agents in PostgreSQL; recall rows included."""
 
         async def clone(con: asyncpg.Connection) -> list[str]:
@@ -109,9 +109,11 @@ class PgBench:
                 await con.execute("CREATE TEMP TABLE new_agents ON COMMIT DROP AS SELECT 'agent-' || "
                                   "gen_random_uuid()::text AS id, i FROM generate_series(0, $1::int - 1) i", count)
                 cols = await _columns(con, "agents")
-                select = _select_list(cols, {"id": "n.id", "name": f"'{tag}-' || n.i",
-                                             "message_buffer_autoclear": "true" if autoclear
-                                             else "a.message_buffer_autoclear"}, "a")
+                overrides = {"id": "n.id", "name": f"'{tag}-' || n.i",
+                             "message_buffer_autoclear": "true" if autoclear else "a.message_buffer_autoclear"}
+                if context_window is not None:
+                    overrides["context_window_limit"] = str(int(context_window))
+                select = _select_list(cols, overrides, "a")
                 await con.execute(f"INSERT INTO agents SELECT {select} FROM agents a, new_agents n WHERE a.id = $1",
                                   template_id)
                 await con.execute("CREATE TEMP TABLE new_blocks ON COMMIT DROP AS SELECT n.id AS agent_id, "
