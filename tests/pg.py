@@ -85,3 +85,12 @@ async def create_schema(database_url: str) -> tuple[str, str]:
 
 async def drop_schema(database_url: str, name: str) -> None:
     await admin(database_url, f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+async def bench_schemas(url: str) -> set[str]:
+    """The schemas bench.pgbench made in the database and has not dropped."""
+    con = await asyncpg.connect(url, timeout=3)
+    try:
+        return {r[0] for r in await con.fetch("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'bench_%'")}
+    finally:
+        await con.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import asyncpg
+import pg
 
 from bench import cold
 
@@ -25,17 +25,11 @@ async def test_a_small_cold_run_times_every_first_turn_and_the_stream_beside_the
 
 async def test_on_postgres_the_agents_load_from_their_schema_and_it_is_dropped_after(
         tmp_path: Path, postgres_url: str) -> None:
+    before = await pg.bench_schemas(postgres_url)
     r = await cold.measure(tmp_path, size=300, agents=2, spacing=0.1, database_url=postgres_url, postgres=True)
     c, s = r["cold"], r["stall"]
     assert c["errors"] == 0 and s["errors"] == 0 and c["loads"] == 2
     assert all(t > 0 for t in c["cold_ttft_ms"] + c["warm_ttft_ms"] + s["cold_ttft_ms"])
     assert s["gaps"] > 0
-    assert await bench_schemas(postgres_url) == set()
+    assert await pg.bench_schemas(postgres_url) == before
 
-
-async def bench_schemas(url: str) -> set[str]:
-    con = await asyncpg.connect(url)
-    try:
-        return {r[0] for r in await con.fetch("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'bench_%'")}
-    finally:
-        await con.close()

@@ -24,16 +24,6 @@ async def _template(url: str) -> str:
         await store.close()
 
 
-async def _schemas(url: str) -> set[str]:
-    import asyncpg
-
-    con = await asyncpg.connect(url)
-    try:
-        return {r[0] for r in await con.fetch("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'bench_%'")}
-    finally:
-        await con.close()
-
-
 async def _recall_hits(url: str, agent_id: str) -> int:
     lt = PostgresLongTermMemory(url)
     await lt.open()
@@ -45,7 +35,7 @@ async def _recall_hits(url: str, agent_id: str) -> int:
 
 def test_seeding_in_a_given_database_clones_agents_with_history_and_drops_its_schemas(
         postgres_url: str, tmp_path: Path) -> None:
-    before = pg.run_blocking(_schemas(postgres_url))
+    before = pg.run_blocking(pg.bench_schemas(postgres_url))
     bench = PgBench(postgres_url)
     try:
         assert bench.owned_database is None  # a given database is used, never dropped
@@ -71,7 +61,7 @@ def test_seeding_in_a_given_database_clones_agents_with_history_and_drops_its_sc
         assert pg.run_blocking(in_context(bench.url_for(data))) == [7, 8, 9, 10]
         # Recall rows were seeded with the messages: the user questions are found at once.
         assert pg.run_blocking(_recall_hits(bench.url_for(data), ids[0])) == 5
-        assert len(pg.run_blocking(_schemas(postgres_url)) - before) == 2
+        assert len(pg.run_blocking(pg.bench_schemas(postgres_url)) - before) == 2
     finally:
         bench.close()
-    assert pg.run_blocking(_schemas(postgres_url)) == before
+    assert pg.run_blocking(pg.bench_schemas(postgres_url)) == before
