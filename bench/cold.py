@@ -6,9 +6,11 @@ agents (`--size` messages, all in context, a window too large to compact) are cl
 it starts and not touched before their first turn; only the template agent warms the process up.
 `cold`: against `bench.fixed_upstream`, each agent in turn is sent one streamed turn (the cold one) then at
 once another (the warm one): TTFT and end-to-end of both, and how many agents memproxy loaded meanwhile.
-`stall`: against the simulator (5 ms between tokens, 40 tokens), a 50-message agent streams turns back to back
-on one connection while the big agents take their first turns `--spacing` seconds apart; its gaps between
-chunks while they do, p50 / p99 / max. Compare two checkouts by running it from outside both with `PYTHONPATH`
+`stall`: a 50-message agent streams turns back to back on one connection while the big agents take their first
+turns `--spacing` seconds apart; its gaps between chunks while they do, p50 / p99 / max. Its upstream paces
+every answer at 5 ms between tokens: `bench.fixed_upstream` by default, which looks into no body, so the gaps
+are memproxy's own; `--stall-upstream sim`, the simulator (40 tokens), which also parses and walks each big
+agent's body on the same two cores, stalling its own streams meanwhile (how the first figures were taken). Compare two checkouts by running it from outside both with `PYTHONPATH`
 at each, alternated: this machine's speed moves by tens of percent between minutes.
 """
 
@@ -33,7 +35,8 @@ from bench.stats import summary
 from bench.suites.common import agent_request, warm_agents
 from bench.suites.turncost import WINDOW
 
-# The simulator's pace for the stall measurement, set per request (memproxy passes X-Sim-* on).
+# The upstream's pace for the stall measurement, set per request (memproxy passes X-Sim-* on); the fixed upstream
+# always answers 12 pieces.
 STALL_PROFILE = {"X-Sim-Ttft-Ms": "0", "X-Sim-Token-Delay-Ms": "5", "X-Sim-Reply-Tokens": "40"}
 SMALL = 50  # in-context messages of the agent whose stream is watched
 
@@ -116,14 +119,18 @@ def gaps_between(result: Result, start: float, end: float) -> list[float]:
     return out
 
 
-async def measure_stall(h: Harness, size: int, agents: int, spacing: float) -> dict[str, Any]:
-    """A small agent's stream gaps while the big agents take their first turns `spacing` s apart (simulator)."""
-    proc = None
+async def measure_stall(h: Harness, size: int, agents: int, spacing: float,
+                        upstream_kind: str = "fixed") -> dict[str, Any]:
+    """A small agent's stream gaps while the big agents take their first turns `spacing` s apart; `upstream_kind`
+    "fixed" (`bench.fixed_upstream`, paced) or "sim" (the harness's simulator)."""
+    upstream = proc = None
     try:
         data = h.new_data_dir("stall")
         [small] = clone(h, data, 1, SMALL, "small")
         ids = clone(h, data, agents, size, "big")
-        proc = await serve(h, data, h.upstream)
+        if upstream_kind == "fixed":
+            upstream = start_fixed_upstream(h.log_dir)
+        proc = await serve(h, data, h.upstream if upstream is None else upstream.base + "/v1")
         errors = await warm_process(h, proc) + await warm_agents(h, [small], port=proc.port)
         [watched] = await open_conns(proc.port, 1)
         conns = await open_conns(proc.port, agents)
@@ -150,16 +157,20 @@ async def measure_stall(h: Harness, size: int, agents: int, spacing: float) -> d
     finally:
         if proc is not None:
             proc.stop()
+        if upstream is not None:
+            upstream.stop()
     errors += sum(not r.ok for r in [*streams, *cold])
     gaps = [g for r in streams if r.ok for g in gaps_between(r, start, end)]
     stats = summary(gaps)
-    return {"size": size, "agents": agents, "spacing_s": spacing, "errors": errors, "window_s": end - start,
+    return {"size": size, "agents": agents, "spacing_s": spacing, "upstream": upstream_kind, "errors": errors,
+            "window_s": end - start,
             "small_turns": len(streams), "gaps": int(stats["n"]), "gap_p50_ms": stats["p50"],
             "gap_p99_ms": stats["p99"], "gap_max_ms": stats["max"], "cold_ttft_ms": [r.ttft_ms or 0.0 for r in cold]}
 
 
 async def measure(work: Path, size: int, agents: int, spacing: float, stall: bool = True,
-                  database_url: str | None = None, postgres: bool = False) -> dict[str, Any]:
+                  database_url: str | None = None, postgres: bool = False,
+                  stall_upstream: str = "fixed") -> dict[str, Any]:
     """Both measurements on one simulator and template; `stall=False` leaves the second out. With `postgres`,
     every memproxy serves a schema of its own in `database_url` (else a throwaway database), dropped after."""
     h = Harness(work, FULL)
@@ -169,7 +180,7 @@ async def measure(work: Path, size: int, agents: int, spacing: float, stall: boo
         h.start()
         out = {"cold": await measure_cold_warm(h, size, agents)}
         if stall:
-            out["stall"] = await measure_stall(h, size, agents, spacing)
+            out["stall"] = await measure_stall(h, size, agents, spacing, stall_upstream)
     finally:
         h.close()
     return out
@@ -181,6 +192,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--agents", type=int, default=6, help="agents loaded, one cold turn each (default 6)")
     parser.add_argument("--spacing", type=float, default=0.3, help="seconds between the stall's cold turns (0.3)")
     parser.add_argument("--skip-stall", action="store_true", help="measure only the cold and warm turns")
+    parser.add_argument("--stall-upstream", choices=["fixed", "sim"], default="fixed",
+                        help="the stall's upstream: bench.fixed_upstream, paced (default), or the simulator")
     parser.add_argument("--backend", choices=["embedded", "postgres"], default="embedded",
                         help="where the agents are stored (default embedded)")
     parser.add_argument("--database-url", default=None,
@@ -189,7 +202,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="memproxy-cold-") as work:
         r = asyncio.run(measure(Path(work), args.size, args.agents, args.spacing, stall=not args.skip_stall,
-                                database_url=args.database_url, postgres=args.backend == "postgres"))
+                                database_url=args.database_url, postgres=args.backend == "postgres",
+                                stall_upstream=args.stall_upstream))
     c = r["cold"]
     print(f"{c['size']} in context, {c['agents']} agents, {args.backend} ({c['loads']} loaded, "
           f"{c['errors']} errors)")
@@ -199,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     print("  cold end-to-end ms: " + ", ".join(f"{v:.1f}" for v in c["cold_e2e_ms"]))
     if "stall" in r:
         s = r["stall"]
-        print(f"stall: {SMALL}-message stream over {s['window_s']:.2f} s while {s['agents']} agents load "
+        print(f"stall ({s['upstream']} upstream): {SMALL}-message stream over {s['window_s']:.2f} s while {s['agents']} agents load "
               f"{s['spacing_s']} s apart ({s['small_turns']} turns, {s['errors']} errors): {s['gaps']} gaps, "
               f"p50 {s['gap_p50_ms']:.1f} / p99 {s['gap_p99_ms']:.1f} / max {s['gap_max_ms']:.1f} ms")
         print("  their cold TTFT ms: " + ", ".join(f"{v:.1f}" for v in s["cold_ttft_ms"]))

@@ -6,7 +6,8 @@ cores as the memproxy under test, and grows with the history, so a comparison of
 5,000 messages measured against it also measures the simulator's. This server takes a request's bytes
 without looking into the body and answers every chat request with one fixed streamed reply (role, 12
 content pieces, finish, usage, `[DONE]`, in one write), after `X-Sim-Ttft-Ms` milliseconds when the request
-names it. Usage counts a prompt token per four bytes of body, so calibration sees a prompt that grows
+names it; with `X-Sim-Token-Delay-Ms`, each piece after the first follows the one before by that long (an
+upstream's pace, for measuring the gaps a client sees, without the simulator's own stalls). Usage counts a prompt token per four bytes of body, so calibration sees a prompt that grows
 with the history without anything being parsed. `GET /sim/health` answers 200, as the simulator's does.
 """
 
@@ -20,8 +21,15 @@ from typing import Any
 from bench.relay_cost import REPLY_PIECES, streamed_answer
 from proxy.sim.sse import DONE, ChunkEncoder
 
+HEAD = streamed_answer([])[:-len(b"0\r\n\r\n")]  # a streamed answer's status line and headers
+END = b"0\r\n\r\n"  # the chunked body's end
 HEALTH = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{\"status\":\"ok\"}"
 NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+
+
+def _body(events: list[bytes]) -> bytes:
+    """`events` as chunks of a chunked body, without the head or the end."""
+    return streamed_answer(events)[len(HEAD):-len(END)]
 
 
 class Reply:
@@ -33,7 +41,15 @@ class Reply:
                        self.encoder.finish("stop")]
 
     def answer(self, body_bytes: int) -> bytes:
-        return streamed_answer([*self.events, self.encoder.usage(max(1, body_bytes // 4), 24), DONE])
+        return streamed_answer(self._all(body_bytes))
+
+    def paced(self, body_bytes: int) -> list[bytes]:
+        """The answer in writes a token apart: head, role and first piece; each next piece; the last with the end."""
+        events = self._all(body_bytes)
+        return [HEAD + _body(events[:2]), *(_body([e]) for e in events[2:-3]), _body(events[-3:]) + END]
+
+    def _all(self, body_bytes: int) -> list[bytes]:
+        return [*self.events, self.encoder.usage(max(1, body_bytes // 4), 24), DONE]
 
 
 class FixedUpstream(asyncio.Protocol):
@@ -73,19 +89,25 @@ class FixedUpstream(asyncio.Protocol):
             if method != b"POST" or not path.endswith(b"/chat/completions"):
                 self.transport.write(NOT_FOUND)
                 continue
-            answer = self.reply.answer(length)
             delay = float(fields.get(b"x-sim-ttft-ms", b"0") or 0) / 1000
-            if delay <= 0:
-                self.transport.write(answer)
+            pace = float(fields.get(b"x-sim-token-delay-ms", b"0") or 0) / 1000
+            writes = self.reply.paced(length) if pace > 0 else [self.reply.answer(length)]
+            if delay <= 0 and len(writes) == 1:
+                self.transport.write(writes[0])
                 continue
             self.waiting = True
-            asyncio.get_running_loop().call_later(delay, self._answer, answer)
+            asyncio.get_running_loop().call_later(delay, self._answer, writes, pace)
 
-    def _answer(self, answer: bytes) -> None:
+    def _answer(self, writes: list[bytes], pace: float) -> None:
+        """Write the next piece of an answer; the next request is read once its last piece is out."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(writes.pop(0))
+        if writes:
+            asyncio.get_running_loop().call_later(pace, self._answer, writes, pace)
+            return
         self.waiting = False
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(answer)
-            self._next()
+        self._next()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None

@@ -5,13 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pg
+import pytest
 
 from bench import cold
 
 
-async def test_a_small_cold_run_times_every_first_turn_and_the_stream_beside_them(tmp_path: Path) -> None:
-    r = await cold.measure(tmp_path, size=300, agents=2, spacing=0.1)
+@pytest.mark.parametrize("stall_upstream", ["fixed", "sim"])
+async def test_a_small_cold_run_times_every_first_turn_and_the_stream_beside_them(
+        tmp_path: Path, stall_upstream: str) -> None:
+    r = await cold.measure(tmp_path, size=300, agents=2, spacing=0.1, stall_upstream=stall_upstream)
     c, s = r["cold"], r["stall"]
+    assert s["upstream"] == stall_upstream
     assert c["errors"] == 0 and s["errors"] == 0
     assert c["loads"] == 2  # each agent was read from the store at its first turn, none before, none twice
     assert len(c["cold_ttft_ms"]) == len(c["warm_ttft_ms"]) == 2

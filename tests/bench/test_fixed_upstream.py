@@ -16,8 +16,10 @@ from bench.relay_cost import REPLY_PIECES
 REPLY = "".join(REPLY_PIECES)
 
 
-def _request(body: bytes, delay_ms: float | None = None, path: bytes = b"/v1/chat/completions") -> bytes:
+def _request(body: bytes, delay_ms: float | None = None, path: bytes = b"/v1/chat/completions",
+             pace_ms: float | None = None) -> bytes:
     extra = b"" if delay_ms is None else b"X-Sim-Ttft-Ms: %d\r\n" % delay_ms
+    extra += b"" if pace_ms is None else b"X-Sim-Token-Delay-Ms: %d\r\n" % pace_ms
     return (b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s"
             % (path, len(body), extra, body))
 
@@ -65,5 +67,27 @@ def test_requests_on_one_connection_are_answered_in_order_after_their_delay(tmp_
         assert first.startswith(b"200 OK") and second.startswith(b"200 OK") and third.startswith(b"404")
         assert b'"prompt_tokens":%d' % (len(small) // 4) in first
         assert b'"prompt_tokens":%d' % (len(large) // 4) in second
+    finally:
+        upstream.stop()
+
+
+def test_a_paced_answer_comes_a_token_delay_apart_and_the_next_request_waits_for_its_end(tmp_path: Path) -> None:
+    upstream = start_fixed_upstream(tmp_path)
+    try:
+        client = openai.OpenAI(base_url=upstream.base + "/v1", api_key="none")
+        stream = client.chat.completions.create(  # type: ignore[call-overload]
+            model="any", messages=[{"role": "user", "content": "hi"}], stream=True,
+            extra_headers={"X-Sim-Token-Delay-Ms": "10"})
+        arrivals = [(time.monotonic(), c) for c in stream]
+        pieces = [(t, c.choices[0].delta.content) for t, c in arrivals if c.choices and c.choices[0].delta.content]
+        assert "".join(p for _, p in pieces) == REPLY and len(pieces) == 12
+        # Timers set the pace: eleven delays of 10 ms at least between the first piece and the last.
+        assert pieces[-1][0] - pieces[0][0] >= 0.11
+        with socket.create_connection(("127.0.0.1", upstream.port), timeout=10) as sock:
+            body = b'{"messages":[]}'
+            sock.sendall(_request(body, pace_ms=10) + _request(body))
+            first, second = _read_answers(sock, 2)
+        assert first.count(b"data: ") == second.count(b"data: ") == 16  # role, 12 pieces, finish, usage, [DONE]
+        assert first.endswith(b"0\r\n\r\n") and second.startswith(b"200 OK")
     finally:
         upstream.stop()
