@@ -16,9 +16,10 @@ from memory.tokens import default_counter
 from proxy.upstream import UpstreamError
 
 # Messages counted per pass of the event loop after a request is sent: 8-30 us each (caches warm or cold), so
-# at most ~1 ms between two chunks of other streams, where a freshly loaded 5,000-message history counted at
-# once took 40-140 ms. A loop with nothing else to do runs the passes back to back.
-SETTLE_SLICE = 32
+# ~0.25 ms at most between two chunks of other streams per agent loading (a freshly loaded 5,000-message history
+# counted at once took 40-140 ms; in slices of 32, ~1 ms, a turn sent right after met ~1 ms more). A loop with
+# nothing else to do runs the passes back to back.
+SETTLE_SLICE = 8
 # Messages of a freshly loaded history encoded (and bounded) per pass of the loop before the first request: ~6 us
 # each, so ~1 ms between other streams' chunks.
 SYNC_STEP = 160
