@@ -46,11 +46,13 @@ ROWS_PER_PASS = 256
 
 async def messages_from_rows(rows: Sequence[Any]) -> list[Message]:
     """The rows of a message listing as messages, a slice per pass of the event loop when there are many."""
-    out = [message_from_row(tuple(row)) for row in rows[:ROWS_PER_PASS]]
-    for start in range(ROWS_PER_PASS, len(rows), ROWS_PER_PASS):
-        await asyncio.sleep(0)
+    out: list[Message] = []
+    for start in range(0, len(rows), ROWS_PER_PASS):
+        if start:
+            await asyncio.sleep(0)
         out += [message_from_row(tuple(row)) for row in rows[start:start + ROWS_PER_PASS]]
     return out
+
 
 class PostgresStore(PgCatalog, Store):
     """Agents, blocks, messages and runs in PostgreSQL; any number of processes may share the database."""
