@@ -43,10 +43,7 @@ SMALL = 50  # in-context messages of the agent whose stream is watched
 
 def clone(h: Harness, data: Path, count: int, size: int, tag: str) -> list[str]:
     """`count` agents with `size` stored messages, every one in context, in the harness's backend."""
-    if h.pg is not None:
-        return h.pg.clone_agents(data, h.template_id, count, size, tag, autoclear=False, in_context=size,
-                                 context_window=WINDOW)
-    return seed.clone_agents(data, h.template_id, count, size, tag=tag, in_context=size, context_window=WINDOW)
+    return h.clone_agents(data, count, size, tag, in_context=size, context_window=WINDOW)
 
 
 async def serve(h: Harness, data: Path, upstream: str) -> Proc:

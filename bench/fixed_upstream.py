@@ -7,8 +7,9 @@ cores as the memproxy under test, and grows with the history, so a comparison of
 without looking into the body and answers every chat request with one fixed streamed reply (role, 12
 content pieces, finish, usage, `[DONE]`, in one write), after `X-Sim-Ttft-Ms` milliseconds when the request
 names it; with `X-Sim-Token-Delay-Ms`, each piece after the first follows the one before by that long (an
-upstream's pace, for measuring the gaps a client sees, without the simulator's own stalls). Usage counts a prompt token per four bytes of body, so calibration sees a prompt that grows
-with the history without anything being parsed. `GET /sim/health` answers 200, as the simulator's does.
+upstream's pace, for measuring the gaps a client sees, without the simulator's own stalls). Usage counts a
+prompt token per four bytes of body, so calibration sees a prompt that grows with the history without
+anything being parsed. `GET /sim/health` answers 200, as the simulator's does.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from typing import Any
 from bench.relay_cost import REPLY_PIECES, streamed_answer
 from proxy.sim.sse import DONE, ChunkEncoder
 
-HEAD = streamed_answer([])[:-len(b"0\r\n\r\n")]  # a streamed answer's status line and headers
 END = b"0\r\n\r\n"  # the chunked body's end
+HEAD = streamed_answer([])[:-len(END)]  # a streamed answer's status line and headers
 HEALTH = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{\"status\":\"ok\"}"
 NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
 

@@ -146,13 +146,14 @@ class Harness:
             shutil.copytree(self.template_dir, target)
         return target
 
-    def clone_agents(self, data_dir: Path, count: int, messages: int, tag: str, *,
-                     autoclear: bool = False) -> list[str]:
+    def clone_agents(self, data_dir: Path, count: int, messages: int, tag: str, *, autoclear: bool = False,
+                     in_context: int = seed.IN_CONTEXT, context_window: int | None = None) -> list[str]:
         """`count` copies of the template agent with `messages` stored messages each, in either backend."""
         if self.pg is not None:
             return self.pg.clone_agents(data_dir, self.template_id, count, messages, tag, autoclear=autoclear,
-                                        in_context=seed.IN_CONTEXT)
-        return seed.clone_agents(data_dir, self.template_id, count, messages, tag, autoclear=autoclear)
+                                        in_context=in_context, context_window=context_window)
+        return seed.clone_agents(data_dir, self.template_id, count, messages, tag, autoclear=autoclear,
+                                 in_context=in_context, context_window=context_window)
 
     def start_memproxy(self, data_dir: Path) -> Proc:
         self.stop_memproxy()

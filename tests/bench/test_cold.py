@@ -36,4 +36,3 @@ async def test_on_postgres_the_agents_load_from_their_schema_and_it_is_dropped_a
     assert all(t > 0 for t in c["cold_ttft_ms"] + c["warm_ttft_ms"] + s["cold_ttft_ms"])
     assert s["gaps"] > 0
     assert await pg.bench_schemas(postgres_url) == before
-
