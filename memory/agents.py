@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from memory.compile import MemoryMetadata, compile_system_prompt
 from memory.live import LiveAgent
-from memory.models import Agent, Block, Changes, Message, new_id, utcnow
+from memory.models import Agent, Block, Changes, Message, new_id, seq_fingerprint, utcnow
 from memory.protocols import ArchivalStats, Coherence, Store
 
 __all__ = ["AgentMemory", "LiveAgent"]
@@ -41,6 +41,9 @@ class AgentMemory:
         self.capacity = capacity
         self._today = today or (lambda zone: datetime.now(ZoneInfo(zone)).date())
         self._agents: OrderedDict[str, LiveAgent] = OrderedDict()
+        # Copies another process's write made stale, kept until their agent's next load brings them up to date
+        # (`_load`); they count against `capacity` with the live ones.
+        self._stale: OrderedDict[str, LiveAgent] = OrderedDict()
         self._loading: dict[str, asyncio.Future[LiveAgent | None]] = {}
         self._blocks: dict[str, Block] = {}
         self._block_users: dict[str, set[str]] = {}
@@ -48,6 +51,7 @@ class AgentMemory:
         self.coherence: Coherence | None = None
         self.hits = 0  # `get` answered from the cache
         self.loads = 0  # `get` had to read the store
+        self.refreshes = 0  # of those, loads that kept a stale copy's history and read only what followed it
 
     # --- loading ----------------------------------------------------------------------------
     async def get(self, agent_id: str) -> LiveAgent | None:
@@ -74,16 +78,32 @@ class AgentMemory:
         return live
 
     async def _load(self, agent_id: str) -> LiveAgent | None:
+        stale = self._stale.pop(agent_id, None)
         agent = await self.store.get_agent(agent_id)
         if agent is None:
             return None
         blocks = await self._shared_blocks(agent.block_ids)
-        messages = await self.store.list_messages(agent_id, limit=None, in_context_only=True)
-        # The running summary (a system message) always leads the in-context history.
-        messages.sort(key=lambda m: (m.metadata.get("kind") != "summary", m.seq))
-        max_seq = await self.store.max_message_seq(agent_id)
-        recall = await self.store.count_messages(agent_id)
-        live = LiveAgent(agent=agent, blocks=blocks, messages=messages, next_seq=max_seq + 1, recall_count=recall)
+        # A copy made stale by another process's turns is brought up to date with the messages stored after it,
+        # when the store's in-context history up to its last one is still exactly its own (messages are only ever
+        # appended, and taken out of context; a summary or a reset elsewhere changes that): a reload costs what
+        # was added, not the whole history. Otherwise, or with no copy, the whole in-context history is read.
+        kept = stale.messages if stale is not None else []
+        tail = await self.store.history_since(agent_id, max((m.seq for m in kept), default=0))
+        if kept and tail.kept != seq_fingerprint(m.seq for m in kept):
+            kept = []
+            tail = await self.store.history_since(agent_id, 0)
+        elif kept:
+            self.refreshes += 1
+        messages = [*kept, *tail.new]
+        if any(m.metadata.get("kind") == "summary" for m in tail.new):
+            # The running summary (a system message) always leads the in-context history.
+            messages.sort(key=lambda m: (m.metadata.get("kind") != "summary", m.seq))
+        live = LiveAgent(agent=agent, blocks=blocks, messages=messages, next_seq=tail.max_seq + 1,
+                         recall_count=tail.count)
+        if stale is not None:
+            # Its encodings and counts are by message id, and a stored message never changes: whatever of them is
+            # still in context is not encoded or counted again (InContext notices a reshaped list by itself).
+            live.in_context = stale.in_context
         await self.refresh_archival(live, announce=False)
         self._remember(live)
         return live
@@ -99,6 +119,12 @@ class AgentMemory:
         self._agents[live.id] = live
         for block in live.blocks:
             self._block_users.setdefault(block.id, set()).add(live.id)
+        self._trim()
+
+    def _trim(self) -> None:
+        """Stale copies go first, then the least recently used live agents, down to `capacity` in all."""
+        while self._stale and len(self._agents) + len(self._stale) > self.capacity:
+            self._stale.popitem(last=False)
         while len(self._agents) > self.capacity:
             _, old = self._agents.popitem(last=False)
             self._forget_blocks(old)
@@ -116,16 +142,25 @@ class AgentMemory:
         """The cached agent, if any, without loading it."""
         return self._agents.get(agent_id)
 
-    def forget(self, agent_id: str) -> None:
-        """Drop an agent from the cache (the next `get` reloads it from the store)."""
+    def forget(self, agent_id: str, *, stale: bool = False) -> None:
+        """Drop an agent from the cache (the next `get` reloads it from the store).
+
+        `stale`: the copy holds only stored messages and another process has added to them since; it is kept for
+        the next load to bring up to date. (A copy that may hold a message its turn failed to store is not.)
+        """
         live = self._agents.pop(agent_id, None)
         if live is not None:
             self._forget_blocks(live)
+        if stale and live is not None:
+            self._stale[agent_id] = live
+            self._trim()
+        elif not stale:
+            self._stale.pop(agent_id, None)
 
     async def memory_figures(self) -> dict[str, float]:
         """Live agents, their in-context messages and shared blocks held (for the memory report)."""
         return {"agents": len(self._agents), "agent_messages": sum(len(a.messages) for a in self._agents.values()),
-                "blocks": len(self._blocks)}
+                "stale_agents": len(self._stale), "blocks": len(self._blocks)}
 
     async def refresh_archival(self, live: LiveAgent, *, announce: bool = True) -> None:
         if self.archival is None:
@@ -163,7 +198,7 @@ class AgentMemory:
             if seen is not None and live.version is not None and seen[0] == live.version:
                 live.version = seen[1]
             else:
-                self.forget(agent_id)
+                self.forget(agent_id, stale=True)
 
     def dropped(self, versions: dict[str, int] | None) -> None:
         """An announcement from the change channel (None: announcements were missed, forget everything)."""
@@ -174,11 +209,12 @@ class AgentMemory:
             live = self._agents.get(agent_id)
             # Versions only grow: an announcement older than our copy (delivered late) is no news.
             if live is not None and not live.fence and (live.version is None or version > live.version):
-                self.forget(agent_id)
+                self.forget(agent_id, stale=True)
 
     def clear(self) -> None:
         """Forget every cached agent and block (turns in flight keep the objects they hold)."""
         self._agents.clear()
+        self._stale.clear()
         self._blocks.clear()
         self._block_users.clear()
 

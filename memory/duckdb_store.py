@@ -25,7 +25,7 @@ from memory.duckdb_rows import (
     message_from_row,
     run_from_row,
 )
-from memory.models import Agent, Block, Message, Run
+from memory.models import Agent, Block, HistoryTail, Message, Run
 from memory.store import ID_PAGE_SIZE, NotFound, Store
 
 DATABASE_FILE = "memproxy.duckdb"
@@ -241,6 +241,21 @@ class DuckDBStore(DuckDBCatalog, Store):
     async def max_message_seq(self, agent_id: str) -> int:
         sql = "SELECT coalesce(max(seq), 0) FROM messages WHERE agent_id = ?"
         return await self._run(lambda con: scalar(con, sql, [agent_id]))
+
+    async def history_since(self, agent_id: str, seq: int) -> HistoryTail:
+        kept = "FILTER (WHERE in_context AND seq <= ?)"
+        totals = (f"SELECT count(*) {kept}, coalesce(sum(seq) {kept}, 0), coalesce(sum(seq::HUGEINT * seq) {kept}, 0), "
+                  "coalesce(max(seq), 0), count(*) FROM messages WHERE agent_id = ?")
+        rows = f"SELECT {MESSAGES.select_list} FROM messages WHERE agent_id = ? AND in_context AND seq > ? ORDER BY seq"
+
+        def work(con: duckdb.DuckDBPyConnection) -> HistoryTail:
+            found = con.execute(totals, [seq, seq, seq, agent_id]).fetchone()
+            assert found is not None
+            new = [message_from_row(row) for row in con.execute(rows, [agent_id, seq]).fetchall()]
+            return HistoryTail(new=new, kept=(int(found[0]), int(found[1]), int(found[2])), max_seq=int(found[3]),
+                               count=int(found[4]))
+
+        return await self._run(work)
 
     async def reset_messages(self, agent_id: str) -> None:
         sql = "UPDATE messages SET in_context = false WHERE agent_id = ? AND in_context"

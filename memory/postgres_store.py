@@ -21,7 +21,7 @@ from memory.duckdb_rows import (
     message_from_row,
     run_from_row,
 )
-from memory.models import Agent, Block, Changes, Message, Run
+from memory.models import Agent, Block, Changes, HistoryTail, Message, Run
 from memory.postgres_catalog import AGENT_BLOCK_IDS, PgCatalog
 from memory.postgres_commit import PgGroupCommit
 from memory.postgres_migrations import apply_migrations
@@ -280,6 +280,24 @@ class PostgresStore(PgCatalog, Store):
 
     async def max_message_seq(self, agent_id: str) -> int:
         return int(await self._fetchval("SELECT coalesce(max(seq), 0) FROM messages WHERE agent_id = $1", agent_id))
+
+    async def history_since(self, agent_id: str, seq: int) -> HistoryTail:
+        rows = f"SELECT {select_list(MESSAGES)} FROM messages WHERE agent_id = $1 AND in_context AND seq > $2 ORDER BY seq"
+        kept = "FILTER (WHERE in_context AND seq <= $2)"
+        totals = (f"SELECT count(*) {kept}, coalesce(sum(seq) {kept}, 0), coalesce(sum(seq::numeric * seq) {kept}, 0), "
+                  "coalesce(max(seq), 0), count(*) FROM messages WHERE agent_id = $1")
+
+        async def work(con: asyncpg.Connection) -> tuple[list[asyncpg.Record], asyncpg.Record]:
+            # The rows first: a message stored between the two reads raises the top seq, never hides past it.
+            found = await con.fetch(rows, agent_id, seq)
+            row = await con.fetchrow(totals, agent_id, seq)
+            assert row is not None
+            return found, row
+
+        found, row = await self._run(work)
+        new = await messages_from_rows(found)
+        max_seq = max(int(row[3]), new[-1].seq if new else 0)
+        return HistoryTail(new=new, kept=(int(row[0]), int(row[1]), int(row[2])), max_seq=max_seq, count=int(row[4]))
 
     async def reset_messages(self, agent_id: str) -> None:
         sql = "UPDATE messages SET in_context = false WHERE agent_id = $1 AND in_context"

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from memory.longterm.records import Passage, PassageWithVector, RecallRecord, SearchHit
     from memory.longterm.timefilter import TimeBound
     from memory.mcp_servers import McpServer
-    from memory.models import Agent, Block, Changes, Message, Run, Tool
+    from memory.models import Agent, Block, Changes, HistoryTail, Message, Run, Tool
     from memory.secretbox import SecretBox
 
 T = TypeVar("T")
@@ -100,6 +100,9 @@ class Store(Protocol):
 
     async def max_message_seq(self, agent_id: str) -> int:
         """The largest `seq` stored for the agent, or 0."""
+
+    async def history_since(self, agent_id: str, seq: int) -> HistoryTail:
+        """The in-context messages after `seq`, the fingerprint of those at or below it, the top seq and the count."""
 
     async def reset_messages(self, agent_id: str) -> None:
         """Take every message of the agent out of context (they stay in recall)."""

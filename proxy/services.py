@@ -153,3 +153,6 @@ def _cache_families(rt: Runtime) -> Iterator[Any]:
                          rt.memory.hits)
     yield counter_family("memproxy_agent_cache_loads", "agents loaded from the store into the live cache",
                          rt.memory.loads)
+    yield counter_family("memproxy_agent_cache_refreshes",
+                         "loads that kept a copy another process made stale and read only the messages after it",
+                         rt.memory.refreshes)

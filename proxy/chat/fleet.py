@@ -107,7 +107,7 @@ async def current(memory: AgentMemory, live: LiveAgent, lease: Lease) -> LiveAge
     cached = memory.peek(live.id)
     if cached is not None and cached.version is not None and cached.version == lease.version:
         return cached
-    memory.forget(live.id)
+    memory.forget(live.id, stale=True)  # another process's turns came after it: brought up to date, not re-read
     fresh = await memory.get(live.id)
     if fresh is not None:
         fresh.version = lease.version

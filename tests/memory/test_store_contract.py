@@ -15,12 +15,15 @@ from pathlib import Path
 import pg
 import pytest
 
+from memory.agents import AgentMemory
 from memory.duckdb_store import DuckDBStore
+from memory.live import LiveAgent
 from memory.mcp_servers import McpServer
-from memory.models import Agent, Block, Changes, Message, Run, Tool, new_id
+from memory.models import Agent, Block, Changes, HistoryTail, Message, Run, Tool, new_id, seq_fingerprint
 from memory.paging import id_pages
 from memory.postgres_store import PostgresStore
 from memory.store import Conflict, NotFound, Store, StoreError
+from memory.tokens import default_counter
 
 OpenHandle = Callable[[], Awaitable[Store]]
 
@@ -298,3 +301,119 @@ async def test_mcp_servers_round_trip_with_their_secrets_and_keep_names_unique(s
     assert await store.delete_mcp_server(remote.id) is True
     assert await store.delete_mcp_server(remote.id) is False
     assert [s.server_name for s in await store.list_mcp_servers()] == ["local"]
+
+
+# --- bringing a stale copy up to date -------------------------------------------------------
+async def test_history_since_reads_what_follows_a_seq_and_fingerprints_the_rest(store: Store) -> None:
+    agent = await new_agent(store)
+    assert await store.history_since(agent.id, 0) == HistoryTail(new=[], kept=(0, 0, 0), max_seq=0, count=0)
+    messages = [message(agent.id, seq) for seq in range(1, 9)]
+    await store.commit(Changes(messages=messages, insert_only=True))
+    await store.commit(Changes(evict_message_ids=[messages[1].id]))  # seq 2 leaves the context, not recall
+    await store.commit(Changes(messages=[message(agent.id, 9, in_context=False)], insert_only=True))
+
+    tail = await store.history_since(agent.id, 5)
+    assert [(m.id, m.content) for m in tail.new] == [(m.id, m.content) for m in messages[5:]]
+    assert tail.kept == seq_fingerprint([1, 3, 4, 5]) == (4, 13, 51)
+    assert (tail.max_seq, tail.count) == (9, 9)  # out of context, seq 9 still counts for both
+    whole = await store.history_since(agent.id, 0)
+    assert [m.seq for m in whole.new] == [1, 3, 4, 5, 6, 7, 8] and whole.kept == (0, 0, 0)
+    assert (await store.history_since(agent.id, 8)).new == []
+    assert await store.history_since(new_id("agent"), 3) == HistoryTail(new=[], kept=(0, 0, 0), max_seq=0, count=0)
+
+
+async def _agent_with_history(memory: AgentMemory, turns: int) -> LiveAgent:
+    live = await memory.create_agent(Agent(id=new_id("agent"), name="a", system="You are a test agent."), [])
+    await _talk(memory, live, turns)
+    return live
+
+
+async def _talk(memory: AgentMemory, live: LiveAgent, turns: int) -> None:
+    for turn in range(turns):
+        said = [memory.new_message(live, "user", f"question {turn} of {live.next_seq}"),
+                memory.new_message(live, "assistant", f"answer {turn}")]
+        await memory.commit_turn(live.id, Changes(messages=said, insert_only=True))
+
+
+def _upstream_view(live: LiveAgent) -> tuple[list[tuple[str, str | None]], bytes, int, int, int]:
+    counter = default_counter()
+    return ([(m.id, m.content) for m in live.messages], bytes(live.in_context.joined(live.messages, counter)),
+            live.in_context.tokens(live.messages, counter), live.next_seq, live.recall_count)
+
+
+async def test_a_stale_copy_is_brought_up_to_date_with_what_another_writer_added(store: Store) -> None:
+    here, there = AgentMemory(store), AgentMemory(store)  # two processes' caches (one DuckDB file has one writer)
+    live = await _agent_with_history(here, 30)
+    _upstream_view(live)  # encoded and counted here
+    kept = list(live.messages)
+
+    other = await there.get(live.id)  # another process takes two turns...
+    assert other is not None
+    await _talk(there, other, 2)
+    here.forget(live.id, stale=True)  # ...and says so: this copy is stale
+    assert here.peek(live.id) is None
+
+    fresh = await here.get(live.id)
+    assert fresh is not None and here.refreshes == 1 and here.loads == 1
+    # The copy's 60 messages are the very objects it held, its encodings and counts carried over; the 4 new read.
+    assert all(a is b for a, b in zip(fresh.messages, kept)) and len(fresh.messages) == 64
+    assert fresh.in_context is live.in_context
+    whole = await AgentMemory(store).get(live.id)  # what a load from nothing reads
+    assert whole is not None
+    assert _upstream_view(fresh) == _upstream_view(whole)
+    assert fresh.messages[-1].content == "answer 1" and fresh.next_seq == 65 and fresh.recall_count == 64
+
+
+async def test_a_stale_copy_whose_history_was_reshaped_elsewhere_is_read_whole(store: Store) -> None:
+    here, there = AgentMemory(store), AgentMemory(store)
+    live = await _agent_with_history(here, 10)
+    _upstream_view(live)
+    other = await there.get(live.id)
+    assert other is not None
+    # Elsewhere, the 12 oldest messages go into a summary put first: appending alone did not make this history.
+    gone = {m.id for m in other.messages[:12]}
+    await there.put_summary(other, "they talked", {"kind": "summary", "hidden": 12}, gone)
+    await _talk(there, other, 1)
+    here.forget(live.id, stale=True)
+
+    fresh = await here.get(live.id)
+    assert fresh is not None and here.refreshes == 0 and here.loads == 1
+    whole = await AgentMemory(store).get(live.id)
+    assert whole is not None
+    assert _upstream_view(fresh) == _upstream_view(whole)
+    assert fresh.messages[0].content == "they talked" and len(fresh.messages) == 1 + 8 + 2
+    assert fresh.in_context is live.in_context  # the 8 it still holds are not encoded again
+
+
+async def test_a_copy_that_may_hold_an_unstored_message_is_not_kept(store: Store) -> None:
+    memory = AgentMemory(store)
+    live = await _agent_with_history(memory, 2)
+    memory.forget(live.id, stale=True)
+    memory.forget(live.id)  # a turn failed to store what it added: the copy, stale or not, is not trusted
+    fresh = await memory.get(live.id)
+    assert fresh is not None and memory.refreshes == 0 and fresh.messages is not live.messages
+    memory.new_message(fresh, "user", "never stored")
+    memory.forget(live.id)
+    again = await memory.get(live.id)
+    assert again is not None and memory.refreshes == 0 and [m.content for m in again.messages][-1] == "answer 1"
+    memory.forget(live.id, stale=True)
+    memory.clear()  # announcements were missed: nothing cached is trusted, stale copies included
+    await memory.get(live.id)
+    assert memory.refreshes == 0
+
+
+async def test_stale_copies_count_against_the_cache_capacity_and_go_first(store: Store) -> None:
+    memory = AgentMemory(store, capacity=3)
+    agents = [await _agent_with_history(memory, 1) for _ in range(3)]
+    memory.forget(agents[0].id, stale=True)
+    memory.forget(agents[1].id, stale=True)
+    fourth = await _agent_with_history(memory, 1)  # four in all now: the older stale copy goes
+    figures = await memory.memory_figures()
+    assert (figures["agents"], figures["stale_agents"]) == (2, 1)
+    await memory.get(agents[1].id)
+    assert memory.refreshes == 1  # the copy still kept
+    await memory.get(agents[0].id)
+    assert memory.refreshes == 1  # read whole
+    figures = await memory.memory_figures()
+    assert (figures["agents"], figures["stale_agents"]) == (3, 0)
+    assert memory.peek(agents[2].id) is None and memory.peek(fourth.id) is not None  # the least recently used left

@@ -159,3 +159,36 @@ def test_compaction_of_an_agent_moving_between_replicas_runs_once(fleet3: Fleet,
     assert len(summary_calls) == len(rows)
     users = [c for r, c, _ in history(fleet3, agent) if r == "user"]
     assert len(users) == 30 and len(set(users)) == 30
+
+
+def _loads(base_url: str) -> tuple[float, float]:
+    """(agents loaded from the store, of which brought up to date from a stale copy) by one replica so far."""
+    found = {}
+    for line in httpx.get(base_url + "/metrics", timeout=10).text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("memproxy_agent_cache_loads_total", "memproxy_agent_cache_refreshes_total"):
+            found[name] = float(value)
+    return found["memproxy_agent_cache_loads_total"], found["memproxy_agent_cache_refreshes_total"]
+
+
+def test_an_agent_back_on_a_replica_is_brought_up_to_date_with_only_what_others_added(
+        fleet3: Fleet, sim_requests: Any) -> None:
+    replicas = [r.base_url for r in fleet3.replicas]
+    agent = create_agent(replicas[0])
+    said: list[tuple[str, str]] = []
+    for turn in range(9):
+        url = replicas[turn % 3]
+        loads, refreshes = _loads(url)
+        out = ask(url, agent, f"hop {turn}", **sim_headers(reply=f"ack {turn}"))
+        assert out.status_code == 200, out.text
+        said += [("user", f"hop {turn}"), ("assistant", f"ack {turn}")]
+        more_loads, more_refreshes = (after - before for after, before in zip(_loads(url), (loads, refreshes)))
+        if turn >= 3:
+            # The replica had a copy from its last turn, which the others' turns made stale: every load of this
+            # turn kept that copy's history and read only what came after it, none the whole history.
+            assert more_refreshes >= 1 and more_loads == more_refreshes, (turn, more_loads, more_refreshes)
+    # Every call saw the whole history so far, whichever replica sent it and however it got there.
+    calls = [c for c in agent_calls(sim_requests) if any(m.get("content") == "hop 0" for m in c["messages"])]
+    assert len(calls) == 9
+    for turn, call in enumerate(calls):
+        assert [(m["role"], m["content"]) for m in call["messages"][1:]] == [*said[:2 * turn], said[2 * turn]]

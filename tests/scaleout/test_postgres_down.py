@@ -173,3 +173,21 @@ def test_a_database_that_stops_answering_fails_calls_within_the_connect_timeout(
     assert ask(base, cached, "three").status_code == 200
     users = fleet.query("SELECT content FROM messages WHERE agent_id = $1 AND role = 'user' ORDER BY seq", cached)
     assert [r["content"] for r in users] == ["one", "three"]
+
+
+def test_a_stale_copy_whose_refresh_meets_a_cut_database_is_refused_then_read_whole(
+        relayed: tuple[Fleet, Relay], sim_requests: Any) -> None:
+    fleet, relay = relayed
+    here, there = (replica.base_url for replica in fleet.start(2))
+    agent = create_agent(here)
+    assert ask(here, agent, "one").status_code == 200
+    assert ask(there, agent, "two").status_code == 200  # `here`'s copy is stale now: bringing it up to date reads
+    relay.cut()
+    unavailable(ask(here, agent, "three"))
+    relay.restore()
+    assert ask(here, agent, "four").status_code == 200
+    call = agent_calls(sim_requests)[-1]
+    assert [(m["role"], m["content"]) for m in call["messages"][1:]] == [
+        ("user", "one"), ("assistant", "re: one"), ("user", "two"), ("assistant", "re: two"), ("user", "four")]
+    users = fleet.query("SELECT content FROM messages WHERE agent_id = $1 AND role = 'user' ORDER BY seq", agent)
+    assert [r["content"] for r in users] == ["one", "two", "four"]
