@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 from collections import OrderedDict
 from dataclasses import replace
 from datetime import date, datetime
@@ -23,6 +24,7 @@ from memory.protocols import ArchivalStats, Coherence, Store
 __all__ = ["AgentMemory", "LiveAgent"]
 
 log = logging.getLogger("memproxy.memory")
+_seq = operator.attrgetter("seq")
 
 
 class AgentMemory:
@@ -79,6 +81,10 @@ class AgentMemory:
 
     async def _load(self, agent_id: str) -> LiveAgent | None:
         stale = self._stale.pop(agent_id, None)
+        # Several processes: the version read before the store is one the copy holds at least every write of (a
+        # write's version is bumped after its commit). A turn leased at that same version then uses the copy
+        # (proxy/chat/fleet.py `current`) instead of loading it a second time.
+        version = await self.coherence.version(agent_id) if self.shared and self.coherence is not None else None
         agent = await self.store.get_agent(agent_id)
         if agent is None:
             return None
@@ -88,8 +94,9 @@ class AgentMemory:
         # appended, and taken out of context; a summary or a reset elsewhere changes that): a reload costs what
         # was added, not the whole history. Otherwise, or with no copy, the whole in-context history is read.
         kept = stale.messages if stale is not None else []
-        tail = await self.store.history_since(agent_id, max((m.seq for m in kept), default=0))
-        if kept and tail.kept != seq_fingerprint(m.seq for m in kept):
+        seqs = list(map(_seq, kept))
+        tail = await self.store.history_since(agent_id, max(seqs, default=0))
+        if kept and tail.kept != seq_fingerprint(seqs):
             kept = []
             tail = await self.store.history_since(agent_id, 0)
         elif kept:
@@ -99,7 +106,7 @@ class AgentMemory:
             # The running summary (a system message) always leads the in-context history.
             messages.sort(key=lambda m: (m.metadata.get("kind") != "summary", m.seq))
         live = LiveAgent(agent=agent, blocks=blocks, messages=messages, next_seq=tail.max_seq + 1,
-                         recall_count=tail.count)
+                         recall_count=tail.count, version=version)
         if stale is not None:
             # Its encodings and counts are by message id, and a stored message never changes: whatever of them is
             # still in context is not encoded or counted again (InContext notices a reshaped list by itself).

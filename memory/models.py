@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import operator
 import os
 import random
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -130,15 +131,10 @@ class Message:
     created_at: datetime = field(default_factory=utcnow)
 
 
-def seq_fingerprint(seqs: Iterable[int]) -> tuple[int, int, int]:
+def seq_fingerprint(seqs: Sequence[int]) -> tuple[int, int, int]:
     """(how many, their sum, the sum of their squares): equal for two sets of an agent's message seqs when they
     are the same set, short of a contrived swap (a seq is one message of its agent)."""
-    count = total = squares = 0
-    for seq in seqs:
-        count += 1
-        total += seq
-        squares += seq * seq
-    return count, total, squares
+    return len(seqs), sum(seqs), sum(map(operator.mul, seqs, seqs))
 
 
 @dataclass

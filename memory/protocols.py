@@ -264,6 +264,9 @@ class Coherence(Protocol):
     async def changed(self, agent_ids: list[str]) -> list[tuple[str, int | None, int]]:
         """Bump the agents' versions; (agent, version before, version after) for each one bumped."""
 
+    async def version(self, agent_id: str) -> int | None:
+        """The agent's version now, read before a load reads the store (None: unknown)."""
+
 
 class Summarizer(Protocol):
     """Writes the running summary of evicted messages (the server's is a chat call to the upstream)."""

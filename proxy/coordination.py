@@ -119,6 +119,9 @@ class LocalAgentLocks:
     async def tools_version(self) -> int:
         return 0  # one process: its tool registry is the only copy
 
+    async def version(self, agent_id: str) -> int | None:
+        return None  # one process: no versions
+
     async def running_runs(self, limit: int = 1000) -> list[dict[str, Any]]:
         return []
 

@@ -52,6 +52,9 @@ class AgentLocks(Protocol):
     async def tools_version(self) -> int:
         """The fleet's custom tools / MCP servers version (proxy/tool_sync.py); 0 with one process."""
 
+    async def version(self, agent_id: str) -> int | None:
+        """The agent's version now (None: unknown, or one process)."""
+
     async def record(self, agent_id: str, idem_key: str, value: dict[str, Any], ttl: float) -> None:
         """Leave an idempotency record for a request to the agent."""
 

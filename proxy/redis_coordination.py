@@ -255,6 +255,14 @@ class RedisAgentLocks:
             return []
         return [(agent, int(flat[2 * i]), int(flat[2 * i + 1])) for i, agent in enumerate(ids)]
 
+    async def version(self, agent_id: str) -> int | None:
+        """The agent's version now (0 before its first bump); None when Redis does not answer (the lease decides)."""
+        try:
+            return _int(await self._call("reading an agent's version",
+                                         lambda: self.client.get(f"{self.base}ver:{agent_id}"))) or 0
+        except CoordinationDown:
+            return None
+
     async def tools_version(self) -> int:
         """The fleet's custom tools and MCP servers version (proxy/tool_sync.py); 0 before any write."""
         return _int(await self._call("reading the tools version",

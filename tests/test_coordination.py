@@ -112,3 +112,30 @@ async def test_a_lease_reads_the_tools_version_a_tools_write_bumped(redis_url: s
         direct.close()
         await a.close()
         await b.close()
+
+
+async def test_an_agents_version_read_before_a_load_is_the_one_its_next_lease_reads(redis_url: str) -> None:
+    prefix = "memproxy-test-agentver:"
+    a, b = RedisAgentLocks(redis_url, prefix=prefix), RedisAgentLocks(redis_url, prefix=prefix)
+    down = RedisAgentLocks("redis://127.0.0.1:1/0", prefix=prefix)  # nothing listens there
+    agent = "agent-00000000-0000-4000-8000-00000000000d"
+    try:
+        assert await b.version(agent) == 0  # never bumped: what a lease reads too
+        lease = await a.lease(agent, timeout=1)
+        assert lease.version == 0
+        await lease.release(bump=True)  # a turn's write, announced
+        seen = await b.version(agent)
+        assert seen is not None and seen > 0
+        lease = await b.lease(agent, timeout=1)
+        assert lease.version == seen  # nothing written since the read: a copy loaded after it is current
+        await lease.release(bump=False)
+        assert await down.version(agent) is None  # unknown: the copy is checked at its lease instead
+    finally:
+        direct = redis.Redis.from_url(redis_url)
+        keys = list(direct.scan_iter(match=prefix + "*"))
+        if keys:
+            direct.delete(*keys)
+        direct.close()
+        await a.close()
+        await b.close()
+        await down.close()
