@@ -85,6 +85,14 @@ async def test_local_locks_keep_no_entry_for_agents_not_in_a_turn() -> None:
     assert len(locks) == 0
 
 
+def drop_keys(redis_url: str, prefix: str) -> None:
+    direct = redis.Redis.from_url(redis_url)
+    keys = list(direct.scan_iter(match=prefix + "*"))
+    if keys:
+        direct.delete(*keys)
+    direct.close()
+
+
 async def test_a_lease_reads_the_tools_version_a_tools_write_bumped(redis_url: str) -> None:
     prefix = "memproxy-test-toolsver:"
     a, b = RedisAgentLocks(redis_url, prefix=prefix), RedisAgentLocks(redis_url, prefix=prefix)
@@ -105,11 +113,7 @@ async def test_a_lease_reads_the_tools_version_a_tools_write_bumped(redis_url: s
             await asyncio.sleep(0.02)
         assert heard == [{"@tools": new}]
     finally:
-        direct = redis.Redis.from_url(redis_url)
-        keys = list(direct.scan_iter(match=prefix + "*"))
-        if keys:
-            direct.delete(*keys)
-        direct.close()
+        drop_keys(redis_url, prefix)
         await a.close()
         await b.close()
 
@@ -131,11 +135,7 @@ async def test_an_agents_version_read_before_a_load_is_the_one_its_next_lease_re
         await lease.release(bump=False)
         assert await down.version(agent) is None  # unknown: the copy is checked at its lease instead
     finally:
-        direct = redis.Redis.from_url(redis_url)
-        keys = list(direct.scan_iter(match=prefix + "*"))
-        if keys:
-            direct.delete(*keys)
-        direct.close()
+        drop_keys(redis_url, prefix)
         await a.close()
         await b.close()
         await down.close()
