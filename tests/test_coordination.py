@@ -11,49 +11,72 @@ from helpers import create_agent, sdk, sim_headers
 from proxy.coordination import LocalAgentLocks, LockTimeout, RedisAgentLocks
 
 
+def drop_keys(redis_url: str, prefix: str) -> None:
+    direct = redis.Redis.from_url(redis_url)
+    keys = list(direct.scan_iter(match=prefix + "*"))
+    if keys:
+        direct.delete(*keys)
+    direct.close()
+
+
 async def test_second_holder_waits_then_gets_the_lock(redis_url: str) -> None:
-    a, b = RedisAgentLocks(redis_url), RedisAgentLocks(redis_url)  # two "processes"
+    prefix = "memproxy-test-waits:"
+    a, b = RedisAgentLocks(redis_url, prefix=prefix), RedisAgentLocks(redis_url, prefix=prefix)  # two "processes"
     agent = "agent-00000000-0000-4000-8000-00000000000a"
-    release = await a.acquire(agent, timeout=1)
-    with pytest.raises(LockTimeout):
-        await b.acquire(agent, timeout=0.2)
-    waiter = asyncio.create_task(b.acquire(agent, timeout=5))
-    await asyncio.sleep(0.1)
-    assert not waiter.done()
-    await release()
-    release_b = await asyncio.wait_for(waiter, 5)
-    await release_b()
-    await a.close()
-    await b.close()
+    try:
+        release = await a.acquire(agent, timeout=1)
+        with pytest.raises(LockTimeout):
+            await b.acquire(agent, timeout=0.2)
+        waiter = asyncio.create_task(b.acquire(agent, timeout=5))
+        await asyncio.sleep(0.1)
+        assert not waiter.done()
+        await release()
+        release_b = await asyncio.wait_for(waiter, 5)
+        await release_b()
+    finally:
+        drop_keys(redis_url, prefix)
+        await a.close()
+        await b.close()
 
 
 async def test_held_lock_outlives_its_ttl_and_dead_holders_expire(redis_url: str) -> None:
-    holder = RedisAgentLocks(redis_url, ttl=0.3)
-    other = RedisAgentLocks(redis_url, ttl=0.3)
+    prefix = "memproxy-test-ttl:"
+    holder = RedisAgentLocks(redis_url, ttl=0.3, prefix=prefix)
+    other = RedisAgentLocks(redis_url, ttl=0.3, prefix=prefix)
     agent = "agent-00000000-0000-4000-8000-00000000000b"
-    release = await holder.acquire(agent, timeout=1)
-    await asyncio.sleep(0.8)  # several TTLs: the keeper extends it
-    with pytest.raises(LockTimeout):
-        await other.acquire(agent, timeout=0.1)
-    await release()
-    # A holder that dies without releasing: its key expires after the TTL.
     direct = redis.Redis.from_url(redis_url)
-    direct.set(holder.prefix + agent, "dead-process", px=300)
-    release = await other.acquire(agent, timeout=2)
-    await release()
-    direct.close()
-    await holder.close()
-    await other.close()
+    try:
+        release = await holder.acquire(agent, timeout=1)
+        await asyncio.sleep(0.8)  # several TTLs: the keeper extends it
+        with pytest.raises(LockTimeout):
+            await other.acquire(agent, timeout=0.1)
+        await release()
+        # A holder that dies without releasing: its key expires after the TTL.
+        direct.set(holder.prefix + agent, "dead-process", px=300)
+        release = await other.acquire(agent, timeout=2)
+        await release()
+    finally:
+        direct.close()
+        drop_keys(redis_url, prefix)
+        await holder.close()
+        await other.close()
 
 
 def test_server_with_redis_serialises_turns(make_server, redis_url: str) -> None:
-    srv = make_server(redis_url=redis_url)
-    agent = create_agent(srv.base_url)
-    client = sdk(srv.base_url)
-    out = client.chat.completions.create(model=agent, messages=[{"role": "user", "content": "hi"}],
-                                         extra_headers=sim_headers(reply="hello from redis-locked turn"))
-    assert out.choices[0].message.content == "hello from redis-locked turn"
-    assert redis.Redis.from_url(redis_url).get("memproxy:turn:" + agent) is None  # released after the turn
+    prefix = "memproxy-test-server:"
+    try:
+        srv = make_server(redis_url=redis_url, redis_prefix=prefix)
+        agent = create_agent(srv.base_url)
+        client = sdk(srv.base_url)
+        out = client.chat.completions.create(model=agent, messages=[{"role": "user", "content": "hi"}],
+                                             extra_headers=sim_headers(reply="hello from redis-locked turn"))
+        assert out.choices[0].message.content == "hello from redis-locked turn"
+        direct = redis.Redis.from_url(redis_url)
+        assert direct.get(prefix + "turn:" + agent) is None  # released after the turn
+        assert direct.exists(prefix + "ver:" + agent)  # the prefix given is the one used
+        direct.close()
+    finally:
+        drop_keys(redis_url, prefix)
 
 
 async def test_local_locks_keep_no_entry_for_agents_not_in_a_turn() -> None:
@@ -83,14 +106,6 @@ async def test_local_locks_keep_no_entry_for_agents_not_in_a_turn() -> None:
     await asyncio.gather(behind, return_exceptions=True)
     await holder()
     assert len(locks) == 0
-
-
-def drop_keys(redis_url: str, prefix: str) -> None:
-    direct = redis.Redis.from_url(redis_url)
-    keys = list(direct.scan_iter(match=prefix + "*"))
-    if keys:
-        direct.delete(*keys)
-    direct.close()
 
 
 async def test_a_lease_reads_the_tools_version_a_tools_write_bumped(redis_url: str) -> None:
