@@ -106,7 +106,7 @@ async def current(memory: AgentMemory, live: LiveAgent, lease: Lease) -> LiveAge
     """The agent as of the lease: the cached copy if it is at the lease's version, else a fresh load."""
     cached = memory.peek(live.id)
     if cached is not None and cached.version is not None and cached.version == lease.version:
-        if cached.prompt is None:  # loaded here since (at this version) and not compiled yet: as the last process did
+        if cached.prompt_meta is None:  # loaded at this version and never compiled: as the last process did
             cached.pinned_meta = pinned_meta(lease.meta)
         return cached
     memory.forget(live.id, stale=True)  # another process's turns came after it: brought up to date, not re-read
