@@ -238,10 +238,6 @@ class DuckDBStore(DuckDBCatalog, Store):
         rows = await self._run(lambda con: con.execute(sql, [after or "", list(skip_tool_names), limit]).fetchall())
         return [r[0] for r in rows]
 
-    async def max_message_seq(self, agent_id: str) -> int:
-        sql = "SELECT coalesce(max(seq), 0) FROM messages WHERE agent_id = ?"
-        return await self._run(lambda con: scalar(con, sql, [agent_id]))
-
     async def history_since(self, agent_id: str, seq: int) -> HistoryTail:
         kept = "FILTER (WHERE in_context AND seq <= ?)"
         totals = (f"SELECT count(*) {kept}, coalesce(sum(seq) {kept}, 0), coalesce(sum(seq::HUGEINT * seq) {kept}, 0), "

@@ -278,11 +278,9 @@ class PostgresStore(PgCatalog, Store):
         rows = await self._fetch(sql, after or "", list(skip_tool_names), limit)
         return [row[0] for row in rows]
 
-    async def max_message_seq(self, agent_id: str) -> int:
-        return int(await self._fetchval("SELECT coalesce(max(seq), 0) FROM messages WHERE agent_id = $1", agent_id))
-
     async def history_since(self, agent_id: str, seq: int) -> HistoryTail:
-        rows = f"SELECT {select_list(MESSAGES)} FROM messages WHERE agent_id = $1 AND in_context AND seq > $2 ORDER BY seq"
+        rows = (f"SELECT {select_list(MESSAGES)} FROM messages WHERE agent_id = $1 AND in_context AND seq > $2 "
+                "ORDER BY seq")
         kept = "FILTER (WHERE in_context AND seq <= $2)"
         totals = (f"SELECT count(*) {kept}, coalesce(sum(seq) {kept}, 0), coalesce(sum(seq::numeric * seq) {kept}, 0), "
                   "coalesce(max(seq), 0), count(*) FROM messages WHERE agent_id = $1")

@@ -98,9 +98,6 @@ class Store(Protocol):
                                    limit: int = ID_PAGE_SIZE) -> list[str]:
         """One page of ids of messages recall should hold: user/assistant text, tool results but these tools'."""
 
-    async def max_message_seq(self, agent_id: str) -> int:
-        """The largest `seq` stored for the agent, or 0."""
-
     async def history_since(self, agent_id: str, seq: int) -> HistoryTail:
         """The in-context messages after `seq`, the fingerprint of those at or below it, the top seq and the count."""
 

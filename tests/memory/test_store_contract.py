@@ -154,7 +154,7 @@ async def test_a_seq_is_held_by_one_message_per_agent(store: Store) -> None:
 
     with pytest.raises(Conflict):
         await store.commit(Changes(messages=[message(agent.id, 5), message(agent.id, 5)], insert_only=True))
-    assert await store.max_message_seq(agent.id) == 2
+    assert (await store.history_since(agent.id, 0)).max_seq == 2
 
 
 async def test_rewriting_a_message_keeps_its_seq_without_conflict(store: Store) -> None:
