@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import operator
 from collections import OrderedDict
 from dataclasses import replace
 from datetime import date, datetime
@@ -18,13 +17,13 @@ from typing import Any, Callable
 
 from memory.compile import MemoryMetadata, compile_system_prompt
 from memory.live import LiveAgent
-from memory.models import Agent, Block, Changes, Message, new_id, seq_fingerprint, utcnow
+from memory.history import in_context_history
+from memory.models import Agent, Block, Changes, Message, new_id, utcnow
 from memory.protocols import ArchivalStats, Coherence, Store
 
 __all__ = ["AgentMemory", "LiveAgent"]
 
 log = logging.getLogger("memproxy.memory")
-_seq = operator.attrgetter("seq")
 
 
 class AgentMemory:
@@ -89,22 +88,9 @@ class AgentMemory:
         if agent is None:
             return None
         blocks = await self._shared_blocks(agent.block_ids)
-        # A copy made stale by another process's turns is brought up to date with the messages stored after it,
-        # when the store's in-context history up to its last one is still exactly its own (messages are only ever
-        # appended, and taken out of context; a summary or a reset elsewhere changes that): a reload costs what
-        # was added, not the whole history. Otherwise, or with no copy, the whole in-context history is read.
-        kept = stale.messages if stale is not None else []
-        seqs = list(map(_seq, kept))
-        tail = await self.store.history_since(agent_id, max(seqs, default=0))
-        if kept and tail.kept != seq_fingerprint(seqs):
-            kept = []
-            tail = await self.store.history_since(agent_id, 0)
-        elif kept:
-            self.refreshes += 1
-        messages = [*kept, *tail.new]
-        if any(m.metadata.get("kind") == "summary" for m in tail.new):
-            # The running summary (a system message) always leads the in-context history.
-            messages.sort(key=lambda m: (m.metadata.get("kind") != "summary", m.seq))
+        messages, tail, refreshed = await in_context_history(self.store, agent_id,
+                                                             stale.messages if stale is not None else [])
+        self.refreshes += refreshed
         live = LiveAgent(agent=agent, blocks=blocks, messages=messages, next_seq=tail.max_seq + 1,
                          recall_count=tail.count, version=version)
         if stale is not None:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import operator
 import os
 import random
 import re
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -131,18 +129,12 @@ class Message:
     created_at: datetime = field(default_factory=utcnow)
 
 
-def seq_fingerprint(seqs: Sequence[int]) -> tuple[int, int, int]:
-    """(how many, their sum, the sum of their squares): equal for two sets of an agent's message seqs when they
-    are the same set, short of a contrived swap (a seq is one message of its agent)."""
-    return len(seqs), sum(seqs), sum(map(operator.mul, seqs, seqs))
-
-
 @dataclass
 class HistoryTail:
     """An agent's stored history past a seq (`Store.history_since`): enough to bring a cached copy up to date."""
 
     new: list[Message]  # in-context messages with a higher seq, by seq
-    kept: tuple[int, int, int]  # `seq_fingerprint` of the in-context messages at or below it
+    kept: tuple[int, int, int]  # `memory.history.seq_fingerprint` of the in-context messages at or below it
     max_seq: int  # the agent's highest message seq, in context or not (0: none)
     count: int  # all the agent's messages (recall memory size)
 

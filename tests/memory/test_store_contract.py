@@ -19,7 +19,8 @@ from memory.agents import AgentMemory
 from memory.duckdb_store import DuckDBStore
 from memory.live import LiveAgent
 from memory.mcp_servers import McpServer
-from memory.models import Agent, Block, Changes, HistoryTail, Message, Run, Tool, new_id, seq_fingerprint
+from memory.history import seq_fingerprint
+from memory.models import Agent, Block, Changes, HistoryTail, Message, Run, Tool, new_id
 from memory.paging import id_pages
 from memory.postgres_store import PostgresStore
 from memory.store import Conflict, NotFound, Store, StoreError
