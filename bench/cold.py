@@ -24,13 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from bench import seed
 from bench.harness import FULL, Harness
 from bench.loadgen import Result, close_all, open_conns
 from bench.pgbench import PgBench
-from bench.procs import Proc, start_fixed_upstream, start_memproxy
+from bench.procs import Proc, agent_cache_counts, start_fixed_upstream, start_memproxy
 from bench.stats import summary
 from bench.suites.common import agent_request, warm_agents
 from bench.suites.turncost import WINDOW
@@ -56,10 +54,10 @@ async def serve(h: Harness, data: Path, upstream: str) -> Proc:
 
 def cache_loads(proc: Proc) -> int:
     """How many agents memproxy has read from its store into the live cache so far (its /metrics)."""
-    for line in httpx.get(proc.base + "/metrics", timeout=10.0).text.splitlines():
-        if line.startswith("memproxy_agent_cache_loads_total "):
-            return int(float(line.split()[1]))
-    raise RuntimeError("memproxy's /metrics has no memproxy_agent_cache_loads_total")
+    counts = agent_cache_counts(proc.base)
+    if "loads" not in counts:
+        raise RuntimeError("memproxy's /metrics has no memproxy_agent_cache_loads_total")
+    return int(counts["loads"])
 
 
 async def warm_process(h: Harness, proc: Proc) -> int:

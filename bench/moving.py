@@ -17,17 +17,15 @@ import argparse
 import asyncio
 import secrets
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import redis
 
 from bench.harness import FULL, Harness
 from bench.loadgen import Result, close_all, open_conns
 from bench.pgbench import PgBench
-from bench.procs import Proc, cpu_ns_since, start_fixed_upstream, start_memproxy, thread_cpu_ns
+from bench.procs import Proc, agent_cache_counts, cpu_ns_since, start_fixed_upstream, start_memproxy, thread_cpu_ns
 from bench.stats import summary
 from bench.suites.common import agent_request, warm_agents
 from bench.suites.turncost import WINDOW
@@ -38,17 +36,6 @@ ARMS = ("sticky", "moving")
 def cpu_ns(procs: list[Proc], before: list[dict[int, tuple[str, int]]]) -> int:
     """Both processes' CPU since `before` (their `thread_cpu_ns`), all threads, in ns."""
     return sum(sum(cpu_ns_since(proc.pid, was).values()) for proc, was in zip(procs, before))
-
-
-def cache_counts(proc: Proc) -> dict[str, float]:
-    """memproxy's agent cache counters from /metrics (a counter it does not have is left out)."""
-    names = {"memproxy_agent_cache_loads_total": "loads", "memproxy_agent_cache_refreshes_total": "refreshes"}
-    out: dict[str, float] = {}
-    for line in httpx.get(proc.base + "/metrics", timeout=10.0).text.splitlines():
-        name, _, value = line.partition(" ")
-        if name in names:
-            out[names[name]] = float(value)
-    return out
 
 
 async def measure(work: Path, size: int, agents: int, rounds: int, database_url: str | None,
@@ -81,7 +68,7 @@ async def measure(work: Path, size: int, agents: int, rounds: int, database_url:
         counts: dict[str, dict[str, float]] = {arm: {} for arm in ARMS}
         for r in range(rounds):
             for arm in (ARMS if r % 2 == 0 else ARMS[::-1]):
-                before = [cache_counts(proc) for proc in procs]
+                before = [agent_cache_counts(proc.base) for proc in procs]
                 cpu0 = [thread_cpu_ns(proc.pid) for proc in procs]
                 for a, agent in enumerate(ids):
                     on = last[a] if arm == "sticky" else 1 - last[a]
@@ -90,7 +77,7 @@ async def measure(work: Path, size: int, agents: int, rounds: int, database_url:
                 await asyncio.sleep(0.3)  # the turns' commits and announcements are done
                 cpu[arm] += cpu_ns(procs, cpu0)
                 for proc, was in zip(procs, before):
-                    for key, value in cache_counts(proc).items():
+                    for key, value in agent_cache_counts(proc.base).items():
                         counts[arm][key] = counts[arm].get(key, 0.0) + value - was.get(key, 0.0)
         close_all(conns)
     finally:

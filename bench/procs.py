@@ -53,6 +53,21 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
+AGENT_CACHE_COUNTERS = {"memproxy_agent_cache_loads_total": "loads",
+                        "memproxy_agent_cache_refreshes_total": "refreshes"}
+
+
+def agent_cache_counts(base_url: str) -> dict[str, float]:
+    """A memproxy's agent cache counters from its /metrics: "loads" (agents read from the store so far) and, where
+    it counts them, "refreshes" (of those, stale copies brought up to date); a counter it lacks is left out."""
+    out: dict[str, float] = {}
+    for line in httpx.get(base_url + "/metrics", timeout=10.0).text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in AGENT_CACHE_COUNTERS:
+            out[AGENT_CACHE_COUNTERS[name]] = float(value)
+    return out
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (all its threads)."""
     return sum(user_system_seconds(pid))

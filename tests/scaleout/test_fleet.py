@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from bench.procs import agent_cache_counts
 from replicas import Fleet
 from helpers import agent_calls, create_agent, sim_headers, system_of
 
@@ -163,12 +164,8 @@ def test_compaction_of_an_agent_moving_between_replicas_runs_once(fleet3: Fleet,
 
 def _loads(base_url: str) -> tuple[float, float]:
     """(agents loaded from the store, of which brought up to date from a stale copy) by one replica so far."""
-    found = {}
-    for line in httpx.get(base_url + "/metrics", timeout=10).text.splitlines():
-        name, _, value = line.partition(" ")
-        if name in ("memproxy_agent_cache_loads_total", "memproxy_agent_cache_refreshes_total"):
-            found[name] = float(value)
-    return found["memproxy_agent_cache_loads_total"], found["memproxy_agent_cache_refreshes_total"]
+    found = agent_cache_counts(base_url)
+    return found["loads"], found["refreshes"]
 
 
 def test_an_agent_back_on_a_replica_is_brought_up_to_date_with_only_what_others_added(
