@@ -88,11 +88,10 @@ class AgentMemory:
         if agent is None:
             return None
         blocks = await self._shared_blocks(agent.block_ids)
-        messages, tail, refreshed = await in_context_history(self.store, agent_id,
-                                                             stale.messages if stale is not None else [])
-        self.refreshes += refreshed
-        live = LiveAgent(agent=agent, blocks=blocks, messages=messages, next_seq=tail.max_seq + 1,
-                         recall_count=tail.count, version=version)
+        history = await in_context_history(self.store, agent_id, stale)
+        self.refreshes += history.refreshed
+        live = LiveAgent(agent=agent, blocks=blocks, messages=history.messages, next_seq=history.next_seq,
+                         recall_count=history.recall_count, version=version, reshapes=history.reshapes)
         if stale is not None:
             # Its encodings and counts are by message id, and a stored message never changes: whatever of them is
             # still in context is not encoded or counted again (InContext notices a reshaped list by itself).
@@ -231,7 +230,7 @@ class AgentMemory:
         for block in new_blocks:
             self._blocks[block.id] = block
         blocks = await self._shared_blocks(agent.block_ids)
-        live = LiveAgent(agent=agent, blocks=blocks, messages=[], next_seq=1, recall_count=0)
+        live = LiveAgent(agent=agent, blocks=blocks, messages=[], next_seq=1, recall_count=0, reshapes=0)
         self._remember(live)
         return live
 

@@ -35,6 +35,7 @@ from memory.store import Conflict
 
 log = logging.getLogger("memproxy")
 _IN_CONTEXT = [name for name, _ in MESSAGES.columns].index("in_context")
+_AGENT_ID = [name for name, _ in MESSAGES.columns].index("agent_id")
 # Up to this many rows a VALUES list inserts faster than unnesting one list per column (measured).
 _VALUES_MAX_ROWS = 4
 
@@ -216,7 +217,10 @@ def _write(con: duckdb.DuckDBPyConnection, batch: list[_PendingCommit]) -> None:
     new_messages: dict[str, Row] = {}
     new_runs: dict[str, Row] = {}
     evict_ids: list[str] = []
+    reshaped: set[str] = set()  # agents whose messages a commit other than a journaled turn writes
     for pending in batch:
+        if not pending.seq:
+            reshaped.update(row[_AGENT_ID] for row in pending.messages)
         blocks.update((row[0], row) for row in pending.blocks)
         into_messages, into_runs = (new_messages, new_runs) if pending.insert_only else (messages, runs)
         into_messages.update((row[0], row) for row in pending.messages)
@@ -235,6 +239,10 @@ def _write(con: duckdb.DuckDBPyConnection, batch: list[_PendingCommit]) -> None:
     for table, rows in ((MESSAGES, new_messages), (RUNS, new_runs)):
         if rows:
             insert_rows(con, table, list(rows.values()))
+    if reshaped or evict_ids:
+        # Not only appended to: a copy of the history up to its last seq may no longer be the history.
+        con.execute(f"UPDATE agents SET reshapes = reshapes + 1 WHERE {ID_IN_LIST}"
+                    f" OR id IN (SELECT agent_id FROM messages WHERE {ID_IN_LIST})", [sorted(reshaped), evict_ids])
     seq = max((pending.seq for pending in batch), default=0)
     if seq:
         mark_applied(con, seq)

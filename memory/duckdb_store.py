@@ -239,23 +239,25 @@ class DuckDBStore(DuckDBCatalog, Store):
         return [r[0] for r in rows]
 
     async def history_since(self, agent_id: str, seq: int) -> HistoryTail:
-        kept = "FILTER (WHERE in_context AND seq <= ?)"
-        totals = (f"SELECT count(*) {kept}, coalesce(sum(seq) {kept}, 0), coalesce(sum(seq::HUGEINT * seq) {kept}, 0), "
-                  "coalesce(max(seq), 0), count(*) FROM messages WHERE agent_id = ?")
+        totals = ("SELECT (SELECT reshapes FROM agents WHERE id = ?), coalesce(max(seq), 0), count(*) "
+                  "FROM messages WHERE agent_id = ? AND seq > ?")
         rows = f"SELECT {MESSAGES.select_list} FROM messages WHERE agent_id = ? AND in_context AND seq > ? ORDER BY seq"
 
         def work(con: duckdb.DuckDBPyConnection) -> HistoryTail:
-            found = con.execute(totals, [seq, seq, seq, agent_id]).fetchone()
+            found = con.execute(totals, [agent_id, agent_id, seq]).fetchone()
             assert found is not None
             new = [message_from_row(row) for row in con.execute(rows, [agent_id, seq]).fetchall()]
-            return HistoryTail(new=new, kept=(int(found[0]), int(found[1]), int(found[2])), max_seq=int(found[3]),
-                               count=int(found[4]))
+            return HistoryTail(new=new, reshapes=int(found[0] or 0), top=int(found[1]), added=int(found[2]))
 
         return await self._run(work)
 
     async def reset_messages(self, agent_id: str) -> None:
-        sql = "UPDATE messages SET in_context = false WHERE agent_id = ? AND in_context"
-        await self._run(lambda con: con.execute(sql, [agent_id]))
+        def work(con: duckdb.DuckDBPyConnection) -> None:
+            with transaction(con):
+                con.execute("UPDATE messages SET in_context = false WHERE agent_id = ? AND in_context", [agent_id])
+                con.execute("UPDATE agents SET reshapes = reshapes + 1 WHERE id = ?", [agent_id])
+
+        await self._run(work)
 
     # --- runs -------------------------------------------------------------------------------
     async def get_run(self, run_id: str) -> Run | None:

@@ -31,6 +31,8 @@ class LiveAgent:
     # lease), and the fencing token of the turn lock held on it right now (0 = none).
     version: int | None = None
     fence: int = 0
+    # The store's reshape count of the agent this state was read at (`Store.history_since`; None = not known).
+    reshapes: int | None = None
     # The `<memory_metadata>` another process compiled the agent's prompt with: a reload here compiles the same
     # bytes (the upstream's prompt cache survives the agent moving between processes) until a block changes.
     pinned_meta: MemoryMetadata | None = None

@@ -146,6 +146,8 @@ MIGRATIONS: list[tuple[int, str]] = [
     (8, "CREATE UNIQUE INDEX tools_name ON tools (name);"),
     # The highest turn-journal record in the tables (memory/duckdb_journal.py); one row.
     (9, "CREATE TABLE journal_state (applied BIGINT NOT NULL); INSERT INTO journal_state VALUES (0);"),
+    # How many times the agent's stored history changed other than by a turn's append (Store.history_since).
+    (10, "ALTER TABLE agents ADD COLUMN reshapes BIGINT NOT NULL DEFAULT 0;"),
 ]
 
 

@@ -134,9 +134,9 @@ class HistoryTail:
     """An agent's stored history past a seq (`Store.history_since`): enough to bring a cached copy up to date."""
 
     new: list[Message]  # in-context messages with a higher seq, by seq
-    kept: tuple[int, int, int]  # `memory.history.seq_fingerprint` of the in-context messages at or below it
-    max_seq: int  # the agent's highest message seq, in context or not (0: none)
-    count: int  # all the agent's messages (recall memory size)
+    reshapes: int  # how many times the agent's stored history changed other than by a turn's append (0: none)
+    top: int  # the highest seq among the agent's messages after it, in context or not (0: none)
+    added: int  # how many of the agent's messages come after it, in context or not (from 0: all, recall's size)
 
 
 @dataclass

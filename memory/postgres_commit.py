@@ -39,12 +39,13 @@ class _PendingCommit:
     runs: list[Row]
     recall: list[Row]  # (id, agent_id, role, text, created_at) of the messages worth finding
     evict_ids: list[str]
+    reshaped: list[str]  # agents whose messages this writes other than as a turn's append
     insert_only: bool
     fence: tuple[str, int] | None
     done: asyncio.Future[None]
 
 
-def _pending(changes: Changes, recall_skip: frozenset[str] | None) -> _PendingCommit:
+def _pending(changes: Changes, recall_skip: frozenset[str] | None, append: bool) -> _PendingCommit:
     evicted = set(changes.evict_message_ids)
     # A message both written and evicted by one Changes ends out of context, as in the DuckDB store.
     messages = [row_safe(message_row(m, m.in_context and m.id not in evicted)) for m in changes.messages]
@@ -54,6 +55,7 @@ def _pending(changes: Changes, recall_skip: frozenset[str] | None) -> _PendingCo
         runs=[row_safe(run_row(run)) for run in changes.runs],
         recall=[] if recall_skip is None else _recall_rows(changes, recall_skip),
         evict_ids=list(changes.evict_message_ids),
+        reshaped=[] if append else sorted({m.agent_id for m in changes.messages}),
         insert_only=changes.insert_only,
         fence=changes.fence,
         done=asyncio.get_running_loop().create_future(),
@@ -82,8 +84,9 @@ class PgGroupCommit:
         # Transactions committed so far; fewer than the number of commits means batching happened.
         self.transactions = 0
 
-    async def commit(self, changes: Changes) -> None:
-        pending = _pending(changes, self.recall_skip)
+    async def commit(self, changes: Changes, *, append: bool = False) -> None:
+        """Write `changes` with the next group; `append`: a turn's new rows (Store.append_turn)."""
+        pending = _pending(changes, self.recall_skip, append)
         self._pending.append(pending)
         if self._drainer is None or self._drainer.done():
             # A task, not the caller: a cancelled caller must not abandon the others in its batch.
@@ -147,6 +150,11 @@ async def _write(con: asyncpg.Connection, pending: _PendingCommit) -> None:
     await _rows(con, RUNS, pending.runs, upsert=not pending.insert_only)
     if pending.recall:
         await con.execute(_RECALL_UPSERT, *as_columns(pending.recall))
+    if pending.reshaped or pending.evict_ids:
+        # Not only appended to: a copy of the history up to its last seq may no longer be the history.
+        await con.execute("UPDATE agents SET reshapes = reshapes + 1 WHERE id = ANY($1::text[])"
+                          " OR id IN (SELECT agent_id FROM messages WHERE id = ANY($2::text[]))",
+                          pending.reshaped, pending.evict_ids)
 
 
 async def _rows(con: asyncpg.Connection, table: Table, rows: list[Row], *, upsert: bool) -> None:

@@ -182,6 +182,8 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE tools ADD COLUMN default_requires_approval BOOLEAN NOT NULL DEFAULT false;
         """,
     ),
+    # How many times the agent's stored history changed other than by a turn's append (Store.history_since).
+    (9, "ALTER TABLE agents ADD COLUMN reshapes BIGINT NOT NULL DEFAULT 0;"),
 ]
 
 

@@ -281,12 +281,13 @@ class PostgresStore(PgCatalog, Store):
     async def history_since(self, agent_id: str, seq: int) -> HistoryTail:
         rows = (f"SELECT {select_list(MESSAGES)} FROM messages WHERE agent_id = $1 AND in_context AND seq > $2 "
                 "ORDER BY seq")
-        kept = "FILTER (WHERE in_context AND seq <= $2)"
-        totals = (f"SELECT count(*) {kept}, coalesce(sum(seq) {kept}, 0), coalesce(sum(seq::numeric * seq) {kept}, 0), "
-                  "coalesce(max(seq), 0), count(*) FROM messages WHERE agent_id = $1")
+        # Only the rows after `seq` (the (agent_id, seq) index): what a stale copy lacks, not the whole history.
+        totals = ("SELECT (SELECT reshapes FROM agents WHERE id = $1), coalesce(max(seq), 0), count(*) "
+                  "FROM messages WHERE agent_id = $1 AND seq > $2")
 
         async def work(con: asyncpg.Connection) -> tuple[list[asyncpg.Record], asyncpg.Record]:
-            # The rows first: a message stored between the two reads raises the top seq, never hides past it.
+            # The rows first: a reshape committed between the two reads shows in the count, never hides in the
+            # rows; a message stored in between raises the top seq, never hides past it.
             found = await con.fetch(rows, agent_id, seq)
             row = await con.fetchrow(totals, agent_id, seq)
             assert row is not None
@@ -294,12 +295,15 @@ class PostgresStore(PgCatalog, Store):
 
         found, row = await self._run(work)
         new = await messages_from_rows(found)
-        max_seq = max(int(row[3]), new[-1].seq if new else 0)
-        return HistoryTail(new=new, kept=(int(row[0]), int(row[1]), int(row[2])), max_seq=max_seq, count=int(row[4]))
+        top = max(int(row[1]), new[-1].seq if new else 0)
+        return HistoryTail(new=new, reshapes=int(row[0] or 0), top=top, added=int(row[2]))
 
     async def reset_messages(self, agent_id: str) -> None:
-        sql = "UPDATE messages SET in_context = false WHERE agent_id = $1 AND in_context"
-        await self._run(lambda con: con.execute(sql, agent_id))
+        async def work(con: asyncpg.Connection) -> None:
+            await con.execute("UPDATE messages SET in_context = false WHERE agent_id = $1 AND in_context", agent_id)
+            await con.execute("UPDATE agents SET reshapes = reshapes + 1 WHERE id = $1", agent_id)
+
+        await self._run(work, transaction=True)
 
     # --- runs -------------------------------------------------------------------------------
     async def get_run(self, run_id: str) -> Run | None:
@@ -322,6 +326,13 @@ class PostgresStore(PgCatalog, Store):
         if self._group is None:
             raise RuntimeError("PostgresStore is not open")
         await self._group.commit(changes)
+
+    async def append_turn(self, changes: Changes) -> None:
+        if not changes:
+            return
+        if self._group is None:
+            raise RuntimeError("PostgresStore is not open")
+        await self._group.commit(changes, append=True)
 
     def index_recall_in_commit(self, skip_tool_names: frozenset[str]) -> bool:
         """The recall and passages tables are in this database (migration 2): write recall rows in commit()."""

@@ -99,10 +99,15 @@ class Store(Protocol):
         """One page of ids of messages recall should hold: user/assistant text, tool results but these tools'."""
 
     async def history_since(self, agent_id: str, seq: int) -> HistoryTail:
-        """The in-context messages after `seq`, the fingerprint of those at or below it, the top seq and the count."""
+        """The in-context messages after `seq`, the agent's reshape count, and the top seq and count of all after it.
+
+        Every write of the agent's messages is a reshape but the new rows of `append_turn` (its evictions are one):
+        while the count is unchanged, the history up to any seq is as it was, and a copy of it needs only what
+        followed.
+        """
 
     async def reset_messages(self, agent_id: str) -> None:
-        """Take every message of the agent out of context (they stay in recall)."""
+        """Take every message of the agent out of context (they stay in recall): a reshape."""
 
     async def get_run(self, run_id: str) -> Run | None:
         """One run, or None."""
@@ -139,10 +144,13 @@ class Store(Protocol):
         """Delete the row; False if there was none."""
 
     async def commit(self, changes: Changes) -> None:
-        """Apply every upsert, insert and eviction in `changes` in one transaction; Conflict on a taken seq or id."""
+        """Apply every upsert, insert and eviction in `changes` in one transaction; Conflict on a taken seq or id.
+
+        The agents whose messages it writes or evicts are reshaped (`history_since`)."""
 
     async def append_turn(self, changes: Changes) -> None:
-        """Write a turn's new rows (insert-only); durable on return, maybe in a journal ahead of the tables."""
+        """Write a turn's new rows (insert-only, seqs above the agent's top); durable on return, maybe in a journal
+        ahead of the tables. Only its evictions reshape the agent."""
         await self.commit(changes)
 
     def index_recall_in_commit(self, skip_tool_names: frozenset[str]) -> bool:

@@ -175,7 +175,7 @@ def test_start_up_repairs_an_index_left_behind_by_a_crash(make_server, tmp_path)
         backend = select_backend(backend_config(srv.settings))
         store = backend.store()
         await store.open()
-        seq = (await store.history_since(agent, 0)).max_seq
+        seq = (await store.history_since(agent, 0)).top
         lost = [Message(id=new_id("message"), agent_id=agent, seq=seq + i + 1, role=role, content=text)
                 for i, (role, text) in enumerate([("user", "my passport number is X123"),
                                                   ("assistant", "noted the passport number")])]

@@ -55,7 +55,7 @@ async def test_after_a_compaction_the_live_agent_is_what_the_store_reloads(store
     after = state(live, budget)
     assert after[0] == before[0] + 1 and after[1] == before[1] + 1  # the summary took the next seq
     assert after[3] < before[3]  # the running token total followed the eviction
-    assert after[0] == (await store.history_since(live.id, 0)).max_seq + 1
+    assert after[0] == (await store.history_since(live.id, 0)).top + 1
     assert after[1] == await store.count_messages(live.id)
     reloaded = await AgentMemory(store).get(live.id)
     assert reloaded is not None

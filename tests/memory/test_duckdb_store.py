@@ -307,8 +307,8 @@ async def test_messages_order_cursors_and_context(store: Store) -> None:
 
     assert await store.get_messages([ids[5], "message-x", ids[1]]) == [messages[1], messages[5]]
     assert await store.count_messages(agent.id) == 8
-    assert (await store.history_since(agent.id, 0)).max_seq == 8
-    assert (await store.history_since("agent-none", 0)).max_seq == 0
+    assert (await store.history_since(agent.id, 0)).top == 8
+    assert (await store.history_since("agent-none", 0)).top == 0
     assert await store.count_messages("agent-none") == 0
 
     await store.reset_messages(agent.id)
@@ -602,7 +602,7 @@ CRASH_WRITER = textwrap.dedent(
     async def main(path, agent_id):
         store = DuckDBStore(path)
         await store.open()
-        seq = (await store.history_since(agent_id, 0)).max_seq
+        seq = (await store.history_since(agent_id, 0)).top
         done = 0
         while True:
             batch = []

@@ -19,7 +19,6 @@ from memory.agents import AgentMemory
 from memory.duckdb_store import DuckDBStore
 from memory.live import LiveAgent
 from memory.mcp_servers import McpServer
-from memory.history import seq_fingerprint
 from memory.models import Agent, Block, Changes, HistoryTail, Message, Run, Tool, new_id
 from memory.paging import id_pages
 from memory.postgres_store import PostgresStore
@@ -155,7 +154,7 @@ async def test_a_seq_is_held_by_one_message_per_agent(store: Store) -> None:
 
     with pytest.raises(Conflict):
         await store.commit(Changes(messages=[message(agent.id, 5), message(agent.id, 5)], insert_only=True))
-    assert (await store.history_since(agent.id, 0)).max_seq == 2
+    assert (await store.history_since(agent.id, 0)).top == 2
 
 
 async def test_rewriting_a_message_keeps_its_seq_without_conflict(store: Store) -> None:
@@ -305,22 +304,51 @@ async def test_mcp_servers_round_trip_with_their_secrets_and_keep_names_unique(s
 
 
 # --- bringing a stale copy up to date -------------------------------------------------------
-async def test_history_since_reads_what_follows_a_seq_and_fingerprints_the_rest(store: Store) -> None:
+async def test_history_since_reads_what_follows_a_seq_and_counts_reshapes(store: Store) -> None:
     agent = await new_agent(store)
-    assert await store.history_since(agent.id, 0) == HistoryTail(new=[], kept=(0, 0, 0), max_seq=0, count=0)
+    assert await store.history_since(agent.id, 0) == HistoryTail(new=[], reshapes=0, top=0, added=0)
     messages = [message(agent.id, seq) for seq in range(1, 9)]
-    await store.commit(Changes(messages=messages, insert_only=True))
+    await store.append_turn(Changes(messages=messages[:4], insert_only=True))
+    await store.append_turn(Changes(messages=messages[4:], insert_only=True))
+    assert (await store.history_since(agent.id, 0)).reshapes == 0  # only appended to
     await store.commit(Changes(evict_message_ids=[messages[1].id]))  # seq 2 leaves the context, not recall
-    await store.commit(Changes(messages=[message(agent.id, 9, in_context=False)], insert_only=True))
+    await store.append_turn(Changes(messages=[message(agent.id, 9, in_context=False)], insert_only=True))
 
     tail = await store.history_since(agent.id, 5)
     assert [(m.id, m.content) for m in tail.new] == [(m.id, m.content) for m in messages[5:]]
-    assert tail.kept == seq_fingerprint([1, 3, 4, 5]) == (4, 13, 51)
-    assert (tail.max_seq, tail.count) == (9, 9)  # out of context, seq 9 still counts for both
+    assert (tail.reshapes, tail.top, tail.added) == (1, 9, 4)  # out of context, seq 9 still counts for both
     whole = await store.history_since(agent.id, 0)
-    assert [m.seq for m in whole.new] == [1, 3, 4, 5, 6, 7, 8] and whole.kept == (0, 0, 0)
-    assert (await store.history_since(agent.id, 8)).new == []
-    assert await store.history_since(new_id("agent"), 3) == HistoryTail(new=[], kept=(0, 0, 0), max_seq=0, count=0)
+    assert [m.seq for m in whole.new] == [1, 3, 4, 5, 6, 7, 8] and (whole.top, whole.added) == (9, 9)
+    assert await store.history_since(agent.id, 9) == HistoryTail(new=[], reshapes=1, top=0, added=0)
+    assert await store.history_since(new_id("agent"), 3) == HistoryTail(new=[], reshapes=0, top=0, added=0)
+
+
+async def test_every_write_of_a_history_but_a_turns_append_is_a_reshape(store: Store) -> None:
+    agent, bystander = await new_agent(store), await new_agent(store)
+
+    async def reshapes() -> tuple[int, int]:
+        return ((await store.history_since(agent.id, 0)).reshapes, (await store.history_since(bystander.id, 0)).reshapes)
+
+    first = [message(agent.id, 1), message(agent.id, 2)]
+    await store.append_turn(Changes(messages=first, insert_only=True))
+    await store.append_turn(Changes(messages=[message(agent.id, 3), message(bystander.id, 1)], insert_only=True))
+    assert await reshapes() == (0, 0)
+    # A turn's own eviction (an agent that starts every turn afresh), journaled or not: one reshape.
+    await store.append_turn(Changes(messages=[message(agent.id, 4)], evict_message_ids=[first[0].id],
+                                    insert_only=True))
+    assert await reshapes() == (1, 0)
+    # Messages written by a plain commit (a summary, an import into the agent, a rewrite): a reshape each.
+    await store.commit(Changes(messages=[message(agent.id, 5)], insert_only=True))
+    assert await reshapes() == (2, 0)
+    await store.commit(Changes(messages=[replace(first[1], content="rewritten")]))
+    assert await reshapes() == (3, 0)
+    await store.reset_messages(agent.id)
+    assert await reshapes() == (4, 0)
+    assert [m.seq for m in (await store.history_since(bystander.id, 0)).new] == [1]
+    # A write that fails reshapes nothing.
+    with pytest.raises(Conflict):
+        await store.commit(Changes(messages=[message(agent.id, 5)], insert_only=True))
+    assert await reshapes() == (4, 0)
 
 
 async def _agent_with_history(memory: AgentMemory, turns: int) -> LiveAgent:
