@@ -67,9 +67,10 @@ class _PendingCommit:
     done: asyncio.Future[None] | None  # None: a journaled turn, acknowledged by the journal
     loop: asyncio.AbstractEventLoop | None  # None: a journal record read back at start
     seq: int = 0  # a journaled turn's record
+    append: bool = False  # a turn's new rows (Store.append_turn), journaled or not
 
 
-def _pending(changes: Changes, done: asyncio.Future[None] | None, seq: int) -> _PendingCommit:
+def _pending(changes: Changes, done: asyncio.Future[None] | None, seq: int, append: bool) -> _PendingCommit:
     # Rows are taken now, on the caller's side: the records may be mutated before the worker gets to them.
     return _PendingCommit(
         blocks=[block_row(block) for block in changes.blocks],
@@ -80,6 +81,7 @@ def _pending(changes: Changes, done: asyncio.Future[None] | None, seq: int) -> _
         done=done,
         loop=asyncio.get_running_loop(),
         seq=seq,
+        append=append,
     )
 
 
@@ -100,10 +102,12 @@ class GroupCommit:
         self._pending: list[_PendingCommit] = []
         self._lock = threading.Lock()
 
-    def enqueue(self, changes: Changes) -> asyncio.Future[None]:
-        """Queue `changes` (on the event loop); the future resolves once they are durable or have failed."""
+    def enqueue(self, changes: Changes, *, append: bool = False) -> asyncio.Future[None]:
+        """Queue `changes` (on the event loop); the future resolves once they are durable or have failed.
+
+        `append`: a turn's new rows (Store.append_turn), which do not reshape its agent."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._add(_pending(changes, done, 0))
+        self._add(_pending(changes, done, 0, append))
         return done
 
     def enqueue_journaled(self, changes: Changes, seq: int) -> _PendingCommit:
@@ -111,7 +115,7 @@ class GroupCommit:
 
         The rows it returns are the ones that record holds.
         """
-        pending = _pending(changes, None, seq)
+        pending = _pending(changes, None, seq, True)
         self._add(pending)
         return pending
 
@@ -217,9 +221,9 @@ def _write(con: duckdb.DuckDBPyConnection, batch: list[_PendingCommit]) -> None:
     new_messages: dict[str, Row] = {}
     new_runs: dict[str, Row] = {}
     evict_ids: list[str] = []
-    reshaped: set[str] = set()  # agents whose messages a commit other than a journaled turn writes
+    reshaped: set[str] = set()  # agents whose messages a commit other than a turn's append writes
     for pending in batch:
-        if not pending.seq:
+        if not pending.append:
             reshaped.update(row[_AGENT_ID] for row in pending.messages)
         blocks.update((row[0], row) for row in pending.blocks)
         into_messages, into_runs = (new_messages, new_runs) if pending.insert_only else (messages, runs)

@@ -115,7 +115,7 @@ class DuckDBConnection:
         for record in todo:
             self._group.requeue(_PendingCommit(blocks=[], messages=record.messages, runs=record.runs,
                                                evict_ids=record.evict_ids, insert_only=True, done=None,
-                                               loop=None, seq=record.seq))
+                                               loop=None, seq=record.seq, append=True))
         self._group.drain(con)
         if self._group.journaled:
             raise StoreUnavailable(f"the turn journal {journal.path} could not be applied to the tables")
@@ -154,12 +154,15 @@ class DuckDBConnection:
 
     # --- writes -----------------------------------------------------------------------------
     async def commit(self, changes: Changes) -> None:
+        await self._commit(changes, append=False)
+
+    async def _commit(self, changes: Changes, *, append: bool) -> None:
         if not changes:
             return
         executor = self._executor
         if executor is None:
             raise RuntimeError("DuckDBStore is not open")
-        done = self._group.enqueue(changes)
+        done = self._group.enqueue(changes, append=append)
         # Whichever drain runs first takes every queued commit; the later ones find nothing to do.
         executor.submit(self._drain_commits)
         # If the caller is cancelled here the write may still land; the worker skips the dead future.
@@ -174,7 +177,7 @@ class DuckDBConnection:
             return
         journal = self._journal
         if journal is None or journal.broken is not None or changes.blocks or not changes.insert_only:
-            await self.commit(changes)
+            await self._commit(changes, append=changes.insert_only)  # a rewrite would reshape its agent
             return
         executor = self._executor
         if executor is None:

@@ -332,7 +332,7 @@ class PostgresStore(PgCatalog, Store):
             return
         if self._group is None:
             raise RuntimeError("PostgresStore is not open")
-        await self._group.commit(changes, append=True)
+        await self._group.commit(changes, append=changes.insert_only)  # a rewrite would reshape its agent
 
     def index_recall_in_commit(self, skip_tool_names: frozenset[str]) -> bool:
         """The recall and passages tables are in this database (migration 2): write recall rows in commit()."""

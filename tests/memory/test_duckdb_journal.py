@@ -155,20 +155,26 @@ KILLED_WRITER = textwrap.dedent('''
             run = Run(id=f"run-{i}", agent_id=agent_id, status="completed")
             messages = [Message(id=f"message-{i}-{k}", agent_id=agent_id, seq=2 * i + k + 1, role="user",
                                 content=f"turn {i} part {k}", run_id=run.id) for k in range(2)]
-            await db.append_turn(Changes(messages=messages, runs=[run], insert_only=True))
-        if evict:
+            # "turn-evict": the last turn takes the first message out of context (an agent cleared every turn).
+            gone = ["message-0-0"] if evict == "turn-evict" and i == turns - 1 else []
+            await db.append_turn(Changes(messages=messages, runs=[run], evict_message_ids=gone, insert_only=True))
+        if evict == "evict":
             # A plain commit after journaled turns: they reach the tables first, in order.
             await db.commit(Changes(evict_message_ids=["message-0-0"]))
         print("acknowledged", flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
 
-    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "evict"))
+    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]))
 ''')
 
 
-async def killed_after(tmp_path: Path, turns: int, evict: bool = False,
+async def killed_after(tmp_path: Path, turns: int, evict: str = "-",
                        truncate_at: int = duckdb_journal.TRUNCATE_AT) -> tuple[str, str]:
-    """A data dir whose writer acknowledged `turns` turns and was SIGKILLed; returns (database path, agent id)."""
+    """A data dir whose writer acknowledged `turns` turns and was SIGKILLed; returns (database path, agent id).
+
+    `evict`: "evict" for a plain commit evicting the first message after the turns, "turn-evict" for the last
+    turn evicting it itself.
+    """
     path = str(tmp_path / "memproxy.duckdb")
     db = DuckDBStore(path)
     await db.open()
@@ -176,7 +182,7 @@ async def killed_after(tmp_path: Path, turns: int, evict: bool = False,
     await db.close()
     script = tmp_path / "writer.py"
     script.write_text(KILLED_WRITER)
-    child = subprocess.run([sys.executable, str(script), path, agent.id, str(turns), "evict" if evict else "-",
+    child = subprocess.run([sys.executable, str(script), path, agent.id, str(turns), evict,
                             str(truncate_at)],
                            capture_output=True, text=True, timeout=120, cwd=str(REPO_ROOT),
                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
@@ -200,6 +206,7 @@ async def test_turns_acknowledged_before_a_kill_are_applied_at_the_next_open(tmp
         assert messages[0].created_at.tzinfo is not None
         assert sorted(r.id for r in await db.list_runs(agent_id=agent_id, limit=None)) == [f"run-{i}" for i in range(5)]
         assert os.path.getsize(path + ".journal") == 0  # applied, then started afresh
+        assert (await db.history_since(agent_id, 0)).reshapes == 0  # turns only appended to the history
         # New turns number on from the old ones and land too.
         await db.append_turn(turn(agent_id, 11))
         assert await db.count_messages(agent_id) == 12
@@ -291,7 +298,7 @@ async def test_syncs_after_the_first_leave_the_file_size_alone(duck: DuckDBStore
 
 
 async def test_a_plain_commit_after_journaled_turns_keeps_their_order_across_a_kill(tmp_path: Path) -> None:
-    path, agent_id = await killed_after(tmp_path, 2, evict=True)
+    path, agent_id = await killed_after(tmp_path, 2, evict="evict")
     # The eviction's commit took the journaled turns into the tables first, in one transaction.
     assert table_rows(path, "SELECT count(*) FROM messages") == [(4,)]
     db = DuckDBStore(path)
@@ -299,6 +306,20 @@ async def test_a_plain_commit_after_journaled_turns_keeps_their_order_across_a_k
     try:
         messages = await db.list_messages(agent_id, limit=None)
         assert [m.in_context for m in messages] == [False, True, True, True]
+    finally:
+        await db.close()
+
+
+async def test_a_turns_own_eviction_replayed_after_a_kill_reshapes_its_agent(tmp_path: Path) -> None:
+    path, agent_id = await killed_after(tmp_path, 3, evict="turn-evict")
+    assert table_rows(path, "SELECT count(*) FROM messages") == [(0,)]  # all three only in the journal
+    db = DuckDBStore(path)
+    await db.open()
+    try:
+        history = await db.history_since(agent_id, 0)
+        assert [m.id for m in history.new][0] == "message-0-1" and len(history.new) == 5
+        # A copy read before that turn holds message-0-0 in context: it must not be kept (Store.history_since).
+        assert history.reshapes == 1
     finally:
         await db.close()
 

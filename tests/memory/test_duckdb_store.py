@@ -464,6 +464,21 @@ async def test_migrations_renumber_duplicate_seqs_then_make_them_unique(tmp_path
         await db.close()
 
 
+async def test_a_store_without_a_journal_tells_a_turns_append_from_other_writes() -> None:
+    db = DuckDBStore(":memory:")  # no journal: a turn goes straight to the tables, through the same queue
+    await db.open()
+    try:
+        agent = make_agent()
+        await db.create_agent(agent, [])
+        await db.append_turn(Changes(messages=[make_message(agent.id, 1), make_message(agent.id, 2)],
+                                     insert_only=True))
+        assert (await db.history_since(agent.id, 0)).reshapes == 0
+        await db.commit(Changes(messages=[make_message(agent.id, 3)], insert_only=True))
+        assert (await db.history_since(agent.id, 0)).reshapes == 1
+    finally:
+        await db.close()
+
+
 async def test_in_memory_store_and_closed_store() -> None:
     db = DuckDBStore(":memory:")
     await db.open()
