@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from memory.live import LiveAgent
-from memory.models import HistoryTail, Message
+from memory.models import Message
 from memory.protocols import Store
 
 
@@ -34,14 +34,14 @@ async def in_context_history(store: Store, agent_id: str, stale: LiveAgent | Non
         top = stale.next_seq - 1
         tail = await store.history_since(agent_id, top)
         if tail.reshapes == stale.reshapes:
-            return History(_summary_first([*stale.messages, *tail.new], tail), max(tail.top, top) + 1,
+            return History(_summary_first([*stale.messages, *tail.new], tail.new), max(tail.top, top) + 1,
                            stale.recall_count + tail.added, tail.reshapes, True)
     tail = await store.history_since(agent_id, 0)
-    return History(_summary_first(tail.new, tail), tail.top + 1, tail.added, tail.reshapes, False)
+    return History(_summary_first(tail.new, tail.new), tail.top + 1, tail.added, tail.reshapes, False)
 
 
-def _summary_first(messages: list[Message], tail: HistoryTail) -> list[Message]:
-    if any(m.metadata.get("kind") == "summary" for m in tail.new):
+def _summary_first(messages: list[Message], new: list[Message]) -> list[Message]:
+    if any(m.metadata.get("kind") == "summary" for m in new):
         # The running summary (a system message) always leads the in-context history.
         messages.sort(key=lambda m: (m.metadata.get("kind") != "summary", m.seq))
     return messages

@@ -321,18 +321,17 @@ class PostgresStore(PgCatalog, Store):
 
     # --- writes -----------------------------------------------------------------------------
     async def commit(self, changes: Changes) -> None:
-        if not changes:
-            return
-        if self._group is None:
-            raise RuntimeError("PostgresStore is not open")
-        await self._group.commit(changes)
+        await self._commit(changes, append=False)
 
     async def append_turn(self, changes: Changes) -> None:
+        await self._commit(changes, append=changes.insert_only)  # a rewrite would reshape its agent
+
+    async def _commit(self, changes: Changes, *, append: bool) -> None:
         if not changes:
             return
         if self._group is None:
             raise RuntimeError("PostgresStore is not open")
-        await self._group.commit(changes, append=changes.insert_only)  # a rewrite would reshape its agent
+        await self._group.commit(changes, append=append)
 
     def index_recall_in_commit(self, skip_tool_names: frozenset[str]) -> bool:
         """The recall and passages tables are in this database (migration 2): write recall rows in commit()."""
