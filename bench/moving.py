@@ -9,6 +9,7 @@ process than its last turn's, whose copy the other's turns have made stale. Repo
 processes' CPU per turn (all threads, from /proc), TTFT and end-to-end p50 / p99, and how many agents the
 processes loaded from the store (and, where memproxy counts them, how many of those loads kept their stale
 copy and read only what followed it). Arms alternate by round, so both see the same drift of this machine.
+`--net-delay-ms D` puts PostgreSQL and Redis D ms away each way (`bench.netdelay`), as across a network.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ import asyncio
 import secrets
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any
 
 import redis
 
 from bench.harness import FULL, Harness
 from bench.loadgen import Result, close_all, open_conns
+from bench.netdelay import NetDelay
 from bench.pgbench import PgBench
 from bench.procs import Proc, agent_cache_counts, cpu_ns_since, start_fixed_upstream, start_memproxy, thread_cpu_ns
 from bench.stats import summary
@@ -39,19 +42,28 @@ def cpu_ns(procs: list[Proc], before: list[dict[int, tuple[str, int]]]) -> int:
 
 
 async def measure(work: Path, size: int, agents: int, rounds: int, database_url: str | None,
-                  redis_url: str) -> dict[str, Any]:
+                  redis_url: str, net_delay_ms: float = 0.0) -> dict[str, Any]:
     h = Harness(work, FULL)
     h.pg = PgBench(database_url)
     prefix = f"memproxy-bench-moving-{secrets.token_hex(4)}:"
     client = redis.Redis.from_url(redis_url)
     upstream = None
     procs: list[Proc] = []
+    relays: list[NetDelay] = []
+    rtt_ms = 0.0
     try:
         h.start()
         shared = h.new_data_dir("moving")
         ids = h.clone_agents(shared, agents, size, "moving", in_context=size, context_window=WINDOW)
         upstream = start_fixed_upstream(h.log_dir)
-        extra = ["--database-url", h.pg.url_for(shared), "--redis-url", redis_url, "--redis-prefix", prefix]
+        db_url, to_redis = h.pg.url_for(shared), redis_url
+        if net_delay_ms > 0:
+            for url in (db_url, redis_url):
+                parts = urlsplit(url)
+                relays.append(NetDelay(parts.hostname or "127.0.0.1", parts.port or 0, net_delay_ms).start())
+            db_url, to_redis = relays[0].url(db_url), relays[1].url(redis_url)
+            rtt_ms = relays[1].round_trip_ms(b"*1\r\n$4\r\nPING\r\n")
+        extra = ["--database-url", db_url, "--redis-url", to_redis, "--redis-prefix", prefix]
         for i in range(2):
             data = work / f"replica-{i}"
             data.mkdir()
@@ -85,12 +97,14 @@ async def measure(work: Path, size: int, agents: int, rounds: int, database_url:
             proc.stop()
         if upstream is not None:
             upstream.stop()
+        for relay in relays:
+            relay.stop()
         h.close()
         keys = list(client.scan_iter(match=prefix + "*", count=1000))
         if keys:
             client.delete(*keys)
         client.close()
-    out: dict[str, Any] = {"size": size, "agents": agents, "rounds": rounds, "errors": errors}
+    out: dict[str, Any] = {"size": size, "agents": agents, "rounds": rounds, "errors": errors, "rtt_ms": rtt_ms}
     for arm in ARMS:
         done = results[arm]
         ttft = summary([r.ttft_ms or 0.0 for r in done if r.ok])
@@ -114,10 +128,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0",
                         help="the Redis both processes coordinate through (keys under a prefix of their own, "
                              "deleted after; default redis://127.0.0.1:6379/0)")
+    parser.add_argument("--net-delay-ms", type=float, default=0.0,
+                        help="hold PostgreSQL's and Redis' bytes this long each way, as across a network (default 0)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="memproxy-moving-") as work:
-        r = asyncio.run(measure(Path(work), args.size, args.agents, args.rounds, args.database_url, args.redis_url))
-    print(f"{r['size']} in context, {r['agents']} agents, {r['rounds']} rounds ({r['errors']} warm-up errors)")
+        r = asyncio.run(measure(Path(work), args.size, args.agents, args.rounds, args.database_url, args.redis_url,
+                                args.net_delay_ms))
+    away = f", PostgreSQL and Redis {r['rtt_ms']:.2f} ms away (a Redis PING's round trip)" if r["rtt_ms"] else ""
+    print(f"{r['size']} in context, {r['agents']} agents, {r['rounds']} rounds ({r['errors']} warm-up errors){away}")
     for arm in ARMS:
         a = r[arm]
         loads = ", ".join(f"{key[:-len('_per_turn')]} {value:.2f}" for key, value in a.items()

@@ -1,0 +1,101 @@
+"""A TCP relay that holds every byte for a fixed time each way: a database or Redis across a network, on one box.
+
+`NetDelay(host, port, one_way_ms)` listens on a free local port and forwards each connection to `host:port`,
+delivering what either side sends `one_way_ms` after it arrived, in order. It runs its own event loop in a
+daemon thread, so it keeps relaying while the caller blocks (starting a server, say), and its CPU is the
+caller's process's, not the measured server's. asyncio sleeps in whole milliseconds (epoll's resolution), so
+a delay below 1 ms comes out as about 1 ms: `round_trip_ms()` measures what a query actually waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+
+class NetDelay:
+    def __init__(self, host: str, port: int, one_way_ms: float) -> None:
+        self.target = (host, port)
+        self.delay = one_way_ms / 1000.0
+        self.loop = asyncio.new_event_loop()
+        self.port = 0
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="netdelay", daemon=True)
+
+    def start(self) -> NetDelay:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the delay relay did not start")
+        return self
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+    def url(self, url: str) -> str:
+        """`url` (postgresql://, redis://) with its host and port replaced by this relay's."""
+        parts = urlsplit(url)
+        userinfo = parts.netloc.rpartition("@")[0]
+        netloc = f"{userinfo}@127.0.0.1:{self.port}" if userinfo else f"127.0.0.1:{self.port}"
+        return urlunsplit(parts._replace(netloc=netloc))
+
+    def round_trip_ms(self, probe: bytes, samples: int = 20) -> float:
+        """Median ms for `probe` (a request its target answers with one short reply) through the relay."""
+        times = []
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+            for _ in range(samples):
+                began = time.perf_counter()
+                sock.sendall(probe)
+                sock.recv(65536)
+                times.append((time.perf_counter() - began) * 1000)
+        return sorted(times)[len(times) // 2]
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        server = self.loop.run_until_complete(asyncio.start_server(self._accept, "127.0.0.1", 0))
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        try:
+            self.loop.run_forever()
+        finally:
+            server.close()
+            self.loop.close()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def deliver() -> None:
+            while True:
+                due, data = await queue.get()
+                if not data:
+                    break
+                wait = due - self.loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                writer.write(data)
+                await writer.drain()
+
+        sender = asyncio.ensure_future(deliver())
+        try:
+            while data := await reader.read(65536):
+                queue.put_nowait((self.loop.time() + self.delay, data))
+        except OSError:
+            pass
+        finally:
+            queue.put_nowait((0.0, b""))
+            try:
+                await sender
+            except OSError:
+                pass
+            writer.close()
