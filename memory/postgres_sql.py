@@ -36,11 +36,14 @@ def insert_sql(table: Table) -> str:
 
 
 @lru_cache(maxsize=None)
-def bulk_insert_sql(table: Table, upsert: bool) -> str:
-    """Insert many rows in one round trip, one array parameter per column; `upsert` overwrites rows by id."""
+def bulk_insert_sql(table: Table, upsert: bool, start: int = 1, where: str = "") -> str:
+    """Insert many rows in one round trip, one array parameter per column from `$start` on; `upsert` overwrites
+    rows by id; `where` (a condition) inserts none of them unless it holds."""
     names = select_list(table)
-    arrays = ", ".join(f"${i}::{_PG_TYPES[t]}[]" for i, (_, t) in enumerate(table.columns, start=1))
+    arrays = ", ".join(f"${i}::{_PG_TYPES[t]}[]" for i, (_, t) in enumerate(table.columns, start=start))
     sql = f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays})"
+    if where:
+        sql += f" WHERE {where}"
     if upsert:
         sets = ", ".join(f"{_quote(n)} = EXCLUDED.{_quote(n)}" for n, _ in table.columns if n != "id")
         sql += f" ON CONFLICT (id) DO UPDATE SET {sets}"

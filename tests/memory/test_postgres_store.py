@@ -15,7 +15,7 @@ from memory.models import Agent, Changes, Message, Run, new_id
 from memory import postgres_store
 from memory.postgres_migrations import MIGRATIONS, apply_migrations
 from memory.postgres_store import PostgresStore
-from memory.store import Conflict, SchemaTooNewError, StoreError
+from memory.store import Conflict, FenceLost, NotFound, SchemaTooNewError, StoreError
 
 
 @pytest.fixture
@@ -192,3 +192,65 @@ async def test_a_long_listing_becomes_messages_a_slice_per_pass_of_the_loop(
         slices = [made[i:i + 100] for i in range(0, 600, 100)]
         assert all(len(set(s)) == 1 for s in slices)
         assert all(a[0] < b[0] for a, b in zip(slices, slices[1:]))
+
+
+def appended(agent_id: str, first_seq: int, token: int) -> Changes:
+    """A turn's append, as a turn under its lease writes it (new rows, fenced)."""
+    changes = turn(agent_id, first_seq)
+    changes.insert_only, changes.fence = True, (agent_id, token)
+    return changes
+
+
+async def _stored(store: PostgresStore, agent_id: str) -> tuple[list[str], int, list[str], int]:
+    """The agent's message ids, its runs, its recall rows' texts and its fence, read straight from the tables."""
+    con = await asyncpg.connect(store.dsn)
+    try:
+        recall = await con.fetch("SELECT text FROM recall WHERE agent_id = $1 ORDER BY text", agent_id)
+        fence = await con.fetchval("SELECT fence FROM agents WHERE id = $1", agent_id)
+    finally:
+        await con.close()
+    messages = [m.id for m in await store.list_messages(agent_id)]
+    return messages, len(await store.list_runs(agent_id=agent_id)), [r[0] for r in recall], fence
+
+
+async def test_a_turns_append_lands_its_messages_run_recall_rows_and_fence_together(store: PostgresStore) -> None:
+    store.index_recall_in_commit(frozenset())
+    agent = await new_agent(store)
+    first, second = appended(agent.id, 1, 3), appended(agent.id, 3, 3)  # the same lock may write again
+    await store.append_turn(first)
+    await store.append_turn(second)
+    assert await _stored(store, agent.id) == ([m.id for m in first.messages + second.messages], 2,
+                                              ["m1", "m2", "m3", "m4"], 3)
+    # Without a fence (one process, no lease) the rows land all the same.
+    unfenced = turn(agent.id, 5)
+    unfenced.insert_only = True
+    await store.append_turn(unfenced)
+    assert (await _stored(store, agent.id))[1:] == (3, ["m1", "m2", "m3", "m4", "m5", "m6"], 3)
+
+
+async def test_a_turns_append_under_a_taken_over_lock_writes_nothing(store: PostgresStore) -> None:
+    store.index_recall_in_commit(frozenset())
+    agent = await new_agent(store)
+    await store.append_turn(appended(agent.id, 1, 5))
+    before = await _stored(store, agent.id)
+    with pytest.raises(FenceLost):
+        await store.append_turn(appended(agent.id, 3, 4))  # an older lock's holder, back from a pause
+    assert await _stored(store, agent.id) == before
+    gone = Agent(id=new_id("agent"), name="never stored")
+    with pytest.raises(NotFound):
+        await store.append_turn(appended(gone.id, 1, 1))
+    assert await _stored(store, gone.id) == ([], 0, [], None)
+
+
+async def test_a_refused_append_in_a_batch_fails_alone(store: PostgresStore) -> None:
+    store.index_recall_in_commit(frozenset())
+    agents = [await new_agent(store) for _ in range(3)]
+    await store.append_turn(appended(agents[1].id, 1, 9))
+    before = store.commit_transactions
+    outcomes = await asyncio.gather(store.append_turn(appended(agents[0].id, 1, 1)),
+                                    store.append_turn(appended(agents[1].id, 3, 2)),  # its lock was taken over
+                                    store.append_turn(appended(agents[2].id, 1, 1)), return_exceptions=True)
+    assert store.commit_transactions - before == 1
+    assert outcomes[0] is None and outcomes[2] is None and isinstance(outcomes[1], FenceLost)
+    assert [len((await _stored(store, a.id))[0]) for a in agents] == [2, 2, 2]
+    assert (await _stored(store, agents[1].id))[2:] == (["m1", "m2"], 9)
