@@ -15,9 +15,9 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 from typing import Any, Callable
 
-from memory.compile import MemoryMetadata, compile_system_prompt
 from memory.live import LiveAgent
 from memory.history import in_context_history
+from memory.loading import archival_figures, concurrently
 from memory.models import Agent, Block, Changes, Message, new_id, utcnow
 from memory.protocols import ArchivalStats, Coherence, Store
 
@@ -84,11 +84,12 @@ class AgentMemory:
         # write's version is bumped after its commit). A turn leased at that same version then uses the copy
         # (proxy/chat/fleet.py `current`) instead of loading it a second time.
         version = await self.coherence.version(agent_id) if self.shared and self.coherence is not None else None
-        agent = await self.store.get_agent(agent_id)
-        if agent is None:
+        record, history, figures = await concurrently(self._record(agent_id, stale),
+                                                      in_context_history(self.store, agent_id, stale),
+                                                      archival_figures(self.archival, agent_id))
+        if record is None:
             return None
-        blocks = await self._shared_blocks(agent.block_ids)
-        history = await in_context_history(self.store, agent_id, stale)
+        agent, blocks = record
         self.refreshes += history.refreshed
         live = LiveAgent(agent=agent, blocks=blocks, messages=history.messages, next_seq=history.next_seq,
                          recall_count=history.recall_count, version=version, reshapes=history.reshapes)
@@ -96,15 +97,23 @@ class AgentMemory:
             # Its encodings and counts are by message id, and a stored message never changes: whatever of them is
             # still in context is not encoded or counted again (InContext notices a reshaped list by itself).
             live.in_context = stale.in_context
-        await self.refresh_archival(live, announce=False)
+        if figures is not None:
+            live.archival_count, live.archival_tags = figures
         self._remember(live)
         return live
 
-    async def _shared_blocks(self, block_ids: list[str]) -> list[Block]:
+    async def _record(self, agent_id: str, stale: LiveAgent | None) -> tuple[Agent, list[Block]] | None:
+        # A stale copy's blocks are most likely still the agent's: read with its record, not after it.
+        guess = [b for b in stale.agent.block_ids if b not in self._blocks] if stale is not None else []
+        agent, ahead = await concurrently(self.store.get_agent(agent_id), self.store.get_blocks(guess))
+        return None if agent is None else (agent, await self._shared_blocks(agent.block_ids, ahead))
+
+    async def _shared_blocks(self, block_ids: list[str], ahead: list[Block] | None = None) -> list[Block]:
         missing = [b for b in block_ids if b not in self._blocks]
-        if missing:
-            for block in await self.store.get_blocks(missing):
-                self._blocks.setdefault(block.id, block)
+        found = {block.id: block for block in ahead or () if block.id in missing}
+        rest = [b for b in missing if b not in found]
+        for block in [*found.values(), *(await self.store.get_blocks(rest) if rest else ())]:
+            self._blocks.setdefault(block.id, block)
         return [self._blocks[b] for b in block_ids if b in self._blocks]
 
     def _remember(self, live: LiveAgent) -> None:
@@ -157,8 +166,7 @@ class AgentMemory:
     async def refresh_archival(self, live: LiveAgent, *, announce: bool = True) -> None:
         if self.archival is None:
             return
-        count = await self.archival.count_passages(live.id)
-        tags = tuple(await self.archival.passage_tags(live.id))
+        count, tags = await archival_figures(self.archival, live.id) or (0, ())
         if (count, tags) != (live.archival_count, live.archival_tags):
             live.archival_count, live.archival_tags = count, tags
             live.invalidate_prompt()
@@ -213,16 +221,7 @@ class AgentMemory:
     # --- the compiled prompt ----------------------------------------------------------------
     def system_prompt(self, live: LiveAgent) -> str:
         """The compiled system message; rebuilt only when a block, the archival stats or the date change."""
-        today = self._today(live.agent.timezone)
-        if live.prompt is not None and live.prompt_meta is not None and live.prompt_meta.today == today:
-            return live.prompt
-        pinned, live.pinned_meta = live.pinned_meta, None
-        meta = pinned if pinned is not None and pinned.today == today else MemoryMetadata(
-            today=today, recall_count=live.recall_count, archival_count=live.archival_count,
-            archival_tags=live.archival_tags)
-        live.prompt = compile_system_prompt(live.agent.system, live.blocks, meta)
-        live.prompt_meta = meta
-        return live.prompt
+        return live.system_prompt(self._today(live.agent.timezone))
 
     # --- agents -----------------------------------------------------------------------------
     async def create_agent(self, agent: Agent, new_blocks: list[Block]) -> LiveAgent:

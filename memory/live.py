@@ -7,9 +7,10 @@ in-context totals change exactly when what they depend on does.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
-from memory.compile import MemoryMetadata
+from memory.compile import MemoryMetadata, compile_system_prompt
 from memory.incontext import InContext
 from memory.models import Agent, Block, Message
 
@@ -50,3 +51,15 @@ class LiveAgent:
     def invalidate_prompt(self) -> None:
         self.prompt = None
         self.pinned_meta = None
+
+    def system_prompt(self, today: date) -> str:
+        """The compiled system message as of `today`; compiled again only after `invalidate_prompt` or a new day."""
+        if self.prompt is not None and self.prompt_meta is not None and self.prompt_meta.today == today:
+            return self.prompt
+        pinned, self.pinned_meta = self.pinned_meta, None
+        meta = pinned if pinned is not None and pinned.today == today else MemoryMetadata(
+            today=today, recall_count=self.recall_count, archival_count=self.archival_count,
+            archival_tags=self.archival_tags)
+        self.prompt = compile_system_prompt(self.agent.system, self.blocks, meta)
+        self.prompt_meta = meta
+        return self.prompt

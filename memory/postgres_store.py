@@ -279,24 +279,16 @@ class PostgresStore(PgCatalog, Store):
         return [row[0] for row in rows]
 
     async def history_since(self, agent_id: str, seq: int) -> HistoryTail:
-        rows = (f"SELECT {select_list(MESSAGES)} FROM messages WHERE agent_id = $1 AND in_context AND seq > $2 "
-                "ORDER BY seq")
         # Only the rows after `seq` (the (agent_id, seq) index): what a stale copy lacks, not the whole history.
-        totals = ("SELECT (SELECT reshapes FROM agents WHERE id = $1), coalesce(max(seq), 0), count(*) "
-                  "FROM messages WHERE agent_id = $1 AND seq > $2")
-
-        async def work(con: asyncpg.Connection) -> tuple[list[asyncpg.Record], asyncpg.Record]:
-            # The rows first: a reshape committed between the two reads shows in the count, never hides in the
-            # rows; a message stored in between raises the top seq, never hides past it.
-            found = await con.fetch(rows, agent_id, seq)
-            row = await con.fetchrow(totals, agent_id, seq)
-            assert row is not None
-            return found, row
-
-        found, row = await self._run(work)
-        new = await messages_from_rows(found)
-        top = max(int(row[1]), new[-1].seq if new else 0)
-        return HistoryTail(new=new, reshapes=int(row[0] or 0), top=top, added=int(row[2]))
+        # One statement, one snapshot: the count, the top seq and the rows agree (and one round trip, not two).
+        sql = (f"SELECT {select_list(MESSAGES)}, t.reshapes, t.top, t.added FROM (SELECT (SELECT reshapes FROM agents"
+               " WHERE id = $1) AS reshapes, coalesce(max(seq), 0) AS top, count(*) AS added FROM messages"
+               " WHERE agent_id = $1 AND seq > $2) AS t"
+               " LEFT JOIN messages ON agent_id = $1 AND in_context AND seq > $2 ORDER BY seq")
+        rows = await self._fetch(sql, agent_id, seq)
+        reshapes, top, added = rows[0][-3:]  # a row even without messages (all of theirs null)
+        new = await messages_from_rows([row[:-3] for row in rows if row[0] is not None])
+        return HistoryTail(new=new, reshapes=int(reshapes or 0), top=int(top), added=int(added))
 
     async def reset_messages(self, agent_id: str) -> None:
         async def work(con: asyncpg.Connection) -> None:

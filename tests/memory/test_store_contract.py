@@ -393,6 +393,27 @@ async def test_a_stale_copy_is_brought_up_to_date_with_what_another_writer_added
     assert fresh.messages[-1].content == "answer 1" and fresh.next_seq == 65 and fresh.recall_count == 64
 
 
+async def test_a_stale_copy_whose_blocks_changed_elsewhere_loads_the_blocks_the_agent_has_now(store: Store) -> None:
+    here, there = AgentMemory(store), AgentMemory(store)
+    kept, dropped = Block(id=new_id("block"), label="human", value="old"), Block(id=new_id("block"), label="persona")
+    live = await here.create_agent(Agent(id=new_id("agent"), name="a", block_ids=[kept.id, dropped.id]),
+                                   [kept, dropped])
+    other = await there.get(live.id)
+    assert other is not None
+    # Elsewhere: one block edited, one detached, a new one attached.
+    await there.save_block(replace(kept, value="new"))
+    added = Block(id=new_id("block"), label="notes", value="fresh")
+    await there.create_block(added)
+    other = await there.detach_block(other, dropped.id)
+    await there.attach_block(other, added.id)
+    here.forget(live.id, stale=True)
+
+    fresh = await here.get(live.id)  # the copy's blocks were read alongside its record: a guess, not the answer
+    assert fresh is not None
+    assert [(b.id, b.value) for b in fresh.blocks] == [(kept.id, "new"), (added.id, "fresh")]
+    assert (await here.memory_figures())["blocks"] == 2  # the detached block read ahead is not held
+
+
 async def test_a_stale_copy_whose_history_was_reshaped_elsewhere_is_read_whole(store: Store) -> None:
     here, there = AgentMemory(store), AgentMemory(store)
     live = await _agent_with_history(here, 10)
