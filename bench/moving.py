@@ -6,9 +6,10 @@ each, all in context (a window too large to compact); every agent first takes on
 holds a copy of it. Then, in `--rounds` rounds, each agent takes one turn, one at a time against
 `bench.fixed_upstream`: in the `sticky` arm always on the same process, in the `moving` arm on the other
 process than its last turn's, whose copy the other's turns have made stale. Reported per arm: both
-processes' CPU per turn (all threads, from /proc), TTFT and end-to-end p50 / p99, and how many agents the
-processes loaded from the store (and, where memproxy counts them, how many of those loads kept their stale
-copy and read only what followed it). Arms alternate by round, so both see the same drift of this machine.
+processes' CPU per turn (all threads, from /proc), TTFT p50 / p90 / p99 and end-to-end p50 / p99, and how
+many agents the processes loaded from the store (and, where memproxy counts them, how many of those loads
+kept their stale copy and read only what followed it). Arms alternate by round, so both see the same drift of
+this machine.
 `--net-delay-ms D` puts PostgreSQL and Redis D ms away each way (`bench.netdelay`), as across a network.
 """
 
@@ -111,9 +112,9 @@ async def measure(work: Path, size: int, agents: int, rounds: int, database_url:
         e2e = summary([r.e2e_ms for r in done if r.ok])
         out[arm] = {"turns": len(done), "errors": sum(not r.ok for r in done),
                     "cpu_ms_per_turn": cpu[arm] / 1e6 / max(1, len(done)),
-                    "ttft_p50_ms": ttft["p50"], "ttft_p99_ms": ttft["p99"], "e2e_p50_ms": e2e["p50"],
-                    "e2e_p99_ms": e2e["p99"], **{f"{key}_per_turn": value / max(1, len(done))
-                                                for key, value in counts[arm].items()}}
+                    "ttft_p50_ms": ttft["p50"], "ttft_p90_ms": ttft["p90"], "ttft_p99_ms": ttft["p99"],
+                    "e2e_p50_ms": e2e["p50"], "e2e_p99_ms": e2e["p99"],
+                    **{f"{key}_per_turn": value / max(1, len(done)) for key, value in counts[arm].items()}}
     return out
 
 
@@ -141,8 +142,8 @@ def main(argv: list[str] | None = None) -> None:
         loads = ", ".join(f"{key[:-len('_per_turn')]} {value:.2f}" for key, value in a.items()
                           if key.endswith("_per_turn") and key != "cpu_ms_per_turn")
         print(f"  {arm:7} {a['turns']} turns ({a['errors']} errors): {a['cpu_ms_per_turn']:.3f} CPU-ms per turn, "
-              f"TTFT p50 {a['ttft_p50_ms']:.2f} / p99 {a['ttft_p99_ms']:.2f} ms, end-to-end p50 "
-              f"{a['e2e_p50_ms']:.2f} / p99 {a['e2e_p99_ms']:.2f} ms; per turn: {loads}")
+              f"TTFT p50 {a['ttft_p50_ms']:.2f} / p90 {a['ttft_p90_ms']:.2f} / p99 {a['ttft_p99_ms']:.2f} ms, "
+              f"end-to-end p50 {a['e2e_p50_ms']:.2f} / p99 {a['e2e_p99_ms']:.2f} ms; per turn: {loads}")
 
 
 if __name__ == "__main__":

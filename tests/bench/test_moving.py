@@ -13,8 +13,9 @@ from bench import moving
 async def test_a_small_run_moves_every_turn_of_the_moving_arm_and_leaves_nothing_behind(
         tmp_path: Path, postgres_url: str, redis_url: str) -> None:
     before = await pg.bench_schemas(postgres_url)
-    r = await moving.measure(tmp_path, size=60, agents=2, rounds=2, database_url=postgres_url, redis_url=redis_url)
-    assert r["errors"] == 0
+    r = await moving.measure(tmp_path, size=60, agents=2, rounds=2, database_url=postgres_url, redis_url=redis_url,
+                             net_delay_ms=1)  # PostgreSQL and Redis through the delaying relay
+    assert r["errors"] == 0 and r["rtt_ms"] >= 2  # at least a millisecond each way
     sticky, moved = r["sticky"], r["moving"]
     assert sticky["turns"] == moved["turns"] == 4 and sticky["errors"] == moved["errors"] == 0
     assert sticky["loads_per_turn"] == 0  # each agent stayed where its copy was current

@@ -1,0 +1,33 @@
+"""bench.netdelay holds each direction's bytes for its delay, delivers them whole and in order, and stops."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from urllib.parse import urlsplit
+
+import redis
+
+from bench.netdelay import NetDelay
+
+
+def test_a_round_trip_through_the_relay_waits_both_ways_and_large_values_arrive_whole(redis_url: str) -> None:
+    target = urlsplit(redis_url)
+    relay = NetDelay(target.hostname or "127.0.0.1", target.port or 6379, one_way_ms=15).start()
+    key = f"memproxy-test-netdelay-{secrets.token_hex(4)}"
+    client = redis.Redis.from_url(relay.url(redis_url))
+    try:
+        assert urlsplit(relay.url(redis_url)).port == relay.port
+        assert relay.url("postgresql://user:pw@db.example:5432/x?sslmode=disable") == (
+            f"postgresql://user:pw@127.0.0.1:{relay.port}/x?sslmode=disable")
+        assert relay.round_trip_ms(b"*1\r\n$4\r\nPING\r\n", samples=3) >= 30
+        value = secrets.token_bytes(3_000_000)  # many reads' worth, each held and delivered in turn
+        began = time.perf_counter()
+        client.set(key, value)
+        assert client.get(key) == value
+        assert time.perf_counter() - began >= 0.06  # two round trips
+    finally:
+        client.delete(key)
+        client.close()
+        relay.stop()
+    assert not relay._thread.is_alive()
