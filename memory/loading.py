@@ -34,9 +34,9 @@ async def concurrently(*reads: Awaitable[Any]) -> tuple[Any, ...]:
 
 
 async def archival_figures(archival: ArchivalStats | None, agent_id: str) -> tuple[int, tuple[str, ...]] | None:
-    """The agent's passage count and sorted tags, read at once (None without archival memory)."""
+    """The agent's passage count and sorted tags (None without archival memory)."""
     if archival is None:
         return None
-    count, tags = await concurrently(archival.count_passages(agent_id), archival.passage_tags(agent_id))
+    count, tags = await archival.passage_figures(agent_id)
     return count, tuple(tags)
 

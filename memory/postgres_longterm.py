@@ -183,6 +183,13 @@ class PostgresLongTermMemory(PostgresVectors, LongTermMemory):
             agent_id)
         return [row[0] for row in rows]
 
+    async def passage_figures(self, agent_id: str) -> tuple[int, list[str]]:
+        row = await self.pool.fetchrow(
+            'SELECT count(*), ARRAY(SELECT DISTINCT tag COLLATE "C" FROM passages, unnest(tags) AS tag'
+            " WHERE agent_id = $1 ORDER BY 1) FROM passages WHERE agent_id = $1", agent_id)
+        assert row is not None
+        return int(row[0]), list(row[1])
+
     async def search_passages(
         self,
         agent_id: str,

@@ -210,6 +210,9 @@ class LongTermMemory(Protocol):
     async def passage_tags(self, agent_id: str) -> list[str]:
         """Sorted unique tags of the agent's passages (asked every turn: keep it cheap)."""
 
+    async def passage_figures(self, agent_id: str) -> tuple[int, list[str]]:
+        """`count_passages` and `passage_tags` in one read."""
+
     async def search_passages(self, agent_id: str, query: str, *, tags: list[str] | None = None,
                               tag_match_mode: str = "any", top_k: int = 10, start: TimeBound = None,
                               end: TimeBound = None, mode: str = "hybrid", tz: str = "UTC") -> list[SearchHit]:
@@ -256,6 +259,9 @@ class ArchivalStats(Protocol):
 
     async def passage_tags(self, agent_id: str) -> list[str]:
         """Sorted unique tags of the agent's passages."""
+
+    async def passage_figures(self, agent_id: str) -> tuple[int, list[str]]:
+        """How many passages the agent has and their sorted unique tags, in one read."""
 
     async def delete_agent(self, agent_id: str) -> None:
         """Drop the agent's passages along with the agent."""

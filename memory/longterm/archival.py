@@ -122,6 +122,10 @@ class ArchivalPassages:
         """Sorted unique tags of the agent's passages (cached; the prompt compiler asks every turn)."""
         return list((await self._passage_stats(agent_id))[1])
 
+    async def passage_figures(self, agent_id: str) -> tuple[int, list[str]]:
+        count, tags = await self._passage_stats(agent_id)
+        return count, list(tags)
+
     async def _passage_stats(self, agent_id: str) -> tuple[int, list[str]]:
         cached = self._stats.get(agent_id)
         if cached is not None:

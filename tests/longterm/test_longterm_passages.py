@@ -139,8 +139,10 @@ async def test_list_get_count_tags_delete(lt: LongTermMemory, agent_id: str) -> 
         when = base + timedelta(hours=i)
         made += await lt.add_passages(agent_id, [(f"note number {i}", [f"t{i % 3}"])], created_at=when)
     ids = [p.id for p in made]
+    assert await lt.passage_figures(new_id("agent")) == (0, [])
     assert await lt.count_passages(agent_id) == 7
     assert await lt.passage_tags(agent_id) == ["t0", "t1", "t2"]
+    assert await lt.passage_figures(agent_id) == (7, ["t0", "t1", "t2"])
     assert [p.id for p in await lt.list_passages(agent_id)] == ids
     assert [p.id for p in await lt.list_passages(agent_id, ascending=False)] == ids[::-1]
     assert [p.id for p in await lt.list_passages(agent_id, after=ids[1], limit=3)] == ids[2:5]
@@ -159,6 +161,7 @@ async def test_list_get_count_tags_delete(lt: LongTermMemory, agent_id: str) -> 
     assert await lt.delete_passage(agent_id, ids[3]) is True
     assert await lt.delete_passage(agent_id, ids[6]) is True
     assert await lt.passage_tags(agent_id) == ["t1", "t2"]
+    assert await lt.passage_figures(agent_id) == (4, ["t1", "t2"])
 
 
 async def test_paging_through_passages_with_equal_timestamps(lt: LongTermMemory, agent_id: str) -> None:
