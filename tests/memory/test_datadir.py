@@ -1,4 +1,8 @@
-"""The data dir is private: every directory 0700 and every file 0600, whatever umask memproxy starts under."""
+"""The data dir is private: every directory 0700 and every file 0600, whatever umask memproxy starts under.
+
+These are the embedded backend's files (DuckDB, LanceDB), so its servers stay embedded under
+MEMPROXY_TEST_BACKEND=postgres too (`database_url=None`).
+"""
 
 from __future__ import annotations
 
@@ -36,7 +40,7 @@ def test_fresh_data_dir_is_private_under_a_permissive_umask(make_server, tmp_pat
     data = tmp_path / "fresh" / "memproxy-data"
     before = os.umask(0o022)
     try:
-        server = make_server(data_dir=str(data))
+        server = make_server(data_dir=str(data), database_url=None)
         agent = create_agent(server.base_url)
         reply = httpx.post(f"{server.base_url}/v1/chat/completions", timeout=30,
                            json={"model": agent, "messages": [{"role": "user", "content": "remember the kiwis"}]})
@@ -59,7 +63,7 @@ def test_fresh_data_dir_is_private_under_a_permissive_umask(make_server, tmp_pat
 
 def test_existing_loose_data_dir_is_tightened_once_and_said(make_server, tmp_path: Path, caplog) -> None:
     data = tmp_path / "old"
-    first = make_server(data_dir=str(data))
+    first = make_server(data_dir=str(data), database_url=None)
     agent = create_agent(first.base_url)
     httpx.post(f"{first.base_url}/v1/agents/{agent}/archival-memory", json={"text": "an old passage"},
                timeout=30).raise_for_status()
@@ -69,14 +73,14 @@ def test_existing_loose_data_dir_is_tightened_once_and_said(make_server, tmp_pat
     for rel in entries:  # as an older release under umask 022 (or a careless copy) left it
         (data / rel).chmod(0o755 if (data / rel).is_dir() else 0o644)
     with caplog.at_level(logging.WARNING, logger="memproxy"):
-        second = make_server(data_dir=str(data))
+        second = make_server(data_dir=str(data), database_url=None)
     assert _loose(data) == {}
     said = [r.getMessage() for r in caplog.records if "readable by others" in r.getMessage()]
     assert len(said) == 1 and f"{len(entries)} entries" in said[0]
     second.stop()
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="memproxy"):
-        make_server(data_dir=str(data))
+        make_server(data_dir=str(data), database_url=None)
     assert not [r for r in caplog.records if "readable by others" in r.getMessage()]  # nothing left to say
 
 
