@@ -236,6 +236,9 @@ async def test_a_turns_append_under_a_taken_over_lock_writes_nothing(store: Post
     with pytest.raises(FenceLost):
         await store.append_turn(appended(agent.id, 3, 4))  # an older lock's holder, back from a pause
     assert await _stored(store, agent.id) == before
+    with pytest.raises(Conflict):
+        await store.append_turn(appended(agent.id, 2, 6))  # a newer lock, but seq 2 is taken: the fence stays too
+    assert await _stored(store, agent.id) == before
     gone = Agent(id=new_id("agent"), name="never stored")
     with pytest.raises(NotFound):
         await store.append_turn(appended(gone.id, 1, 1))
