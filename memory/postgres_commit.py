@@ -89,6 +89,7 @@ class PgGroupCommit:
         self._drainer: asyncio.Task[None] | None = None
         # Transactions committed so far; fewer than the number of commits means batching happened.
         self.transactions = 0
+        self.pipelined = 0  # of those, batches of appends written by `_append_all`
 
     async def commit(self, changes: Changes, *, append: bool = False) -> None:
         """Write `changes` with the next group; `append`: a turn's new rows (Store.append_turn)."""
@@ -126,6 +127,17 @@ class PgGroupCommit:
             await _append(con, batch[0])  # one statement is its own transaction: one round trip in all
             self.transactions += 1
             return [None]
+        if _pipelinable(batch):
+            try:
+                outcomes = await _append_all(con, batch)
+            except Exception:  # noqa: BLE001 - tried again below, where each write fails alone
+                if con.is_closed():
+                    raise
+                outcomes = []  # one broke a rule and the transaction rolled back whole
+            else:
+                self.transactions += 1
+                self.pipelined += 1
+                return outcomes
         async with con.transaction():
             for pending in batch:
                 write = _append if _appends(pending) else _write
@@ -148,9 +160,52 @@ def _appends(pending: _PendingCommit) -> bool:
     return pending.insert_only and not (pending.blocks or pending.evict_ids or pending.reshaped)
 
 
+def _pipelinable(batch: list[_PendingCommit]) -> bool:
+    """Turns' appends only, no agent fenced twice (a second token's update would hide a refusal of the first)."""
+    fenced = [p.fence[0] for p in batch if p.fence is not None]
+    return all(_appends(p) for p in batch) and len(set(fenced)) == len(fenced)
+
+
 async def _append(con: asyncpg.Connection, pending: _PendingCommit) -> None:
     """A turn's append in one statement: across a network, one round trip instead of six (BEGIN, the fence,
-    three inserts, COMMIT). The inserts read the fence's update, so a refused fence inserts nothing."""
+    three inserts, COMMIT)."""
+    sql, args = _append_statement(pending)
+    if await con.fetchval(sql, *args) == 0:
+        assert pending.fence is not None
+        await _refused(con, *pending.fence)
+
+
+async def _append_all(con: asyncpg.Connection, batch: list[_PendingCommit]) -> list[BaseException | None]:
+    """Appends of several turns in one transaction: the statements of each shape pipelined (`executemany`
+    sends them all and waits once), then one read of the fences. BEGIN, one round trip per shape (one, as a
+    rule), the read, COMMIT: four in all, however many turns, where a savepoint each made three per turn."""
+    shapes: dict[str, list[list[Any]]] = {}
+    for pending in batch:
+        sql, args = _append_statement(pending)
+        shapes.setdefault(sql, []).append(args)
+    fenced = [pending.fence for pending in batch if pending.fence is not None]
+    async with con.transaction():
+        for sql, many in shapes.items():
+            await con.executemany(sql, many)
+        rows = await con.fetch("SELECT id, fence FROM agents WHERE id = ANY($1::text[])",
+                               [agent_id for agent_id, _ in fenced]) if fenced else []
+    # Our update holds an accepted fence's row until COMMIT, and a fence only grows: one that is not our token
+    # now was refused, and its gated inserts wrote nothing.
+    now = {row[0]: row[1] for row in rows}
+    outcomes: list[BaseException | None] = []
+    for pending in batch:
+        if pending.fence is None or now.get(pending.fence[0]) == pending.fence[1]:
+            outcomes.append(None)
+        elif pending.fence[0] not in now:
+            outcomes.append(NotFound("agent", pending.fence[0]))
+        else:
+            outcomes.append(_fence_lost(*pending.fence))
+    return outcomes
+
+
+def _append_statement(pending: _PendingCommit) -> tuple[str, list[Any]]:
+    """The append as one statement and its arguments. The inserts read the fence's update, so a refused fence
+    inserts nothing; the statement returns how many fences it took (0 or 1), or 1 without a fence."""
     args: list[Any] = []
     parts: list[str] = []
     gate = ""
@@ -166,16 +221,18 @@ async def _append(con: asyncpg.Connection, pending: _PendingCommit) -> None:
         parts.append(f"c AS ({_recall_upsert(len(args) + 1, gate)})")
         args += as_columns(pending.recall)
     main = "SELECT count(*) FROM fenced" if gate else "SELECT 1"
-    if await con.fetchval(f"WITH {', '.join(parts)} {main}" if parts else main, *args) == 0:
-        assert pending.fence is not None
-        await _refused(con, *pending.fence)
+    return (f"WITH {', '.join(parts)} {main}" if parts else main), args
 
 
 async def _refused(con: asyncpg.Connection, agent_id: str, token: int) -> None:
     if await con.fetchval("SELECT 1 FROM agents WHERE id = $1", agent_id) is None:
         raise NotFound("agent", agent_id)
-    raise FenceLost(f"the turn lock of agent {agent_id} (fencing token {token}) was taken over by a "
-                    "newer turn before this write: nothing of it was stored")
+    raise _fence_lost(agent_id, token)
+
+
+def _fence_lost(agent_id: str, token: int) -> FenceLost:
+    return FenceLost(f"the turn lock of agent {agent_id} (fencing token {token}) was taken over by a "
+                     "newer turn before this write: nothing of it was stored")
 
 
 async def _write(con: asyncpg.Connection, pending: _PendingCommit) -> None:

@@ -337,6 +337,11 @@ class PostgresStore(PgCatalog, Store):
         """Transactions the group commit has run; fewer than `commit` calls means batching."""
         return 0 if self._group is None else self._group.transactions
 
+    @property
+    def commit_pipelined(self) -> int:
+        """Of those, batches of turns' appends sent pipelined (one round trip for all their statements)."""
+        return 0 if self._group is None else self._group.pipelined
+
 
 async def _attach_blocks(con: asyncpg.Connection, agent_id: str, block_ids: list[str]) -> None:
     if not block_ids:

@@ -257,3 +257,48 @@ async def test_a_refused_append_in_a_batch_fails_alone(store: PostgresStore) -> 
     assert outcomes[0] is None and outcomes[2] is None and isinstance(outcomes[1], FenceLost)
     assert [len((await _stored(store, a.id))[0]) for a in agents] == [2, 2, 2]
     assert (await _stored(store, agents[1].id))[2:] == (["m1", "m2"], 9)
+
+
+async def test_a_batch_of_appends_is_pipelined_and_one_that_breaks_a_rule_still_fails_alone(
+        store: PostgresStore) -> None:
+    store.index_recall_in_commit(frozenset())
+    agents = [await new_agent(store) for _ in range(4)]
+    await store.append_turn(appended(agents[1].id, 1, 1))
+    only_a_run = Changes(runs=[Run(id=new_id("run"), agent_id=agents[3].id, status="failed")], insert_only=True,
+                         fence=(agents[3].id, 1))  # another shape: no messages, no recall rows
+    gone = new_id("agent")  # deleted meanwhile
+    before, pipelined = store.commit_transactions, store.commit_pipelined
+    outcomes = await asyncio.gather(store.append_turn(appended(agents[0].id, 1, 1)),
+                                    store.append_turn(appended(agents[1].id, 2, 1)),  # seq 2 is taken
+                                    store.append_turn(appended(gone, 1, 1)),
+                                    store.append_turn(appended(agents[2].id, 1, 1)),
+                                    store.append_turn(only_a_run), return_exceptions=True)
+    # The pipelined transaction rolled back whole at the taken seq; each went again in its own savepoint.
+    assert store.commit_transactions - before == 1 and store.commit_pipelined == pipelined
+    assert outcomes[0] is None and outcomes[3] is None and outcomes[4] is None
+    assert isinstance(outcomes[1], Conflict) and isinstance(outcomes[2], NotFound)
+    assert [len((await _stored(store, a.id))[0]) for a in agents] == [2, 2, 2, 0]
+    assert (await _stored(store, agents[3].id))[1:] == (1, [], 1)
+    assert await _stored(store, gone) == ([], 0, [], None)
+
+    before = store.commit_transactions
+    outcomes = await asyncio.gather(*(store.append_turn(appended(a.id, 3, 2)) for a in agents[:3]),
+                                    store.append_turn(appended(gone, 1, 1)), return_exceptions=True)
+    assert store.commit_transactions - before == 1 and store.commit_pipelined == pipelined + 1  # no rule broken
+    assert outcomes[:3] == [None] * 3 and isinstance(outcomes[3], NotFound)
+    assert [(await _stored(store, a.id))[3] for a in agents[:3]] == [2, 2, 2]
+
+
+async def test_two_locks_of_one_agent_in_one_batch_each_get_their_answer(store: PostgresStore) -> None:
+    agent = await new_agent(store)
+    newer, older = appended(agent.id, 1, 7), appended(agent.id, 3, 6)  # the older holder commits second
+    pipelined = store.commit_pipelined
+    outcomes = await asyncio.gather(store.append_turn(newer), store.append_turn(older), return_exceptions=True)
+    assert outcomes[0] is None and isinstance(outcomes[1], FenceLost)
+    assert await _stored(store, agent.id) == ([m.id for m in newer.messages], 1, [], 7)
+    # In arrival order, an older lock's turn that commits first is stored, and so is the newer one after it.
+    other = await new_agent(store)
+    older, newer = appended(other.id, 1, 6), appended(other.id, 3, 7)
+    assert await asyncio.gather(store.append_turn(older), store.append_turn(newer)) == [None, None]
+    assert await _stored(store, other.id) == ([m.id for m in older.messages + newer.messages], 2, [], 7)
+    assert store.commit_pipelined == pipelined  # an agent twice in a batch: each in its own savepoint
