@@ -10,6 +10,7 @@ a delay below 1 ms comes out as about 1 ms: `round_trip_ms()` measures what a qu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -32,6 +33,14 @@ class NetDelay:
         return self
 
     def stop(self) -> None:
+        """Cut every connection still open (their pipes end where a closed peer would end them), then stop."""
+        async def cut() -> None:
+            pending = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(cut(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
 
@@ -94,8 +103,6 @@ class NetDelay:
             pass
         finally:
             queue.put_nowait((0.0, b""))
-            try:
+            with contextlib.suppress(OSError, asyncio.CancelledError):  # cancelled: the relay is stopping
                 await sender
-            except OSError:
-                pass
             writer.close()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import secrets
+import sys
 import time
 from urllib.parse import urlsplit
 
+import pytest
 import redis
 
 from bench.netdelay import NetDelay
@@ -31,3 +34,21 @@ def test_a_round_trip_through_the_relay_waits_both_ways_and_large_values_arrive_
         client.close()
         relay.stop()
     assert not relay._thread.is_alive()
+
+
+def test_stopping_with_connections_open_cuts_them_and_leaves_nothing_pending(redis_url: str) -> None:
+    target = urlsplit(redis_url)
+    relay = NetDelay(target.hostname or "127.0.0.1", target.port or 6379, one_way_ms=1).start()
+    client = redis.Redis.from_url(relay.url(redis_url), socket_timeout=5)
+    unraisable: list[object] = []
+    hook, sys.unraisablehook = sys.unraisablehook, unraisable.append
+    try:
+        assert client.ping()  # its connection stays open in the client's pool
+        relay.stop()
+        gc.collect()  # a coroutine left suspended on the stopped loop would complain here
+        assert unraisable == []
+        with pytest.raises(redis.ConnectionError):
+            client.ping()
+    finally:
+        sys.unraisablehook = hook
+        client.close()
