@@ -182,6 +182,39 @@ def test_concurrent_requests_to_one_agent_never_interleave(server) -> None:
         assert assistant["content"] == "answer " + user["content"].split()[-1]
 
 
+def test_turns_of_many_agents_at_once_are_each_stored_whole(server) -> None:
+    agents = [create_agent(server.base_url) for _ in range(12)]
+    errors: list[BaseException] = []
+    store = server.rt.store
+    # On PostgreSQL, turns that commit at the same moment go as one pipelined batch: rounds until one did.
+    pipelined = getattr(store, "commit_pipelined", None)
+
+    def talk(i: int, turn: int) -> None:
+        try:
+            sdk(server.base_url).chat.completions.create(
+                model=agents[i], messages=[{"role": "user", "content": f"question {i} {turn}"}],
+                extra_headers=sim_headers(**{"ttft_ms": 20, "reply": f"answer {i} {turn}"}))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    turns = 0
+    while turns < 5:
+        threads = [threading.Thread(target=talk, args=(i, turns)) for i in range(len(agents))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        turns += 1
+        if pipelined is None or store.commit_pipelined > pipelined:
+            break
+    assert not errors
+    assert pipelined is None or store.commit_pipelined > pipelined
+    for i, agent in enumerate(agents):
+        stored = httpx.get(f"{server.base_url}/v1/agents/{agent}/messages", params={"order": "asc"}).json()
+        assert [m["content"] for m in stored] == [f"{who} {i} {t}" for t in range(turns)
+                                                  for who in ("question", "answer")]
+
+
 def test_busy_agent_times_out_with_409(make_server) -> None:
     srv = make_server(agent_lock_timeout=0.2)
     agent = create_agent(srv.base_url)
