@@ -103,9 +103,11 @@ class AgentMemory:
         return live
 
     async def _record(self, agent_id: str, stale: LiveAgent | None) -> tuple[Agent, list[Block]] | None:
-        # A stale copy's blocks are most likely still the agent's: read with its record, not after it.
-        guess = [b for b in stale.agent.block_ids if b not in self._blocks] if stale is not None else []
-        agent, ahead = await concurrently(self.store.get_agent(agent_id), self.store.get_blocks(guess))
+        # The blocks are read with the record, not after it: a stale copy's (most likely still the agent's, and
+        # only those not cached), else those attached as of this read. Whatever the record names is what counts.
+        blocks = (self.store.get_blocks([b for b in stale.agent.block_ids if b not in self._blocks])
+                  if stale is not None else self.store.attached_blocks(agent_id))
+        agent, ahead = await concurrently(self.store.get_agent(agent_id), blocks)
         return None if agent is None else (agent, await self._shared_blocks(agent.block_ids, ahead))
 
     async def _shared_blocks(self, block_ids: list[str], ahead: list[Block] | None = None) -> list[Block]:

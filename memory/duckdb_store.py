@@ -155,6 +155,12 @@ class DuckDBStore(DuckDBCatalog, Store):
         # Built per requested id so a repeated id still yields an independent copy.
         return [block_from_row(by_id[block_id]) for block_id in block_ids if block_id in by_id]
 
+    async def attached_blocks(self, agent_id: str) -> list[Block]:
+        sql = (f"SELECT {BLOCKS.select_list} FROM blocks"
+               " WHERE id IN (SELECT block_id FROM agent_blocks WHERE agent_id = ?)")
+        rows = await self._run(lambda con: con.execute(sql, [agent_id]).fetchall())
+        return [block_from_row(row) for row in rows]
+
     async def list_blocks(
         self, *, label: str | None = None, before: str | None = None, after: str | None = None, limit: int | None = 50
     ) -> list[Block]:

@@ -213,6 +213,11 @@ class PostgresStore(PgCatalog, Store):
         # Built per requested id so a repeated id still yields an independent copy.
         return [block_from_row(by_id[block_id]) for block_id in block_ids if block_id in by_id]
 
+    async def attached_blocks(self, agent_id: str) -> list[Block]:
+        rows = await self._fetch(f"SELECT {select_list(BLOCKS)} FROM blocks"
+                                 " WHERE id IN (SELECT block_id FROM agent_blocks WHERE agent_id = $1)", agent_id)
+        return [block_from_row(tuple(row)) for row in rows]
+
     async def list_blocks(
         self, *, label: str | None = None, before: str | None = None, after: str | None = None, limit: int | None = 50
     ) -> list[Block]:

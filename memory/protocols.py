@@ -70,6 +70,9 @@ class Store(Protocol):
     async def get_blocks(self, block_ids: list[str]) -> list[Block]:
         """The blocks with these ids, in the order given (missing ids skipped)."""
 
+    async def attached_blocks(self, agent_id: str) -> list[Block]:
+        """The blocks attached to the agent, in no set order (a load reads them beside the agent's record)."""
+
     async def list_blocks(self, *, label: str | None = None, before: str | None = None, after: str | None = None,
                           limit: int | None = 50) -> list[Block]:
         """Blocks ordered by creation time; cursors are block ids."""

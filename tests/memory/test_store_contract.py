@@ -393,6 +393,17 @@ async def test_a_stale_copy_is_brought_up_to_date_with_what_another_writer_added
     assert fresh.messages[-1].content == "answer 1" and fresh.next_seq == 65 and fresh.recall_count == 64
 
 
+async def test_an_agents_attached_blocks_are_read_by_its_id(store: Store) -> None:
+    first, second, other = (Block(id=new_id("block"), label=label) for label in ("human", "persona", "notes"))
+    agent = Agent(id=new_id("agent"), name="a", block_ids=[first.id, second.id])
+    await store.create_agent(agent, [first, second])
+    await store.create_agent(Agent(id=new_id("agent"), name="b", block_ids=[other.id]), [other])
+    assert sorted(b.id for b in await store.attached_blocks(agent.id)) == sorted([first.id, second.id])
+    await store.update_agent(replace(agent, block_ids=[second.id]))
+    assert [(b.id, b.label) for b in await store.attached_blocks(agent.id)] == [(second.id, "persona")]
+    assert await store.attached_blocks(new_id("agent")) == []
+
+
 async def test_a_stale_copy_whose_blocks_changed_elsewhere_loads_the_blocks_the_agent_has_now(store: Store) -> None:
     here, there = AgentMemory(store), AgentMemory(store)
     kept, dropped = Block(id=new_id("block"), label="human", value="old"), Block(id=new_id("block"), label="persona")
