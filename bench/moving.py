@@ -20,15 +20,14 @@ import asyncio
 import secrets
 import tempfile
 from pathlib import Path
-from urllib.parse import urlsplit
 from typing import Any
 
 import redis
 
 from bench.harness import FULL, Harness
 from bench.loadgen import Result, close_all, open_conns
-from bench.netdelay import NetDelay
-from bench.pgbench import PgBench
+from bench.netdelay import NetDelay, add_argument, towards
+from bench.pgbench import PgBench, add_database_argument
 from bench.procs import Proc, agent_cache_counts, cpu_ns_since, start_fixed_upstream, start_memproxy, thread_cpu_ns
 from bench.stats import summary
 from bench.suites.common import agent_request, warm_agents
@@ -59,9 +58,7 @@ async def measure(work: Path, size: int, agents: int, rounds: int, database_url:
         upstream = start_fixed_upstream(h.log_dir)
         db_url, to_redis = h.pg.url_for(shared), redis_url
         if net_delay_ms > 0:
-            for url in (db_url, redis_url):
-                parts = urlsplit(url)
-                relays.append(NetDelay(parts.hostname or "127.0.0.1", parts.port or 0, net_delay_ms).start())
+            relays += [towards(url, net_delay_ms) for url in (db_url, redis_url)]
             db_url, to_redis = relays[0].url(db_url), relays[1].url(redis_url)
             rtt_ms = relays[1].round_trip_ms(b"*1\r\n$4\r\nPING\r\n")
         extra = ["--database-url", db_url, "--redis-url", to_redis, "--redis-prefix", prefix]
@@ -123,14 +120,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=500, help="in-context messages per agent (default 500)")
     parser.add_argument("--agents", type=int, default=8, help="agents (default 8)")
     parser.add_argument("--rounds", type=int, default=10, help="rounds of one turn per agent, per arm (default 10)")
-    parser.add_argument("--database-url", default=None,
-                        help="the database to work in (a schema, dropped after); default a throwaway database on "
-                             "the local server")
+    add_database_argument(parser)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0",
                         help="the Redis both processes coordinate through (keys under a prefix of their own, "
                              "deleted after; default redis://127.0.0.1:6379/0)")
-    parser.add_argument("--net-delay-ms", type=float, default=0.0,
-                        help="hold PostgreSQL's and Redis' bytes this long each way, as across a network (default 0)")
+    add_argument(parser, "PostgreSQL's and Redis'")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="memproxy-moving-") as work:
         r = asyncio.run(measure(Path(work), args.size, args.agents, args.rounds, args.database_url, args.redis_url,

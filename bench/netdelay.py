@@ -9,12 +9,39 @@ a delay below 1 ms comes out as about 1 ms: `round_trip_ms()` measures what a qu
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
+
+
+def towards(url: str, one_way_ms: float) -> NetDelay:
+    """A started relay to the host and port of `url` (postgresql://, redis://); `relay.url(url)` goes through it."""
+    parts = urlsplit(url)
+    return NetDelay(parts.hostname or "127.0.0.1", parts.port or 0, one_way_ms).start()
+
+
+@contextlib.contextmanager
+def delayed(url: str, one_way_ms: float) -> Iterator[str]:
+    """`url` itself, or (with a delay) through a relay holding its bytes, stopped after."""
+    if one_way_ms <= 0:
+        yield url
+        return
+    relay = towards(url, one_way_ms)
+    try:
+        yield relay.url(url)
+    finally:
+        relay.stop()
+
+
+def add_argument(parser: argparse.ArgumentParser, whose: str) -> None:
+    """`--net-delay-ms`, for a bench that puts `whose` (services' names, possessive) a network away."""
+    parser.add_argument("--net-delay-ms", type=float, default=0.0,
+                        help=f"hold {whose} bytes this long each way, as across a network (default 0)")
 
 
 class NetDelay:

@@ -14,11 +14,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from pathlib import Path
-from urllib.parse import urlsplit
 
-from bench.netdelay import NetDelay
-from bench.pgbench import PgBench
+from bench.netdelay import add_argument, delayed
+from bench.pgbench import add_database_argument, schema_url
 from bench.stats import summary
 from memory.models import Agent, Changes, Message, Run, new_id
 from memory.postgres_store import PostgresStore
@@ -32,14 +30,7 @@ def turn(agent_id: str, seq: int, token: int) -> Changes:
 
 
 async def measure(database_url: str | None, concurrency: int, seconds: float, net_delay_ms: float) -> dict[str, float]:
-    pg = PgBench(database_url)
-    relay = None
-    try:
-        url = pg.url_for(Path("pg-commits"))
-        if net_delay_ms > 0:
-            parts = urlsplit(url)
-            relay = NetDelay(parts.hostname or "127.0.0.1", parts.port or 5432, net_delay_ms).start()
-            url = relay.url(url)
+    with schema_url(database_url, "pg-commits") as direct, delayed(direct, net_delay_ms) as url:
         store = PostgresStore(url, max_size=max(10, concurrency))
         await store.open()
         store.index_recall_in_commit(frozenset())
@@ -64,10 +55,6 @@ async def measure(database_url: str | None, concurrency: int, seconds: float, ne
             transactions = store.commit_transactions - transactions
         finally:
             await store.close()
-    finally:
-        if relay is not None:
-            relay.stop()
-        pg.close()
     wait = summary(waits)
     return {"commits": len(waits), "per_second": len(waits) / elapsed, "p50_ms": wait["p50"], "p90_ms": wait["p90"],
             "p99_ms": wait["p99"], "turns_per_transaction": len(waits) / max(1, transactions),
@@ -78,11 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.pg_commits", description=__doc__.split("\n")[0])
     parser.add_argument("--concurrency", type=int, default=16, help="writers at once (default 16)")
     parser.add_argument("--seconds", type=float, default=10.0, help="how long they write (default 10)")
-    parser.add_argument("--net-delay-ms", type=float, default=0.0,
-                        help="hold PostgreSQL's bytes this long each way, as across a network (default 0)")
-    parser.add_argument("--database-url", default=None,
-                        help="the database to work in (a schema, dropped after); default a throwaway database on "
-                             "the local server")
+    add_argument(parser, "PostgreSQL's")
+    add_database_argument(parser)
     args = parser.parse_args(argv)
     r = asyncio.run(measure(args.database_url, args.concurrency, args.seconds, args.net_delay_ms))
     print(f"{args.concurrency} writers, {args.net_delay_ms:g} ms each way: {r['commits']} commits "

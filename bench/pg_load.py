@@ -13,11 +13,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from pathlib import Path
-from urllib.parse import urlsplit
 
-from bench.netdelay import NetDelay
-from bench.pgbench import PgBench
+from bench.netdelay import add_argument, delayed
+from bench.pgbench import add_database_argument, schema_url
 from bench.stats import summary
 from memory.agents import AgentMemory
 from memory.models import Agent, Block, Changes, Message, new_id
@@ -26,11 +24,8 @@ from memory.postgres_store import PostgresStore
 
 async def measure(database_url: str | None, agents: int, blocks: int, messages: int,
                   net_delay_ms: float) -> dict[str, float]:
-    pg = PgBench(database_url)
-    relay = None
-    try:
-        url = pg.url_for(Path("pg-load"))
-        seeding = PostgresStore(url)  # filled directly: the relay only slows what is measured
+    with schema_url(database_url, "pg-load") as direct:
+        seeding = PostgresStore(direct)  # filled directly: the relay only slows what is measured
         await seeding.open()
         ids = []
         try:
@@ -45,26 +40,19 @@ async def measure(database_url: str | None, agents: int, blocks: int, messages: 
                 ids.append(agent.id)
         finally:
             await seeding.close()
-        if net_delay_ms > 0:
-            parts = urlsplit(url)
-            relay = NetDelay(parts.hostname or "127.0.0.1", parts.port or 5432, net_delay_ms).start()
-            url = relay.url(url)
-        store = PostgresStore(url)
-        await store.open()
-        try:
-            await AgentMemory(store).get(ids[0])  # the pool's connection and statements, warmed on one agent
-            took = []
-            for agent_id in ids[1:]:
-                began = time.perf_counter()
-                live = await AgentMemory(store).get(agent_id)
-                took.append((time.perf_counter() - began) * 1000)
-                assert live is not None and len(live.blocks) == blocks and len(live.messages) == messages
-        finally:
-            await store.close()
-    finally:
-        if relay is not None:
-            relay.stop()
-        pg.close()
+        with delayed(direct, net_delay_ms) as url:
+            store = PostgresStore(url)
+            await store.open()
+            try:
+                await AgentMemory(store).get(ids[0])  # the pool's connection and statements, warmed on one agent
+                took = []
+                for agent_id in ids[1:]:
+                    began = time.perf_counter()
+                    live = await AgentMemory(store).get(agent_id)
+                    took.append((time.perf_counter() - began) * 1000)
+                    assert live is not None and len(live.blocks) == blocks and len(live.messages) == messages
+            finally:
+                await store.close()
     s = summary(took)
     return {"loads": len(took), "p50_ms": s["p50"], "p90_ms": s["p90"], "max_ms": s["max"]}
 
@@ -74,11 +62,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--agents", type=int, default=41, help="agents (default 41: one warms up, 40 measured)")
     parser.add_argument("--blocks", type=int, default=4, help="blocks per agent (default 4)")
     parser.add_argument("--messages", type=int, default=50, help="stored messages per agent (default 50)")
-    parser.add_argument("--net-delay-ms", type=float, default=0.0,
-                        help="hold PostgreSQL's bytes this long each way, as across a network (default 0)")
-    parser.add_argument("--database-url", default=None,
-                        help="the database to work in (a schema, dropped after); default a throwaway database on "
-                             "the local server")
+    add_argument(parser, "PostgreSQL's")
+    add_database_argument(parser)
     args = parser.parse_args(argv)
     r = asyncio.run(measure(args.database_url, args.agents, args.blocks, args.messages, args.net_delay_ms))
     print(f"{r['loads']} loads from nothing, {args.blocks} blocks and {args.messages} messages each, "

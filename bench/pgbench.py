@@ -10,9 +10,11 @@ starts with nothing to reconcile.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -55,6 +57,22 @@ def _run(url: str, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, _on(url, work)).result()  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def schema_url(database_url: str | None, name: str) -> Iterator[str]:
+    """The URL of a fresh schema (in a throwaway database without `database_url`), dropped after."""
+    pg = PgBench(database_url)
+    try:
+        yield pg.url_for(Path(name))
+    finally:
+        pg.close()
+
+
+def add_database_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--database-url", default=None,
+                        help="the database to work in (a schema, dropped after); default a throwaway database on "
+                             "the local server")
 
 
 class PgBench:
