@@ -165,15 +165,13 @@ class AgentMemory:
         return {"agents": len(self._agents), "agent_messages": sum(len(a.messages) for a in self._agents.values()),
                 "stale_agents": len(self._stale), "blocks": len(self._blocks)}
 
-    async def refresh_archival(self, live: LiveAgent, *, announce: bool = True) -> None:
-        if self.archival is None:
-            return
-        count, tags = await archival_figures(self.archival, live.id) or (0, ())
-        if (count, tags) != (live.archival_count, live.archival_tags):
-            live.archival_count, live.archival_tags = count, tags
+    async def refresh_archival(self, live: LiveAgent) -> None:
+        """After an archival write: the figures in the prompt, re-read, and other processes told if they changed."""
+        figures = await archival_figures(self.archival, live.id)
+        if figures is not None and figures != (live.archival_count, live.archival_tags):
+            live.archival_count, live.archival_tags = figures
             live.invalidate_prompt()
-            if announce:
-                await self.announce([live.id])
+            await self.announce([live.id])
 
     # --- coherence across processes -----------------------------------------------------------
     @property

@@ -1,10 +1,10 @@
 """The reads of an agent's load, made at once: its record and blocks, its in-context history, its archival figures.
 
 None of the three needs another's answer, so a load waits for the slowest of them, not for their sum: with the
-store across a network, one round trip instead of six when a stale copy names the agent's blocks (they are read
-beside the record), two on a first load (the blocks follow the record). Each read is still its own snapshot, as
-when they ran one after another; a load in several processes starts them only after reading the agent's
-version, so each sees at least every write of that version.
+store across a network, one round trip instead of six (the blocks are read beside the record: those a stale copy
+names, else those attached to the agent). Each read is still its own snapshot, as when they ran one after
+another; a load in several processes starts them only after reading the agent's version, so each sees at least
+every write of that version.
 """
 
 from __future__ import annotations

@@ -211,7 +211,7 @@ class LongTermMemory(Protocol):
         """How many passages the agent has."""
 
     async def passage_tags(self, agent_id: str) -> list[str]:
-        """Sorted unique tags of the agent's passages (asked every turn: keep it cheap)."""
+        """Sorted unique tags of the agent's passages."""
 
     async def passage_figures(self, agent_id: str) -> tuple[int, list[str]]:
         """`count_passages` and `passage_tags` in one read."""
@@ -256,12 +256,6 @@ class LongTermMemory(Protocol):
 
 class ArchivalStats(Protocol):
     """What the compiled prompt needs of an agent's archival memory (a `LongTermMemory` provides it)."""
-
-    async def count_passages(self, agent_id: str) -> int:
-        """How many passages the agent has."""
-
-    async def passage_tags(self, agent_id: str) -> list[str]:
-        """Sorted unique tags of the agent's passages."""
 
     async def passage_figures(self, agent_id: str) -> tuple[int, list[str]]:
         """How many passages the agent has and their sorted unique tags, in one read."""
