@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 from bench.relay_cost import REPLY_PIECES, streamed_answer
@@ -97,7 +99,7 @@ class FixedUpstream(asyncio.Protocol):
                 self.transport.write(writes[0])
                 continue
             self.waiting = True
-            asyncio.get_running_loop().call_later(delay, self._answer, writes, pace)
+            _at_least(delay, self._answer, writes, pace)
 
     def _answer(self, writes: list[bytes], pace: float) -> None:
         """Write the next piece of an answer; the next request is read once its last piece is out."""
@@ -105,13 +107,28 @@ class FixedUpstream(asyncio.Protocol):
             return
         self.transport.write(writes.pop(0))
         if writes:
-            asyncio.get_running_loop().call_later(pace, self._answer, writes, pace)
+            _at_least(pace, self._answer, writes, pace)
             return
         self.waiting = False
         self._next()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+
+
+def _at_least(delay: float, callback: Callable[..., None], *args: Any) -> None:
+    """Call `callback(*args)` no sooner than `delay` seconds from now. uvloop's timers count from the loop's
+    cached clock in whole milliseconds, so `call_later` alone can fire a fraction of a millisecond early."""
+    due = time.monotonic() + delay
+
+    def fire() -> None:
+        left = due - time.monotonic()
+        if left > 0:
+            asyncio.get_running_loop().call_later(left, fire)
+        else:
+            callback(*args)
+
+    asyncio.get_running_loop().call_later(delay, fire)
 
 
 async def serve(port: int) -> None:
