@@ -1,8 +1,10 @@
 """Group commit for PostgresStore: concurrent `Changes` share one transaction, and one bad write fails alone.
 
-Each `Changes` of a batch runs inside its own savepoint, in arrival order: one that breaks a rule
-(a taken seq, a duplicate id) rolls back to its savepoint and fails alone, and the rest commit
-together. Only a failure of the COMMIT itself (the connection dropped) fails the whole batch.
+Each `Changes` is one statement (its fence, eviction, blocks, messages, runs, recall rows and reshape count).
+Alone, it is its own transaction; in a batch, the batch's statements go pipelined in one transaction. If one
+of them breaks a rule (a taken seq, a duplicate id), that transaction rolls back whole and each statement goes
+again in a savepoint of its own, in arrival order: the bad one fails alone and the rest commit together. Only a
+failure of the connection fails the whole batch.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from memory.duckdb_rows import BLOCKS, MESSAGES, RUNS, Row, Table, as_columns, block_row, message_row, run_row
+from memory.duckdb_rows import BLOCKS, MESSAGES, RUNS, Row, as_columns, block_row, message_row, run_row
 from memory.models import Changes
 from memory.postgres_sql import bulk_insert_sql, row_safe, store_error
 from memory.recall import recall_record
@@ -45,7 +47,7 @@ class _PendingCommit:
     runs: list[Row]
     recall: list[Row]  # (id, agent_id, role, text, created_at) of the messages worth finding
     evict_ids: list[str]
-    reshaped: list[str]  # agents whose messages this writes other than as a turn's append
+    reshaped: list[str]  # agents whose messages this writes other than as a turn's append (evictions aside)
     insert_only: bool
     fence: tuple[str, int] | None
     done: asyncio.Future[None]
@@ -61,7 +63,8 @@ def _pending(changes: Changes, recall_skip: frozenset[str] | None, append: bool)
         runs=[row_safe(run_row(run)) for run in changes.runs],
         recall=[] if recall_skip is None else _recall_rows(changes, recall_skip),
         evict_ids=list(changes.evict_message_ids),
-        reshaped=[] if append else sorted({m.agent_id for m in changes.messages}),
+        # A turn's append reshapes nothing, except by messages it writes and evicts at once.
+        reshaped=sorted({m.agent_id for m in changes.messages if not append or m.id in evicted}),
         insert_only=changes.insert_only,
         fence=changes.fence,
         done=asyncio.get_running_loop().create_future(),
@@ -89,7 +92,7 @@ class PgGroupCommit:
         self._drainer: asyncio.Task[None] | None = None
         # Transactions committed so far; fewer than the number of commits means batching happened.
         self.transactions = 0
-        self.pipelined = 0  # of those, batches of appends written by `_append_all`
+        self.pipelined = 0  # of those, batches written by `_write_all`
 
     async def commit(self, changes: Changes, *, append: bool = False) -> None:
         """Write `changes` with the next group; `append`: a turn's new rows (Store.append_turn)."""
@@ -122,32 +125,27 @@ class PgGroupCommit:
                     pending.done.set_exception(outcome)
 
     async def _apply(self, con: asyncpg.Connection, batch: list[_PendingCommit]) -> list[BaseException | None]:
-        outcomes: list[BaseException | None] = []
-        if len(batch) == 1 and _appends(batch[0]):
-            await _append(con, batch[0])  # one statement is its own transaction: one round trip in all
+        if len(batch) == 1:
+            await _write(con, batch[0])  # one statement is its own transaction: one round trip in all
             self.transactions += 1
             return [None]
         if _pipelinable(batch):
             try:
-                outcomes = await _append_all(con, batch)
+                outcomes = await _write_all(con, batch)
             except Exception:  # noqa: BLE001 - tried again below, where each write fails alone
                 if con.is_closed():
                     raise
-                outcomes = []  # one broke a rule and the transaction rolled back whole
             else:
                 self.transactions += 1
                 self.pipelined += 1
                 return outcomes
+        # One broke a rule and the pipelined transaction rolled back whole: each goes again in a savepoint.
+        outcomes = []
         async with con.transaction():
             for pending in batch:
-                write = _append if _appends(pending) else _write
-                if len(batch) == 1:
-                    await write(con, pending)
-                    outcomes.append(None)
-                    continue
                 try:
                     async with con.transaction():  # a savepoint
-                        await write(con, pending)
+                        await _write(con, pending)
                     outcomes.append(None)
                 except Exception as exc:  # noqa: BLE001 - rolled back to the savepoint, handed to that caller
                     outcomes.append(store_error(exc))
@@ -155,42 +153,40 @@ class PgGroupCommit:
         return outcomes
 
 
-def _appends(pending: _PendingCommit) -> bool:
-    """A turn's append: new messages and runs (and their recall rows), under its fence, and nothing else."""
-    return pending.insert_only and not (pending.blocks or pending.evict_ids or pending.reshaped)
-
-
 def _pipelinable(batch: list[_PendingCommit]) -> bool:
-    """Turns' appends only, no agent fenced twice (a second token's update would hide a refusal of the first)."""
+    """No agent fenced twice: a second token's update would hide a refusal of the first."""
     fenced = [p.fence[0] for p in batch if p.fence is not None]
-    return all(_appends(p) for p in batch) and len(set(fenced)) == len(fenced)
+    return len(set(fenced)) == len(fenced)
 
 
-async def _append(con: asyncpg.Connection, pending: _PendingCommit) -> None:
-    """A turn's append in one statement: across a network, one round trip instead of six (BEGIN, the fence,
-    three inserts, COMMIT)."""
-    sql, args = _append_statement(pending)
+async def _write(con: asyncpg.Connection, pending: _PendingCommit) -> None:
+    """One commit in one statement: across a network, one round trip instead of one per table it writes, plus
+    BEGIN and COMMIT (six for a turn's append)."""
+    sql, args = _statement(pending)
     if await con.fetchval(sql, *args) == 0:
         assert pending.fence is not None
         await _refused(con, *pending.fence)
 
 
-async def _append_all(con: asyncpg.Connection, batch: list[_PendingCommit]) -> list[BaseException | None]:
-    """Appends of several turns in one transaction: the statements of each shape pipelined (`executemany`
-    sends them all and waits once), then one read of the fences. BEGIN, one round trip per shape (one, as a
-    rule), the read, COMMIT: four in all, however many turns, where a savepoint each made three per turn."""
-    shapes: dict[str, list[list[Any]]] = {}
+async def _write_all(con: asyncpg.Connection, batch: list[_PendingCommit]) -> list[BaseException | None]:
+    """Several commits in one transaction, in arrival order (a later write of a row wins): each run of statements
+    of one shape pipelined (`executemany` sends them all and waits once), then one read of the fences. BEGIN, one
+    round trip per run (one, for turns' appends), the read, COMMIT, where a savepoint each made three per commit."""
+    runs: list[tuple[str, list[list[Any]]]] = []
     for pending in batch:
-        sql, args = _append_statement(pending)
-        shapes.setdefault(sql, []).append(args)
+        sql, args = _statement(pending)
+        if runs and runs[-1][0] == sql:
+            runs[-1][1].append(args)
+        else:
+            runs.append((sql, [args]))
     fenced = [pending.fence for pending in batch if pending.fence is not None]
     async with con.transaction():
-        for sql, many in shapes.items():
+        for sql, many in runs:
             await con.executemany(sql, many)
         rows = await con.fetch("SELECT id, fence FROM agents WHERE id = ANY($1::text[])",
                                [agent_id for agent_id, _ in fenced]) if fenced else []
     # Our update holds an accepted fence's row until COMMIT, and a fence only grows: one that is not our token
-    # now was refused, and its gated inserts wrote nothing.
+    # now was refused, and its gated writes wrote nothing.
     now = {row[0]: row[1] for row in rows}
     outcomes: list[BaseException | None] = []
     for pending in batch:
@@ -203,23 +199,55 @@ async def _append_all(con: asyncpg.Connection, batch: list[_PendingCommit]) -> l
     return outcomes
 
 
-def _append_statement(pending: _PendingCommit) -> tuple[str, list[Any]]:
-    """The append as one statement and its arguments. The inserts read the fence's update, so a refused fence
-    inserts nothing; the statement returns how many fences it took (0 or 1), or 1 without a fence."""
+def _statement(pending: _PendingCommit) -> tuple[str, list[Any]]:
+    """The commit as one statement and its arguments; it returns how many fences it took (0 or 1), or 1 without
+    a fence.
+
+    Every write reads the fence's update (`EXISTS (SELECT 1 FROM fenced)`), so a refused fence writes nothing. The
+    parts of one statement see the tables as they were before it and must not change one row twice, so: the
+    agent's reshape count goes up in the fence's own update (other agents' in a part that skips it), and the
+    eviction leaves alone the messages this commit writes (their rows say out of context already).
+    """
     args: list[Any] = []
+
+    def param(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
     parts: list[str] = []
     gate = ""
+    reshapes = bool(pending.reshaped or pending.evict_ids)
+    fenced_id = ""
     if pending.fence is not None:
-        args += pending.fence
-        parts.append("fenced AS (UPDATE agents SET fence = $2 WHERE id = $1 AND fence <= $2 RETURNING 1)")
+        fenced_id, token = param(pending.fence[0]), param(pending.fence[1])
+        bump = ", reshapes = reshapes + 1" if reshapes else ""
+        parts.append(f"fenced AS (UPDATE agents SET fence = {token}{bump} WHERE id = {fenced_id}"
+                     f" AND fence <= {token} RETURNING 1)")
         gate = "EXISTS (SELECT 1 FROM fenced)"
-    for name, table, rows in (("m", MESSAGES, pending.messages), ("r", RUNS, pending.runs)):
+    evicted = ""
+    if pending.evict_ids:
+        evicted = param(pending.evict_ids)
+        written = param([row[0] for row in pending.messages])
+        parts.append(f"e AS (UPDATE messages SET in_context = false WHERE id = ANY({evicted}::text[]) AND in_context"
+                     f" AND id <> ALL({written}::text[]){' AND ' + gate if gate else ''})")
+    for name, table, rows, upsert in (("b", BLOCKS, pending.blocks, True),
+                                      ("m", MESSAGES, pending.messages, not pending.insert_only),
+                                      ("r", RUNS, pending.runs, not pending.insert_only)):
         if rows:
-            parts.append(f"{name} AS ({bulk_insert_sql(table, False, len(args) + 1, gate)})")
+            if upsert:  # ON CONFLICT cannot touch one row twice in a statement: a repeated id keeps its last version
+                rows = list({row[0]: row for row in rows}.values())
+            parts.append(f"{name} AS ({bulk_insert_sql(table, upsert, len(args) + 1, gate)})")
             args += as_columns(rows)
     if pending.recall:
         parts.append(f"c AS ({_recall_upsert(len(args) + 1, gate)})")
         args += as_columns(pending.recall)
+    if reshapes:
+        # Not only appended to: a copy of the history up to its last seq may no longer be the history.
+        whose = f"id = ANY({param(pending.reshaped)}::text[])"
+        if evicted:
+            whose = f"({whose} OR id IN (SELECT agent_id FROM messages WHERE id = ANY({evicted}::text[])))"
+        others = f" AND id <> {fenced_id} AND {gate}" if gate else ""
+        parts.append(f"s AS (UPDATE agents SET reshapes = reshapes + 1 WHERE {whose}{others})")
     main = "SELECT count(*) FROM fenced" if gate else "SELECT 1"
     return (f"WITH {', '.join(parts)} {main}" if parts else main), args
 
@@ -233,34 +261,3 @@ async def _refused(con: asyncpg.Connection, agent_id: str, token: int) -> None:
 def _fence_lost(agent_id: str, token: int) -> FenceLost:
     return FenceLost(f"the turn lock of agent {agent_id} (fencing token {token}) was taken over by a "
                      "newer turn before this write: nothing of it was stored")
-
-
-async def _write(con: asyncpg.Connection, pending: _PendingCommit) -> None:
-    if pending.fence is not None:
-        # In the same transaction as the write: a lock holder older than the last committer writes nothing.
-        agent_id, token = pending.fence
-        status = await con.execute("UPDATE agents SET fence = $2 WHERE id = $1 AND fence <= $2", agent_id, token)
-        if status == "UPDATE 0":
-            await _refused(con, agent_id, token)
-    if pending.evict_ids:
-        await con.execute("UPDATE messages SET in_context = false WHERE id = ANY($1::text[]) AND in_context",
-                          pending.evict_ids)
-    await _rows(con, BLOCKS, pending.blocks, upsert=True)
-    await _rows(con, MESSAGES, pending.messages, upsert=not pending.insert_only)
-    await _rows(con, RUNS, pending.runs, upsert=not pending.insert_only)
-    if pending.recall:
-        await con.execute(_recall_upsert(), *as_columns(pending.recall))
-    if pending.reshaped or pending.evict_ids:
-        # Not only appended to: a copy of the history up to its last seq may no longer be the history.
-        await con.execute("UPDATE agents SET reshapes = reshapes + 1 WHERE id = ANY($1::text[])"
-                          " OR id IN (SELECT agent_id FROM messages WHERE id = ANY($2::text[]))",
-                          pending.reshaped, pending.evict_ids)
-
-
-async def _rows(con: asyncpg.Connection, table: Table, rows: list[Row], *, upsert: bool) -> None:
-    if not rows:
-        return
-    if upsert:
-        # ON CONFLICT cannot touch one row twice in a statement, so a repeated id keeps its last version.
-        rows = list({row[0]: row for row in rows}.values())
-    await con.execute(bulk_insert_sql(table, upsert), *as_columns(rows))

@@ -344,7 +344,7 @@ class PostgresStore(PgCatalog, Store):
 
     @property
     def commit_pipelined(self) -> int:
-        """Of those, batches of turns' appends sent pipelined (one round trip for all their statements)."""
+        """Of those, batches of commits sent pipelined (one round trip for all their statements of a shape)."""
         return 0 if self._group is None else self._group.pipelined
 
 
