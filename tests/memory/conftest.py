@@ -29,3 +29,12 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     yield db
     await db.close()
     await pg.drop_schema(database, schema)
+
+
+@pytest.fixture
+async def pg_store(postgres_schema_url: str) -> AsyncIterator[PostgresStore]:
+    """An opened PostgresStore on an empty schema of its own, for the PostgreSQL-only modules."""
+    db = PostgresStore(postgres_schema_url)
+    await db.open()
+    yield db
+    await db.close()

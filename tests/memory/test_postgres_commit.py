@@ -22,11 +22,8 @@ from memory.store import Conflict, FenceLost, NotFound
 
 
 @pytest.fixture
-async def store(postgres_schema_url: str) -> AsyncIterator[PostgresStore]:
-    db = PostgresStore(postgres_schema_url)
-    await db.open()
-    yield db
-    await db.close()
+def store(pg_store: PostgresStore) -> PostgresStore:
+    return pg_store
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ The behaviour every backend shares is in test_store_contract.py and test_duckdb_
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -19,11 +18,8 @@ from memory.store import Conflict, FenceLost, NotFound, SchemaTooNewError, Store
 
 
 @pytest.fixture
-async def store(postgres_schema_url: str) -> AsyncIterator[PostgresStore]:
-    db = PostgresStore(postgres_schema_url)
-    await db.open()
-    yield db
-    await db.close()
+def store(pg_store: PostgresStore) -> PostgresStore:
+    return pg_store
 
 
 def turn(agent_id: str, first_seq: int, count: int = 2) -> Changes:
