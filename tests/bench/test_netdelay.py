@@ -1,4 +1,5 @@
-"""bench.netdelay holds each direction's bytes for its delay, delivers them whole and in order, and stops."""
+"""bench.netdelay holds each direction's bytes for its delay, delivers them whole and in order, is cut and restored,
+and stops."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
-from bench.netdelay import NetDelay
+from bench.netdelay import NetDelay, towards
 
 
 def test_a_round_trip_through_the_relay_waits_both_ways_and_large_values_arrive_whole(redis_url: str) -> None:
@@ -55,3 +56,29 @@ def test_stopping_with_connections_open_cuts_them_and_leaves_nothing_pending(
     finally:
         sys.unraisablehook = hook
         client.close()
+
+
+def test_a_cut_relay_resets_and_refuses_or_holds_connections_until_restored(redis_url: str) -> None:
+    relay = towards(redis_url, 0)
+    client = redis.Redis.from_url(relay.url(redis_url), socket_timeout=1, socket_connect_timeout=1)
+    try:
+        assert client.ping()
+        relay.cut()  # gone: the open connection is reset and a new one refused
+        with pytest.raises(redis.ConnectionError):
+            client.ping()
+        with pytest.raises(redis.ConnectionError):
+            client.ping()
+        relay.restore()  # back on the same port: the same URL works again
+        assert client.ping()
+        relay.cut(silent=True)  # no longer answering: connections are taken and never answered
+        with pytest.raises((redis.TimeoutError, redis.ConnectionError)):
+            client.ping()
+        began = time.perf_counter()
+        with pytest.raises(redis.TimeoutError):
+            redis.Redis.from_url(relay.url(redis_url), socket_timeout=0.3).ping()
+        assert time.perf_counter() - began >= 0.25  # waited for an answer that never came
+        relay.restore()
+        assert client.ping()
+    finally:
+        client.close()
+        relay.stop()

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlparse
 
 import httpx
 
+from bench.netdelay import towards
 from helpers import create_agent, sim_headers
 from sse import ids, parse
-from tcp_cut import CuttableLink
 
 
 def test_redis_lost_mid_run_the_live_stream_goes_on_and_resume_is_503(resumable_server: Any,
                                                                       redis_url: str) -> None:
-    target = urlparse(redis_url)
-    link = CuttableLink(target.hostname or "127.0.0.1", target.port or 6379)
+    link = towards(redis_url, 0)  # a plain relay, cut below
     try:
-        server = resumable_server(redis_url=f"redis://127.0.0.1:{link.port}{target.path}")
+        server = resumable_server(redis_url=link.url(redis_url))
         agent = create_agent(server.base_url)
         body = {"model": agent, "messages": [{"role": "user", "content": "go"}], "stream": True}
         headers = {"X-Memproxy-Resumable": "1", **sim_headers(reply_tokens=40, token_delay_ms=15)}
@@ -39,4 +37,4 @@ def test_redis_lost_mid_run_the_live_stream_goes_on_and_resume_is_503(resumable_
         resumed = httpx.get(f"{server.base_url}/v1/runs/{run_id}/stream", timeout=30)
         assert resumed.status_code == 503 and resumed.json()["error"]["code"] == "redis_unavailable"
     finally:
-        link.close()
+        link.stop()

@@ -2,96 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from typing import Any, Callable, Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
 
+from bench.netdelay import NetDelay, towards
 from replicas import Fleet
-from helpers import agent_calls, create_agent, free_port, sim_headers, system_of
-
-
-class Relay:
-    """A TCP relay on its own event loop thread: `cut()` resets every connection and refuses new ones (the
-    database is gone), `cut(silent=True)` resets them and then accepts new ones without ever answering (a
-    host that no longer answers); `restore()` relays again on the same port."""
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
-        self.port = free_port()
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.server: asyncio.base_events.Server | None = None
-        self.pipes: set[asyncio.StreamWriter] = set()
-        self.silent = False
-        self.thread.start()
-        self.restore()
-
-    def _call(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
-
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.silent:
-            self.pipes.add(writer)
-            await reader.read()  # holds the connection, answering nothing, until the client gives up
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.close()
-            return
-        self.pipes.update((writer, up_writer))
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-        self.pipes.difference_update((writer, up_writer))
-
-    def restore(self) -> None:
-        async def listen() -> None:
-            self.silent = False
-            if self.server is None or not self.server.is_serving():
-                self.server = await asyncio.start_server(self._client, "127.0.0.1", self.port, reuse_address=True)
-        self._call(listen())
-
-    def cut(self, *, silent: bool = False) -> None:
-        async def close() -> None:
-            assert self.server is not None
-            self.silent = silent
-            if not silent:
-                self.server.close()
-            for writer in list(self.pipes):
-                writer.transport.abort()  # a reset, as a database host that went away
-            self.pipes.clear()
-            if not silent:
-                await self.server.wait_closed()
-        self._call(close())
-
-    def stop(self) -> None:
-        if self.server is not None and self.server.is_serving():
-            self.cut()
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
+from helpers import agent_calls, create_agent, sim_headers, system_of
 
 
 @pytest.fixture
-def relayed(make_fleet: Callable[[], Fleet]) -> Iterator[tuple[Fleet, Relay]]:
+def relayed(make_fleet: Callable[[], Fleet]) -> Iterator[tuple[Fleet, NetDelay]]:
     fleet = make_fleet()
-    parts = urlsplit(fleet.database_url)
-    relay = Relay(parts.hostname or "127.0.0.1", parts.port or 5432)
-    netloc = parts.netloc.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{relay.port}")
-    fleet.env["MEMPROXY_DATABASE_URL"] = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    relay = towards(fleet.database_url, 0)  # a plain relay, cut and restored by the tests
+    fleet.env["MEMPROXY_DATABASE_URL"] = relay.url(fleet.database_url)
     try:
         yield fleet, relay
     finally:
@@ -113,7 +39,7 @@ def unavailable(response: httpx.Response) -> None:
 
 
 def test_postgres_cut_mid_serve_fails_fast_with_503_loses_nothing_and_recovers(
-        relayed: tuple[Fleet, Relay], sim_requests: Any) -> None:
+        relayed: tuple[Fleet, NetDelay], sim_requests: Any) -> None:
     fleet, relay = relayed
     replica = fleet.replica()
     base = replica.base_url
@@ -161,7 +87,7 @@ def test_postgres_cut_mid_serve_fails_fast_with_503_loses_nothing_and_recovers(
 
 
 def test_a_database_that_stops_answering_fails_calls_within_the_connect_timeout(
-        relayed: tuple[Fleet, Relay]) -> None:
+        relayed: tuple[Fleet, NetDelay]) -> None:
     fleet, relay = relayed
     base = fleet.replica().base_url
     cached, other = create_agent(base), create_agent(base)
@@ -176,7 +102,7 @@ def test_a_database_that_stops_answering_fails_calls_within_the_connect_timeout(
 
 
 def test_a_stale_copy_whose_refresh_meets_a_cut_database_is_refused_then_read_whole(
-        relayed: tuple[Fleet, Relay], sim_requests: Any) -> None:
+        relayed: tuple[Fleet, NetDelay], sim_requests: Any) -> None:
     fleet, relay = relayed
     here, there = (replica.base_url for replica in fleet.start(2))
     agent = create_agent(here)
