@@ -54,12 +54,14 @@ def rss_kb(pid: int) -> int:
 
 
 AGENT_CACHE_COUNTERS = {"memproxy_agent_cache_loads_total": "loads",
-                        "memproxy_agent_cache_refreshes_total": "refreshes"}
+                        "memproxy_agent_cache_refreshes_total": "refreshes",
+                        "memproxy_agent_cache_version_reads_total": "version_reads"}
 
 
 def agent_cache_counts(base_url: str) -> dict[str, float]:
     """A memproxy's agent cache counters from its /metrics: "loads" (agents read from the store so far) and, where
-    it counts them, "refreshes" (of those, stale copies brought up to date); a counter it lacks is left out."""
+    it counts them, "refreshes" (of those, stale copies brought up to date) and "version_reads" (of those, loads
+    that read the agent's version from Redis first); a counter it lacks is left out."""
     out: dict[str, float] = {}
     for line in httpx.get(base_url + "/metrics", timeout=10.0).text.splitlines():
         name, _, value = line.partition(" ")

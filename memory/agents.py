@@ -53,9 +53,10 @@ class AgentMemory:
         self.hits = 0  # `get` answered from the cache
         self.loads = 0  # `get` had to read the store
         self.refreshes = 0  # of those, loads that kept a stale copy's history and read only what followed it
+        self.version_reads = 0  # of those, loads that read the agent's version first (several processes)
 
     # --- loading ----------------------------------------------------------------------------
-    async def get(self, agent_id: str) -> LiveAgent | None:
+    async def get(self, agent_id: str, *, version: int | None = None) -> LiveAgent | None:
         live = self._agents.get(agent_id)
         if live is not None:
             self.hits += 1
@@ -68,7 +69,7 @@ class AgentMemory:
         future: asyncio.Future[LiveAgent | None] = asyncio.get_running_loop().create_future()
         self._loading[agent_id] = future
         try:
-            live = await self._load(agent_id)
+            live = await self._load(agent_id, version)
             future.set_result(live)
         except BaseException as exc:
             future.set_exception(exc)
@@ -78,12 +79,15 @@ class AgentMemory:
             del self._loading[agent_id]
         return live
 
-    async def _load(self, agent_id: str) -> LiveAgent | None:
+    async def _load(self, agent_id: str, version: int | None = None) -> LiveAgent | None:
         stale = self._stale.pop(agent_id, None)
-        # Several processes: the version read before the store is one the copy holds at least every write of (a
-        # write's version is bumped after its commit). A turn leased at that same version then uses the copy
-        # (proxy/chat/fleet.py `current`) instead of loading it a second time.
-        version = await self.coherence.version(agent_id) if self.shared and self.coherence is not None else None
+        # Several processes: a version known before the store is read (the lease's, the one announced since a stale
+        # copy was dropped, or else read now) is one the copy holds every write of: a version is bumped and announced
+        # after its commit. A turn leased at it uses the copy (fleet.py `current`) instead of loading it again.
+        version = version if version is not None or stale is None else stale.announced
+        if version is None and self.shared and self.coherence is not None:
+            self.version_reads += 1
+            version = await self.coherence.version(agent_id)
         record, history, figures = await concurrently(self._record(agent_id, stale),
                                                       in_context_history(self.store, agent_id, stale),
                                                       archival_figures(self.archival, agent_id))
@@ -210,6 +214,9 @@ class AgentMemory:
             # Versions only grow: an announcement older than our copy (delivered late) is no news.
             if live is not None and not live.fence and (live.version is None or version > live.version):
                 self.forget(agent_id, stale=True)
+            stale = self._stale.get(agent_id)
+            if stale is not None and (stale.announced is None or version > stale.announced):
+                stale.announced = version
 
     def clear(self) -> None:
         """Forget every cached agent and block (turns in flight keep the objects they hold)."""

@@ -32,6 +32,9 @@ class LiveAgent:
     # lease), and the fencing token of the turn lock held on it right now (0 = none).
     version: int | None = None
     fence: int = 0
+    # A stale copy's: the newest version announced since it was dropped. A load that starts after hearing it reads
+    # at least that version's writes (a version is announced after its commit), so it is the new copy's version.
+    announced: int | None = None
     # The store's reshape count of the agent this state was read at (`Store.history_since`; None = not known).
     reshapes: int | None = None
     # The `<memory_metadata>` another process compiled the agent's prompt with: a reload here compiles the same

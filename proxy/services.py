@@ -156,3 +156,6 @@ def _cache_families(rt: Runtime) -> Iterator[Any]:
     yield counter_family("memproxy_agent_cache_refreshes",
                          "loads that kept a copy another process made stale and read only the messages after it",
                          rt.memory.refreshes)
+    yield counter_family("memproxy_agent_cache_version_reads",
+                         "loads that first read the agent's version from Redis (neither a lease nor an announcement "
+                         "gave it)", rt.memory.version_reads)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 import redis
 
 from helpers import create_agent, sdk, sim_headers
+from memory.agents import AgentMemory
+from memory.duckdb_store import DuckDBStore
+from memory.models import Agent, new_id
+from proxy.chat.fleet import current
 from proxy.coordination import LocalAgentLocks, LockTimeout, RedisAgentLocks
 
 
@@ -154,3 +159,37 @@ async def test_an_agents_version_read_before_a_load_is_the_one_its_next_lease_re
         await a.close()
         await b.close()
         await down.close()
+
+
+async def test_a_load_whose_version_is_known_does_not_ask_redis_for_it(redis_url: str, tmp_path: Any) -> None:
+    """Reloaded under a lease, a copy takes the lease's version; dropped by an announcement, the announced one."""
+    prefix = "memproxy-test-knownver:"
+    store = DuckDBStore(str(tmp_path / "memproxy.duckdb"))
+    await store.open()
+    here, elsewhere = RedisAgentLocks(redis_url, prefix=prefix), RedisAgentLocks(redis_url, prefix=prefix)
+    memory = AgentMemory(store)
+    memory.coherence = here
+    try:
+        live = await memory.create_agent(Agent(id=new_id("agent"), name="a"), [])
+        other = await elsewhere.lease(live.id, timeout=1)
+        await other.release(bump=True)  # another process's turn
+        lease = await here.lease(live.id, timeout=1)
+        reads, loads, refreshes = memory.version_reads, memory.loads, memory.refreshes
+        fresh = await current(memory, live, lease)
+        assert fresh is not None and fresh is not live and fresh.version == lease.version
+        assert (memory.loads - loads, memory.refreshes - refreshes, memory.version_reads - reads) == (1, 1, 0)
+        await lease.release(bump=False)
+
+        memory.dropped({live.id: lease.version + 7})  # as the change channel announces another process's write
+        memory.dropped({live.id: lease.version + 5})  # a late announcement of an older one changes nothing
+        again = await memory.get(live.id)
+        assert again is not None and again is not fresh and again.version == lease.version + 7
+        assert (memory.loads - loads, memory.refreshes - refreshes, memory.version_reads - reads) == (2, 2, 0)
+        memory.forget(live.id)
+        first = await memory.get(live.id)  # nothing known of it: its version is read before the store
+        assert first is not None and first.version == lease.version and memory.version_reads - reads == 1
+    finally:
+        drop_keys(redis_url, prefix)
+        await here.close()
+        await elsewhere.close()
+        await store.close()

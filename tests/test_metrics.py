@@ -54,6 +54,7 @@ def test_counters_and_histograms_move_with_turns(make_server) -> None:
     assert moved("memproxy_lock_wait_seconds_count") == 3
     assert value(after, "memproxy_turns_in_flight") == 0
     assert moved("memproxy_agent_cache_hits_total") >= 3
+    assert value(after, "memproxy_agent_cache_version_reads_total") == 0  # one process: no versions to read
     assert value(after, "memproxy_resident_memory_bytes") > 10 * 1024 * 1024
 
 

@@ -110,7 +110,7 @@ async def current(memory: AgentMemory, live: LiveAgent, lease: Lease) -> LiveAge
             cached.pinned_meta = pinned_meta(lease.meta)
         return cached
     memory.forget(live.id, stale=True)  # another process's turns came after it: brought up to date, not re-read
-    fresh = await memory.get(live.id)
+    fresh = await memory.get(live.id, version=lease.version)  # read after the lease: at least at its version
     if fresh is not None:
         fresh.version = lease.version
         fresh.pinned_meta = pinned_meta(lease.meta)
