@@ -3,7 +3,7 @@
 `python -m bench.pg_recall_cost [--sizes 1000,100000] [--turns 2000]` on a throwaway database of
 `MEMPROXY_BENCH_POSTGRES_URL` (default the local server), dropped after. The table is filled in bulk SQL
 (~20 pseudo-words per row, 200 agents), then each turn runs the store commit's own recall upsert
-(`postgres_commit._RECALL_UPSERT`, two rows, its own transaction) and the figure is the server backend's
+(`postgres_commit._recall_upsert()`, two rows, its own transaction) and the figure is the server backend's
 CPU (/proc/<backend pid>/stat, so the server must be on this machine) per turn, plus the same statement's
 client-side p50. Autovacuum and the WAL writer are other processes and not counted.
 """
@@ -21,7 +21,7 @@ import asyncpg
 
 from bench.procs import cpu_seconds
 from bench.stats import summary
-from memory.postgres_commit import _RECALL_UPSERT
+from memory.postgres_commit import _recall_upsert
 from memory.postgres_migrations import apply_migrations
 
 BASE_URL = os.environ.get("MEMPROXY_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -35,12 +35,12 @@ FROM generate_series(1, $1) i
 """
 
 
-async def measure(size: int, turns: int) -> dict[str, object]:
+async def measure(size: int, turns: int, base_url: str = BASE_URL) -> dict[str, object]:
     name = f"memproxy_test_idxcost_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(BASE_URL)
+    admin = await asyncpg.connect(base_url)
     await admin.execute(f"CREATE DATABASE {name}")
     try:
-        con = await asyncpg.connect(BASE_URL.rsplit("/", 1)[0] + "/" + name)
+        con = await asyncpg.connect(base_url.rsplit("/", 1)[0] + "/" + name)
         try:
             await apply_migrations(con)
             await con.execute(FILL, size)
@@ -55,7 +55,7 @@ async def measure(size: int, turns: int) -> dict[str, object]:
                         for role in ("user", "assistant")]
                 t0 = time.perf_counter()
                 async with con.transaction():
-                    await con.execute(_RECALL_UPSERT, *[list(col) for col in zip(*rows)])
+                    await con.execute(_recall_upsert(), *[list(col) for col in zip(*rows)])
                 latencies.append(1000 * (time.perf_counter() - t0))
             cpu = cpu_seconds(pid) - cpu0
         finally:
