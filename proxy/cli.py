@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 from memory.backends import BackendConfig, describe_backend, redact_url
 from proxy import __version__, portable_cli
@@ -108,7 +108,7 @@ def serve(args: argparse.Namespace) -> int:
     def run_one(_index: int = 0) -> int:
         # log_config=None: uvicorn's loggers keep no handlers of their own and go through ours (text or JSON).
         config = uvicorn.Config(build_app(settings), log_level="warning", log_config=None, access_log=False,
-                                loop=_loop(), http=_http(), timeout_graceful_shutdown=5)
+                                loop=_loop(), http=http_protocol(), timeout_graceful_shutdown=5)
         server = uvicorn.Server(config)
         try:
             server.run(sockets=[sock])
@@ -153,12 +153,13 @@ def _loop() -> str:
     return "uvloop"
 
 
-def _http() -> str:
+def http_protocol() -> Any:
+    """What uvicorn serves HTTP/1.1 with: memproxy's `HttpProtocol`, or h11 where httptools is not installed."""
     try:
-        import httptools  # noqa: F401
-    except ImportError:
+        from proxy.http_server import HttpProtocol
+    except ImportError:  # uvicorn[standard] leaves httptools out on some platforms
         return "h11"
-    return "httptools"
+    return HttpProtocol
 
 
 def main(argv: Sequence[str] | None = None) -> int:

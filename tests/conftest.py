@@ -15,6 +15,7 @@ import uvicorn
 
 from helpers import ON_POSTGRES, free_port
 from proxy.app import build_app
+from proxy.cli import http_protocol
 from proxy.config import Settings
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -70,8 +71,9 @@ class ServerThread:
         self.port = settings.port
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.app = build_app(settings)
+        # The HTTP protocol `memproxy serve` runs, so every request of the suite goes through it.
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
-                                access_log=False, lifespan="on", timeout_graceful_shutdown=1)
+                                access_log=False, lifespan="on", timeout_graceful_shutdown=1, http=http_protocol())
         self.server = PromptServer(config)
         self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self.thread = threading.Thread(target=self._run, daemon=True)

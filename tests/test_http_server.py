@@ -1,0 +1,169 @@
+"""memproxy's HTTP protocol over real sockets: a response head leaves with what follows it, never later.
+
+uvicorn runs `HttpProtocol` on uvloop in a thread, as `memproxy serve` does; the client is a blocking socket.
+Which bytes went out in which system call cannot be told from the client's side (a fast second write lands in
+the same `recv`), so each connection's real transport is wrapped in a recorder of the writes the protocol makes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from typing import Any, Callable, Iterator
+
+import pytest
+import uvicorn
+import uvloop
+
+from helpers import free_port
+from proxy.cli import http_protocol
+from proxy.http_server import HttpProtocol
+
+HEAD_ONLY_WAIT_S = 0.5
+
+
+class Recorder:
+    """A connection's real transport, logging each write call (a `writelines` is one call, one `writev`)."""
+
+    made: list[Recorder] = []
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.writes: list[bytes] = []
+        Recorder.made.append(self)
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+        self.transport.write(data)
+
+    def writelines(self, parts: Any) -> None:
+        parts = [bytes(part) for part in parts]
+        self.writes.append(b"".join(parts))
+        self.transport.writelines(parts)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
+class RecordedProtocol(HttpProtocol):
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(Recorder(transport))  # type: ignore[arg-type]
+
+
+async def app(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    path = scope["path"]
+    sse = [(b"content-type", b"text/event-stream")]
+    if path == "/stream":  # the head, then at once the first chunk, then a pause, then the end
+        await send({"type": "http.response.start", "status": 200, "headers": sse})
+        await send({"type": "http.response.body", "body": b"data: first\n\n", "more_body": True})
+        await asyncio.sleep(0.05)
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+    elif path == "/late":  # the head, then nothing for a while
+        await send({"type": "http.response.start", "status": 200, "headers": sse})
+        await asyncio.sleep(HEAD_ONLY_WAIT_S)
+        await send({"type": "http.response.body", "body": b"data: late\n\n", "more_body": False})
+    elif path == "/broken":  # the head, then the app fails: uvicorn closes the connection
+        await send({"type": "http.response.start", "status": 200, "headers": sse})
+        raise RuntimeError("the app failed mid-response (expected by the test)")
+    else:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+@pytest.fixture(scope="module")
+def port() -> Iterator[int]:
+    number = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=number, http=RecordedProtocol, log_level="critical",
+                            lifespan="off", access_log=False)
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    thread = threading.Thread(target=lambda: uvloop.run(server.serve()), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the test server did not start"
+        time.sleep(0.01)
+    yield number
+    server.should_exit = True
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
+def _connect(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def _get(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode()
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def test_memproxy_serves_with_this_protocol() -> None:
+    assert http_protocol() is HttpProtocol
+
+
+def test_a_head_leaves_in_the_same_write_as_the_first_chunk(port: int) -> None:
+    with _connect(port) as sock:
+        sock.sendall(_get("/stream"))
+        data = b""
+        while not data.endswith(b"0\r\n\r\n"):
+            chunk = sock.recv(65536)
+            assert chunk
+            data += chunk
+    writes = Recorder.made[-1].writes
+    assert len(writes) == 2, writes  # uvicorn's own protocol: three, the head alone first
+    assert writes[0].startswith(b"HTTP/1.1 200 OK\r\n") and writes[0].endswith(b"data: first\n\n\r\n")
+    assert b"data: [DONE]" in writes[1] and data == b"".join(writes)
+
+
+def test_a_head_whose_body_is_late_goes_out_alone_at_once(port: int) -> None:
+    with _connect(port) as sock:
+        sock.sendall(_get("/late"))
+        sock.settimeout(HEAD_ONLY_WAIT_S * 0.6)
+        first = sock.recv(65536)  # times out if the head waited for the body
+        assert first.startswith(b"HTTP/1.1 200 OK\r\n") and first.endswith(b"\r\n\r\n")
+        sock.settimeout(5)
+        rest = b""
+        while not rest.endswith(b"0\r\n\r\n"):
+            chunk = sock.recv(65536)
+            assert chunk
+            rest += chunk
+        assert b"data: late" in rest
+
+
+def test_a_head_held_when_the_connection_closes_is_sent_first(port: int) -> None:
+    with _connect(port) as sock:
+        sock.sendall(_get("/broken"))
+        data = _read_all(sock)
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert data.endswith(b"\r\n\r\n")  # the head, whole, then the close
+
+
+def test_plain_responses_keep_alive_and_bad_requests_still_get_their_answer(port: int) -> None:
+    with _connect(port) as sock:
+        for _ in range(3):
+            sock.sendall(_get("/plain"))
+            reply = b""
+            while not reply.endswith(b"\r\n\r\nok"):
+                chunk = sock.recv(65536)
+                assert chunk
+                reply += chunk
+            assert reply.startswith(b"HTTP/1.1 200 OK\r\n") and b"content-length: 2" in reply
+    with _connect(port) as sock:
+        sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        data = _read_all(sock)
+    assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n")
