@@ -191,12 +191,16 @@ def start_fixed_upstream(log_dir: Path) -> Proc:
     return proc
 
 
-def start_memproxy(log_dir: Path, data_dir: Path, upstream: str, extra: list[str] | None = None) -> Proc:
-    """memproxy at log level warning: per-request INFO lines would be measured as memproxy's cost."""
+def start_memproxy(log_dir: Path, data_dir: Path, upstream: str, extra: list[str] | None = None,
+                   code: str | None = None) -> Proc:
+    """memproxy at log level warning: per-request INFO lines would be measured as memproxy's cost.
+
+    `code`: a checkout to run memproxy's packages from (put first on its PYTHONPATH) instead of this one's."""
     port = free_port()
     args = ["serve", "--port", str(port), "--data-dir", str(data_dir), "--upstream-url", upstream,
             "--log-level", "warning", *(extra or [])]
-    proc = Proc("memproxy", args, port, "/v1/health/", log_dir)
+    env = None if code is None else {**os.environ, "PYTHONPATH": code}
+    proc = Proc("memproxy", args, port, "/v1/health/", log_dir, env=env)
     proc.wait_ready(timeout=120.0)
     wait_index_repaired(proc, timeout=600.0)
     return proc
