@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
-from typing import Any
+import threading
+import time
+from typing import Any, Callable, Coroutine
 
 import httpx
 import openai
+import uvicorn
 
 # MEMPROXY_TEST_BACKEND=postgres serves the `server` and `make_server` fixtures from PostgreSQL (a schema each).
 ON_POSTGRES = os.environ.get("MEMPROXY_TEST_BACKEND", "embedded") == "postgres"
@@ -62,6 +66,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def serve_in_thread(config: uvicorn.Config, run: Callable[[Coroutine[Any, Any, None]], Any] = asyncio.run,
+                    timeout: float = 30.0) -> tuple[uvicorn.Server, threading.Thread]:
+    """uvicorn serving `config` on a thread of its own (`run` starts its loop), once started; to stop it, set
+    `server.should_exit` and join the thread."""
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    thread = threading.Thread(target=lambda: run(server.serve()), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.01)
+    return server, thread
 
 
 def os_thread_names() -> set[str]:

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
-import time
 from typing import Any, Callable, Iterator
 
 import pytest
 import uvicorn
 import uvloop
 
-from helpers import free_port
+from helpers import free_port, serve_in_thread
 from proxy.cli import http_protocol
 from proxy.http_server import HttpProtocol
 
@@ -81,14 +79,7 @@ def port() -> Iterator[int]:
     number = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=number, http=RecordedProtocol, log_level="critical",
                             lifespan="off", access_log=False)
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    thread = threading.Thread(target=lambda: uvloop.run(server.serve()), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the test server did not start"
-        time.sleep(0.01)
+    server, thread = serve_in_thread(config, uvloop.run)
     yield number
     server.should_exit = True
     thread.join(timeout=10)
@@ -112,6 +103,14 @@ def _read_all(sock: socket.socket) -> bytes:
     return data
 
 
+def _read_until(sock: socket.socket, end: bytes, data: bytes = b"") -> bytes:
+    while not data.endswith(end):
+        chunk = sock.recv(65536)
+        assert chunk, f"the connection closed before {end!r}: {data!r}"
+        data += chunk
+    return data
+
+
 def test_memproxy_serves_with_this_protocol() -> None:
     assert http_protocol() is HttpProtocol
 
@@ -119,11 +118,7 @@ def test_memproxy_serves_with_this_protocol() -> None:
 def test_a_head_leaves_in_the_same_write_as_the_first_chunk(port: int) -> None:
     with _connect(port) as sock:
         sock.sendall(_get("/stream"))
-        data = b""
-        while not data.endswith(b"0\r\n\r\n"):
-            chunk = sock.recv(65536)
-            assert chunk
-            data += chunk
+        data = _read_until(sock, b"0\r\n\r\n")
     writes = Recorder.made[-1].writes
     assert len(writes) == 2, writes  # uvicorn's own protocol: three, the head alone first
     assert writes[0].startswith(b"HTTP/1.1 200 OK\r\n") and writes[0].endswith(b"data: first\n\n\r\n")
@@ -137,12 +132,7 @@ def test_a_head_whose_body_is_late_goes_out_alone_at_once(port: int) -> None:
         first = sock.recv(65536)  # times out if the head waited for the body
         assert first.startswith(b"HTTP/1.1 200 OK\r\n") and first.endswith(b"\r\n\r\n")
         sock.settimeout(5)
-        rest = b""
-        while not rest.endswith(b"0\r\n\r\n"):
-            chunk = sock.recv(65536)
-            assert chunk
-            rest += chunk
-        assert b"data: late" in rest
+        assert b"data: late" in _read_until(sock, b"0\r\n\r\n")
 
 
 def test_a_head_held_when_the_connection_closes_is_sent_first(port: int) -> None:
@@ -157,11 +147,7 @@ def test_plain_responses_keep_alive_and_bad_requests_still_get_their_answer(port
     with _connect(port) as sock:
         for _ in range(3):
             sock.sendall(_get("/plain"))
-            reply = b""
-            while not reply.endswith(b"\r\n\r\nok"):
-                chunk = sock.recv(65536)
-                assert chunk
-                reply += chunk
+            reply = _read_until(sock, b"\r\n\r\nok")
             assert reply.startswith(b"HTTP/1.1 200 OK\r\n") and b"content-length: 2" in reply
     with _connect(port) as sock:
         sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")

@@ -7,12 +7,9 @@ assistant turn), `stream: true`, its `endCall` tool, and objects about the call 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import socket
-import threading
-import time
 import uuid
 from typing import Any, Iterator
 
@@ -21,8 +18,9 @@ import pytest
 import uvicorn
 
 from client_support import check_chunks, history, upstream_agent_calls
-from helpers import create_agent, raw_events, sim_headers
+from helpers import create_agent, raw_events, serve_in_thread, sim_headers
 from proxy.app import build_app
+from proxy.cli import http_protocol
 from proxy.config import Settings
 
 SECRET_NUMBER = "+1555" + str(uuid.uuid4().int)[:7]
@@ -86,20 +84,13 @@ def logged(tmp_path_factory: pytest.TempPathFactory, sim_url: str) -> Iterator[t
     settings = Settings.load({"port": port, "data_dir": str(tmp_path_factory.mktemp("vapi")),
                               "upstream_url": sim_url, "log_level": "debug"}, environ={})
     config = uvicorn.Config(build_app(settings), host="127.0.0.1", port=port, log_level="trace", access_log=True,
-                            lifespan="on", timeout_graceful_shutdown=3)
+                            lifespan="on", timeout_graceful_shutdown=3, http=http_protocol())
     for name in LOGGERS:  # after uvicorn configured its loggers
         logger = logging.getLogger(name)
         logger.setLevel(1)
         logger.disabled = False
         logger.addHandler(handler)
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "memproxy did not start"
-        time.sleep(0.01)
+    server, thread = serve_in_thread(config)
     try:
         yield f"http://127.0.0.1:{port}", handler
     finally:
