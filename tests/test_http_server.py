@@ -51,6 +51,12 @@ class RecordedProtocol(HttpProtocol):
 
 
 async def app(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+    if scope["type"] == "websocket":  # accepted, one text message, closed
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": "hello"})
+        await send({"type": "websocket.close"})
+        return
     if scope["type"] != "http":
         return
     while (await receive()).get("more_body"):
@@ -153,3 +159,13 @@ def test_plain_responses_keep_alive_and_bad_requests_still_get_their_answer(port
         sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
         data = _read_all(sock)
     assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+
+
+def test_a_websocket_upgrade_works_through_the_holding_transport(port: int) -> None:
+    # The upgrade hands the connection's transport (the one holding heads) to uvicorn's WebSocket protocol.
+    with _connect(port) as sock:
+        sock.sendall(b"GET /ws HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        data = _read_until(sock, b"\x88\x02\x03\xe8")  # the close frame, code 1000
+    assert data.startswith(b"HTTP/1.1 101 Switching Protocols\r\n"), data
+    assert data.endswith(b"\r\n\r\n\x81\x05hello\x88\x02\x03\xe8")  # the handshake, the text frame, the close
