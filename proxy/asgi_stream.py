@@ -15,6 +15,11 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 
+# The scope extension under which a server offers a writer for a streamed body from outside `send`
+# (proxy.http_server.BodyWriter: a callable taking bytes, True if it wrote them).
+WRITE_NOW = "memproxy.write_now"
+
+
 class LastChunk(bytes):
     """A body iterator's final chunk, marked so: it goes out with the end of the body in one write."""
 

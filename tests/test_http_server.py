@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -17,9 +18,11 @@ import uvloop
 
 from helpers import free_port, serve_in_thread
 from proxy.cli import http_protocol
-from proxy.http_server import HttpProtocol
+from proxy.asgi_stream import WRITE_NOW
+from proxy.http_server import BodyWriter, HttpProtocol
 
 HEAD_ONLY_WAIT_S = 0.5
+WRITER_OUTCOMES: list[list[bool]] = []
 
 
 class Recorder:
@@ -72,6 +75,26 @@ async def app(scope: dict[str, Any], receive: Callable[..., Any], send: Callable
         await send({"type": "http.response.start", "status": 200, "headers": sse})
         await asyncio.sleep(HEAD_ONLY_WAIT_S)
         await send({"type": "http.response.body", "body": b"data: late\n\n", "more_body": False})
+    elif path == "/writer":  # pieces written through the scope's writer from another task, between send calls
+        write = scope["extensions"][WRITE_NOW]
+        refused = [write(b"data: early\n\n")]  # before the response started
+        await send({"type": "http.response.start", "status": 200, "headers": sse})
+        await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
+
+        async def other_task() -> bool:
+            return write(b"data: 2\n\n") and write(b"data: 3\n\n")
+
+        assert await asyncio.create_task(other_task())
+        await send({"type": "http.response.body", "body": b"data: 4\n\n", "more_body": False})
+        refused.append(write(b"data: late\n\n"))  # the response is over
+        WRITER_OUTCOMES.append(refused)
+    elif path == "/writer-gone":  # the client leaves: the writer refuses from then on
+        write = scope["extensions"][WRITE_NOW]
+        await send({"type": "http.response.start", "status": 200, "headers": sse})
+        await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        WRITER_OUTCOMES.append([write(b"data: 2\n\n")])
     elif path == "/broken":  # the head, then the app fails: uvicorn closes the connection
         await send({"type": "http.response.start", "status": 200, "headers": sse})
         raise RuntimeError("the app failed mid-response (expected by the test)")
@@ -169,3 +192,27 @@ def test_a_websocket_upgrade_works_through_the_holding_transport(port: int) -> N
         data = _read_until(sock, b"\x88\x02\x03\xe8")  # the close frame, code 1000
     assert data.startswith(b"HTTP/1.1 101 Switching Protocols\r\n"), data
     assert data.endswith(b"\r\n\r\n\x81\x05hello\x88\x02\x03\xe8")  # the handshake, the text frame, the close
+
+
+def test_the_scope_writer_puts_body_pieces_on_the_wire_in_order_only_while_the_response_streams(port: int) -> None:
+    WRITER_OUTCOMES.clear()
+    before = BodyWriter.written
+    with _connect(port) as sock:
+        sock.sendall(_get("/writer"))
+        data = _read_until(sock, b"0\r\n\r\n")
+    body = data.split(b"\r\n\r\n", 1)[1]
+    pieces = [b"data: %d\n\n" % n for n in (1, 2, 3, 4)]
+    assert body == b"".join(b"%x\r\n%b\r\n" % (len(piece), piece) for piece in pieces) + b"0\r\n\r\n"
+    assert WRITER_OUTCOMES == [[False, False]]
+    assert BodyWriter.written == before + 2
+
+
+def test_the_scope_writer_refuses_once_the_client_is_gone(port: int) -> None:
+    WRITER_OUTCOMES.clear()
+    with _connect(port) as sock:
+        sock.sendall(_get("/writer-gone"))
+        assert b"data: 1" in _read_until(sock, b"data: 1\n\n\r\n")
+    deadline = time.monotonic() + 5
+    while not WRITER_OUTCOMES and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert WRITER_OUTCOMES == [[False]]

@@ -6,14 +6,14 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, AsyncIterator, cast
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from memory.agents import LiveAgent
-from proxy.asgi_stream import ClientWatch, EventStream, LastChunk
+from proxy.asgi_stream import WRITE_NOW, ClientWatch, EventStream, LastChunk
 from memory.context import inline_bytes
 from memory.models import Run, new_id
 from proxy.chat.protocol import KEEPALIVE, ChatRequest, ChunkEncoder, completion_object, error_event
@@ -264,12 +264,18 @@ class TurnRunner:
             if not owner:
                 task.cancel()
             return Response(status_code=499)
+        # Content may go out from the turn's own task when the server offers a writer for it (proxy.http_server):
+        # not for a resumable run, whose every event goes through Redis first.
+        writer = None
+        if request is not None and not detached and isinstance(sink, StreamSink) and type(sink.queue) is asyncio.Queue:
+            writer = request.scope.get("extensions", {}).get(WRITE_NOW)
         # Headers given whole: setting them on the built response rescans its header list per name.
-        return EventStream(self._events(first, task, sink, owner, timing, detached), media_type="text/event-stream",
-                           headers={**SSE_HEADERS, **timing.headers()}, watch=watch)
+        return EventStream(self._events(first, task, sink, owner, timing, detached, writer),
+                           media_type="text/event-stream", headers={**SSE_HEADERS, **timing.headers()}, watch=watch)
 
     async def _events(self, first: bytes | None, task: asyncio.Task[None], sink: StreamSink,
-                      owner: bool, timing: _TurnTiming, detached: bool = False) -> AsyncIterator[bytes]:
+                      owner: bool, timing: _TurnTiming, detached: bool = False,
+                      writer: Callable[[bytes], bool] | None = None) -> AsyncIterator[bytes]:
         queue = sink.queue
         loop = asyncio.get_running_loop()
         heard = False
@@ -304,9 +310,12 @@ class TurnRunner:
                 # real item is skipped by the drain above.
                 idle = loop.call_later(self.keepalive, asyncio.Queue.put_nowait, cast("asyncio.Queue[object]", queue),
                                        _IDLE)
+                if writer is not None and heard:
+                    sink.direct = writer  # nothing queued, nothing held: the turn may write content itself now
                 try:
                     item = await queue.get()
                 finally:
+                    sink.direct = None
                     idle.cancel()
                 if item is _IDLE:
                     yield KEEPALIVE_LINE if detached else KEEPALIVE

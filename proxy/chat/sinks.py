@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, Callable
 
 from proxy.chat.protocol import DONE, KEEPALIVE, ChunkEncoder, error_event
 from proxy.chat.said import ModelOutput
@@ -12,7 +12,12 @@ from proxy.errors import APIError
 
 
 class StreamSink:
-    """Encodes turn events as SSE bytes onto a queue; `None` ends the stream."""
+    """Encodes turn events as SSE bytes onto a queue; `None` ends the stream.
+
+    While the response waits for the queue with nothing in it, it may lend the sink `direct`: a writer that puts
+    content on the wire at once (proxy.http_server.BodyWriter), sparing a wake-up of the responding task per
+    token. Anything else that comes takes it back first, so the stream keeps its order.
+    """
 
     def __init__(self, encoder: ChunkEncoder) -> None:
         self.encoder = encoder
@@ -21,21 +26,31 @@ class StreamSink:
         self.ended = False
         self.spoke = False  # content or a tool call was sent: a disconnect now is a barge-in
         self.spoke_at: float | None = None  # when the first content arrived from the turn
+        self.direct: Callable[[bytes], bool] | None = None
+
+    def _put(self, item: bytes | APIError | None) -> None:
+        self.direct = None  # queued from now on, until the response lends the writer again
+        self.queue.put_nowait(item)
+
+    def _send(self, data: bytes) -> None:
+        direct = self.direct
+        if direct is None or not direct(data):
+            self._put(data)
 
     def accepted(self) -> None:
         if not self.started:
             self.started = True
-            self.queue.put_nowait(self.encoder.role())
+            self._put(self.encoder.role())
 
     def content(self, text: str) -> None:
         if not self.spoke:
             self.spoke, self.spoke_at = True, time.perf_counter()
-        self.queue.put_nowait(self.encoder.content(text))
+        self._send(self.encoder.content(text))
 
     def relay(self, delta: dict[str, Any], logprobs: Any) -> None:
         if not self.spoke:
             self.spoke, self.spoke_at = True, time.perf_counter()
-        self.queue.put_nowait(self.encoder.relay(delta, logprobs))
+        self._send(self.encoder.relay(delta, logprobs))
 
     def fingerprint(self, value: str) -> None:
         self.encoder.fingerprint(value)
@@ -43,13 +58,13 @@ class StreamSink:
     def tool_call_start(self, index: int, call_id: str, name: str) -> None:
         if not self.spoke:
             self.spoke, self.spoke_at = True, time.perf_counter()
-        self.queue.put_nowait(self.encoder.tool_call_start(index, call_id, name))
+        self._put(self.encoder.tool_call_start(index, call_id, name))
 
     def tool_call_arguments(self, index: int, fragment: str) -> None:
-        self.queue.put_nowait(self.encoder.tool_call_arguments(index, fragment))
+        self._put(self.encoder.tool_call_arguments(index, fragment))
 
     def working(self) -> None:
-        self.queue.put_nowait(KEEPALIVE)
+        self._put(KEEPALIVE)
 
     def server_tool_call(self, call_id: str, name: str, arguments: str) -> None:
         return None  # server tools stay invisible to OpenAI clients (DESIGN rule 6)
@@ -60,7 +75,7 @@ class StreamSink:
     def finish(self, reason: str, usage: dict[str, int]) -> None:
         self.accepted()
         self.ended = True
-        self.queue.put_nowait(self.encoder.finish(reason))
+        self._put(self.encoder.finish(reason))
         if self.encoder.include_usage:
             self.queue.put_nowait(self.encoder.usage(usage))
         self.queue.put_nowait(DONE)
@@ -69,9 +84,9 @@ class StreamSink:
     def error(self, error: APIError) -> None:
         self.ended = True
         if not self.started:
-            self.queue.put_nowait(error)  # nothing sent yet: the client gets a real HTTP status
+            self._put(error)  # nothing sent yet: the client gets a real HTTP status
             return
-        self.queue.put_nowait(error_event(error))
+        self._put(error_event(error))
         self.queue.put_nowait(DONE)
         self.queue.put_nowait(None)
 

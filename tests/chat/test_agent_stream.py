@@ -13,6 +13,7 @@ import openai
 import pytest
 
 from helpers import agent_calls, create_agent, raw_events, sdk, sim_headers
+from proxy.http_server import BodyWriter
 
 
 def check_chunk_rules(events: list[Any], model: str, *, usage: bool) -> dict[str, Any]:
@@ -53,6 +54,43 @@ def test_raw_stream_follows_every_chunk_rule(server) -> None:
     out = check_chunk_rules(events, agent, usage=True)
     assert out["finish"] == "stop"
     assert out["text"] == "Thinking first.All done now."  # content from every step is forwarded
+
+
+def test_tokens_that_come_apart_are_written_by_the_turn_itself_in_order(server) -> None:
+    # Tokens 5 ms apart each arrive in a read of their own: past the first, the turn's task writes them (the
+    # server's BodyWriter); the server tool step between the two replies goes through the queue again.
+    agent = create_agent(server.base_url)
+    script = [{"reply": "one two three four five six", "content_then_tool_calls": True,
+               "tool_calls": [{"name": "memory_insert", "arguments": {"label": "human", "new_str": "x"}}]},
+              {"reply": "seven eight nine ten"}]
+    before = BodyWriter.written
+    response = httpx.post(server.base_url + "/v1/chat/completions", timeout=30,
+                          json={"model": agent, "stream": True, "stream_options": {"include_usage": True},
+                                "messages": [{"role": "user", "content": "hi"}]},
+                          headers=sim_headers(script=script, token_delay_ms=5))
+    events, _ = raw_events(response)
+    out = check_chunk_rules(events, agent, usage=True)
+    assert out["text"] == "one two three four five sixseven eight nine ten" and out["finish"] == "stop"
+    assert BodyWriter.written - before >= 5
+
+
+def test_a_client_tool_call_after_tokens_written_by_the_turn_comes_after_them(server) -> None:
+    agent = create_agent(server.base_url)
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object",
+                                                                                    "properties": {}}}}]
+    script = [{"reply": "let me look that up for you now", "content_then_tool_calls": True,
+               "tool_calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}]}]
+    before = BodyWriter.written
+    response = httpx.post(server.base_url + "/v1/chat/completions", timeout=30,
+                          json={"model": agent, "stream": True, "tools": tools,
+                                "messages": [{"role": "user", "content": "weather?"}]},
+                          headers=sim_headers(script=script, token_delay_ms=5))
+    events, _ = raw_events(response)
+    out = check_chunk_rules(events, agent, usage=False)
+    assert out["finish"] == "tool_calls" and out["text"] == "let me look that up for you now"
+    kinds = [next(iter(c["choices"][0]["delta"])) for c in out["chunks"][1:] if c["choices"][0]["delta"]]
+    assert kinds == sorted(kinds)  # every "content" delta before the first "tool_calls" one
+    assert kinds.count("tool_calls") >= 1 and BodyWriter.written - before >= 3
 
 
 def test_usage_is_summed_over_every_upstream_call(server, sim_requests, sim_url) -> None:
