@@ -4,7 +4,8 @@ This machine's speed moves by tens of percent between minutes, so runs of two ch
 alternated) mostly compare minutes. Here one upstream (`bench.fixed_upstream`, or the simulator with `--upstream
 sim`) serves two memproxies at once, one run from checkout A and one from B (each its own data dir, `--agents`
 agents with `--size` messages in context); one connection to each sends a request to A, then to B, then B, then A,
-and so on, one at a time: passthrough requests, then agent turns. Reported per side: the client's TTFT (median,
+and so on, one at a time: passthrough requests, then agent turns (with `--upstream sim`, `--tokens N --token-ms D`
+make each reply N tokens, D ms apart). Reported per side: the client's TTFT (median,
 p90, p99), the median of memproxy's own time before the upstream call (its `Server-Timing`), and memproxy's
 CPU per request: all threads, from /proc/<pid>/task/*/schedstat, with the batched work that lands in the `SETTLE_S`
 after the last request.
@@ -31,8 +32,12 @@ KINDS = ("passthrough", "agent")
 
 
 async def measure(work: Path, a: str, b: str, rounds: int, *, agents: int = 16, size: int = 50,
-                  upstream: str = "fixed", warmup: int = 50) -> dict[str, dict[str, dict[str, float]]]:
-    """{kind: {"A"|"B": figures}} for `rounds` requests of each kind to each side."""
+                  upstream: str = "fixed", warmup: int = 50, tokens: int | None = None,
+                  token_ms: float = 0.0) -> dict[str, dict[str, dict[str, float]]]:
+    """{kind: {"A"|"B": figures}} for `rounds` requests of each kind to each side.
+
+    With the simulator, `tokens` sets the reply's length and `token_ms` the time between its tokens (each then
+    arrives in a read of its own: what a streamed token costs)."""
     h = Harness(work, FULL)
     h.start()
     fixed = procs = conns = None
@@ -50,6 +55,8 @@ async def measure(work: Path, a: str, b: str, rounds: int, *, agents: int = 16, 
             procs[side] = start_memproxy(h.log_dir, data, base, code=str(Path(code).resolve()))
             await warm_agents(h, ids[side], port=procs[side].port)
         headers = {**h.profile("zero"), "X-Sim-Ttft-Ms": "0"}
+        if tokens is not None:
+            headers.update({"X-Sim-Reply-Tokens": str(tokens), "X-Sim-Token-Delay-Ms": str(token_ms)})
         conns = {side: (await open_conns(proc.port, 1))[0] for side, proc in procs.items()}
 
         def request(kind: str, side: str, i: int) -> Any:
@@ -59,8 +66,8 @@ async def measure(work: Path, a: str, b: str, rounds: int, *, agents: int = 16, 
 
         out: dict[str, dict[str, dict[str, float]]] = {}
         for kind in KINDS:
-            for side in procs:
-                for i in range(warmup):
+            for i in range(warmup):  # alternated too: a connection idle past uvicorn's keep-alive would be closed
+                for side in procs:
                     await conns[side].send(request(kind, side, i), kind)
             ttfts: dict[str, list[float]] = {side: [] for side in procs}
             own: dict[str, list[float]] = {side: [] for side in procs}  # Server-Timing: before the upstream call
@@ -75,6 +82,8 @@ async def measure(work: Path, a: str, b: str, rounds: int, *, agents: int = 16, 
                             own[side].append(result.server_ms)
                     else:
                         errors[side] += 1
+                        h.log(f"{kind} request to {side} failed: {result.error or 'no content'} "
+                              f"(status {result.status})")
             await asyncio.sleep(SETTLE_S)
             out[kind] = {}
             for side, proc in procs.items():
@@ -105,11 +114,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=50, help="in-context messages per agent (default 50)")
     parser.add_argument("--upstream", choices=("fixed", "sim"), default="fixed",
                         help="bench.fixed_upstream (default) or the simulator at zero delay")
+    parser.add_argument("--tokens", type=int, default=None, help="with --upstream sim: tokens per reply")
+    parser.add_argument("--token-ms", type=float, default=0.0, help="with --upstream sim: ms between tokens")
     args = parser.parse_args(argv)
+    if args.tokens is not None and args.upstream != "sim":
+        parser.error("--tokens needs --upstream sim (the fixed upstream always sends the same answer)")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="memproxy-ab-") as work:
         r = asyncio.run(measure(Path(work), args.a, args.b, args.rounds, agents=args.agents, size=args.size,
-                                upstream=args.upstream))
+                                upstream=args.upstream, tokens=args.tokens, token_ms=args.token_ms))
     for kind, sides in r.items():
         for side, f in sides.items():
             print(f"{kind:<11} {side}: TTFT p50 {f['ttft_p50_ms']:.3f} p90 {f['ttft_p90_ms']:.3f} "
