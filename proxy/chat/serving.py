@@ -310,7 +310,7 @@ class TurnRunner:
                 # real item is skipped by the drain above.
                 idle = loop.call_later(self.keepalive, asyncio.Queue.put_nowait, cast("asyncio.Queue[object]", queue),
                                        _IDLE)
-                if writer is not None and heard:
+                if writer is not None and heard and queue.empty():
                     sink.direct = writer  # nothing queued, nothing held: the turn may write content itself now
                 try:
                     item = await queue.get()
