@@ -283,6 +283,7 @@ class TurnRunner:
             if first is None:
                 return
             pending = [first]
+            quiet_for = self.keepalive  # silence after which a keep-alive goes out
             while True:
                 # Send everything already queued in one write; wait (with keep-alives) only when idle.
                 done = False
@@ -308,8 +309,8 @@ class TurnRunner:
                 # Idle for a keep-alive interval: a marker lands in the queue (past a TeeQueue's publisher: it is
                 # not an event of the run). Cheaper than asyncio.timeout; a marker that lost the race to a
                 # real item is skipped by the drain above.
-                idle = loop.call_later(self.keepalive, asyncio.Queue.put_nowait, cast("asyncio.Queue[object]", queue),
-                                       _IDLE)
+                idle = loop.call_later(quiet_for, asyncio.Queue.put_nowait, cast("asyncio.Queue[object]", queue), _IDLE)
+                quiet_for = self.keepalive
                 if writer is not None and heard and queue.empty():
                     sink.direct = writer  # nothing queued, nothing held: the turn may write content itself now
                 try:
@@ -318,6 +319,11 @@ class TurnRunner:
                     sink.direct = None
                     idle.cancel()
                 if item is _IDLE:
+                    if writer is not None:
+                        quiet = time.monotonic() - sink.direct_at
+                        if quiet < self.keepalive:  # the turn wrote tokens meanwhile: not silent for that long
+                            quiet_for = self.keepalive - quiet
+                            continue
                     yield KEEPALIVE_LINE if detached else KEEPALIVE
                     continue
                 if item is None:

@@ -27,6 +27,7 @@ class StreamSink:
         self.spoke = False  # content or a tool call was sent: a disconnect now is a barge-in
         self.spoke_at: float | None = None  # when the first content arrived from the turn
         self.direct: Callable[[bytes], bool] | None = None
+        self.direct_at = 0.0  # time.monotonic() of the last write through `direct`
 
     def _put(self, item: bytes | APIError | None) -> None:
         self.direct = None  # queued from now on, until the response lends the writer again
@@ -34,7 +35,9 @@ class StreamSink:
 
     def _send(self, data: bytes) -> None:
         direct = self.direct
-        if direct is None or not direct(data):
+        if direct is not None and direct(data):
+            self.direct_at = time.monotonic()
+        else:
             self._put(data)
 
     def accepted(self) -> None:

@@ -127,6 +127,25 @@ def test_keepalive_comments_while_upstream_is_slow(make_server) -> None:
     check_chunk_rules(events, agent, usage=False)
 
 
+def test_no_keepalive_comment_while_the_turn_writes_tokens_itself(make_server) -> None:
+    # Tokens 10 ms apart for ~0.6 s, keep-alives due after 0.1 s of silence: the response's task sleeps all along
+    # (the turn writes the tokens), yet the stream is never silent, so no comment goes out; a slow start still
+    # gets them.
+    srv = make_server(keepalive_interval=0.1)
+    agent = create_agent(srv.base_url)
+    reply = " ".join(f"word{i}" for i in range(60))
+    before = BodyWriter.written
+    response = httpx.post(srv.base_url + "/v1/chat/completions", timeout=30,
+                          json={"model": agent, "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+                          headers=sim_headers(script=[{"reply": reply}], token_delay_ms=10, ttft_ms=350))
+    events, comments = raw_events(response)
+    assert check_chunk_rules(events, agent, usage=False)["text"] == reply
+    assert BodyWriter.written - before >= 30
+    first_content = response.text.index('"content":"word0')
+    assert ": keep-alive" in response.text[:first_content]  # the 350 ms before the first token
+    assert ": keep-alive" not in response.text[first_content:], comments
+
+
 def test_upstream_failure_before_first_token_keeps_the_user_message(server) -> None:
     agent = create_agent(server.base_url)
     for status, expected in ((500, 502), (429, 429)):
