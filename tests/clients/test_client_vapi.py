@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import uuid
 from typing import Any, Iterator
 
@@ -18,7 +17,7 @@ import pytest
 import uvicorn
 
 from client_support import check_chunks, history, upstream_agent_calls
-from helpers import create_agent, raw_events, serve_in_thread, sim_headers
+from helpers import create_agent, free_port, raw_events, serve_in_thread, sim_headers
 from proxy.app import build_app
 from proxy.cli import http_protocol
 from proxy.config import Settings
@@ -78,9 +77,7 @@ def logged(tmp_path_factory: pytest.TempPathFactory, sim_url: str) -> Iterator[t
     """A memproxy with every logger at its most verbose (uvicorn at trace, access log on), captured."""
     handler = Captured()
     saved = {name: (logging.getLogger(name).level, logging.getLogger(name).disabled) for name in LOGGERS}
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     settings = Settings.load({"port": port, "data_dir": str(tmp_path_factory.mktemp("vapi")),
                               "upstream_url": sim_url, "log_level": "debug"}, environ={})
     config = uvicorn.Config(build_app(settings), host="127.0.0.1", port=port, log_level="trace", access_log=True,
