@@ -128,6 +128,7 @@ async def _start_embedded_simulator() -> tuple[Any, str]:
     """No upstream configured: serve the simulator on a private loopback port in this process."""
     import uvicorn
 
+    from proxy.quiet_server import QuietServer
     from proxy.sim import SimConfig, build_sim_app
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -135,7 +136,7 @@ async def _start_embedded_simulator() -> tuple[Any, str]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(build_sim_app(SimConfig()), log_level="warning", access_log=False, lifespan="off")
-    server = uvicorn.Server(config)
+    server = QuietServer(config)
     server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
     task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
     while not server.started and not task.done():

@@ -101,6 +101,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from memory.native_heap import keep_large_blocks, limit_arenas
     from proxy.app import build_app
+    from proxy.quiet_server import QuietServer
 
     limit_arenas()  # before DuckDB's and LanceDB's threads exist: they would each get an arena
     keep_large_blocks()
@@ -109,7 +110,7 @@ def serve(args: argparse.Namespace) -> int:
         # log_config=None: uvicorn's loggers keep no handlers of their own and go through ours (text or JSON).
         config = uvicorn.Config(build_app(settings), log_level="warning", log_config=None, access_log=False,
                                 loop=_loop(), http=http_protocol(), timeout_graceful_shutdown=5)
-        server = uvicorn.Server(config)
+        server = QuietServer(config)
         try:
             server.run(sockets=[sock])
         except KeyboardInterrupt:

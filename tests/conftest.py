@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import threading
 import time
@@ -17,6 +16,7 @@ from helpers import ON_POSTGRES, free_port
 from proxy.app import build_app
 from proxy.cli import http_protocol
 from proxy.config import Settings
+from proxy.quiet_server import QuietServer
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -42,27 +42,6 @@ class PostgresSchemas:
             pg.run_blocking(pg.drop_schema(self.request.getfixturevalue("postgres_url"), name))
 
 
-class PromptServer(uvicorn.Server):
-    """uvicorn's server, told to stop through `wake` instead of finding `should_exit` at its next 0.1 s tick:
-    the suite starts and stops hundreds of servers."""
-
-    wake: asyncio.Event | None = None
-
-    async def main_loop(self) -> None:
-        self.wake = asyncio.Event()
-        counter = 0
-        while not await self.on_tick(counter):
-            counter = (counter + 10) % 864_000  # on_tick refreshes the Date header when counter % 10 == 0
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), 1.0)
-
-    def stop_from(self, loop: asyncio.AbstractEventLoop | None) -> None:
-        """Ask the server running on `loop` (another thread's) to stop now."""
-        self.should_exit = True
-        if loop is not None and self.wake is not None:
-            loop.call_soon_threadsafe(self.wake.set)
-
-
 class ServerThread:
     """memproxy served by uvicorn on its own thread and event loop, reachable over real HTTP."""
 
@@ -74,7 +53,7 @@ class ServerThread:
         # The HTTP protocol `memproxy serve` runs, so every request of the suite goes through it.
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
                                 access_log=False, lifespan="on", timeout_graceful_shutdown=1, http=http_protocol())
-        self.server = PromptServer(config)
+        self.server = QuietServer(config)  # stops as soon as asked, not at its next tick
         self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -95,7 +74,7 @@ class ServerThread:
 
     def ask_to_stop(self) -> None:
         """Start the shutdown and return: `stop()` waits for it."""
-        self.server.stop_from(self.loop)
+        self.server.should_exit = True
 
     def stop(self) -> None:
         self.ask_to_stop()

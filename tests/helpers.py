@@ -14,6 +14,8 @@ import httpx
 import openai
 import uvicorn
 
+from proxy.quiet_server import QuietServer
+
 # MEMPROXY_TEST_BACKEND=postgres serves the `server` and `make_server` fixtures from PostgreSQL (a schema each).
 ON_POSTGRES = os.environ.get("MEMPROXY_TEST_BACKEND", "embedded") == "postgres"
 
@@ -72,7 +74,7 @@ def serve_in_thread(config: uvicorn.Config, run: Callable[[Coroutine[Any, Any, N
                     timeout: float = 30.0) -> tuple[uvicorn.Server, threading.Thread]:
     """uvicorn serving `config` on a thread of its own (`run` starts its loop), once started; to stop it, set
     `server.should_exit` and join the thread."""
-    server = uvicorn.Server(config)
+    server = QuietServer(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     thread = threading.Thread(target=lambda: run(server.serve()), daemon=True)
     thread.start()

@@ -11,6 +11,7 @@ from typing import Any
 
 import uvicorn
 
+from proxy.quiet_server import QuietServer
 from proxy.sim.app import build_sim_app
 from proxy.sim.config import SimConfig
 
@@ -37,7 +38,7 @@ def uvicorn_config(config: SimConfig, host: str, port: int, wrap: Callable[[Any]
 
 def run_sim(host: str, port: int, config: SimConfig) -> None:
     """Serve the simulator in the foreground on a fresh (uvloop, when installed) event loop."""
-    uvicorn.Server(uvicorn_config(config, host, port)).run()
+    QuietServer(uvicorn_config(config, host, port)).run()
 
 
 def _base_url(host: str, port: int) -> str:
@@ -57,7 +58,7 @@ def run_sim_in_thread(
     sock.bind((host, port))
     sock.listen(2048)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn_config(config or SimConfig(), host, port, wrap))
+    server = QuietServer(uvicorn_config(config or SimConfig(), host, port, wrap))
     failure: list[BaseException] = []
 
     def run() -> None:
