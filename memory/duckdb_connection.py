@@ -27,8 +27,11 @@ log = logging.getLogger("memproxy")
 
 # Journaled turns reach the tables this long after the first of a group, or once this many are queued. A group
 # costs ~2.5 ms of CPU with one turn and 15-25 ms with a few hundred (two inserts, a commit), so at a few turns
-# a second the wait decides what each pays for it. Reads apply the queue first: the wait hides nothing.
-APPLY_DELAY_S = 2.0
+# a second the wait decides what each pays for it. Reads apply the queue first: the wait hides nothing. After
+# a second or two without a statement, DuckDB's first ones cost 2-4 ms of CPU each on this virtual machine
+# (its code and data gone cold; back to back 0.15), so a group of one turn every two seconds cost 6-18 ms:
+# ten seconds makes that one group for the turns of ten seconds.
+APPLY_DELAY_S = 10.0
 APPLY_AT = 512
 # Past this many journaled turns the tables have not taken (they keep failing), turns are refused.
 JOURNAL_BACKLOG_MAX = 20_000

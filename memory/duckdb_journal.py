@@ -4,7 +4,7 @@ A DuckDB transaction costs about 1.3 ms of CPU whatever it holds (each INSERT is
 set-up, the COMMIT another 0.4), so a server answering one turn at a time paid that for every turn. An
 append and an fdatasync of a small file cost ~0.05 ms. So a turn's rows (insert-only messages and run, and
 its evictions) are written here first, acknowledged once the file is synced, and applied to the tables by
-the group commit up to two seconds later (duckdb_connection.APPLY_DELAY_S), up to hundreds of turns in one
+the group commit up to ten seconds later (duckdb_connection.APPLY_DELAY_S), up to hundreds of turns in one
 transaction.
 
 Records are `<length><crc32><payload>`, the payload JSON `[seq, message rows, run rows, evicted ids]`.
