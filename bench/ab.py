@@ -5,10 +5,11 @@ alternated) mostly compare minutes. Here one upstream (`bench.fixed_upstream`, o
 sim`) serves two memproxies at once, one run from checkout A and one from B (each its own data dir, `--agents`
 agents with `--size` messages in context); one connection to each sends a request to A, then to B, then B, then A,
 and so on, one at a time: passthrough requests, then agent turns (with `--upstream sim`, `--tokens N --token-ms D`
-make each reply N tokens, D ms apart). Reported per side: the client's TTFT (median,
-p90, p99), the median of memproxy's own time before the upstream call (its `Server-Timing`), and memproxy's
-CPU per request: all threads, from /proc/<pid>/task/*/schedstat, with the batched work that lands in the `SETTLE_S`
-after the last request.
+make each reply N tokens, D ms apart; `--gap-ms G` pauses G ms after each request, as a call does between its
+turns, so what an idle server does between requests counts). Reported per side: the client's TTFT (median, p90,
+p99), the median of memproxy's own time before the upstream call (its `Server-Timing`), and memproxy's CPU per
+request: all threads, from /proc/<pid>/task/*/schedstat, with the batched work that lands in the `SETTLE_S` after
+the last request.
 """
 
 from __future__ import annotations
@@ -33,11 +34,12 @@ KINDS = ("passthrough", "agent")
 
 async def measure(work: Path, a: str, b: str, rounds: int, *, agents: int = 16, size: int = 50,
                   upstream: str = "fixed", warmup: int = 50, tokens: int | None = None,
-                  token_ms: float = 0.0) -> dict[str, dict[str, dict[str, float]]]:
+                  token_ms: float = 0.0, gap_ms: float = 0.0) -> dict[str, dict[str, dict[str, float]]]:
     """{kind: {"A"|"B": figures}} for `rounds` requests of each kind to each side.
 
     With the simulator, `tokens` sets the reply's length and `token_ms` the time between its tokens (each then
-    arrives in a read of its own: what a streamed token costs)."""
+    arrives in a read of its own: what a streamed token costs). `gap_ms`: a pause after each request, so each
+    side idles between its requests as a server does between a call's turns (its idle wake-ups count then)."""
     h = Harness(work, FULL)
     h.start()
     fixed = procs = conns = None
@@ -73,6 +75,7 @@ async def measure(work: Path, a: str, b: str, rounds: int, *, agents: int = 16, 
             own: dict[str, list[float]] = {side: [] for side in procs}  # Server-Timing: before the upstream call
             errors = {side: 0 for side in procs}
             cpu0 = {side: thread_cpu_ns(proc.pid) for side, proc in procs.items()}
+            started = time.perf_counter()
             for i in range(rounds):
                 for side in ("A", "B") if i % 2 == 0 else ("B", "A"):
                     result = await conns[side].send(request(kind, side, i), kind)
@@ -84,6 +87,9 @@ async def measure(work: Path, a: str, b: str, rounds: int, *, agents: int = 16, 
                         errors[side] += 1
                         h.log(f"{kind} request to {side} failed: {result.error or 'no content'} "
                               f"(status {result.status})")
+                    if gap_ms:
+                        await asyncio.sleep(gap_ms / 1000)
+            seconds = time.perf_counter() - started
             await asyncio.sleep(SETTLE_S)
             out[kind] = {}
             for side, proc in procs.items():
@@ -93,7 +99,7 @@ async def measure(work: Path, a: str, b: str, rounds: int, *, agents: int = 16, 
                     "ttft_p50_ms": statistics.median(values), "ttft_p90_ms": cuts[89], "ttft_p99_ms": cuts[98],
                     "server_timing_p50_ms": statistics.median(own[side] or [0.0]),
                     "cpu_ms_per_request": sum(cpu_ns_since(proc.pid, cpu0[side]).values()) / rounds / 1e6,
-                    "errors": errors[side]}
+                    "errors": errors[side], "seconds": seconds}
         return out
     finally:
         for conn in (conns or {}).values():
@@ -116,13 +122,16 @@ def main(argv: list[str] | None = None) -> None:
                         help="bench.fixed_upstream (default) or the simulator at zero delay")
     parser.add_argument("--tokens", type=int, default=None, help="with --upstream sim: tokens per reply")
     parser.add_argument("--token-ms", type=float, default=0.0, help="with --upstream sim: ms between tokens")
+    parser.add_argument("--gap-ms", type=float, default=0.0,
+                        help="pause after each request, idling both sides as between a call's turns (default 0)")
     args = parser.parse_args(argv)
     if args.tokens is not None and args.upstream != "sim":
         parser.error("--tokens needs --upstream sim (the fixed upstream always sends the same answer)")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="memproxy-ab-") as work:
         r = asyncio.run(measure(Path(work), args.a, args.b, args.rounds, agents=args.agents, size=args.size,
-                                upstream=args.upstream, tokens=args.tokens, token_ms=args.token_ms))
+                                upstream=args.upstream, tokens=args.tokens, token_ms=args.token_ms,
+                                gap_ms=args.gap_ms))
     for kind, sides in r.items():
         for side, f in sides.items():
             print(f"{kind:<11} {side}: TTFT p50 {f['ttft_p50_ms']:.3f} p90 {f['ttft_p90_ms']:.3f} "
