@@ -71,10 +71,11 @@ def free_port() -> int:
 
 
 def serve_in_thread(config: uvicorn.Config, run: Callable[[Coroutine[Any, Any, None]], Any] = asyncio.run,
-                    timeout: float = 30.0) -> tuple[uvicorn.Server, threading.Thread]:
+                    timeout: float = 30.0, server_class: type[QuietServer] = QuietServer
+                    ) -> tuple[QuietServer, threading.Thread]:
     """uvicorn serving `config` on a thread of its own (`run` starts its loop), once started; to stop it, set
     `server.should_exit` and join the thread."""
-    server = QuietServer(config)
+    server = server_class(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     thread = threading.Thread(target=lambda: run(server.serve()), daemon=True)
     thread.start()

@@ -43,27 +43,23 @@ def test_an_idle_server_looks_at_the_clock_about_once_a_second_and_keeps_the_dat
     assert not thread.is_alive()
 
 
+class HourlyTick(QuietServer):
+    tick = 3600.0  # a stop that waited for the next tick would wait up to an hour
+
+
 def test_setting_should_exit_from_another_thread_stops_the_server_without_waiting_for_a_tick() -> None:
     port = free_port()
-    QuietServer.tick = 3600.0  # a stop that waited for the next tick would wait an hour
-    try:
-        server, thread = serve_in_thread(config(port))
-        assert httpx.get(f"http://127.0.0.1:{port}/").text == "hello"
-        server.should_exit = True
-        thread.join(timeout=10)
-        assert not thread.is_alive()
-    finally:
-        QuietServer.tick = 1.0
+    server, thread = serve_in_thread(config(port), server_class=HourlyTick)
+    assert httpx.get(f"http://127.0.0.1:{port}/").text == "hello"
+    server.should_exit = True
+    thread.join(timeout=10)
+    assert not thread.is_alive()
 
 
 def test_a_signal_stops_the_server_without_waiting_for_a_tick() -> None:
     port = free_port()
-    QuietServer.tick = 3600.0
-    try:
-        server, thread = serve_in_thread(config(port))
-        server.handle_exit(signal.SIGTERM, None)  # what uvicorn's signal handler calls
-        thread.join(timeout=10)
-        assert not thread.is_alive()
-        assert server.should_exit
-    finally:
-        QuietServer.tick = 1.0
+    server, thread = serve_in_thread(config(port), server_class=HourlyTick)
+    server.handle_exit(signal.SIGTERM, None)  # what uvicorn's signal handler calls
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert server.should_exit
