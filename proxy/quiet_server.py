@@ -1,7 +1,7 @@
 """uvicorn's server, woken once a second instead of ten times, and at once when told to stop.
 
 uvicorn's main loop sleeps 0.1 s at a time to look at `should_exit` (and, every tenth time, to renew the Date
-header): ten wake-ups a second of a process with nothing to do, two with the embedded simulator. On a virtual
+header): ten wake-ups a second of a process with nothing to do (the embedded simulator runs another). On a virtual
 machine each costs tens to hundreds of microseconds of CPU, and a paced stream of turns (a voice call's, one every
 second or so) pays them between its turns, from caches the wake-up has cooled. Here the loop sleeps until the
 next whole second, when the Date header changes, and setting `should_exit` (a signal's handler, another thread
