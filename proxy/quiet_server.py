@@ -21,7 +21,6 @@ class QuietServer(uvicorn.Server):
     """`uvicorn.Server`, ticking once a second (`tick`) and woken by `should_exit` being set."""
 
     tick = 1.0  # seconds between looks at the clock when nothing else wakes the loop
-    ticks = 0  # how many times the loop has looked (tests count them)
     _exit = False
     _wake: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
 
@@ -45,7 +44,6 @@ class QuietServer(uvicorn.Server):
         try:
             # Counter 0 every time: uvicorn's `on_tick` renews the Date header when the counter is a multiple of 10.
             while not await self.on_tick(0):
-                self.ticks += 1
                 timer = loop.call_later(self.tick - time.time() % self.tick, event.set)
                 await event.wait()
                 event.clear()
