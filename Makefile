@@ -35,11 +35,16 @@ test: $(TEST_STAMP)
 # Not here: tests/sim (no memproxy server) and tests/test_cli.py (its PostgreSQL test runs in the first pass).
 CONSOLE_PG := tests/console/test_console_browser.py::test_agent_memory_chat_runs_context_history_search \
 	tests/console/test_console_browser.py::test_context_shows_the_summary_after_a_compaction
+# bench's tests whose tools run memproxy on its embedded store or in process whatever the backend: this pass would
+# repeat the first one's runs exactly (about a minute and a half).
+BENCH_EMBEDDED := test_ab test_steady test_turn_cost test_relay_cost test_store_cost test_soak_figures \
+	test_procs_cpu test_fixed_upstream
 test-postgres: $(TEST_STAMP)
 	MEMPROXY_TEST_BACKEND=postgres $(BIN)/python -m pytest tests/chat tests/api tests/providers tests/clients \
 		tests/tools tests/test_coordination.py tests/test_http1.py tests/test_upstream_tls.py tests/test_readme.py \
 		tests/resumable/test_resume.py tests/resumable/test_letta_background.py \
-		tests/test_metrics.py tests/test_runtime.py tests/crash tests/bench $(CONSOLE_PG) $(PYTEST_ARGS)
+		tests/test_metrics.py tests/test_runtime.py tests/crash tests/bench \
+		$(BENCH_EMBEDDED:%=--ignore=tests/bench/%.py) $(CONSOLE_PG) $(PYTEST_ARGS)
 
 # Agent suites against `memproxy serve --workers 2` on PostgreSQL and Redis (tests needing the in-process
 # runtime skip there).
