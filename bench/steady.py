@@ -7,7 +7,7 @@ windows catch or miss. This runs one memproxy (`bench.fixed_upstream` as its ups
 with `--size` messages in context and a window too large to compact), warms it for `--warmup` seconds of the same
 load and lets that load's batched work finish (`SETTLE_S`, then quiet), then measures `--seconds` of turns from
 `--concurrency` connections back to back and the same settling after them: CPU per turn from /proc (all threads,
-user and kernel apart, the process's idle rate taken off the total) and per thread name (raw). Compare two
+the process's idle rate taken off), and raw: user and kernel time apart, and per thread name. Compare two
 checkouts by running it from outside both with `PYTHONPATH` at each, alternated: this machine's speed moves by
 tens of percent between minutes.
 """
